@@ -1,0 +1,39 @@
+"""tfdist: train Keras 3 models under MirroredStrategy, MultiWorkerMirroredStrategy and
+ParameterServerStrategy with one custom training loop.
+
+The Python API (imported lazily so ``tfdist.config`` and the launcher never start
+TensorFlow)::
+
+    dist = tfdist.make_strategy("mirrored", num_devices=2)
+    with dist.strategy.scope():
+        model = tfdist.build_model("mlp", input_shape=(8, 8), num_classes=10)
+    trainer = tfdist.Trainer(dist, model=model, optimizer="adam", global_batch_size=64)
+    history = trainer.fit(train_fn, epochs=5, steps_per_epoch=20, validation_fn=val_fn)
+"""
+
+import importlib
+
+_EXPORTS = {
+    "ConfigError": "tfdist.config",
+    "TrainConfig": "tfdist.config",
+    "read_tf_config": "tfdist.config",
+    "parse_tf_config": "tfdist.config",
+    "make_strategy": "tfdist.strategies",
+    "configure_cpu_devices": "tfdist.strategies",
+    "Distribution": "tfdist.strategies",
+    "build_model": "tfdist.models",
+    "register_model": "tfdist.models",
+    "build_optimizer": "tfdist.optimizers",
+    "load_source": "tfdist.data",
+    "make_dataset_fn": "tfdist.data",
+    "Trainer": "tfdist.trainer",
+    "History": "tfdist.trainer",
+    "run_job": "tfdist.job",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tfdist' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

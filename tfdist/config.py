@@ -1,0 +1,253 @@
+"""Settings of a training run and of the cluster it runs in.
+
+This module owns the vocabulary every other module shares: the valid strategy,
+optimizer and model-independent option names, the frozen ``TrainConfig`` the
+command line builds, and the parsing and validation of ``TF_CONFIG``. It is
+standard library only: it never imports TensorFlow, so the launcher and the
+command line can use it before TensorFlow starts.
+
+Building TF_CONFIG for a new cluster is the launcher's job (``launch.tf_config``);
+this module only reads and checks one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Mapping, Optional
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "parameter_server")
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+TASK_TYPES = ("chief", "worker", "ps", "evaluator")
+DEFAULT_CPU_REPLICAS = 2
+
+
+class ConfigError(ValueError):
+    """A user mistake in settings, TF_CONFIG or data; the message is one line with the fix."""
+
+
+def _choices(values) -> str:
+    return ", ".join(values)
+
+
+def check_choice(what: str, value: str, choices) -> str:
+    """Returns ``value`` if it is one of ``choices``; raises ConfigError listing them otherwise."""
+    if value not in choices:
+        raise ConfigError(f"Unknown {what} {value!r}. Expected one of: {_choices(choices)}.")
+    return value
+
+
+def check_positive(what: str, value, *, allow_none: bool = False):
+    """Returns ``value`` if it is a positive number (or None when allowed)."""
+    if value is None and allow_none:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{what} ({value!r}) must be a positive number.")
+    return value
+
+
+def nearest_multiples(value: int, divisor: int) -> str:
+    """Says the multiples of ``divisor`` on either side of ``value``: "28 or 32"."""
+    below = (value // divisor) * divisor
+    above = below + divisor
+    return f"{below} or {above}" if below > 0 else f"{above}"
+
+
+def per_replica_batch_size(global_batch_size: int, num_replicas: int) -> int:
+    """The batch each replica computes on; the global batch must split evenly."""
+    if global_batch_size % num_replicas:
+        raise ConfigError(
+            f"global_batch_size ({global_batch_size}) must be divisible by the number of "
+            f"replicas ({num_replicas}); use {nearest_multiples(global_batch_size, num_replicas)}."
+        )
+    return global_batch_size // num_replicas
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run of the built-in job needs; field names equal the CLI flags.
+
+    Attributes:
+      strategy: one of STRATEGIES; ``auto`` decides from TF_CONFIG and the devices.
+      num_workers: worker processes; above 1 without TF_CONFIG the CLI launches them.
+      num_ps: parameter-server processes (``parameter_server`` only).
+      num_devices: replicas for ``mirrored``: GPUs when present, else logical CPUs.
+        None means all GPUs, or 2 CPU replicas when there is no GPU.
+      model: a registered model name (``mlp``, ``cnn`` or one a user registered).
+      dataset: ``digits``, ``synthetic`` or a TFDS name.
+      data_dir: where TFDS datasets are prepared (TFDS's default when None).
+      num_examples: size of the ``synthetic`` dataset.
+      global_batch_size: examples per update, over all replicas.
+      epochs: passes over ``steps_per_epoch`` steps.
+      steps_per_epoch: None means one pass over the training split.
+      steps_per_loop: training steps run inside one ``tf.function`` call.
+      optimizer: one of OPTIMIZERS.
+      learning_rate: the optimizer's learning rate.
+      seed: seeds weights, shuffling and synthetic data.
+      shuffle: shuffle the training data each epoch (False keeps the source order).
+      model_dir: checkpoints and the exported model go here; None keeps nothing.
+      metrics_json: path of a JSON summary written by the chief; None writes none.
+    """
+
+    strategy: str = "auto"
+    num_workers: int = 1
+    num_ps: int = 0
+    num_devices: Optional[int] = None
+    model: str = "mlp"
+    dataset: str = "digits"
+    data_dir: Optional[str] = None
+    num_examples: int = 60000
+    global_batch_size: int = 64
+    epochs: int = 20
+    steps_per_epoch: Optional[int] = None
+    steps_per_loop: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    seed: int = 0
+    shuffle: bool = True
+    model_dir: Optional[str] = None
+    metrics_json: Optional[str] = None
+
+    def __post_init__(self):
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        for name in ("num_workers", "num_examples", "global_batch_size", "epochs",
+                     "steps_per_loop", "learning_rate"):
+            check_positive(name, getattr(self, name))
+        check_positive("num_devices", self.num_devices, allow_none=True)
+        check_positive("steps_per_epoch", self.steps_per_epoch, allow_none=True)
+        if self.num_ps < 0:
+            raise ConfigError(f"num_ps ({self.num_ps}) must be 0 or more.")
+        if self.strategy == "parameter_server" and self.num_ps < 1:
+            raise ConfigError(
+                f"num_ps ({self.num_ps}) must be at least 1 for strategy 'parameter_server'; "
+                "pass --num_ps=1.")
+        if self.num_ps and self.strategy not in ("parameter_server", "auto"):
+            raise ConfigError(
+                f"num_ps ({self.num_ps}) is only used by strategy 'parameter_server', "
+                f"not {self.strategy!r}; drop --num_ps or pass --strategy=parameter_server.")
+        if self.num_workers > 1 and self.strategy in ("one_device", "mirrored"):
+            raise ConfigError(
+                f"num_workers ({self.num_workers}) needs a multi-process strategy, not "
+                f"{self.strategy!r}; pass --strategy=multi_worker or --strategy=parameter_server.")
+
+    def launch_strategy(self) -> str:
+        """The cluster layout a local launch needs: multi_worker or parameter_server."""
+        if self.strategy == "parameter_server" or (self.strategy == "auto" and self.num_ps):
+            return "parameter_server"
+        return "multi_worker"
+
+    def needs_local_cluster(self, cluster: Optional["ClusterConfig"]) -> bool:
+        """True when the CLI must start the processes itself (no TF_CONFIG, several tasks)."""
+        if cluster is not None:
+            return False
+        return self.num_workers > 1 or self.launch_strategy() == "parameter_server"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """Which task of the cluster this process is."""
+
+    type: str
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.type}:{self.index}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterConfig:
+    """A validated TF_CONFIG: the cluster's jobs and this process's task."""
+
+    jobs: Mapping[str, tuple]
+    task: TaskSpec
+
+    @property
+    def has_ps(self) -> bool:
+        return bool(self.jobs.get("ps"))
+
+    @property
+    def num_workers(self) -> int:
+        """Processes that compute: chief plus workers (the coordinator does not, under PSS)."""
+        workers = len(self.jobs.get("worker", ()))
+        if self.has_ps:
+            return workers
+        return workers + len(self.jobs.get("chief", ()))
+
+    @property
+    def is_chief(self) -> bool:
+        """The chief writes checkpoints and summaries: ``chief``, else ``worker`` 0."""
+        if self.task.type == "chief":
+            return True
+        return "chief" not in self.jobs and self.task == TaskSpec("worker", 0)
+
+
+def _tf_config_error(problem: str) -> ConfigError:
+    return ConfigError(
+        f"TF_CONFIG is malformed: {problem}. Expected JSON like "
+        '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}.')
+
+
+def _parse_jobs(cluster) -> dict:
+    if not isinstance(cluster, dict) or not cluster:
+        raise _tf_config_error("'cluster' must be a non-empty object of job name to addresses")
+    jobs, seen = {}, {}
+    for job, addresses in cluster.items():
+        if job not in TASK_TYPES:
+            raise _tf_config_error(
+                f"unknown job {job!r} in 'cluster' (expected {_choices(TASK_TYPES)})")
+        if isinstance(addresses, str) or not isinstance(addresses, list) or not addresses:
+            raise _tf_config_error(f"job {job!r} must list one or more 'host:port' addresses")
+        for index, address in enumerate(addresses):
+            host, _, port = str(address).rpartition(":")
+            if not host or not port.isdigit():
+                raise _tf_config_error(f"address {address!r} of {job}:{index} is not 'host:port'")
+            if address in seen:
+                raise _tf_config_error(
+                    f"address {address!r} is used by both {seen[address]} and {job}:{index}")
+            seen[address] = f"{job}:{index}"
+        jobs[job] = tuple(addresses)
+    if len(jobs.get("chief", ())) > 1:
+        raise _tf_config_error("job 'chief' must have exactly one address")
+    return jobs
+
+
+def _parse_task(task, jobs) -> TaskSpec:
+    if not isinstance(task, dict) or "type" not in task:
+        raise _tf_config_error("'task' must be an object with 'type' and 'index'")
+    task_type, index = task["type"], task.get("index", 0)
+    if task_type not in jobs:
+        raise _tf_config_error(
+            f"task type {task_type!r} is not a job of the cluster ({_choices(jobs)})")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(jobs[task_type]):
+        raise _tf_config_error(
+            f"task index {index!r} is out of range for job {task_type!r} "
+            f"with {len(jobs[task_type])} addresses")
+    return TaskSpec(task_type, index)
+
+
+def parse_tf_config(text: Optional[str]) -> Optional[ClusterConfig]:
+    """Parses and validates TF_CONFIG text; None or empty means no cluster."""
+    if text is None or not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _tf_config_error(f"not valid JSON ({error.msg} at character {error.pos})") from None
+    if not isinstance(data, dict):
+        raise _tf_config_error("the top level must be a JSON object")
+    if "cluster" not in data:
+        raise _tf_config_error("it has no 'cluster'")
+    jobs = _parse_jobs(data["cluster"])
+    task = _parse_task(data.get("task"), jobs)
+    if "ps" in jobs and "chief" not in jobs:
+        raise _tf_config_error("a cluster with 'ps' tasks needs a 'chief' (the coordinator)")
+    return ClusterConfig(jobs=jobs, task=task)
+
+
+def read_tf_config(environ: Optional[Mapping[str, str]] = None) -> Optional[ClusterConfig]:
+    """The one place tfdist reads TF_CONFIG from the environment."""
+    environ = os.environ if environ is None else environ
+    return parse_tf_config(environ.get("TF_CONFIG"))

@@ -1,0 +1,91 @@
+"""The built-in job: one ``TrainConfig`` run end to end in this process.
+
+Owns the wiring from a frozen config to library calls (strategy, data, model,
+trainer) and the run's summary (the ``--metrics_json`` file). It reads no
+flags and starts no processes: the CLI decides whether to launch a cluster and
+calls ``run_job`` in each trainer process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Optional
+
+import keras
+
+from tfdist.config import ClusterConfig, TrainConfig
+from tfdist.data import load_source, make_dataset_fn, steps_per_epoch
+from tfdist.models import build_model
+from tfdist.strategies import make_strategy
+from tfdist.trainer import History, Trainer, print_epoch
+
+
+def summarize(config: TrainConfig, distribution, history: History, wall_seconds: float) -> dict:
+    """The run's summary, as written to ``--metrics_json``."""
+    last = history.epochs[-1] if history.epochs else None
+    replicas = distribution.num_replicas * (distribution.num_workers if distribution.is_async else 1)
+    return {
+        "strategy": distribution.kind,
+        "num_replicas": replicas,
+        "num_workers": distribution.num_workers,
+        "model": config.model if isinstance(config.model, str) else "custom",
+        "dataset": config.dataset,
+        "global_batch_size": config.global_batch_size,
+        "epochs": len(history.epochs),
+        "steps": history.final_step,
+        "train_loss": last.train_loss if last else None,
+        "train_accuracy": last.train_accuracy if last else None,
+        "val_loss": last.val_loss if last else None,
+        "val_accuracy": last.val_accuracy if last else None,
+        "examples_per_sec": history.examples_per_sec(),
+        "wall_seconds": wall_seconds,
+        "restored_from": history.restored_from,
+        "history": history.as_dicts(),
+    }
+
+
+def write_metrics_json(path: str, summary: dict) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=2)
+
+
+def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
+            started_at: Optional[float] = None) -> dict:
+    """Trains ``config.model`` on ``config.dataset`` under ``config.strategy``; returns the summary.
+
+    Args:
+      config: the run's settings.
+      cluster: the parsed TF_CONFIG of this process, or None for a single process.
+      started_at: ``time.time()`` when the process started, for ``wall_seconds``.
+    """
+    started_at = time.time() if started_at is None else started_at
+    distribution = make_strategy(config.strategy, num_devices=config.num_devices, cluster=cluster)
+    keras.utils.set_random_seed(config.seed)
+    source = load_source(config.dataset, data_dir=config.data_dir,
+                         num_examples=config.num_examples, seed=config.seed)
+    steps = config.steps_per_epoch or steps_per_epoch(source, config.global_batch_size)
+    with distribution.strategy.scope():
+        model = build_model(config.model, input_shape=source.input_shape,
+                            num_classes=source.num_classes)
+    trainer = Trainer(distribution, model=model, optimizer=config.optimizer,
+                      learning_rate=config.learning_rate,
+                      global_batch_size=config.global_batch_size,
+                      steps_per_loop=config.steps_per_loop,
+                      log=lambda log: print_epoch(log, epochs=config.epochs))
+    train_fn = make_dataset_fn(source, "train", global_batch_size=config.global_batch_size,
+                               training=True, seed=config.seed, shuffle=config.shuffle)
+    validation_fn = None
+    if source.num_validation:
+        validation_fn = make_dataset_fn(source, "validation",
+                                        global_batch_size=config.global_batch_size,
+                                        training=False)
+    history = trainer.fit(train_fn, epochs=config.epochs, steps_per_epoch=steps,
+                          validation_fn=validation_fn, model_dir=config.model_dir)
+    summary = summarize(config, distribution, history, time.time() - started_at)
+    if distribution.role.is_chief and config.metrics_json:
+        write_metrics_json(config.metrics_json, summary)
+    return summary

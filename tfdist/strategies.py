@@ -1,0 +1,195 @@
+"""Strategies: one factory from a strategy kind to a ready ``tf.distribute`` setup.
+
+This module owns choosing and building the strategy (and, for the asynchronous
+``parameter_server`` kind, its ``ClusterCoordinator``), the logical CPU devices
+that let ``mirrored`` run on a machine without GPUs, and the task's role
+(chief or not) as the cluster resolver sees it. It builds no model and reads no
+data: the caller enters ``distribution.strategy.scope()`` for that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, Optional
+
+import tensorflow as tf
+
+from tfdist.config import (DEFAULT_CPU_REPLICAS, STRATEGIES, ClusterConfig, ConfigError,
+                           check_choice, check_positive)
+
+COMMUNICATIONS = ("auto", "ring", "nccl")
+_COLLECTIVE = {
+    "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
+    "ring": tf.distribute.experimental.CommunicationImplementation.RING,
+    "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskRole:
+    """This process's place in the cluster, from the cluster resolver."""
+
+    type: str
+    index: int
+    is_chief: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    """A built strategy with what the trainer needs to know about it.
+
+    Attributes:
+      kind: the resolved strategy kind (never ``auto``).
+      strategy: the ``tf.distribute.Strategy``.
+      coordinator: the ``ClusterCoordinator`` for ``parameter_server``, else None.
+      role: this process's task.
+      num_workers: processes that compute steps.
+    """
+
+    kind: str
+    strategy: tf.distribute.Strategy
+    coordinator: Optional[tf.distribute.experimental.coordinator.ClusterCoordinator]
+    role: TaskRole
+    num_workers: int
+
+    @property
+    def num_replicas(self) -> int:
+        """Replicas that share one update: all of them for sync kinds, one worker's for PSS."""
+        return self.strategy.num_replicas_in_sync
+
+    @property
+    def is_async(self) -> bool:
+        return self.coordinator is not None
+
+
+def resolve_kind(kind: str, cluster: Optional[ClusterConfig], num_gpus: int) -> str:
+    """Turns ``auto`` into a concrete kind from TF_CONFIG and the devices present."""
+    check_choice("strategy", kind, STRATEGIES)
+    if kind != "auto":
+        return kind
+    if cluster is not None:
+        return "parameter_server" if cluster.has_ps else "multi_worker"
+    return "one_device" if num_gpus == 1 else "mirrored"
+
+
+def configure_cpu_devices(count: int) -> list:
+    """Splits the CPU into ``count`` logical devices (before TensorFlow starts); returns names.
+
+    If TensorFlow already started with at least ``count`` logical CPUs, those are used.
+    """
+    check_positive("num_devices", count)
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError:
+        pass  # Already initialised: use what is there if it is enough.
+    names = [device.name for device in tf.config.list_logical_devices("CPU")]
+    if len(names) < count:
+        raise ConfigError(
+            f"num_devices ({count}) CPU replicas were asked for, but TensorFlow already started "
+            f"with {len(names)} CPU device(s); call tfdist.configure_cpu_devices({count}) "
+            "before anything else uses TensorFlow, or ask for fewer devices.")
+    return names[:count]
+
+
+def _mirrored_devices(num_devices: Optional[int]) -> list:
+    if tf.config.list_physical_devices("GPU"):  # Physical: listing logical ones starts TF.
+        gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+        if num_devices is not None and num_devices > len(gpus):
+            raise ConfigError(
+                f"num_devices ({num_devices}) is more than the {len(gpus)} GPU(s) visible; "
+                f"pass --num_devices={len(gpus)} or fewer.")
+        return gpus[:num_devices] if num_devices else gpus
+    return configure_cpu_devices(num_devices or DEFAULT_CPU_REPLICAS)
+
+
+def _resolver(cluster: ClusterConfig):
+    spec = tf.train.ClusterSpec({job: list(addresses) for job, addresses in cluster.jobs.items()})
+    return tf.distribute.cluster_resolver.SimpleClusterResolver(
+        spec, task_type=cluster.task.type, task_id=cluster.task.index, rpc_layer="grpc")
+
+
+def _role_from_resolver(resolver) -> TaskRole:
+    task_type, index = resolver.task_type, resolver.task_id or 0
+    jobs = resolver.cluster_spec().jobs
+    is_chief = task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in jobs)
+    return TaskRole(task_type, index, is_chief)
+
+
+_LOCAL_ROLE = TaskRole("worker", 0, True)
+
+
+def _one_device(*, num_devices, cluster, communication):
+    gpus = tf.config.list_logical_devices("GPU")
+    device = gpus[0].name if gpus else "/cpu:0"
+    return tf.distribute.OneDeviceStrategy(device), None, _LOCAL_ROLE, 1
+
+
+def _mirrored(*, num_devices, cluster, communication):
+    strategy = tf.distribute.MirroredStrategy(_mirrored_devices(num_devices))
+    return strategy, None, _LOCAL_ROLE, 1
+
+
+def _multi_worker(*, num_devices, cluster, communication):
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=_COLLECTIVE[communication])
+    if cluster is None:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        return strategy, None, _LOCAL_ROLE, 1
+    if cluster.has_ps:
+        raise ConfigError(
+            "strategy 'multi_worker' cannot run in a TF_CONFIG cluster that has 'ps' tasks; "
+            "use --strategy=parameter_server or remove the ps job.")
+    resolver = _resolver(cluster)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=resolver, communication_options=options)
+    return strategy, None, _role_from_resolver(resolver), cluster.num_workers
+
+
+def _parameter_server(*, num_devices, cluster, communication):
+    if cluster is None or not cluster.has_ps:
+        raise ConfigError(
+            "strategy 'parameter_server' needs a TF_CONFIG cluster with 'chief', 'worker' and "
+            "'ps' jobs; run through the launcher (--num_workers=2 --num_ps=1) or set TF_CONFIG.")
+    if cluster.task.type != "chief":
+        raise ConfigError(
+            f"task {cluster.task.name} of a parameter_server cluster runs a server, not the "
+            "training loop; start it with `python -m tfdist.server` (the trainer CLI does this).")
+    resolver = _resolver(cluster)
+    strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
+    coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
+    return strategy, coordinator, _role_from_resolver(resolver), cluster.num_workers
+
+
+_BUILDERS: Dict[str, Callable] = {
+    "one_device": _one_device,
+    "mirrored": _mirrored,
+    "multi_worker": _multi_worker,
+    "parameter_server": _parameter_server,
+}
+
+
+def make_strategy(kind: str = "auto", *, num_devices: Optional[int] = None,
+                  cluster: Optional[ClusterConfig] = None,
+                  communication: str = "auto") -> Distribution:
+    """Builds the strategy ``kind`` for this process.
+
+    Args:
+      kind: one of ``auto``, ``one_device``, ``mirrored``, ``multi_worker``,
+        ``parameter_server``.
+      num_devices: replicas for ``mirrored`` (GPUs, else logical CPUs; default all
+        GPUs or 2 CPUs).
+      cluster: the parsed TF_CONFIG (``tfdist.config.read_tf_config()``), or None.
+      communication: collective implementation for ``multi_worker``: auto, ring, nccl.
+
+    Returns:
+      A Distribution; ``coordinator`` is set for ``parameter_server``.
+    """
+    check_choice("communication", communication, COMMUNICATIONS)
+    check_positive("num_devices", num_devices, allow_none=True)
+    resolved = resolve_kind(kind, cluster, len(tf.config.list_physical_devices("GPU")))
+    strategy, coordinator, role, num_workers = _BUILDERS[resolved](
+        num_devices=num_devices, cluster=cluster, communication=communication)
+    return Distribution(kind=resolved, strategy=strategy, coordinator=coordinator,
+                        role=role, num_workers=num_workers)

@@ -1,0 +1,151 @@
+"""The command-line trainer: ``python -m tfdist.train`` (console script ``tfdist-train``).
+
+Owns the absl flags and nothing else: flags become one frozen ``TrainConfig``;
+then, in this order, the process either launches a local cluster (several
+workers asked for and no TF_CONFIG), runs a parameter-server task's server
+(TF_CONFIG says this task is a ps or worker of a ``parameter_server`` cluster),
+or runs the job. User mistakes end with one line on stderr and exit code 2.
+TensorFlow is imported only when this process trains or serves.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+_STARTED_AT = time.time()
+
+from absl import app, flags  # noqa: E402
+
+from tfdist.config import OPTIMIZERS, STRATEGIES, ConfigError, TrainConfig, read_tf_config  # noqa: E402
+
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", "auto", STRATEGIES,
+    "Distribution strategy. 'auto' picks parameter_server or multi_worker from TF_CONFIG "
+    "(or from --num_ps/--num_workers), else mirrored over the local GPUs, or over "
+    "--num_devices logical CPUs when there is no GPU.")
+_NUM_WORKERS = flags.DEFINE_integer(
+    "num_workers", 1,
+    "Worker processes. Above 1 with no TF_CONFIG set, the trainer launches a local cluster "
+    "on loopback itself (see --num_ps); with TF_CONFIG set, TF_CONFIG decides.", lower_bound=1)
+_NUM_PS = flags.DEFINE_integer(
+    "num_ps", 0, "Parameter-server processes for --strategy=parameter_server.", lower_bound=0)
+_NUM_DEVICES = flags.DEFINE_integer(
+    "num_devices", None,
+    "Replicas for --strategy=mirrored: that many GPUs, or logical CPU devices when there is "
+    "no GPU. Default: all GPUs, or 2 CPU replicas.", lower_bound=1)
+_MODEL = flags.DEFINE_string(
+    "model", "mlp", "Registered model name: mlp, cnn, or one added with tfdist.register_model.")
+_DATASET = flags.DEFINE_string(
+    "dataset", "digits",
+    "digits (1,797 real 8x8 handwritten digits, bundled), synthetic (784 features, 10 "
+    "classes, size --num_examples) or a TFDS name prepared under --data_dir.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory (TFDS's default if unset).")
+_NUM_EXAMPLES = flags.DEFINE_integer(
+    "num_examples", 60000, "Training examples of --dataset=synthetic.", lower_bound=1)
+_GLOBAL_BATCH_SIZE = flags.DEFINE_integer(
+    "global_batch_size", 64,
+    "Examples per optimizer update over all replicas; must divide by the replicas. Under "
+    "parameter_server, examples per worker step.", lower_bound=1)
+_EPOCHS = flags.DEFINE_integer("epochs", 20, "Epochs to train.", lower_bound=1)
+_STEPS_PER_EPOCH = flags.DEFINE_integer(
+    "steps_per_epoch", None, "Steps per epoch. Default: one pass over the training split.",
+    lower_bound=1)
+_STEPS_PER_LOOP = flags.DEFINE_integer(
+    "steps_per_loop", 32, "Training steps run inside one tf.function call (fewer Python "
+    "round trips; larger is faster for small models).", lower_bound=1)
+_OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", OPTIMIZERS, "Keras optimizer.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Learning rate.", lower_bound=0.0)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed for weights, shuffling and synthetic data.")
+_SHUFFLE = flags.DEFINE_boolean(
+    "shuffle", True, "Shuffle the training data each epoch; --noshuffle keeps the source "
+    "order (deterministic runs, e.g. comparing strategies step for step).")
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None,
+    "Checkpoints go to MODEL_DIR/checkpoints each epoch (a rerun resumes from the latest) "
+    "and the chief exports MODEL_DIR/model.keras at the end. Unset: nothing is kept.")
+_METRICS_JSON = flags.DEFINE_string(
+    "metrics_json", None, "Path of a JSON summary written by the chief at the end.")
+
+
+def config_from_flags() -> TrainConfig:
+    """The parsed flags as one frozen config (flag names equal field names)."""
+    return TrainConfig(
+        strategy=_STRATEGY.value, num_workers=_NUM_WORKERS.value, num_ps=_NUM_PS.value,
+        num_devices=_NUM_DEVICES.value, model=_MODEL.value, dataset=_DATASET.value,
+        data_dir=_DATA_DIR.value, num_examples=_NUM_EXAMPLES.value,
+        global_batch_size=_GLOBAL_BATCH_SIZE.value, epochs=_EPOCHS.value,
+        steps_per_epoch=_STEPS_PER_EPOCH.value, steps_per_loop=_STEPS_PER_LOOP.value,
+        optimizer=_OPTIMIZER.value, learning_rate=_LEARNING_RATE.value, seed=_SEED.value,
+        shuffle=_SHUFFLE.value,        model_dir=_MODEL_DIR.value, metrics_json=_METRICS_JSON.value)
+
+
+def _launch_local_cluster(config: TrainConfig, argv) -> int:
+    from launch import plan_local_cluster, plan_local_launch, run_local
+
+    strategy = config.launch_strategy()
+    cluster = plan_local_cluster(strategy=strategy, num_workers=config.num_workers,
+                                 num_ps=config.num_ps if strategy == "parameter_server" else 0)
+    launches = plan_local_launch(
+        cluster=cluster, strategy=strategy,
+        command=[sys.executable, "-m", "tfdist.train", *argv[1:]],
+        server_command=[sys.executable, "-m", "tfdist.server"],
+        base_env=dict(os.environ))
+    print(f"tfdist.train: launching {len(launches)} local processes "
+          f"({', '.join(launch.name for launch in launches)})", flush=True)
+    result = run_local(launches)
+    if result.exit_code:
+        print(result.summary(), file=sys.stderr, flush=True)
+    return result.exit_code
+
+
+def run(argv) -> int:
+    """Runs the trainer for already-parsed flags; ``argv`` is the full command line."""
+    config = config_from_flags()
+    cluster = read_tf_config()
+    if config.needs_local_cluster(cluster):
+        return _launch_local_cluster(config, argv)
+    if cluster is not None and cluster.has_ps and cluster.task.type in ("ps", "worker"):
+        from tfdist.server import serve
+
+        serve(cluster)
+        return 0
+    from tfdist.job import run_job
+
+    summary = run_job(config, cluster=cluster, started_at=_STARTED_AT)
+    if summary["val_accuracy"] is not None:
+        print(f"tfdist.train: done - val_accuracy {summary['val_accuracy']:.4f}, "
+              f"{summary['examples_per_sec']:,.0f} examples/s, "
+              f"{summary['wall_seconds']:.1f} s", flush=True)
+    return 0
+
+
+def _user_error_exit(error: Exception) -> int:
+    print(f"tfdist.train: error: {error}", file=sys.stderr, flush=True)
+    return 2
+
+
+def _main(argv) -> int:
+    from absl import logging
+
+    from launch import LaunchError
+
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the epochs.
+
+    try:
+        return run(argv)
+    except (ConfigError, LaunchError) as error:
+        return _user_error_exit(error)
+
+
+def main(argv=None) -> None:
+    """Console-script entry: parses flags (``--flagfile`` included) and exits with the status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads; the CLI only.
+    app.run(lambda parsed: sys.exit(_main(sys.argv if argv is None else argv)),
+            argv=argv)
+
+
+if __name__ == "__main__":
+    main()
