@@ -134,9 +134,10 @@ def _tfds_source(name: str, data_dir: Optional[str]) -> DataSource:
         files = splits[split_name].num_shards
         by_files = context is not None and files >= context.num_input_pipelines
         config = tfds.ReadConfig(input_context=context if by_files else None)
-        dataset = builder.as_dataset(split=split_name, as_supervised=True, read_config=config)
+        dataset = builder.as_dataset(split=split_name, read_config=config)
         dataset = dataset if by_files else _shard(dataset, context)
-        return dataset.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, tf.cast(y, tf.int32)),
+        return dataset.map(lambda example: (tf.cast(example["image"], tf.float32) / 255.0,
+                                            tf.cast(example["label"], tf.int32)),
                            num_parallel_calls=tf.data.AUTOTUNE)
 
     return DataSource(name, tuple(features["image"].shape), features["label"].num_classes,

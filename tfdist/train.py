@@ -78,7 +78,7 @@ def config_from_flags() -> TrainConfig:
         global_batch_size=_GLOBAL_BATCH_SIZE.value, epochs=_EPOCHS.value,
         steps_per_epoch=_STEPS_PER_EPOCH.value, steps_per_loop=_STEPS_PER_LOOP.value,
         optimizer=_OPTIMIZER.value, learning_rate=_LEARNING_RATE.value, seed=_SEED.value,
-        shuffle=_SHUFFLE.value,        model_dir=_MODEL_DIR.value, metrics_json=_METRICS_JSON.value)
+        shuffle=_SHUFFLE.value, model_dir=_MODEL_DIR.value, metrics_json=_METRICS_JSON.value)
 
 
 def _launch_local_cluster(config: TrainConfig, argv) -> int:

@@ -1,0 +1,32 @@
+"""tfdist's launcher: plans TensorFlow clusters and runs them as local processes.
+
+`launch` owns two things: planning a cluster and the TF_CONFIG of each of its
+tasks (`launch.tf_config`: pure functions), and running those tasks as local
+processes (`launch.local`: prepare each task's argv and env apart from
+spawning, then spawn, watch, stop, and report the root cause of a failure).
+It runs the trainer as a command and never imports TensorFlow or numpy: it is
+standard library only. Launching on Slurm or Kubernetes will come later as
+sibling modules. Command line: `python -m launch --help`.
+"""
+
+from launch.errors import LaunchError
+from launch.local import TaskLaunch, plan_local_launch, run_local, threads_per_process
+from launch.result import LaunchResult, TaskOutcome
+from launch.tf_config import (LOCAL_STRATEGIES, TASK_TYPES, ClusterSpec, free_ports,
+                              plan_local_cluster, tf_config_json)
+
+__all__ = [
+    "LOCAL_STRATEGIES",
+    "TASK_TYPES",
+    "ClusterSpec",
+    "LaunchError",
+    "LaunchResult",
+    "TaskLaunch",
+    "TaskOutcome",
+    "free_ports",
+    "plan_local_cluster",
+    "plan_local_launch",
+    "run_local",
+    "tf_config_json",
+    "threads_per_process",
+]

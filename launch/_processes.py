@@ -1,0 +1,144 @@
+"""Process mechanics of a local launch: spawn, read output, signal, stop.
+
+This private module owns what `launch.local.run_local` does to processes: each
+task is spawned in its own session (so its whole process group can be
+signalled), a reader thread prefixes its output lines, and stopping signals
+every group, waits, then SIGKILLs. Deciding when a launch ends and what it
+reports is `launch.local`'s job.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import signal
+import subprocess
+import threading
+import time
+from typing import TYPE_CHECKING, Callable, TextIO
+
+if TYPE_CHECKING:
+    from launch.local import TaskLaunch
+
+LOG_TAIL_LINES = 50
+_REAP_TIMEOUT_S = 5.0
+
+
+@dataclasses.dataclass
+class RunningTask:
+    """A task while it runs: the blueprint plus its process and output."""
+
+    launch: TaskLaunch
+    tail: collections.deque
+    proc: subprocess.Popen | None = None
+    reader: threading.Thread | None = None
+    start_error: OSError | None = None
+    stopped: bool = False
+
+
+class PrefixedOutput:
+    """Writes whole lines from many threads to one stream, each with a prefix.
+
+    It also keeps each task's last lines; one lock guards both.
+    """
+
+    def __init__(self, output: TextIO):
+        self._output = output
+        self._lock = threading.Lock()
+
+    def tail_of(self, task: RunningTask) -> tuple[str, ...]:
+        """Returns the task's last lines (safe while its reader still runs)."""
+        with self._lock:
+            return tuple(task.tail)
+
+    def write_line(self, task: RunningTask, line: str) -> None:
+        """Keeps `line` in the task's tail and writes it with the task's prefix."""
+        name = task.launch.name
+        with self._lock:
+            task.tail.append(line)
+            try:
+                self._output.write(f"[{name}] {line}\n")
+                self._output.flush()
+            except (OSError, ValueError):  # A closed output must not stop the task.
+                pass
+
+
+def _read_output(task: RunningTask, output: PrefixedOutput) -> None:
+    with task.proc.stdout as stream:
+        for raw in stream:
+            output.write_line(task, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+
+
+def start_task(launch: TaskLaunch, output: PrefixedOutput) -> RunningTask:
+    """Spawns `launch` in a new session with its env; starts its output reader.
+
+    A task that cannot be spawned is returned with `proc` None, `start_error`
+    set, and the reason as its only log line.
+    """
+    task = RunningTask(launch=launch, tail=collections.deque(maxlen=LOG_TAIL_LINES))
+    try:
+        task.proc = subprocess.Popen(
+            list(launch.argv), env=dict(launch.env), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as error:
+        task.start_error = error
+        task.tail.append(f"could not start {launch.argv[0]!r}: {error}")
+        return task
+    task.reader = threading.Thread(target=_read_output, args=(task, output),
+                                   name=f"launch-{launch.name}", daemon=True)
+    task.reader.start()
+    return task
+
+
+def signal_group(task: RunningTask, signum: int) -> None:
+    """Sends `signum` to the task's process group, if any member is left."""
+    if task.proc is not None:
+        try:
+            os.killpg(task.proc.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def stop_tasks(tasks: list[RunningTask], signum: int, timeout: float,
+               received: list[int], poll_interval: float) -> None:
+    """Signals every task's group, waits up to `timeout`, then kills them all.
+
+    Tasks still running are marked `stopped`. A new signal appended to
+    `received` while waiting cuts the wait short. Returns once every task is
+    reaped (or could not be within a few seconds of SIGKILL).
+    """
+    for task in tasks:
+        if task.proc is not None and task.proc.poll() is None:
+            task.stopped = True
+        signal_group(task, signum)  # Also reaches what an exited task left behind.
+    deadline, seen = time.monotonic() + timeout, len(received)
+    while (time.monotonic() < deadline and len(received) == seen
+           and any(t.proc is not None and t.proc.poll() is None for t in tasks)):
+        time.sleep(min(poll_interval, 0.02))
+    for task in tasks:
+        signal_group(task, signal.SIGKILL)
+    for task in tasks:
+        if task.proc is not None:
+            try:
+                task.proc.wait(timeout=_REAP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def install_signal_handlers(received: list[int]) -> Callable[[], None]:
+    """Appends each SIGINT/SIGTERM to `received`; returns a function that restores.
+
+    Handlers can only be installed from the main thread; elsewhere this does
+    nothing and the launcher is not told of signals.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, lambda num, _: received.append(num))
+
+    def restore():
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+    return restore

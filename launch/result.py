@@ -1,0 +1,126 @@
+"""What a finished local launch reports: each task's outcome and the root cause.
+
+This module owns the result types of `launch.local.run_local` and their
+human-readable report. It starts and inspects no process.
+"""
+
+import dataclasses
+import signal
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskOutcome:
+    """How one task of a launch ended.
+
+    Attributes:
+        name: The task's name, e.g. "worker:1".
+        exit_code: The process's exit status as `subprocess.Popen` reports it
+            (negative: killed by that signal), or None if the task never
+            started or could not be reaped.
+        log_tail: The last lines the task wrote (stdout and stderr merged), or
+            why it did not start.
+        was_root_cause: Whether this task's exit ended the launch.
+        pid: The process id, or None if the task never started.
+        is_server: Whether the task was a server (stopped when the launch ends).
+        stopped: Whether the launcher stopped the task, which was still running.
+    """
+
+    name: str
+    exit_code: int | None
+    log_tail: tuple[str, ...] = ()
+    was_root_cause: bool = False
+    pid: int | None = None
+    is_server: bool = False
+    stopped: bool = False
+
+    def describe(self) -> str:
+        """Returns how the task ended, e.g. "exit code 3" or "killed by SIGKILL"."""
+        if self.exit_code is None:
+            return "not started" if self.pid is None else "did not exit (could not be reaped)"
+        if self.exit_code < 0:
+            return f"killed by {_signal_name(-self.exit_code)}"
+        return f"exit code {self.exit_code}"
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchResult:
+    """The result of a launch: its exit code and every task's outcome.
+
+    Attributes:
+        exit_code: 0 on success. Otherwise the root cause's exit code (128 +
+            signal number if it was killed by a signal, 1 if a server exited
+            with 0 too early, 127/126 if it could not start), or 128 + signal
+            number if the launcher itself was interrupted.
+        tasks: One outcome per task, in launch order.
+        root_cause: The task whose exit ended the launch, or None.
+        interrupted_by: The name of the signal (e.g. "SIGINT") that stopped the
+            launch, or None.
+    """
+
+    exit_code: int
+    tasks: tuple[TaskOutcome, ...]
+    root_cause: TaskOutcome | None = None
+    interrupted_by: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the launch succeeded (exit code 0)."""
+        return self.exit_code == 0
+
+    def _headline(self) -> str:
+        stopped = sum(task.stopped for task in self.tasks)
+        if self.interrupted_by is not None:
+            return (f"launch interrupted by {self.interrupted_by}; "
+                    f"stopped {_plural(stopped, 'running task')}.")
+        cause = self.root_cause
+        if cause is None:
+            done = [task for task in self.tasks if not task.is_server]
+            line = f"all {_plural(len(done), 'non-server task')} finished with exit code 0"
+            return f"{line}; stopped {_plural(stopped, 'server task')}." if stopped else f"{line}."
+        if cause.pid is None:
+            what = f"task {cause.name} could not start"
+        elif cause.is_server and cause.exit_code == 0:
+            what = (f"server task {cause.name} exited with exit code 0 before the "
+                    "non-server tasks finished")
+        elif cause.exit_code is not None and cause.exit_code < 0:
+            what = f"task {cause.name} was {cause.describe()}"
+        else:
+            what = f"task {cause.name} failed with {cause.describe()}"
+        others = (f"stopped the other {_plural(stopped, 'task')}" if stopped
+                  else "no other task was running")
+        return f"{what} (root cause); {others}."
+
+    def summary(self) -> str:
+        """Returns a multi-line report of the launch.
+
+        The first line says how the launch ended; then one line per task with
+        its pid and exit; then the root cause's last log lines.
+        """
+        lines = [self._headline()]
+        width = max((len(task.name) for task in self.tasks), default=0)
+        for task in self.tasks:
+            notes = [note for flag, note in ((task.was_root_cause, "root cause"),
+                                             (task.stopped, "stopped by launcher"),
+                                             (task.is_server, "server")) if flag]
+            pid = f"pid {task.pid}" if task.pid is not None else "no pid"
+            extra = f"  ({', '.join(notes)})" if notes else ""
+            lines.append(f"  {task.name:<{width}}  {pid:<10}  {task.describe()}{extra}")
+        if self.root_cause is not None:
+            tail = self.root_cause.log_tail
+            if tail:
+                lines.append(f"last {_plural(len(tail), 'log line')} of {self.root_cause.name}:")
+                lines.extend(f"  {line}" for line in tail)
+            else:
+                lines.append(f"{self.root_cause.name} wrote no output.")
+        return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""Tests for `python -m launch`: argument errors, runs, and signal forwarding."""
+
+import os
+import pathlib
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from launch.__main__ import main
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PY = sys.executable
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--strategy=mirorred", "--num_workers=2", "--", PY],
+     "Unknown strategy 'mirorred' for a local cluster. "
+     "Expected one of: multi_worker, parameter_server."),
+    (["--strategy=parameter_server", "--num_workers=2", "--", PY],
+     "num_ps (0) must be at least 1 for strategy 'parameter_server'; pass --num_ps=1."),
+    (["--strategy=multi_worker", "--num_workers=2"], "No command to launch: put it after '--'"),
+    (["--strategy=multi_worker", "--num_workers=2", "--"], "No command to launch"),
+    (["--num_workers=2", "--", PY], "the following arguments are required: --strategy"),
+    (["--strategy=multi_worker", "--num_workers=two", "--", PY],
+     "argument --num_workers: invalid int value: 'two' (see --help)."),
+    (["--strategy=multi_worker", "--num_workers=1", "--stop_timeout=0", "--", PY],
+     "argument --stop_timeout: '0' is not a positive number of seconds"),
+    (["--strategy=multi_worker", "--num_workers=1", "--bogus", "--", PY],
+     "unrecognized arguments: --bogus"),
+])
+def test_argument_errors_are_one_line_and_exit_2(capsys, argv, match):
+    assert main(argv) == 2
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("launch: error: ")
+    assert match in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_runs_the_command_on_every_worker(capsys):
+    code = "import json, os; print(json.loads(os.environ['TF_CONFIG'])['task'])"
+
+    assert main(["--strategy=multi_worker", "--num_workers=2", "--", PY, "-c", code]) == 0
+
+    captured = capsys.readouterr()
+    assert "[worker:0] {'type': 'worker', 'index': 0}" in captured.out
+    assert "[worker:1] {'type': 'worker', 'index': 1}" in captured.out
+    assert captured.err.startswith("launch: starting multi_worker cluster: worker:0 at localhost:")
+
+
+def test_parameter_server_stops_servers_after_the_chief(capsys):
+    code = textwrap.dedent("""
+        import json, os, time
+        if json.loads(os.environ['TF_CONFIG'])['task']['type'] == 'chief':
+            print('chief done')
+        else:
+            time.sleep(60)
+        """)
+
+    start = time.monotonic()
+    exit_code = main(["--strategy=parameter_server", "--num_workers=2", "--num_ps=1",
+                      "--", PY, "-c", code])
+
+    assert exit_code == 0
+    assert time.monotonic() - start < 10
+    assert "[chief:0] chief done" in capsys.readouterr().out
+
+
+def test_failure_prints_the_summary_and_returns_the_exit_code(capsys):
+    code = ("import json, os, sys; "
+            "sys.exit(json.loads(os.environ['TF_CONFIG'])['task']['index'] * 3)")
+
+    assert main(["--strategy=multi_worker", "--num_workers=2", "--", PY, "-c", code]) == 3
+
+    err = capsys.readouterr().err
+    assert "task worker:1 failed with exit code 3 (root cause)" in err
+
+
+def _read_lines(stream, lines):
+    for line in stream:
+        lines.put(line.rstrip("\n"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_is_forwarded_to_every_task(signum):
+    child = textwrap.dedent("""
+        import signal, sys, time
+        def stop(signum, frame):
+            print('got', signal.Signals(signum).name, flush=True)
+            sys.exit(0)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        print('ready', flush=True)
+        time.sleep(60)
+        """)
+    launcher = subprocess.Popen(
+        [PY, "-m", "launch", "--strategy=multi_worker", "--num_workers=2", "--",
+         PY, "-c", child],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = queue.Queue()
+    threading.Thread(target=_read_lines, args=(launcher.stdout, lines), daemon=True).start()
+    seen = []
+    try:
+        deadline = time.monotonic() + 10
+        while sum(line.endswith("] ready") for line in seen) < 2:
+            seen.append(lines.get(timeout=max(0.01, deadline - time.monotonic())))
+
+        launcher.send_signal(signum)
+        exit_code = launcher.wait(timeout=10)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    launcher.stdout.close()
+    while not lines.empty():
+        seen.append(lines.get())
+
+    name = signal.Signals(signum).name
+    assert exit_code == 128 + signum
+    assert f"[worker:0] got {name}" in seen
+    assert f"[worker:1] got {name}" in seen
+    assert f"launch interrupted by {name}; stopped 2 running tasks." in seen
+
+
+def test_launch_imports_no_tensorflow_or_numpy():
+    code = ("import sys, launch, launch.__main__; "
+            "print(sorted(m for m in ('tensorflow', 'numpy') if m in sys.modules))")
+
+    out = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+
+    assert out.strip() == "[]"

@@ -1,0 +1,76 @@
+import json
+
+import pytest
+
+from tfdist.config import (ConfigError, TaskSpec, TrainConfig, parse_tf_config,
+                           per_replica_batch_size, read_tf_config)
+
+
+def test_defaults_are_valid():
+    config = TrainConfig()
+    assert (config.strategy, config.model, config.dataset) == ("auto", "mlp", "digits")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"strategy": "mirorred"}, r"Unknown strategy 'mirorred'. Expected one of: auto, one_device"),
+    ({"optimizer": "adagradx"}, r"Unknown optimizer 'adagradx'. Expected one of: sgd, adam, rmsprop"),
+    ({"global_batch_size": 0}, r"global_batch_size \(0\) must be a positive number"),
+    ({"strategy": "parameter_server"}, r"num_ps \(0\) must be at least 1.*--num_ps=1"),
+    ({"strategy": "mirrored", "num_ps": 1}, r"num_ps \(1\) is only used by strategy"),
+    ({"strategy": "mirrored", "num_workers": 2}, r"--strategy=multi_worker"),
+])
+def test_bad_settings_name_the_value_and_fix(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_per_replica_batch_names_valid_sizes():
+    assert per_replica_batch_size(64, 2) == 32
+    with pytest.raises(ConfigError, match=r"global_batch_size \(30\) must be divisible by the "
+                                          r"number of replicas \(4\); use 28 or 32"):
+        per_replica_batch_size(30, 4)
+
+
+def test_launch_layout_follows_num_ps():
+    assert TrainConfig(num_workers=2).launch_strategy() == "multi_worker"
+    assert TrainConfig(num_workers=2, num_ps=1).launch_strategy() == "parameter_server"
+    assert TrainConfig(num_workers=2).needs_local_cluster(None)
+    assert not TrainConfig().needs_local_cluster(None)
+
+
+def _tf_config(cluster, task):
+    return json.dumps({"cluster": cluster, "task": task})
+
+
+def test_parses_a_parameter_server_cluster():
+    text = _tf_config({"chief": ["h:1"], "worker": ["h:2", "h:3"], "ps": ["h:4"]},
+                      {"type": "worker", "index": 1})
+    cluster = parse_tf_config(text)
+    assert cluster.task == TaskSpec("worker", 1)
+    assert cluster.has_ps and cluster.num_workers == 2 and not cluster.is_chief
+
+
+def test_worker_zero_is_chief_without_a_chief_job():
+    cluster = read_tf_config({"TF_CONFIG": _tf_config({"worker": ["h:1", "h:2"]},
+                                                      {"type": "worker", "index": 0})})
+    assert cluster.is_chief and cluster.num_workers == 2
+    assert read_tf_config({}) is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", r"not valid JSON"),
+    ("[]", r"top level must be a JSON object"),
+    ('{"task": {"type": "worker", "index": 0}}', r"it has no 'cluster'"),
+    (_tf_config({"worker": "h:1"}, {"type": "worker"}), r"must list one or more 'host:port'"),
+    (_tf_config({"worker": ["h1"]}, {"type": "worker"}), r"address 'h1' of worker:0 is not"),
+    (_tf_config({"worker": ["h:1", "h:1"]}, {"type": "worker"}), r"used by both worker:0 and worker:1"),
+    (_tf_config({"worker": ["h:1"]}, {"type": "ps", "index": 0}), r"task type 'ps' is not a job"),
+    (_tf_config({"worker": ["h:1"]}, {"type": "worker", "index": 3}), r"task index 3 is out of range"),
+    (_tf_config({"trainer": ["h:1"]}, {"type": "trainer"}), r"unknown job 'trainer'"),
+    (_tf_config({"worker": ["h:1"], "ps": ["h:2"]}, {"type": "worker"}), r"needs a 'chief'"),
+])
+def test_malformed_tf_config_is_one_line_error(text, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        parse_tf_config(text)
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith("TF_CONFIG is malformed")
