@@ -112,6 +112,7 @@ class Trainer:
         self._loss = loss or sparse_categorical_loss
         self._accuracy = accuracy
         self._log = log if distribution.role.is_chief else None
+        self._trace_problem = None
         strategy = distribution.strategy
         with strategy.scope():
             if isinstance(optimizer, str):
@@ -150,9 +151,11 @@ class Trainer:
         if losses.shape.rank and losses.shape.rank > 1:
             losses = tf.reduce_mean(losses, axis=list(range(1, losses.shape.rank)))
         if losses.shape.rank == 0:
-            raise ConfigError(
+            # Raised while tracing; strategy.run re-wraps it, so fit() re-raises this message.
+            self._trace_problem = (
                 "loss returned a scalar; it must return one loss per example (shape [batch]) "
                 "so the trainer can average over the global batch.")
+            raise ConfigError(self._trace_problem)
         return losses
 
     def _replica_step(self, batch) -> tf.Tensor:
@@ -268,9 +271,10 @@ class Trainer:
         run_epoch = self._train_epoch_async if self.distribution.is_async else self._train_epoch_sync
         for epoch in range(int(self.epoch.numpy()) + 1, epochs + 1):
             started = time.perf_counter()
-            train_totals = run_epoch(train, steps_per_epoch).numpy()
+            train_totals = self._traced(run_epoch, train, steps_per_epoch).numpy()
             seconds = time.perf_counter() - started
-            val_totals = self._evaluate(validation).numpy() if validation is not None else None
+            val_totals = (self._traced(self._evaluate, validation).numpy()
+                          if validation is not None else None)
             log = self._epoch_log(epoch, steps_per_epoch, train_totals, val_totals, seconds)
             history.epochs.append(log)
             self.epoch.assign(epoch)
@@ -284,6 +288,15 @@ class Trainer:
         if model_dir and export and self.distribution.role.is_chief:
             export_model(self.model, model_dir)
         return history
+
+    def _traced(self, function, *args):
+        """Calls ``function``, turning a user mistake found while tracing into ConfigError."""
+        try:
+            return function(*args)
+        except Exception:
+            if self._trace_problem:
+                raise ConfigError(self._trace_problem) from None
+            raise
 
     def _epoch_log(self, epoch, steps, train_totals, val_totals, seconds) -> EpochLog:
         loss_sum, correct, count = (float(v) for v in train_totals)
