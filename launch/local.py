@@ -24,8 +24,11 @@ from launch.errors import LaunchError
 from launch.result import LaunchResult, TaskOutcome
 from launch.tf_config import LOCAL_STRATEGIES, ClusterSpec, tf_config_json
 
-# The thread budget of each task: intra-op threads, inter-op threads, OpenMP threads.
-THREAD_ENV_VARS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+# The thread budget of each task: intra-op threads and OpenMP threads. Inter-op threads are
+# left to TensorFlow: with TF_NUM_INTEROP_THREADS=1 a ClusterCoordinator deadlocks (measured:
+# a parameter_server job made no progress in 200 s), as blocking remote and collective ops
+# wait on the only inter-op thread.
+THREAD_ENV_VARS = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")
 _STRATEGY_JOBS = {"multi_worker": ("worker",), "parameter_server": ("chief", "worker", "ps")}
 _READER_JOIN_S = 2.0
 
@@ -103,8 +106,8 @@ def plan_local_launch(
     Each task's env is `base_env` plus TF_CONFIG, PYTHONUNBUFFERED=1 and a
     thread budget: the CPUs are divided among the compute processes (the
     workers; for "parameter_server" also the chief), ps tasks get 1 thread.
-    TF_NUM_INTRAOP_THREADS and OMP_NUM_THREADS get the budget and
-    TF_NUM_INTEROP_THREADS 1 (2 if the budget is above 1). A thread or
+    TF_NUM_INTRAOP_THREADS and OMP_NUM_THREADS get the budget; inter-op threads
+    stay TensorFlow's default (one would deadlock a coordinator). A thread or
     PYTHONUNBUFFERED value already in `base_env` is kept; TF_CONFIG always
     replaces one in `base_env`.
 
@@ -151,7 +154,7 @@ def plan_local_launch(
         threads = 1 if task_type == "ps" else compute_threads
         env = dict(base_env)
         env["TF_CONFIG"] = tf_config_json(cluster, task_type, index)
-        defaults = dict(zip(THREAD_ENV_VARS, (threads, 1 if threads == 1 else 2, threads)))
+        defaults = dict.fromkeys(THREAD_ENV_VARS, threads)
         for key, value in defaults.items():
             env.setdefault(key, str(value))
         env.setdefault("PYTHONUNBUFFERED", "1")

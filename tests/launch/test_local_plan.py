@@ -35,7 +35,7 @@ def test_multi_worker_env_per_task():
             "cluster": cluster.as_dict(), "task": {"type": "worker", "index": index}}
         assert dict(launch.env) == {
             "HOME": "/home/me", "TF_CONFIG": launch.env["TF_CONFIG"],
-            "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+            "TF_NUM_INTRAOP_THREADS": "1",
             "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         assert launch.argv == COMMAND
         assert not launch.is_server
@@ -47,7 +47,7 @@ def test_threads_divided_among_compute_tasks():
 
     for launch in launches:
         assert launch.env["TF_NUM_INTRAOP_THREADS"] == "4"
-        assert launch.env["TF_NUM_INTEROP_THREADS"] == "2"
+        assert "TF_NUM_INTEROP_THREADS" not in launch.env
         assert launch.env["OMP_NUM_THREADS"] == "4"
 
 
