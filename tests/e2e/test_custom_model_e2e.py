@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from conftest import REPO
+from e2e_helpers import REPO
 from launch import plan_local_cluster, plan_local_launch, run_local
 
 

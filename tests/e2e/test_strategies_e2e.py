@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import explain, run_trainer
+from e2e_helpers import explain, run_trainer
 
 
 def test_default_command_trains_digits_on_two_replicas(tmp_path):

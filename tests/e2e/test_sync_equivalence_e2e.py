@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from conftest import explain, run_trainer
+from e2e_helpers import explain, run_trainer
 
 COMMON = ["--optimizer=sgd", "--learning_rate=0.1", "--noshuffle", "--seed=7",
           "--global_batch_size=64", "--epochs=2", "--steps_per_epoch=12", "--steps_per_loop=5"]

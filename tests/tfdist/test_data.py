@@ -67,7 +67,7 @@ def test_synthetic_is_deterministic_and_learnable():
     source = load_source("synthetic", num_examples=2000, seed=3)
     assert (source.num_train, source.num_validation, source.input_shape) == (2000, 200, (784,))
     # A least-squares linear read-out separates the classes: the labels are learnable.
-    x, y = (t.numpy() for t in synthetic_batch(tf.range(0, 4096, dtype=tf.int64), 3))
+    x, y = (t.numpy() for t in synthetic_batch(tf.range(0, 2048, dtype=tf.int64), 3))
     onehot = np.eye(10)[y]
     weights, *_ = np.linalg.lstsq(np.c_[x, np.ones(len(x))], onehot, rcond=None)
     assert (np.argmax(np.c_[x, np.ones(len(x))] @ weights, 1) == y).mean() > 0.8
