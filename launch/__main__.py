@@ -1,19 +1,31 @@
-"""Command line: run your own command as every task of a local TensorFlow cluster.
+"""Command line: run your own command as every task of a TensorFlow cluster.
 
     python -m launch --strategy=multi_worker --num_workers=2 -- python train.py --steps=10
+    python -m launch hosts --strategy=multi_worker --hosts=a:2222,b:2222 -- COMMAND
+    python -m launch slurm --strategy=multi_worker --nodes=2 --tasks_per_node=1 -- COMMAND
+    python -m launch k8s --strategy=multi_worker --image=IMAGE --num_workers=2 -- COMMAND
 
-This module only turns flags into calls of `launch.tf_config` and
-`launch.local`; it is the one place that reads `os.environ` (as the tasks' base
-environment). Nothing imports it.
+Without a subcommand the cluster runs on this machine. `hosts` prints (or
+writes, or runs here) each task of a multi-host cluster, `slurm` writes an
+sbatch script and `k8s` a Kubeflow TFJob manifest. This module only turns flags
+into calls of `launch.tf_config`, `launch.local`, `launch.hosts`,
+`launch.slurm` and `launch.k8s`; it is the one place that reads `os.environ`
+(as the tasks' base environment). Nothing imports it.
 """
 
 import argparse
+import dataclasses
 import os
+import pathlib
 import sys
 from typing import Sequence
 
+from launch import hosts as hosts_lib
 from launch.errors import LaunchError
+from launch.gpus import visible_gpu_ids
+from launch.k8s import K8S_STRATEGIES, tfjob_yaml
 from launch.local import THREAD_ENV_VARS, plan_local_launch, run_local
+from launch.slurm import DEFAULT_PORT_BASE, SLURM_STRATEGIES, sbatch_script
 from launch.tf_config import LOCAL_STRATEGIES, plan_local_cluster
 
 class _UsageError(Exception):
@@ -35,12 +47,26 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see --help).")
 
 
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer of at least 0")
+    return int(text)
+
+
+def _add_gpus_per_worker(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--gpus_per_worker", type=_non_negative_int, default=0,
+        help=f"GPUs of each worker task, set as its CUDA_VISIBLE_DEVICES ({what}); ps "
+             "tasks and a parameter_server chief run on the CPU. 0: workers keep all GPUs.")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m launch",
         usage="%(prog)s --strategy=STRATEGY --num_workers=N [--num_ps=N] [...] -- COMMAND...",
         description="Runs COMMAND as every task of a TensorFlow cluster on this machine, "
-                    "each with its own TF_CONFIG, and stops them all when one fails.")
+                    "each with its own TF_CONFIG, and stops them all when one fails.",
+        epilog="Beyond this machine: python -m launch hosts|slurm|k8s --help.")
     parser.add_argument(
         "--strategy", required=True,
         help=f"Cluster layout: one of {', '.join(LOCAL_STRATEGIES)}. 'parameter_server' "
@@ -55,7 +81,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="Host name or IPv4 address in every task's address.")
     parser.add_argument("--stop_timeout", type=_positive_seconds, default=10.0,
                         help="Seconds a task gets to exit after SIGTERM before SIGKILL.")
+    _add_gpus_per_worker(parser, "from nvidia-smi -L, or CUDA_VISIBLE_DEVICES when set")
     return parser
+
+
+def _gpus_note(launches) -> str:
+    devices = [f"{launch.name}={launch.env['CUDA_VISIBLE_DEVICES'] or 'CPU'}"
+               for launch in launches if "CUDA_VISIBLE_DEVICES" in launch.env]
+    return f"; CUDA_VISIBLE_DEVICES: {', '.join(devices)}" if devices else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--") if "--" in argv else len(argv)
     flags, command = argv[:split], argv[split + 1:]
+    if flags and flags[0] in _SUBCOMMANDS:
+        return _run_subcommand(flags[0], flags[1:], command)
     try:
         args = _parser().parse_args(flags)
         if not command:
@@ -76,14 +111,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         cluster = plan_local_cluster(strategy=args.strategy, num_workers=args.num_workers,
                                      num_ps=args.num_ps, host=args.host)
         launches = plan_local_launch(cluster=cluster, strategy=args.strategy,
-                                     command=command, base_env=dict(os.environ))
+                                     command=command, base_env=dict(os.environ),
+                                     gpus_per_worker=args.gpus_per_worker,
+                                     gpu_ids=visible_gpu_ids(environ=os.environ))
         lead = next(launch for launch in launches if not launch.is_server)
         addresses = [address for job in cluster.jobs.values() for address in job]
         tasks = ", ".join(f"{launch.name} at {address}"
                           for launch, address in zip(launches, addresses))
         threads = ", ".join(f"{key}={lead.env[key]}" for key in THREAD_ENV_VARS)
         print(f"launch: starting {args.strategy} cluster: {tasks}; compute tasks get "
-              f"{threads}.", file=sys.stderr, flush=True)
+              f"{threads}{_gpus_note(launches)}.", file=sys.stderr, flush=True)
         result = run_local(launches, stop_timeout=args.stop_timeout)
     except (LaunchError, _UsageError) as error:
         print(f"launch: error: {error}", file=sys.stderr)
@@ -91,6 +128,192 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not result.succeeded:
         print(result.summary(), file=sys.stderr, flush=True)
     return result.exit_code
+
+
+def _sub_parser(name: str, usage: str, description: str) -> argparse.ArgumentParser:
+    return _Parser(prog=f"python -m launch {name}", usage=f"%(prog)s {usage} -- COMMAND...",
+                   description=description)
+
+
+def _hosts_parser() -> argparse.ArgumentParser:
+    parser = _sub_parser(
+        "hosts", "--strategy=STRATEGY (--hosts=H:P,... [--num_ps=N] | --cluster_spec=FILE) "
+        "[--write_env=DIR | --this_host=NAME]",
+        "Plans a cluster over several hosts and prints, for each task, the line to run on "
+        "its host (TF_CONFIG='...' COMMAND); or writes one env file per task; or runs this "
+        "host's tasks here.")
+    parser.add_argument("--strategy", required=True, choices=hosts_lib.HOST_STRATEGIES,
+                        help="Cluster layout.")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--hosts", help="Task addresses host:port,...; under parameter_server "
+                                       "the first is the chief, the next --num_ps the ps tasks.")
+    where.add_argument("--cluster_spec", help='JSON file {"chief": [...], "worker": [...], '
+                                              '"ps": [...]} of host:port addresses.')
+    parser.add_argument("--num_ps", type=_non_negative_int, default=0,
+                        help="ps tasks taken from --hosts (parameter_server).")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write_env", metavar="DIR",
+                      help="Write one env file per task (e.g. worker-0.env) into DIR.")
+    mode.add_argument("--this_host", metavar="NAME",
+                      help="Run the tasks whose address is on host NAME here, as the "
+                           "local launcher does, until they finish (or Ctrl-C).")
+    parser.add_argument("--stop_timeout", type=_positive_seconds, default=10.0,
+                        help="With --this_host: seconds a task gets after SIGTERM.")
+    _add_gpus_per_worker(parser, "GPUs 0, 1, ... of each host")
+    return parser
+
+
+def _slurm_parser() -> argparse.ArgumentParser:
+    parser = _sub_parser(
+        "slurm", "--strategy=STRATEGY --nodes=N --tasks_per_node=K [--num_ps=N] "
+        "[--partition=P] [--time=T] [--gpus_per_node=G] [--output=FILE]",
+        "Prints (or writes) an sbatch script whose srun runs COMMAND in every task, each "
+        "with the TF_CONFIG `python -m launch.slurm_task` builds from SLURM_* variables.")
+    parser.add_argument("--strategy", required=True, choices=SLURM_STRATEGIES,
+                        help="Cluster layout; mirrored is one task on one node.")
+    parser.add_argument("--nodes", type=int, required=True, help="Nodes to allocate.")
+    parser.add_argument("--tasks_per_node", type=int, required=True,
+                        help="Tasks on each node.")
+    parser.add_argument("--num_ps", type=_non_negative_int, default=0,
+                        help="ps tasks (parameter_server): tasks 1..num_ps; task 0 is the "
+                             "chief, the rest are workers.")
+    parser.add_argument("--partition", help="Slurm partition.")
+    parser.add_argument("--time", help="Time limit, e.g. 01:00:00.")
+    parser.add_argument("--gpus_per_node", type=_non_negative_int, default=0,
+                        help="GPUs to allocate per node (#SBATCH --gpus-per-node).")
+    parser.add_argument("--job_name", default="tfdist", help="Slurm job name.")
+    parser.add_argument("--port_base", type=int, default=DEFAULT_PORT_BASE,
+                        help="Port of each node's first task; the next tasks count up.")
+    parser.add_argument("--output", help="Write the script to this file instead of stdout.")
+    _add_gpus_per_worker(parser, "from the GPUs Slurm gives its node; needs --gpus_per_node")
+    return parser
+
+
+def _k8s_parser() -> argparse.ArgumentParser:
+    parser = _sub_parser(
+        "k8s", "--strategy=STRATEGY --image=IMAGE [--num_workers=N] [--num_ps=N] "
+        "[--gpus_per_worker=G] [--output=FILE]",
+        "Prints (or writes) a Kubeflow TFJob manifest whose pods run COMMAND; the "
+        "training operator gives each pod its TF_CONFIG.")
+    parser.add_argument("--strategy", required=True, choices=K8S_STRATEGIES,
+                        help="Cluster layout; mirrored is one pod.")
+    parser.add_argument("--image", required=True, help="Container image with tfdist.")
+    parser.add_argument("--num_workers", type=int, default=1, help="Worker pods.")
+    parser.add_argument("--num_ps", type=_non_negative_int, default=0,
+                        help="PS pods (parameter_server, which also gets one Chief pod).")
+    parser.add_argument("--gpus_per_worker", type=_non_negative_int, default=0,
+                        help="nvidia.com/gpu limit of each Worker pod.")
+    parser.add_argument("--cpu", help="CPU request and limit of each pod, e.g. 4.")
+    parser.add_argument("--memory", help="Memory request and limit of each pod, e.g. 8Gi.")
+    parser.add_argument("--name", default="tfdist", help="TFJob name.")
+    parser.add_argument("--namespace", help="Kubernetes namespace.")
+    parser.add_argument("--output", help="Write the manifest to this file instead of stdout.")
+    return parser
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        pathlib.Path(output).write_text(text)
+    except OSError as error:
+        raise LaunchError(f"Cannot write --output={output} ({error}); pass a writable "
+                          "file path.") from error
+    print(f"launch: wrote {output}", file=sys.stderr)
+
+
+def _hosts_cluster(args):
+    if args.cluster_spec is None:
+        return hosts_lib.plan_hosts_cluster(strategy=args.strategy, num_ps=args.num_ps,
+                                            hosts=hosts_lib.parse_hosts(args.hosts))
+    if args.num_ps:
+        raise LaunchError(f"--num_ps ({args.num_ps}) is only used with --hosts; a "
+                          "--cluster_spec file lists its ps tasks itself.")
+    try:
+        text = pathlib.Path(args.cluster_spec).read_text()
+    except OSError as error:
+        raise LaunchError(f"Cannot read --cluster_spec={args.cluster_spec} ({error}); pass "
+                          "a JSON file of job name to host:port lists.") from error
+    return hosts_lib.read_cluster_spec(text, source=args.cluster_spec, strategy=args.strategy)
+
+
+def _run_hosts(args, command) -> int:
+    cluster = _hosts_cluster(args)
+    print(f"launch: {hosts_lib.open_ports_warning(cluster)}", file=sys.stderr, flush=True)
+    if args.write_env is not None:
+        directory = pathlib.Path(args.write_env)
+        files = hosts_lib.env_files(cluster, strategy=args.strategy, command=command,
+                                    gpus_per_worker=args.gpus_per_worker)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for name, text in files.items():
+                (directory / name).write_text(text)
+        except OSError as error:
+            raise LaunchError(f"Cannot write env files into --write_env={directory} "
+                              f"({error}); pass a writable directory.") from error
+        print(f"launch: wrote {', '.join(str(directory / name) for name in files)}",
+              file=sys.stderr)
+        return 0
+    if args.this_host is None:
+        for line in hosts_lib.task_lines(cluster, strategy=args.strategy, command=command,
+                                         gpus_per_worker=args.gpus_per_worker):
+            print(line)
+        return 0
+    tasks = hosts_lib.tasks_on_host(cluster, args.this_host)
+    if not tasks:
+        raise LaunchError(
+            f"No task of the cluster has host {args.this_host!r}; pass --this_host= one of: "
+            f"{', '.join(hosts_lib.cluster_hosts(cluster))}.")
+    launches = plan_local_launch(cluster=cluster, strategy=args.strategy, command=command,
+                                 base_env=dict(os.environ), tasks=tasks,
+                                 gpus_per_worker=args.gpus_per_worker,
+                                 gpu_ids=visible_gpu_ids(environ=os.environ))
+    if all(launch.is_server for launch in launches):  # No chief here: run until stopped.
+        launches = [dataclasses.replace(launch, is_server=False) for launch in launches]
+    print(f"launch: starting {', '.join(launch.name for launch in launches)} of a "
+          f"{args.strategy} cluster on {args.this_host}{_gpus_note(launches)}.",
+          file=sys.stderr, flush=True)
+    result = run_local(launches, stop_timeout=args.stop_timeout)
+    if not result.succeeded:
+        print(result.summary(), file=sys.stderr, flush=True)
+    return result.exit_code
+
+
+def _run_slurm(args, command) -> int:
+    _emit(sbatch_script(
+        strategy=args.strategy, nodes=args.nodes, tasks_per_node=args.tasks_per_node,
+        command=command, num_ps=args.num_ps, partition=args.partition, time=args.time,
+        gpus_per_node=args.gpus_per_node, gpus_per_worker=args.gpus_per_worker,
+        job_name=args.job_name, port_base=args.port_base), args.output)
+    return 0
+
+
+def _run_k8s(args, command) -> int:
+    _emit(tfjob_yaml(
+        name=args.name, strategy=args.strategy, image=args.image, command=command,
+        num_workers=args.num_workers, num_ps=args.num_ps,
+        gpus_per_worker=args.gpus_per_worker, cpu=args.cpu, memory=args.memory,
+        namespace=args.namespace), args.output)
+    return 0
+
+
+_SUBCOMMANDS = {"hosts": (_hosts_parser, _run_hosts), "slurm": (_slurm_parser, _run_slurm),
+                "k8s": (_k8s_parser, _run_k8s)}
+
+
+def _run_subcommand(name: str, flags: list[str], command: list[str]) -> int:
+    make_parser, run = _SUBCOMMANDS[name]
+    try:
+        args = make_parser().parse_args(flags)
+        if not command:
+            raise LaunchError(
+                f"No command to launch: put it after '--', e.g. python -m launch {name} "
+                "--strategy=multi_worker ... -- python -m tfdist.train --strategy=multi_worker.")
+        return run(args, command)
+    except (LaunchError, _UsageError) as error:
+        print(f"launch: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

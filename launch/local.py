@@ -21,6 +21,7 @@ from typing import Mapping, Sequence, TextIO
 from launch._processes import (PrefixedOutput, RunningTask, install_signal_handlers,
                                signal_group, start_task, stop_tasks)
 from launch.errors import LaunchError
+from launch.gpus import assign_gpus
 from launch.result import LaunchResult, TaskOutcome
 from launch.tf_config import LOCAL_STRATEGIES, ClusterSpec, tf_config_json
 
@@ -29,7 +30,8 @@ from launch.tf_config import LOCAL_STRATEGIES, ClusterSpec, tf_config_json
 # a parameter_server job made no progress in 200 s), as blocking remote and collective ops
 # wait on the only inter-op thread.
 THREAD_ENV_VARS = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")
-_STRATEGY_JOBS = {"multi_worker": ("worker",), "parameter_server": ("chief", "worker", "ps")}
+_STRATEGY_JOBS = {"multi_worker": (("worker",), ("chief", "worker")),
+                  "parameter_server": (("chief", "worker", "ps"),)}
 _READER_JOIN_S = 2.0
 
 
@@ -100,6 +102,9 @@ def plan_local_launch(
     server_command: Sequence[str] | None = None,
     base_env: Mapping[str, str],
     cpu_count: int | None = None,
+    gpus_per_worker: int = 0,
+    gpu_ids: Sequence[str] | None = None,
+    tasks: Sequence[tuple[str, int]] | None = None,
 ) -> list[TaskLaunch]:
     """Prepares one `TaskLaunch` per task of `cluster`; starts nothing.
 
@@ -109,7 +114,8 @@ def plan_local_launch(
     TF_NUM_INTRAOP_THREADS and OMP_NUM_THREADS get the budget; inter-op threads
     stay TensorFlow's default (one would deadlock a coordinator). A thread or
     PYTHONUNBUFFERED value already in `base_env` is kept; TF_CONFIG always
-    replaces one in `base_env`.
+    replaces one in `base_env`. CUDA_VISIBLE_DEVICES is set as
+    `launch.gpus.assign_gpus` divides `gpu_ids` among the planned tasks.
 
     Args:
         cluster: The cluster, e.g. from `plan_local_cluster`.
@@ -120,9 +126,16 @@ def plan_local_launch(
             "parameter_server"; defaults to `command`.
         base_env: The environment every task starts from; not modified.
         cpu_count: CPUs to divide; defaults to the CPUs this process may use.
+        gpus_per_worker: GPUs of each worker (and `multi_worker` chief); 0
+            leaves CUDA_VISIBLE_DEVICES as inherited, except that ps tasks and
+            the chief of "parameter_server" run on the CPU when `gpu_ids` has any.
+        gpu_ids: This machine's GPU ids (`launch.visible_gpu_ids`); None when
+            unknown, which allows only `gpus_per_worker` 0.
+        tasks: The `(task_type, index)` of the tasks to prepare, e.g. those of
+            one host of a larger cluster; defaults to every task of `cluster`.
 
     Returns:
-        One `TaskLaunch` per task, in `cluster.tasks()` order.
+        One `TaskLaunch` per planned task, in `cluster.tasks()` order.
 
     Raises:
         LaunchError: If an argument is invalid or the cluster does not fit the
@@ -135,22 +148,32 @@ def plan_local_launch(
     if not isinstance(cluster, ClusterSpec):
         raise LaunchError(
             f"cluster ({cluster!r}) must be a ClusterSpec; plan one with plan_local_cluster.")
-    if tuple(cluster.jobs) != _STRATEGY_JOBS[strategy]:
+    if tuple(cluster.jobs) not in _STRATEGY_JOBS[strategy]:
+        layouts = " or ".join(", ".join(jobs) for jobs in _STRATEGY_JOBS[strategy])
         raise LaunchError(
             f"Cluster jobs ({', '.join(cluster.jobs)}) do not fit strategy "
-            f"{strategy!r}, which needs exactly: {', '.join(_STRATEGY_JOBS[strategy])}; "
+            f"{strategy!r}, which needs exactly: {layouts}; "
             f"plan it with plan_local_cluster(strategy={strategy!r}, ...).")
+    planned = cluster.tasks() if tasks is None else [tuple(task) for task in tasks]
+    unknown = [task for task in planned if task not in cluster.tasks()]
+    if unknown or not planned or len(set(planned)) != len(planned):
+        raise LaunchError(
+            f"tasks ({tasks!r}) must be distinct (task_type, index) pairs of the cluster, "
+            f"at least one; the cluster has: {cluster.tasks()}.")
+    planned = [task for task in cluster.tasks() if task in planned]
     command = _check_command("command", command)
     server_command = command if server_command is None else _check_command(
         "server_command", server_command)
     _check_env("base_env", base_env)
     is_ps = strategy == "parameter_server"
-    num_compute = len(cluster.jobs["worker"]) + len(cluster.jobs.get("chief", ()))
+    num_compute = sum(task_type != "ps" for task_type, _ in planned)
     compute_threads = threads_per_process(
         cpu_count=_available_cpus() if cpu_count is None else cpu_count,
-        num_processes=num_compute)
+        num_processes=max(1, num_compute))
+    devices = assign_gpus(strategy=strategy, tasks=planned, gpu_ids=gpu_ids,
+                          gpus_per_worker=gpus_per_worker)
     launches = []
-    for task_type, index in cluster.tasks():
+    for task_type, index in planned:
         threads = 1 if task_type == "ps" else compute_threads
         env = dict(base_env)
         env["TF_CONFIG"] = tf_config_json(cluster, task_type, index)
@@ -158,6 +181,8 @@ def plan_local_launch(
         for key, value in defaults.items():
             env.setdefault(key, str(value))
         env.setdefault("PYTHONUNBUFFERED", "1")
+        if (task_type, index) in devices:
+            env["CUDA_VISIBLE_DEVICES"] = devices[task_type, index]
         is_server = is_ps and task_type in ("worker", "ps")
         launches.append(TaskLaunch(task_type=task_type, index=index,
                                    argv=server_command if is_server else command,

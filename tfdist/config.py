@@ -15,10 +15,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Tuple
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "parameter_server")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
+COMPRESSIONS = ("none", "fp16", "bf16")
+COLLECTIVE_IMPLEMENTATIONS = ("auto", "ring", "nccl")
+PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 TASK_TYPES = ("chief", "worker", "ps", "evaluator")
 DEFAULT_CPU_REPLICAS = 2
 
@@ -64,6 +67,57 @@ def per_replica_batch_size(global_batch_size: int, num_replicas: int) -> int:
     return global_batch_size // num_replicas
 
 
+def check_profile_steps(steps) -> Optional[Tuple[int, int]]:
+    """Returns ``steps`` as ``(first, last)`` optimizer steps to profile, or None."""
+    if steps is None:
+        return None
+    if (not isinstance(steps, (tuple, list)) or len(steps) != 2
+            or any(isinstance(s, bool) or not isinstance(s, int) for s in steps)
+            or not 1 <= steps[0] <= steps[1]):
+        raise ConfigError(
+            f"profile_steps ({steps!r}) must be two optimizer steps FIRST,LAST with "
+            "1 <= FIRST <= LAST, e.g. --profile_steps=10,20.")
+    return tuple(steps)
+
+
+def parse_profile_steps(text: Optional[str]) -> Optional[Tuple[int, int]]:
+    """``"10,20"`` → ``(10, 20)``; None or empty → None (the ``--profile_steps`` flag)."""
+    if text is None or not text.strip():
+        return None
+    try:
+        steps = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        steps = None
+    return check_profile_steps(steps if steps and len(steps) == 2 else text)
+
+
+@dataclasses.dataclass(frozen=True)
+class CommunicationConfig:
+    """How gradients travel in a synchronous step.
+
+    Attributes:
+      grad_compression: ``none``, ``fp16`` or ``bf16``: the dtype on the wire.
+      all_reduce_pack_bytes: pack gradients into chunks of this many bytes (0: one pack).
+      collective_implementation: ``auto``, ``ring`` or ``nccl``.
+      collective_timeout: seconds a collective may wait for its peers (None: forever).
+    """
+
+    grad_compression: str = "none"
+    all_reduce_pack_bytes: int = 0
+    collective_implementation: str = "auto"
+    collective_timeout: Optional[float] = None
+
+    def __post_init__(self):
+        check_choice("grad_compression", self.grad_compression, COMPRESSIONS)
+        check_choice("collective_implementation", self.collective_implementation,
+                     COLLECTIVE_IMPLEMENTATIONS)
+        if self.all_reduce_pack_bytes < 0:
+            raise ConfigError(
+                f"all_reduce_pack_bytes ({self.all_reduce_pack_bytes}) must be 0 (one pack) "
+                "or a positive number of bytes, e.g. 4194304.")
+        check_positive("collective_timeout", self.collective_timeout, allow_none=True)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything a run of the built-in job needs; field names equal the CLI flags.
@@ -74,6 +128,8 @@ class TrainConfig:
       num_ps: parameter-server processes (``parameter_server`` only).
       num_devices: replicas for ``mirrored``: GPUs when present, else logical CPUs.
         None means all GPUs, or 2 CPU replicas when there is no GPU.
+      gpus_per_worker: GPUs the local launcher gives each worker process (through
+        CUDA_VISIBLE_DEVICES); 0 leaves every worker all the GPUs it sees.
       model: a registered model name (``mlp``, ``cnn`` or one a user registered).
       dataset: ``digits``, ``synthetic`` or a TFDS name.
       data_dir: where TFDS datasets are prepared (TFDS's default when None).
@@ -86,14 +142,22 @@ class TrainConfig:
       learning_rate: the optimizer's learning rate.
       seed: seeds weights, shuffling and synthetic data.
       shuffle: shuffle the training data each epoch (False keeps the source order).
+      grad_accum_steps: micro-batches summed into one update.
+      grad_compression, all_reduce_pack_bytes, collective_implementation,
+        collective_timeout: see CommunicationConfig.
+      mixed_precision: ``none``, ``mixed_float16`` (with loss scaling) or ``mixed_bfloat16``.
       model_dir: checkpoints and the exported model go here; None keeps nothing.
       metrics_json: path of a JSON summary written by the chief; None writes none.
+      profile_steps: ``(first, last)`` optimizer steps the chief traces with the
+        TensorFlow profiler into MODEL_DIR/tensorboard/train; needs ``model_dir``.
+      verbose: every worker prints its progress, not only the chief.
     """
 
     strategy: str = "auto"
     num_workers: int = 1
     num_ps: int = 0
     num_devices: Optional[int] = None
+    gpus_per_worker: int = 0
     model: str = "mlp"
     dataset: str = "digits"
     data_dir: Optional[str] = None
@@ -106,8 +170,16 @@ class TrainConfig:
     learning_rate: float = 1e-3
     seed: int = 0
     shuffle: bool = True
+    grad_accum_steps: int = 1
+    grad_compression: str = "none"
+    all_reduce_pack_bytes: int = 0
+    collective_implementation: str = "auto"
+    collective_timeout: Optional[float] = None
+    mixed_precision: str = "none"
     model_dir: Optional[str] = None
     metrics_json: Optional[str] = None
+    profile_steps: Optional[Tuple[int, int]] = None
+    verbose: bool = False
 
     def __post_init__(self):
         check_choice("strategy", self.strategy, STRATEGIES)
@@ -116,7 +188,14 @@ class TrainConfig:
                      "steps_per_loop", "learning_rate"):
             check_positive(name, getattr(self, name))
         check_positive("num_devices", self.num_devices, allow_none=True)
+        check_positive("grad_accum_steps", self.grad_accum_steps)
+        check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        self.communication()  # Validates the communication fields.
         check_positive("steps_per_epoch", self.steps_per_epoch, allow_none=True)
+        if check_profile_steps(self.profile_steps) and not self.model_dir:
+            raise ConfigError(
+                f"profile_steps ({self.profile_steps!r}) needs model_dir: the trace is written "
+                "under MODEL_DIR/tensorboard/train; pass --model_dir.")
         if self.num_ps < 0:
             raise ConfigError(f"num_ps ({self.num_ps}) must be 0 or more.")
         if self.strategy == "parameter_server" and self.num_ps < 1:
@@ -127,10 +206,27 @@ class TrainConfig:
             raise ConfigError(
                 f"num_ps ({self.num_ps}) is only used by strategy 'parameter_server', "
                 f"not {self.strategy!r}; drop --num_ps or pass --strategy=parameter_server.")
+        if (isinstance(self.gpus_per_worker, bool) or not isinstance(self.gpus_per_worker, int)
+                or self.gpus_per_worker < 0):
+            raise ConfigError(
+                f"gpus_per_worker ({self.gpus_per_worker!r}) must be an integer of at least 0; "
+                "pass --gpus_per_worker=1 for one GPU per worker process.")
+        if self.gpus_per_worker and self.strategy in ("one_device", "mirrored"):
+            raise ConfigError(
+                f"gpus_per_worker ({self.gpus_per_worker}) is for worker processes, not strategy "
+                f"{self.strategy!r}; use --num_devices for mirrored, or pass "
+                "--strategy=multi_worker or --strategy=parameter_server.")
         if self.num_workers > 1 and self.strategy in ("one_device", "mirrored"):
             raise ConfigError(
                 f"num_workers ({self.num_workers}) needs a multi-process strategy, not "
                 f"{self.strategy!r}; pass --strategy=multi_worker or --strategy=parameter_server.")
+
+    def communication(self) -> CommunicationConfig:
+        return CommunicationConfig(
+            grad_compression=self.grad_compression,
+            all_reduce_pack_bytes=self.all_reduce_pack_bytes,
+            collective_implementation=self.collective_implementation,
+            collective_timeout=self.collective_timeout)
 
     def launch_strategy(self) -> str:
         """The cluster layout a local launch needs: multi_worker or parameter_server."""

@@ -18,8 +18,11 @@ import keras
 from tfdist.config import ClusterConfig, TrainConfig
 from tfdist.data import load_source, make_dataset_fn, steps_per_epoch
 from tfdist.models import build_model
+from tfdist.precision import set_precision
 from tfdist.strategies import make_strategy
-from tfdist.trainer import History, Trainer, print_epoch
+from tfdist.progress import ProgressBar
+from tfdist.summaries import Summaries, tensorboard_dir
+from tfdist.trainer import History, Trainer
 
 
 def summarize(config: TrainConfig, distribution, history: History, wall_seconds: float) -> dict:
@@ -33,6 +36,9 @@ def summarize(config: TrainConfig, distribution, history: History, wall_seconds:
         "model": config.model if isinstance(config.model, str) else "custom",
         "dataset": config.dataset,
         "global_batch_size": config.global_batch_size,
+        "grad_accum_steps": config.grad_accum_steps,
+        "grad_compression": config.grad_compression,
+        "mixed_precision": config.mixed_precision,
         "epochs": len(history.epochs),
         "steps": history.final_step,
         "train_loss": last.train_loss if last else None,
@@ -53,6 +59,20 @@ def write_metrics_json(path: str, summary: dict) -> None:
         json.dump(summary, f, indent=2)
 
 
+def build_callbacks(config: TrainConfig, distribution) -> list:
+    """The job's callbacks for this task.
+
+    The chief shows progress and, with ``model_dir``, writes TensorBoard summaries;
+    other workers show progress only with ``verbose``.
+    """
+    is_chief = distribution.role.is_chief
+    callbacks = [ProgressBar()] if is_chief or config.verbose else []
+    if is_chief and config.model_dir:
+        callbacks.append(Summaries(tensorboard_dir(config.model_dir),
+                                   profile_steps=config.profile_steps))
+    return callbacks
+
+
 def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
             started_at: Optional[float] = None) -> dict:
     """Trains ``config.model`` on ``config.dataset`` under ``config.strategy``; returns the summary.
@@ -63,8 +83,11 @@ def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
       started_at: ``time.time()`` when the process started, for ``wall_seconds``.
     """
     started_at = time.time() if started_at is None else started_at
-    distribution = make_strategy(config.strategy, num_devices=config.num_devices, cluster=cluster)
+    communication = config.communication()
+    distribution = make_strategy(config.strategy, num_devices=config.num_devices,
+                                 cluster=cluster, communication=communication)
     keras.utils.set_random_seed(config.seed)
+    set_precision(config.mixed_precision)
     source = load_source(config.dataset, data_dir=config.data_dir,
                          num_examples=config.num_examples, seed=config.seed)
     steps = config.steps_per_epoch or steps_per_epoch(source, config.global_batch_size)
@@ -75,7 +98,8 @@ def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
                       learning_rate=config.learning_rate,
                       global_batch_size=config.global_batch_size,
                       steps_per_loop=config.steps_per_loop,
-                      log=lambda log: print_epoch(log, epochs=config.epochs))
+                      grad_accum_steps=config.grad_accum_steps, communication=communication,
+                      callbacks=build_callbacks(config, distribution))
     train_fn = make_dataset_fn(source, "train", global_batch_size=config.global_batch_size,
                                training=True, seed=config.seed, shuffle=config.shuffle)
     validation_fn = None
@@ -86,6 +110,7 @@ def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
     history = trainer.fit(train_fn, epochs=config.epochs, steps_per_epoch=steps,
                           validation_fn=validation_fn, model_dir=config.model_dir)
     summary = summarize(config, distribution, history, time.time() - started_at)
+    summary["allreduce_bytes_per_step"] = trainer.allreduce_bytes_per_step
     if distribution.role.is_chief and config.metrics_json:
         write_metrics_json(config.metrics_json, summary)
     return summary

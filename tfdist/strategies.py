@@ -14,15 +14,9 @@ from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
-from tfdist.config import (DEFAULT_CPU_REPLICAS, STRATEGIES, ClusterConfig, ConfigError,
-                           check_choice, check_positive)
-
-COMMUNICATIONS = ("auto", "ring", "nccl")
-_COLLECTIVE = {
-    "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
-    "ring": tf.distribute.experimental.CommunicationImplementation.RING,
-    "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
-}
+from tfdist.communication import collective_options
+from tfdist.config import (DEFAULT_CPU_REPLICAS, STRATEGIES, ClusterConfig, CommunicationConfig,
+                           ConfigError, check_choice, check_positive)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,8 +126,7 @@ def _mirrored(*, num_devices, cluster, communication):
 
 
 def _multi_worker(*, num_devices, cluster, communication):
-    options = tf.distribute.experimental.CommunicationOptions(
-        implementation=_COLLECTIVE[communication])
+    options = collective_options(communication)
     if cluster is None:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
         return strategy, None, _LOCAL_ROLE, 1
@@ -172,7 +165,7 @@ _BUILDERS: Dict[str, Callable] = {
 
 def make_strategy(kind: str = "auto", *, num_devices: Optional[int] = None,
                   cluster: Optional[ClusterConfig] = None,
-                  communication: str = "auto") -> Distribution:
+                  communication: Optional[CommunicationConfig] = None) -> Distribution:
     """Builds the strategy ``kind`` for this process.
 
     Args:
@@ -181,12 +174,13 @@ def make_strategy(kind: str = "auto", *, num_devices: Optional[int] = None,
       num_devices: replicas for ``mirrored`` (GPUs, else logical CPUs; default all
         GPUs or 2 CPUs).
       cluster: the parsed TF_CONFIG (``tfdist.config.read_tf_config()``), or None.
-      communication: collective implementation for ``multi_worker``: auto, ring, nccl.
+      communication: collective options for ``multi_worker`` (implementation, pack
+        size, timeout); the default config when None.
 
     Returns:
       A Distribution; ``coordinator`` is set for ``parameter_server``.
     """
-    check_choice("communication", communication, COMMUNICATIONS)
+    communication = communication or CommunicationConfig()
     check_positive("num_devices", num_devices, allow_none=True)
     resolved = resolve_kind(kind, cluster, len(tf.config.list_physical_devices("GPU")))
     strategy, coordinator, role, num_workers = _BUILDERS[resolved](

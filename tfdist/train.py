@@ -18,7 +18,9 @@ _STARTED_AT = time.time()
 
 from absl import app, flags  # noqa: E402
 
-from tfdist.config import OPTIMIZERS, STRATEGIES, ConfigError, TrainConfig, read_tf_config  # noqa: E402
+from tfdist.config import (COLLECTIVE_IMPLEMENTATIONS, COMPRESSIONS, OPTIMIZERS,  # noqa: E402
+                           PRECISIONS, STRATEGIES, ConfigError, TrainConfig,
+                           parse_profile_steps, read_tf_config)
 
 _STRATEGY = flags.DEFINE_enum(
     "strategy", "auto", STRATEGIES,
@@ -35,6 +37,12 @@ _NUM_DEVICES = flags.DEFINE_integer(
     "num_devices", None,
     "Replicas for --strategy=mirrored: that many GPUs, or logical CPU devices when there is "
     "no GPU. Default: all GPUs, or 2 CPU replicas.", lower_bound=1)
+_GPUS_PER_WORKER = flags.DEFINE_integer(
+    "gpus_per_worker", 0,
+    "GPUs the local launcher gives each worker process of --strategy=multi_worker or "
+    "parameter_server (via CUDA_VISIBLE_DEVICES; ps tasks and the parameter_server chief "
+    "run on CPU). 0: every worker sees all GPUs. Ignored when TF_CONFIG is set.",
+    lower_bound=0)
 _MODEL = flags.DEFINE_string(
     "model", "mlp", "Registered model name: mlp, cnn, or one added with tfdist.register_model.")
 _DATASET = flags.DEFINE_string(
@@ -61,28 +69,66 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed for weights, shuffling and synthet
 _SHUFFLE = flags.DEFINE_boolean(
     "shuffle", True, "Shuffle the training data each epoch; --noshuffle keeps the source "
     "order (deterministic runs, e.g. comparing strategies step for step).")
+_GRAD_ACCUM_STEPS = flags.DEFINE_integer(
+    "grad_accum_steps", 1,
+    "Micro-batches of --global_batch_size summed into one update: the update covers "
+    "grad_accum_steps x global_batch_size examples with one all-reduce. Use it when the "
+    "batch you want does not fit in memory, or to all-reduce less often.", lower_bound=1)
+_GRAD_COMPRESSION = flags.DEFINE_enum(
+    "grad_compression", "none", COMPRESSIONS,
+    "Dtype of gradients in the all-reduce of sync strategies (mirrored, multi_worker): fp16 "
+    "or bf16 halve the bytes sent; gradients are cast back before the update.")
+_ALL_REDUCE_PACK_BYTES = flags.DEFINE_integer(
+    "all_reduce_pack_bytes", 0,
+    "multi_worker: pack gradients into all-reduce chunks of this many bytes (0: TF decides).",
+    lower_bound=0)
+_COLLECTIVE_IMPLEMENTATION = flags.DEFINE_enum(
+    "collective_implementation", "auto", COLLECTIVE_IMPLEMENTATIONS,
+    "multi_worker collective implementation: ring (gRPC, CPU or GPU), nccl (GPUs), auto.")
+_COLLECTIVE_TIMEOUT = flags.DEFINE_float(
+    "collective_timeout", None,
+    "multi_worker: seconds a collective waits for its peers before failing (default: forever).")
+_MIXED_PRECISION = flags.DEFINE_enum(
+    "mixed_precision", "none", PRECISIONS,
+    "Compute in float16 (with dynamic loss scaling) or bfloat16, keeping float32 variables. "
+    "Pays off on GPUs/TPUs with fast half-precision units; on CPU it is usually slower.")
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None,
     "Checkpoints go to MODEL_DIR/checkpoints each epoch (a rerun resumes from the latest) "
     "and the chief exports MODEL_DIR/model.keras at the end. Unset: nothing is kept.")
 _METRICS_JSON = flags.DEFINE_string(
     "metrics_json", None, "Path of a JSON summary written by the chief at the end.")
+_PROFILE_STEPS = flags.DEFINE_string(
+    "profile_steps", None,
+    "FIRST,LAST: the chief traces the training loops that run these optimizer steps with the "
+    "TensorFlow profiler, into MODEL_DIR/tensorboard/train (needs --model_dir; open the "
+    "Profile tab of TensorBoard).")
+_VERBOSE = flags.DEFINE_boolean(
+    "verbose", False,
+    "Every worker prints its progress; by default only the chief does (see --model_dir for "
+    "TensorBoard summaries).")
 
 
 def config_from_flags() -> TrainConfig:
     """The parsed flags as one frozen config (flag names equal field names)."""
     return TrainConfig(
         strategy=_STRATEGY.value, num_workers=_NUM_WORKERS.value, num_ps=_NUM_PS.value,
-        num_devices=_NUM_DEVICES.value, model=_MODEL.value, dataset=_DATASET.value,
+        num_devices=_NUM_DEVICES.value, gpus_per_worker=_GPUS_PER_WORKER.value,
+        model=_MODEL.value, dataset=_DATASET.value,
         data_dir=_DATA_DIR.value, num_examples=_NUM_EXAMPLES.value,
         global_batch_size=_GLOBAL_BATCH_SIZE.value, epochs=_EPOCHS.value,
         steps_per_epoch=_STEPS_PER_EPOCH.value, steps_per_loop=_STEPS_PER_LOOP.value,
         optimizer=_OPTIMIZER.value, learning_rate=_LEARNING_RATE.value, seed=_SEED.value,
-        shuffle=_SHUFFLE.value, model_dir=_MODEL_DIR.value, metrics_json=_METRICS_JSON.value)
+        shuffle=_SHUFFLE.value, model_dir=_MODEL_DIR.value, metrics_json=_METRICS_JSON.value,
+        profile_steps=parse_profile_steps(_PROFILE_STEPS.value), verbose=_VERBOSE.value,
+        grad_accum_steps=_GRAD_ACCUM_STEPS.value, grad_compression=_GRAD_COMPRESSION.value,
+        all_reduce_pack_bytes=_ALL_REDUCE_PACK_BYTES.value,
+        collective_implementation=_COLLECTIVE_IMPLEMENTATION.value,
+        collective_timeout=_COLLECTIVE_TIMEOUT.value, mixed_precision=_MIXED_PRECISION.value)
 
 
 def _launch_local_cluster(config: TrainConfig, argv) -> int:
-    from launch import plan_local_cluster, plan_local_launch, run_local
+    from launch import plan_local_cluster, plan_local_launch, run_local, visible_gpu_ids
 
     strategy = config.launch_strategy()
     cluster = plan_local_cluster(strategy=strategy, num_workers=config.num_workers,
@@ -91,7 +137,8 @@ def _launch_local_cluster(config: TrainConfig, argv) -> int:
         cluster=cluster, strategy=strategy,
         command=[sys.executable, "-m", "tfdist.train", *argv[1:]],
         server_command=[sys.executable, "-m", "tfdist.server"],
-        base_env=dict(os.environ))
+        base_env=dict(os.environ), gpus_per_worker=config.gpus_per_worker,
+        gpu_ids=visible_gpu_ids(environ=os.environ))
     print(f"tfdist.train: launching {len(launches)} local processes "
           f"({', '.join(launch.name for launch in launches)})", flush=True)
     result = run_local(launches)

@@ -7,7 +7,9 @@ checkpoints, history). Sync strategies run the step with ``strategy.run`` and
 the Keras optimizer all-reduces the gradients; ``parameter_server`` schedules
 the same step on the workers with ``ClusterCoordinator.schedule`` and the
 updates land on the parameter servers. Loss and accuracy are summed on each
-replica and aggregated across replicas and workers once per epoch.
+replica and aggregated across replicas and workers after each loop; each loop
+and epoch is reported to the ``callbacks`` (``tfdist.callbacks``), and Keras
+``metrics`` are updated in the replica step (sync strategies).
 
 Building the strategy, the data and the model belongs to ``strategies``,
 ``data`` and ``models``: the trainer receives them.
@@ -18,26 +20,31 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import keras
 import tensorflow as tf
 
+from tfdist.callbacks import Callback, CallbackList
 from tfdist.checkpoints import CheckpointKeeper, export_model
+from tfdist.communication import CommunicationConfig, GradientReducer
 from tfdist.config import ConfigError, check_positive, per_replica_batch_size
 from tfdist.data import DatasetFn
 from tfdist.optimizers import build_optimizer
+from tfdist.steps import TOTALS, LossFn, StepFunctions, sparse_categorical_loss
 from tfdist.strategies import Distribution
 
-LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-_SUM = tf.distribute.ReduceOp.SUM
-# Totals summed per replica: [loss sum, correct predictions, examples].
-_TOTALS = 3
+_TOTALS = TOTALS
 
 
 @dataclasses.dataclass(frozen=True)
 class EpochLog:
-    """What one epoch did; accuracies are None when the trainer does not measure them."""
+    """What one epoch did; accuracies are None when the trainer does not measure them.
+
+    ``global_step`` is the optimizer step at the epoch's end, ``wall_seconds`` the
+    time since ``fit`` began (training, validation, callbacks), ``metrics`` the
+    results of the trainer's Keras metrics on this epoch's training batches.
+    """
 
     epoch: int
     steps: int
@@ -47,6 +54,10 @@ class EpochLog:
     val_accuracy: Optional[float]
     train_seconds: float
     examples: int
+    global_step: int = 0
+    wall_seconds: float = 0.0
+    learning_rate: Optional[float] = None
+    metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def examples_per_sec(self) -> float:
@@ -71,17 +82,20 @@ class History:
         return [dataclasses.asdict(e) for e in self.epochs]
 
 
-def sparse_categorical_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    """Per-example cross-entropy of integer labels against logits."""
-    return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-
-
 def _ratio(numerator: float, denominator: float) -> Optional[float]:
     return float(numerator / denominator) if denominator else None
 
 
+def _scalar(value) -> float:
+    return float(tf.convert_to_tensor(value))  # A distributed variable reads as a tensor.
+
+
 class Trainer:
     """Trains a Keras 3 model built under ``distribution.strategy.scope()``.
+
+    Under the ``mixed_float16`` Keras policy the optimizer is wrapped in a
+    ``LossScaleOptimizer`` (dynamic loss scaling); model outputs are cast to float32
+    before the loss.
 
     Args:
       distribution: from ``tfdist.make_strategy``.
@@ -94,6 +108,14 @@ class Trainer:
         ``parameter_server``); the loss is averaged over it.
       steps_per_loop: steps run inside one ``tf.function`` call.
       accuracy: also count argmax accuracy (outputs are class scores, labels ints).
+      grad_accum_steps: micro-batches of ``global_batch_size`` summed into each update;
+        an update then covers ``grad_accum_steps * global_batch_size`` examples and
+        the all-reduce runs once per update.
+      communication: gradient compression and collective options (sync strategies).
+      metrics: Keras metrics created in the strategy's scope, updated with
+        ``(labels, outputs)`` of every training batch and reset each epoch (sync
+        strategies only); their results are ``EpochLog.metrics``.
+      callbacks: ``tfdist.callbacks.Callback`` objects, called on every task.
       log: called with each EpochLog on the chief; None for silence.
     """
 
@@ -101,22 +123,40 @@ class Trainer:
                  optimizer: Union[str, keras.optimizers.Optimizer] = "adam",
                  learning_rate: float = 1e-3, loss: Optional[LossFn] = None,
                  global_batch_size: int, steps_per_loop: int = 32, accuracy: bool = True,
+                 grad_accum_steps: int = 1,
+                 communication: Optional[CommunicationConfig] = None,
+                 metrics: Sequence[keras.metrics.Metric] = (),
+                 callbacks: Sequence[Callback] = (),
                  log: Optional[Callable[[EpochLog], None]] = None):
         check_positive("global_batch_size", global_batch_size)
         check_positive("steps_per_loop", steps_per_loop)
+        check_positive("grad_accum_steps", grad_accum_steps)
         per_replica_batch_size(global_batch_size, distribution.num_replicas)
+        communication = communication or CommunicationConfig()
+        if distribution.is_async and communication.grad_compression != "none":
+            raise ConfigError(
+                f"grad_compression ({communication.grad_compression!r}) compresses the "
+                "all-reduce of sync strategies; parameter_server has none. Drop it or use "
+                "--strategy=multi_worker.")
         self.distribution = distribution
         self.model = model
         self.global_batch_size = global_batch_size
         self.steps_per_loop = steps_per_loop
-        self._loss = loss or sparse_categorical_loss
-        self._accuracy = accuracy
+        self.grad_accum_steps = grad_accum_steps
+        if metrics and distribution.is_async:
+            raise ConfigError(
+                f"metrics ({[m.name for m in metrics]}) are updated in the replica step of "
+                "sync strategies only; drop them or use --strategy=multi_worker.")
+        self.metrics = tuple(metrics)
+        self.callbacks = tuple(callbacks)
         self._log = log if distribution.role.is_chief else None
-        self._trace_problem = None
         strategy = distribution.strategy
         with strategy.scope():
             if isinstance(optimizer, str):
                 optimizer = build_optimizer(optimizer, learning_rate=learning_rate)
+            if (keras.mixed_precision.global_policy().name == "mixed_float16"
+                    and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)):
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.optimizer = optimizer
             self.optimizer.build(model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -125,10 +165,26 @@ class Trainer:
                 self._val_totals = self._totals_variable("val_totals")
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer,
                                               epoch=self.epoch)
-        self._train_loop = tf.function(self._sync_loop if not distribution.is_async
-                                       else self._async_loop)
-        self._eval_loop = tf.function(self._sync_eval if not distribution.is_async
-                                      else self._local_eval)
+        self.reducer = GradientReducer(communication)
+        self.steps = StepFunctions(
+            strategy=strategy, model=model, optimizer=self.optimizer,
+            loss=loss or sparse_categorical_loss, global_batch_size=global_batch_size,
+            grad_accum_steps=grad_accum_steps, reducer=self.reducer, accuracy=accuracy,
+            metrics=self.metrics)
+        self._accuracy = accuracy
+        if distribution.is_async:
+            self._train_loop = tf.function(self.steps.async_loop)
+            self._eval_loop = tf.function(self.steps.local_eval)
+        else:
+            self._train_loop = tf.function(
+                lambda iterator, n: self.steps.sync_loop(iterator, n, self._train_totals))
+            self._eval_loop = tf.function(
+                lambda dataset: self.steps.sync_eval(dataset, self._val_totals))
+
+    @property
+    def allreduce_bytes_per_step(self) -> int:
+        """Bytes one replica sends into the gradient all-reduce per update (0 for PSS)."""
+        return 0 if self.distribution.is_async else self.reducer.bytes_per_step
 
     @staticmethod
     def _totals_variable(name: str) -> tf.Variable:
@@ -136,92 +192,34 @@ class Trainer:
                            synchronization=tf.VariableSynchronization.ON_READ,
                            aggregation=tf.VariableAggregation.SUM)
 
-    # ----- the inner step ---------------------------------------------------------------
-    def _totals(self, labels, outputs, per_example_loss) -> tf.Tensor:
-        count = tf.cast(tf.shape(per_example_loss)[0], tf.float32)
-        correct = tf.constant(0.0)
-        if self._accuracy:
-            predicted = tf.argmax(outputs, axis=-1, output_type=tf.int64)
-            hits = tf.equal(predicted, tf.cast(tf.reshape(labels, tf.shape(predicted)), tf.int64))
-            correct = tf.reduce_sum(tf.cast(hits, tf.float32))
-        return tf.stack([tf.reduce_sum(tf.cast(per_example_loss, tf.float32)), correct, count])
-
-    def _per_example_loss(self, labels, outputs) -> tf.Tensor:
-        losses = tf.convert_to_tensor(self._loss(labels, outputs))
-        if losses.shape.rank and losses.shape.rank > 1:
-            losses = tf.reduce_mean(losses, axis=list(range(1, losses.shape.rank)))
-        if losses.shape.rank == 0:
-            # Raised while tracing; strategy.run re-wraps it, so fit() re-raises this message.
-            self._trace_problem = (
-                "loss returned a scalar; it must return one loss per example (shape [batch]) "
-                "so the trainer can average over the global batch.")
-            raise ConfigError(self._trace_problem)
-        return losses
-
-    def _replica_step(self, batch) -> tf.Tensor:
-        features, labels = batch
-        variables = self.model.trainable_variables
-        with tf.GradientTape() as tape:
-            outputs = self.model(features, training=True)
-            per_example = self._per_example_loss(labels, outputs)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
-            if self.model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
-        gradients = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        return self._totals(labels, outputs, per_example)
-
-    def _replica_eval(self, batch) -> tf.Tensor:
-        features, labels = batch
-        outputs = self.model(features, training=False)
-        return self._totals(labels, outputs, self._per_example_loss(labels, outputs))
-
-    # ----- compiled loops -----------------------------------------------------------------
-    def _sync_loop(self, iterator, num_steps):
-        def step(batch):
-            self._train_totals.assign_add(self._replica_step(batch))
-
-        for _ in tf.range(num_steps):
-            self.distribution.strategy.run(step, args=(next(iterator),))
-
-    def _async_loop(self, iterator, num_steps):
-        strategy = self.distribution.strategy
-        totals = tf.zeros([_TOTALS])
-        for _ in tf.range(num_steps):
-            per_replica = strategy.run(self._replica_step, args=(next(iterator),))
-            totals += tf.add_n(strategy.experimental_local_results(per_replica))
-        return totals
-
-    def _sync_eval(self, dataset):
-        def step(batch):
-            self._val_totals.assign_add(self._replica_eval(batch))
-
-        for batch in dataset:
-            self.distribution.strategy.run(step, args=(batch,))
-
-    def _local_eval(self, dataset):
-        totals = tf.zeros([_TOTALS])
-        for batch in dataset:
-            totals += self._replica_eval(batch)
-        return totals
-
     # ----- one epoch --------------------------------------------------------------------
     def _loop_sizes(self, steps: int) -> List[int]:
         full, rest = divmod(steps, self.steps_per_loop)
         return [self.steps_per_loop] * full + ([rest] if rest else [])
 
-    def _train_epoch_sync(self, iterator, steps: int) -> tf.Tensor:
+    def _train_epoch_sync(self, iterator, steps: int, hooks: CallbackList) -> tf.Tensor:
         self._train_totals.assign(tf.zeros([_TOTALS]))
         for size in self._loop_sizes(steps):
+            hooks.loop_begin(size)
             self._train_loop(iterator, tf.constant(size))
+            # Every task reads (a collective under multi_worker), callbacks or not.
+            hooks.loop_end(size, tf.convert_to_tensor(self._train_totals))
         return tf.convert_to_tensor(self._train_totals)
 
-    def _train_epoch_async(self, iterator, steps: int) -> tf.Tensor:
+    def _train_epoch_async(self, iterator, steps: int, hooks: CallbackList) -> tf.Tensor:
         coordinator = self.distribution.coordinator
-        results = [coordinator.schedule(self._train_loop, args=(iterator, tf.constant(size)))
-                   for size in self._loop_sizes(steps)]
+        sizes = self._loop_sizes(steps)
+        results = []
+        for size in sizes:
+            hooks.loop_begin(size)
+            results.append(coordinator.schedule(self._train_loop,
+                                                args=(iterator, tf.constant(size))))
+        totals = tf.zeros([_TOTALS])
+        for size, result in zip(sizes, results):  # In order, as each loop's result comes in.
+            totals += tf.convert_to_tensor(result.fetch())
+            hooks.loop_end(size, totals)
         coordinator.join()
-        return tf.add_n([tf.convert_to_tensor(r.fetch()) for r in results])
+        return totals
 
     def _evaluate(self, dataset) -> tf.Tensor:
         if self.distribution.is_async:
@@ -269,20 +267,30 @@ class Trainer:
             history.restored_from = keeper.restore_latest()
         train, validation = self._make_inputs(train_fn, validation_fn)
         run_epoch = self._train_epoch_async if self.distribution.is_async else self._train_epoch_sync
+        hooks = CallbackList(self.callbacks)
+        hooks.fit_begin(epochs=epochs, steps_per_epoch=steps_per_epoch,
+                        initial_epoch=int(self.epoch.numpy()),
+                        initial_step=int(self.optimizer.iterations.numpy()))
         for epoch in range(int(self.epoch.numpy()) + 1, epochs + 1):
             started = time.perf_counter()
-            train_totals = self._traced(run_epoch, train, steps_per_epoch).numpy()
+            hooks.epoch_begin(epoch)
+            for metric in self.metrics:
+                metric.reset_state()
+            train_totals = self._traced(run_epoch, train, steps_per_epoch, hooks).numpy()
             seconds = time.perf_counter() - started
             val_totals = (self._traced(self._evaluate, validation).numpy()
                           if validation is not None else None)
-            log = self._epoch_log(epoch, steps_per_epoch, train_totals, val_totals, seconds)
+            log = self._epoch_log(epoch, steps_per_epoch, train_totals, val_totals, seconds,
+                                  wall_seconds=hooks.wall_seconds)
             history.epochs.append(log)
             self.epoch.assign(epoch)
             if keeper:
-                keeper.save(int(self.optimizer.iterations.numpy()))
+                keeper.save(log.global_step)
             if self._log:
                 self._log(log)
+            hooks.epoch_end(log)
         history.final_step = int(self.optimizer.iterations.numpy())
+        hooks.fit_end(history)
         if keeper:
             keeper.close()
         if model_dir and export and self.distribution.role.is_chief:
@@ -294,11 +302,12 @@ class Trainer:
         try:
             return function(*args)
         except Exception:
-            if self._trace_problem:
-                raise ConfigError(self._trace_problem) from None
+            if self.steps.trace_problem:
+                raise ConfigError(self.steps.trace_problem) from None
             raise
 
-    def _epoch_log(self, epoch, steps, train_totals, val_totals, seconds) -> EpochLog:
+    def _epoch_log(self, epoch, steps, train_totals, val_totals, seconds,
+                   wall_seconds) -> EpochLog:
         loss_sum, correct, count = (float(v) for v in train_totals)
         if not math.isfinite(loss_sum):
             raise FloatingPointError(
@@ -312,18 +321,7 @@ class Trainer:
             epoch=epoch, steps=steps, train_loss=loss_sum / count,
             train_accuracy=correct / count if self._accuracy else None,
             val_loss=val_loss, val_accuracy=val_accuracy, train_seconds=seconds,
-            examples=int(count))
+            examples=int(count), global_step=int(self.optimizer.iterations.numpy()),
+            wall_seconds=wall_seconds, learning_rate=_scalar(self.optimizer.learning_rate),
+            metrics={m.name: float(m.result()) for m in self.metrics})
 
-
-def print_epoch(log: EpochLog, *, epochs: Optional[int] = None) -> None:
-    """One line per epoch: loss, accuracies, seconds and examples/s."""
-    parts = [f"epoch {log.epoch}" + (f"/{epochs}" if epochs else ""),
-             f"loss {log.train_loss:.4f}"]
-    if log.train_accuracy is not None:
-        parts.append(f"accuracy {log.train_accuracy:.4f}")
-    if log.val_loss is not None:
-        parts.append(f"val_loss {log.val_loss:.4f}")
-    if log.val_accuracy is not None:
-        parts.append(f"val_accuracy {log.val_accuracy:.4f}")
-    parts.append(f"{log.train_seconds:.2f} s, {log.examples_per_sec:,.0f} examples/s")
-    print(" - ".join(parts), flush=True)

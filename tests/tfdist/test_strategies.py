@@ -38,7 +38,6 @@ def test_more_cpu_replicas_than_configured_says_how():
 @pytest.mark.parametrize("kind, kwargs, message", [
     ("mirorred", {}, r"Unknown strategy 'mirorred'. Expected one of: auto, one_device, mirrored, "
                      r"multi_worker, parameter_server"),
-    ("multi_worker", {"communication": "carrier_pigeon"}, r"Unknown communication"),
     ("parameter_server", {}, r"needs a TF_CONFIG cluster with 'chief', 'worker' and 'ps'"),
     ("parameter_server", {"cluster": _cluster(PS_CLUSTER, "ps")}, r"task ps:0 .* runs a server"),
     ("multi_worker", {"cluster": _cluster(PS_CLUSTER, "chief")}, r"cannot run in a TF_CONFIG "

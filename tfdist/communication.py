@@ -1,0 +1,81 @@
+"""Gradient communication: the all-reduce of a synchronous step, compressed and tuned.
+
+Owns how a replica's gradients are summed across replicas: an optional cast to
+float16/bfloat16 for the all-reduce and back (as Horovod's ``Compression.fp16``
+does), the ``CommunicationOptions`` (pack size, timeout, implementation), and
+the count of bytes each step sends into the all-reduce. The trainer calls the
+reducer in replica context and hands the summed gradients to the optimizer,
+whose own all-reduce is switched off (``disable_optimizer_all_reduce``) so the
+gradients are reduced exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import tensorflow as tf
+
+from tfdist.config import CommunicationConfig, ConfigError
+
+_WIRE_DTYPES = {"none": None, "fp16": tf.float16, "bf16": tf.bfloat16}
+_IMPLEMENTATION = {
+    "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
+    "ring": tf.distribute.experimental.CommunicationImplementation.RING,
+    "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
+}
+
+
+def collective_options(config: CommunicationConfig) -> tf.distribute.experimental.CommunicationOptions:
+    """The ``CommunicationOptions`` of ``config``: pack size, timeout, implementation."""
+    return tf.distribute.experimental.CommunicationOptions(
+        bytes_per_pack=config.all_reduce_pack_bytes,
+        timeout_seconds=config.collective_timeout,
+        implementation=_IMPLEMENTATION[config.collective_implementation])
+
+
+class GradientReducer:
+    """Sums gradients across replicas; records the bytes one step puts on the wire."""
+
+    def __init__(self, config: CommunicationConfig):
+        self.config = config
+        self._wire_dtype = _WIRE_DTYPES[config.grad_compression]
+        self._options = collective_options(config)
+        self.bytes_per_step = 0
+
+    def _to_wire(self, gradient: tf.Tensor) -> tf.Tensor:
+        if self._wire_dtype is None or not gradient.dtype.is_floating:
+            return gradient
+        return tf.cast(gradient, self._wire_dtype)
+
+    def __call__(self, gradients: Sequence[Optional[tf.Tensor]]) -> List[Optional[tf.Tensor]]:
+        """All-reduces (SUM) the non-None gradients in replica context; keeps Nones in place."""
+        present = [i for i, g in enumerate(gradients) if g is not None]
+        dense = [tf.convert_to_tensor(gradients[i]) for i in present]
+        wire = [self._to_wire(g) for g in dense]
+        self.bytes_per_step = sum(
+            int(w.shape.num_elements() or 0) * w.dtype.size for w in wire)
+        context = tf.distribute.get_replica_context()
+        if context is not None and wire:
+            wire = context.all_reduce(tf.distribute.ReduceOp.SUM, wire, options=self._options)
+        result: List[Optional[tf.Tensor]] = list(gradients)
+        for i, w, g in zip(present, wire, dense):
+            result[i] = tf.cast(w, g.dtype) if w.dtype != g.dtype else w
+        return result
+
+
+def disable_optimizer_all_reduce(optimizer) -> None:
+    """Stops a Keras 3 optimizer (and a LossScaleOptimizer's inner one) from all-reducing.
+
+    Keras 3's TensorFlow optimizer sums gradients across replicas inside
+    ``apply_gradients`` (``_all_reduce_sum_gradients``). The trainer reduces them
+    itself, before loss-scale finiteness checks and with compression, so the
+    optimizer's own reduction would count them twice.
+    """
+    for target in (optimizer, getattr(optimizer, "inner_optimizer", None)):
+        if target is None:
+            continue
+        if not hasattr(target, "_all_reduce_sum_gradients"):
+            raise ConfigError(
+                f"optimizer {type(target).__name__} has no _all_reduce_sum_gradients; this "
+                "Keras version moved it. Pin keras<3.16 or report this to tfdist.")
+        target._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
