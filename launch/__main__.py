@@ -28,6 +28,7 @@ from launch.local import THREAD_ENV_VARS, plan_local_launch, run_local
 from launch.slurm import DEFAULT_PORT_BASE, SLURM_STRATEGIES, sbatch_script
 from launch.tf_config import LOCAL_STRATEGIES, plan_local_cluster
 
+
 class _UsageError(Exception):
     """A flag could not be parsed."""
 

@@ -55,7 +55,8 @@ def parse_cuda_visible_devices(value: str) -> tuple[str, ...]:
     return tuple(ids)
 
 
-def _run_nvidia_smi() -> str | None:
+def run_nvidia_smi() -> str | None:
+    """Returns the output of `nvidia-smi -L`, or None without a working nvidia-smi."""
     if shutil.which("nvidia-smi") is None:
         return None
     try:
@@ -69,7 +70,7 @@ def _run_nvidia_smi() -> str | None:
 def visible_gpu_ids(
     *,
     environ: Mapping[str, str],
-    nvidia_smi: Callable[[], str | None] = _run_nvidia_smi,
+    nvidia_smi: Callable[[], str | None] = run_nvidia_smi,
 ) -> tuple[str, ...]:
     """Returns the ids of the GPUs a launcher may hand out on this machine.
 

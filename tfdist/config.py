@@ -146,6 +146,8 @@ class TrainConfig:
       grad_compression, all_reduce_pack_bytes, collective_implementation,
         collective_timeout: see CommunicationConfig.
       mixed_precision: ``none``, ``mixed_float16`` (with loss scaling) or ``mixed_bfloat16``.
+      ps_shards: ``parameter_server``: parts each embedding table is split into across
+        the ps tasks; None means one per ps task.
       model_dir: checkpoints and the exported model go here; None keeps nothing.
       metrics_json: path of a JSON summary written by the chief; None writes none.
       profile_steps: ``(first, last)`` optimizer steps the chief traces with the
@@ -176,6 +178,7 @@ class TrainConfig:
     collective_implementation: str = "auto"
     collective_timeout: Optional[float] = None
     mixed_precision: str = "none"
+    ps_shards: Optional[int] = None
     model_dir: Optional[str] = None
     metrics_json: Optional[str] = None
     profile_steps: Optional[Tuple[int, int]] = None
@@ -189,6 +192,7 @@ class TrainConfig:
             check_positive(name, getattr(self, name))
         check_positive("num_devices", self.num_devices, allow_none=True)
         check_positive("grad_accum_steps", self.grad_accum_steps)
+        check_positive("ps_shards", self.ps_shards, allow_none=True)
         check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
         self.communication()  # Validates the communication fields.
         check_positive("steps_per_epoch", self.steps_per_epoch, allow_none=True)

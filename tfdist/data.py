@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -21,9 +21,10 @@ import tensorflow as tf
 from tfdist.config import ConfigError, check_positive, per_replica_batch_size
 
 DatasetFn = Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]
-BUILTIN_DATASETS = ("digits", "synthetic")
+BUILTIN_DATASETS = ("digits", "synthetic", "interactions")
 DIGITS_VALIDATION = 297  # of 1,797: leaves 1,500 for training.
 SYNTHETIC_FEATURES, SYNTHETIC_CLASSES = 784, 10
+INTERACTION_USERS, INTERACTION_ITEMS, INTERACTION_FACTORS = 600, 400, 8
 _SHUFFLE_BUFFER = 100_000
 
 
@@ -39,6 +40,7 @@ class DataSource:
       num_validation: examples in the validation split (0 when there is none).
       read: ``read(split, input_context)`` returns the split's unbatched
         ``(features, label)`` examples, already sharded for ``input_context``.
+      vocab_sizes: for id features (a dict of features), the number of ids of each.
     """
 
     name: str
@@ -47,6 +49,7 @@ class DataSource:
     num_train: int
     num_validation: int
     read: Callable[[str, Optional[tf.distribute.InputContext]], tf.data.Dataset]
+    vocab_sizes: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _shard(dataset: tf.data.Dataset, context) -> tf.data.Dataset:
@@ -87,7 +90,28 @@ def synthetic_batch(indices: tf.Tensor, seed: int):
     return features, labels
 
 
-def _synthetic_source(num_examples: int, seed: int) -> DataSource:
+def interactions_batch(indices: tf.Tensor, seed: int):
+    """Examples ``indices`` of the interactions task: does user u like item i?
+
+    Users and items have hidden factor vectors (fixed by ``seed``); the label is 1
+    when their dot product is positive, so matrix factorization can learn it.
+    """
+    count = tf.shape(indices)[0]
+    pair_seed = tf.stack([tf.cast(seed, tf.int64), indices[0]])
+    users = tf.random.stateless_uniform([count], pair_seed, maxval=INTERACTION_USERS,
+                                        dtype=tf.int32)
+    items = tf.random.stateless_uniform([count], pair_seed + 1, maxval=INTERACTION_ITEMS,
+                                        dtype=tf.int32)
+    user_factors = tf.random.stateless_normal([INTERACTION_USERS, INTERACTION_FACTORS],
+                                              tf.constant([seed, -2], tf.int64))
+    item_factors = tf.random.stateless_normal([INTERACTION_ITEMS, INTERACTION_FACTORS],
+                                              tf.constant([seed, -3], tf.int64))
+    affinity = tf.reduce_sum(tf.gather(user_factors, users) * tf.gather(item_factors, items), 1)
+    return {"user": users, "item": items}, tf.cast(affinity > 0, tf.int32)
+
+
+def _generated_source(name, batch_fn, num_examples, seed, **info) -> DataSource:
+    """A source generated in the graph, chunk by chunk, from example indices."""
     check_positive("num_examples", num_examples)
     num_validation = max(1, num_examples // 10)
     chunk = 1024
@@ -95,11 +119,11 @@ def _synthetic_source(num_examples: int, seed: int) -> DataSource:
     def read(split, context):
         start, count = (0, num_examples) if split == "train" else (num_examples, num_validation)
         indices = tf.data.Dataset.range(start, start + count).batch(chunk)
-        examples = indices.map(lambda i: synthetic_batch(i, seed)).unbatch()
+        examples = indices.map(lambda i: batch_fn(i, seed)).unbatch()
         return _shard(examples, context).cache()
 
-    return DataSource("synthetic", (SYNTHETIC_FEATURES,), SYNTHETIC_CLASSES,
-                      num_examples, num_validation, read)
+    return DataSource(name=name, num_train=num_examples, num_validation=num_validation,
+                      read=read, **info)
 
 
 def _tfds_not_prepared(name: str, where: str) -> ConfigError:
@@ -147,11 +171,18 @@ def _tfds_source(name: str, data_dir: Optional[str]) -> DataSource:
 
 def load_source(name: str, *, data_dir: Optional[str] = None, num_examples: int = 60000,
                 seed: int = 0) -> DataSource:
-    """Finds the dataset ``name``: ``digits``, ``synthetic`` or a TFDS name."""
+    """Finds the dataset ``name``: ``digits``, ``synthetic``, ``interactions`` or a TFDS name."""
     if name == "digits":
         return _digits_source()
     if name == "synthetic":
-        return _synthetic_source(num_examples, seed)
+        return _generated_source("synthetic", synthetic_batch, num_examples, seed,
+                                 input_shape=(SYNTHETIC_FEATURES,),
+                                 num_classes=SYNTHETIC_CLASSES)
+    if name == "interactions":
+        return _generated_source("interactions", interactions_batch, num_examples, seed,
+                                 input_shape=(), num_classes=2,
+                                 vocab_sizes={"user": INTERACTION_USERS,
+                                              "item": INTERACTION_ITEMS})
     return _tfds_source(name, data_dir)
 
 

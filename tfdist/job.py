@@ -17,6 +17,7 @@ import keras
 
 from tfdist.config import ClusterConfig, TrainConfig
 from tfdist.data import load_source, make_dataset_fn, steps_per_epoch
+from tfdist.embeddings import sharded_embeddings
 from tfdist.models import build_model
 from tfdist.precision import set_precision
 from tfdist.strategies import make_strategy
@@ -85,7 +86,8 @@ def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
     started_at = time.time() if started_at is None else started_at
     communication = config.communication()
     distribution = make_strategy(config.strategy, num_devices=config.num_devices,
-                                 cluster=cluster, communication=communication)
+                                 cluster=cluster, communication=communication,
+                                 ps_shards=config.ps_shards)
     keras.utils.set_random_seed(config.seed)
     set_precision(config.mixed_precision)
     source = load_source(config.dataset, data_dir=config.data_dir,
@@ -93,7 +95,7 @@ def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
     steps = config.steps_per_epoch or steps_per_epoch(source, config.global_batch_size)
     with distribution.strategy.scope():
         model = build_model(config.model, input_shape=source.input_shape,
-                            num_classes=source.num_classes)
+                            num_classes=source.num_classes, vocab_sizes=source.vocab_sizes)
     trainer = Trainer(distribution, model=model, optimizer=config.optimizer,
                       learning_rate=config.learning_rate,
                       global_batch_size=config.global_batch_size,
@@ -111,6 +113,7 @@ def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
                           validation_fn=validation_fn, model_dir=config.model_dir)
     summary = summarize(config, distribution, history, time.time() - started_at)
     summary["allreduce_bytes_per_step"] = trainer.allreduce_bytes_per_step
+    summary["tables"] = {layer.name: layer.placement() for layer in sharded_embeddings(model)}
     if distribution.role.is_chief and config.metrics_json:
         write_metrics_json(config.metrics_json, summary)
     return summary

@@ -5,16 +5,19 @@ pure Keras: it receives no strategy and compiles nothing. The caller builds the
 model inside ``strategy.scope()`` so the variables are distributed; the trainer
 owns the optimizer and the loss.
 
-A builder is any callable ``builder(*, input_shape, num_classes) -> keras.Model``.
+A builder is any callable ``builder(*, input_shape, num_classes) -> keras.Model``;
+datasets of id features (``interactions``) also pass ``vocab_sizes``, the number
+of ids of each feature.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Sequence, Union
+from typing import Callable, Dict, Mapping, Optional, Sequence, Union
 
 import keras
 
 from tfdist.config import ConfigError
+from tfdist.embeddings import ShardedEmbedding
 
 ModelBuilder = Callable[..., keras.Model]
 _REGISTRY: Dict[str, ModelBuilder] = {}
@@ -70,11 +73,39 @@ def build_cnn(*, input_shape: Sequence[int], num_classes: int) -> keras.Model:
     return keras.Sequential(layers, name="cnn")
 
 
+@register_model("recommender")
+def build_recommender(*, input_shape: Sequence[int], num_classes: int,
+                      vocab_sizes: Optional[Mapping[str, int]] = None,
+                      embedding_dim: int = 16) -> keras.Model:
+    """Matrix factorization: user and item embeddings, their dot product as the score.
+
+    The tables are ``ShardedEmbedding`` layers, split across parameter servers when
+    the strategy has a table partitioner (``--ps_shards``). Outputs two logits
+    (dislike, like) so the classification loss and accuracy apply.
+    """
+    vocab_sizes = dict(vocab_sizes or {})
+    if set(vocab_sizes) != {"user", "item"} or num_classes != 2:
+        raise ConfigError(
+            f"model 'recommender' needs a dataset of 'user' and 'item' ids with 2 classes, "
+            f"got ids {sorted(vocab_sizes) or 'none'} and {num_classes} classes; "
+            "use --dataset=interactions.")
+    user = keras.Input(shape=(), dtype="int32", name="user")
+    item = keras.Input(shape=(), dtype="int32", name="item")
+    user_vector = ShardedEmbedding(vocab_sizes["user"], embedding_dim, seed=1,
+                                   name="user_embedding")(user)
+    item_vector = ShardedEmbedding(vocab_sizes["item"], embedding_dim, seed=2,
+                                   name="item_embedding")(item)
+    score = keras.ops.sum(user_vector * item_vector, axis=-1, keepdims=True)
+    logits = keras.ops.concatenate([-score, score], axis=-1)
+    return keras.Model({"user": user, "item": item}, logits, name="recommender")
+
+
 def build_model(model: Union[str, ModelBuilder], *, input_shape: Sequence[int],
-                num_classes: int) -> keras.Model:
+                num_classes: int, vocab_sizes: Optional[Mapping[str, int]] = None
+                ) -> keras.Model:
     """Builds a model by registered name or from a builder callable.
 
-    Call it inside ``strategy.scope()``.
+    Call it inside ``strategy.scope()``. ``vocab_sizes`` is passed on only when given.
     """
     if isinstance(model, str):
         if model not in _REGISTRY:
@@ -82,7 +113,8 @@ def build_model(model: Union[str, ModelBuilder], *, input_shape: Sequence[int],
                 f"Unknown model {model!r}. Expected one of: {', '.join(model_names())}; "
                 "or register your own with tfdist.register_model(name, builder).")
         model = _REGISTRY[model]
-    built = model(input_shape=tuple(input_shape), num_classes=num_classes)
+    extra = {"vocab_sizes": dict(vocab_sizes)} if vocab_sizes else {}
+    built = model(input_shape=tuple(input_shape), num_classes=num_classes, **extra)
     if not isinstance(built, keras.Model):
         raise ConfigError(
             f"model builder {getattr(model, '__name__', model)!r} returned "

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tfdist.communication import GradientReducer, disable_optimizer_all_reduce
 from tfdist.config import ConfigError
+from tfdist.embeddings import sharded_embeddings
 
 LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 TOTALS = 3  # Summed per replica: [loss sum, correct predictions, examples].
@@ -27,6 +28,30 @@ TOTALS = 3  # Summed per replica: [loss sum, correct predictions, examples].
 def sparse_categorical_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Per-example cross-entropy of integer labels against logits."""
     return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+
+def _add(a, b):
+    """Sums two gradients, dense or sparse (IndexedSlices are concatenated)."""
+    if a is None or b is None:
+        return b if a is None else a
+    if isinstance(a, tf.IndexedSlices) or isinstance(b, tf.IndexedSlices):
+        a, b = (g if isinstance(g, tf.IndexedSlices) else _as_slices(g) for g in (a, b))
+        return tf.IndexedSlices(tf.concat([a.values, b.values], 0),
+                                tf.concat([a.indices, b.indices], 0), a.dense_shape)
+    return a + b
+
+
+def _as_slices(dense):
+    rows = tf.shape(dense)[0]
+    return tf.IndexedSlices(dense, tf.range(rows), tf.shape(dense, out_type=tf.int64))
+
+
+def _scale(gradient, factor):
+    if gradient is None:
+        return None
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
 
 
 def _float32(outputs):
@@ -63,7 +88,12 @@ class StepFunctions:
         self.metrics = tuple(metrics)
         self.trace_problem: Optional[str] = None
         self._scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        self._tables = sharded_embeddings(model)  # Updated sparsely on the ps, not by Keras.
         disable_optimizer_all_reduce(optimizer)
+
+    def _variables(self) -> list:
+        parts = [part for table in self._tables for part in table.parts()]
+        return list(self.model.trainable_variables) + parts
 
     # ----- one replica ------------------------------------------------------------------
     def totals(self, labels, outputs, per_example_loss) -> tf.Tensor:
@@ -89,7 +119,7 @@ class StepFunctions:
 
     def _forward_backward(self, batch):
         features, labels = batch
-        variables = self.model.trainable_variables
+        variables = self._variables()
         with tf.GradientTape() as tape:
             outputs = _float32(self.model(features, training=True))
             per_example = self.per_example_loss(labels, outputs)
@@ -105,10 +135,16 @@ class StepFunctions:
 
     def _apply(self, gradients: List[Optional[tf.Tensor]]) -> None:
         if self.grad_accum_steps > 1:
-            scale = 1.0 / self.grad_accum_steps
-            gradients = [None if g is None else g * scale for g in gradients]
-        reduced = self.reducer(gradients)
-        self.optimizer.apply_gradients(zip(reduced, self.model.trainable_variables))
+            gradients = [_scale(g, 1.0 / self.grad_accum_steps) for g in gradients]
+        dense_count = len(self.model.trainable_variables)
+        if dense_count:
+            reduced = self.reducer(gradients[:dense_count])
+            self.optimizer.apply_gradients(zip(reduced, self.model.trainable_variables))
+        offset = dense_count
+        for table in self._tables:
+            count = len(table.parts())
+            table.apply_sparse_gradients(gradients[offset:offset + count])
+            offset += count
 
     def replica_step(self, batch, accumulated=None, apply=True, record=None):
         """One micro-batch on one replica: gradients added to ``accumulated``, maybe applied.
@@ -118,8 +154,7 @@ class StepFunctions:
         """
         gradients, totals = self._forward_backward(batch)
         if accumulated is not None:
-            gradients = [a if g is None else (g if a is None else a + g)
-                         for a, g in zip(accumulated, gradients)]
+            gradients = [_add(a, g) for a, g in zip(accumulated, gradients)]
         if apply:
             self._apply(gradients)
             gradients = None

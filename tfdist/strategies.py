@@ -15,6 +15,7 @@ from typing import Callable, Dict, Optional
 import tensorflow as tf
 
 from tfdist.communication import collective_options
+from tfdist.partitioning import TablePartitioner
 from tfdist.config import (DEFAULT_CPU_REPLICAS, STRATEGIES, ClusterConfig, CommunicationConfig,
                            ConfigError, check_choice, check_positive)
 
@@ -114,18 +115,18 @@ def _role_from_resolver(resolver) -> TaskRole:
 _LOCAL_ROLE = TaskRole("worker", 0, True)
 
 
-def _one_device(*, num_devices, cluster, communication):
+def _one_device(*, num_devices, cluster, communication, ps_shards):
     gpus = tf.config.list_logical_devices("GPU")
     device = gpus[0].name if gpus else "/cpu:0"
     return tf.distribute.OneDeviceStrategy(device), None, _LOCAL_ROLE, 1
 
 
-def _mirrored(*, num_devices, cluster, communication):
+def _mirrored(*, num_devices, cluster, communication, ps_shards):
     strategy = tf.distribute.MirroredStrategy(_mirrored_devices(num_devices))
     return strategy, None, _LOCAL_ROLE, 1
 
 
-def _multi_worker(*, num_devices, cluster, communication):
+def _multi_worker(*, num_devices, cluster, communication, ps_shards):
     options = collective_options(communication)
     if cluster is None:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
@@ -140,7 +141,7 @@ def _multi_worker(*, num_devices, cluster, communication):
     return strategy, None, _role_from_resolver(resolver), cluster.num_workers
 
 
-def _parameter_server(*, num_devices, cluster, communication):
+def _parameter_server(*, num_devices, cluster, communication, ps_shards):
     if cluster is None or not cluster.has_ps:
         raise ConfigError(
             "strategy 'parameter_server' needs a TF_CONFIG cluster with 'chief', 'worker' and "
@@ -149,8 +150,16 @@ def _parameter_server(*, num_devices, cluster, communication):
         raise ConfigError(
             f"task {cluster.task.name} of a parameter_server cluster runs a server, not the "
             "training loop; start it with `python -m tfdist.server` (the trainer CLI does this).")
+    num_ps = len(cluster.jobs["ps"])
+    shards = num_ps if ps_shards is None else ps_shards
+    if shards > num_ps:
+        raise ConfigError(
+            f"ps_shards ({shards}) is more than the {num_ps} ps task(s); use at most "
+            f"{num_ps} or add ps tasks with --num_ps={shards}.")
+    partitioner = TablePartitioner(max_shards=shards) if shards > 1 else None
     resolver = _resolver(cluster)
-    strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
+    strategy = tf.distribute.experimental.ParameterServerStrategy(
+        resolver, variable_partitioner=partitioner)
     coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
     return strategy, coordinator, _role_from_resolver(resolver), cluster.num_workers
 
@@ -165,7 +174,8 @@ _BUILDERS: Dict[str, Callable] = {
 
 def make_strategy(kind: str = "auto", *, num_devices: Optional[int] = None,
                   cluster: Optional[ClusterConfig] = None,
-                  communication: Optional[CommunicationConfig] = None) -> Distribution:
+                  communication: Optional[CommunicationConfig] = None,
+                  ps_shards: Optional[int] = None) -> Distribution:
     """Builds the strategy ``kind`` for this process.
 
     Args:
@@ -176,14 +186,18 @@ def make_strategy(kind: str = "auto", *, num_devices: Optional[int] = None,
       cluster: the parsed TF_CONFIG (``tfdist.config.read_tf_config()``), or None.
       communication: collective options for ``multi_worker`` (implementation, pack
         size, timeout); the default config when None.
+      ps_shards: ``parameter_server``: split embedding tables into this many parts
+        across the ps tasks (default: one part per ps task; 1 keeps them whole).
 
     Returns:
       A Distribution; ``coordinator`` is set for ``parameter_server``.
     """
     communication = communication or CommunicationConfig()
     check_positive("num_devices", num_devices, allow_none=True)
+    check_positive("ps_shards", ps_shards, allow_none=True)
     resolved = resolve_kind(kind, cluster, len(tf.config.list_physical_devices("GPU")))
     strategy, coordinator, role, num_workers = _BUILDERS[resolved](
-        num_devices=num_devices, cluster=cluster, communication=communication)
+        num_devices=num_devices, cluster=cluster, communication=communication,
+        ps_shards=ps_shards)
     return Distribution(kind=resolved, strategy=strategy, coordinator=coordinator,
                         role=role, num_workers=num_workers)

@@ -92,6 +92,12 @@ _MIXED_PRECISION = flags.DEFINE_enum(
     "mixed_precision", "none", PRECISIONS,
     "Compute in float16 (with dynamic loss scaling) or bfloat16, keeping float32 variables. "
     "Pays off on GPUs/TPUs with fast half-precision units; on CPU it is usually slower.")
+_PS_SHARDS = flags.DEFINE_integer(
+    "ps_shards", None,
+    "parameter_server: split each embedding table (ShardedEmbedding, e.g. --model="
+    "recommender) row-wise into this many parts across the ps tasks, for tables larger than "
+    "one server. Default: one part per ps task (--num_ps); 1 keeps tables whole.",
+    lower_bound=1)
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None,
     "Checkpoints go to MODEL_DIR/checkpoints each epoch (a rerun resumes from the latest) "
@@ -124,7 +130,8 @@ def config_from_flags() -> TrainConfig:
         grad_accum_steps=_GRAD_ACCUM_STEPS.value, grad_compression=_GRAD_COMPRESSION.value,
         all_reduce_pack_bytes=_ALL_REDUCE_PACK_BYTES.value,
         collective_implementation=_COLLECTIVE_IMPLEMENTATION.value,
-        collective_timeout=_COLLECTIVE_TIMEOUT.value, mixed_precision=_MIXED_PRECISION.value)
+        collective_timeout=_COLLECTIVE_TIMEOUT.value, mixed_precision=_MIXED_PRECISION.value,
+        ps_shards=_PS_SHARDS.value)
 
 
 def _launch_local_cluster(config: TrainConfig, argv) -> int:

@@ -160,11 +160,14 @@ class Trainer:
             self.optimizer = optimizer
             self.optimizer.build(model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            # Counted here, not by optimizer.iterations: Keras 3's assign_add is a read then
+            # a write, so under parameter_server concurrent workers lose increments.
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             if not distribution.is_async:
                 self._train_totals = self._totals_variable("train_totals")
                 self._val_totals = self._totals_variable("val_totals")
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer,
-                                              epoch=self.epoch)
+                                              epoch=self.epoch, step=self.step)
         self.reducer = GradientReducer(communication)
         self.steps = StepFunctions(
             strategy=strategy, model=model, optimizer=self.optimizer,
@@ -203,8 +206,9 @@ class Trainer:
             hooks.loop_begin(size)
             self._train_loop(iterator, tf.constant(size))
             # Every task reads (a collective under multi_worker), callbacks or not.
-            hooks.loop_end(size, tf.convert_to_tensor(self._train_totals))
-        return tf.convert_to_tensor(self._train_totals)
+            totals = tf.convert_to_tensor(self._train_totals)
+            hooks.loop_end(size, totals)
+        return totals
 
     def _train_epoch_async(self, iterator, steps: int, hooks: CallbackList) -> tf.Tensor:
         coordinator = self.distribution.coordinator
@@ -270,7 +274,7 @@ class Trainer:
         hooks = CallbackList(self.callbacks)
         hooks.fit_begin(epochs=epochs, steps_per_epoch=steps_per_epoch,
                         initial_epoch=int(self.epoch.numpy()),
-                        initial_step=int(self.optimizer.iterations.numpy()))
+                        initial_step=int(self.step.numpy()))
         for epoch in range(int(self.epoch.numpy()) + 1, epochs + 1):
             started = time.perf_counter()
             hooks.epoch_begin(epoch)
@@ -278,6 +282,7 @@ class Trainer:
                 metric.reset_state()
             train_totals = self._traced(run_epoch, train, steps_per_epoch, hooks).numpy()
             seconds = time.perf_counter() - started
+            self.step.assign_add(steps_per_epoch)
             val_totals = (self._traced(self._evaluate, validation).numpy()
                           if validation is not None else None)
             log = self._epoch_log(epoch, steps_per_epoch, train_totals, val_totals, seconds,
@@ -289,7 +294,7 @@ class Trainer:
             if self._log:
                 self._log(log)
             hooks.epoch_end(log)
-        history.final_step = int(self.optimizer.iterations.numpy())
+        history.final_step = int(self.step.numpy())
         hooks.fit_end(history)
         if keeper:
             keeper.close()
@@ -321,7 +326,7 @@ class Trainer:
             epoch=epoch, steps=steps, train_loss=loss_sum / count,
             train_accuracy=correct / count if self._accuracy else None,
             val_loss=val_loss, val_accuracy=val_accuracy, train_seconds=seconds,
-            examples=int(count), global_step=int(self.optimizer.iterations.numpy()),
+            examples=int(count), global_step=int(self.step.numpy()),
             wall_seconds=wall_seconds, learning_rate=_scalar(self.optimizer.learning_rate),
             metrics={m.name: float(m.result()) for m in self.metrics})
 

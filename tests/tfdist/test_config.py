@@ -18,6 +18,9 @@ def test_defaults_are_valid():
     ({"strategy": "parameter_server"}, r"num_ps \(0\) must be at least 1.*--num_ps=1"),
     ({"strategy": "mirrored", "num_ps": 1}, r"num_ps \(1\) is only used by strategy"),
     ({"strategy": "mirrored", "num_workers": 2}, r"--strategy=multi_worker"),
+    ({"gpus_per_worker": -1}, r"gpus_per_worker \(-1\) must be an integer of at least 0"),
+    ({"strategy": "mirrored", "gpus_per_worker": 1},
+     r"gpus_per_worker \(1\) is for worker processes, not strategy 'mirrored'; use --num_devices"),
 ])
 def test_bad_settings_name_the_value_and_fix(kwargs, message):
     with pytest.raises(ConfigError, match=message):

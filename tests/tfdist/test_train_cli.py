@@ -70,3 +70,10 @@ def test_flagfile_and_metrics_json(tmp_path):
         assert key in summary
     assert (summary["strategy"], summary["num_replicas"], summary["steps"]) == ("mirrored", 2, 10)
     assert (tmp_path / "model" / "model.keras").exists()
+
+
+def test_gpus_per_worker_reaches_the_launcher(monkeypatch, capsys):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # One GPU id visible, two needed.
+    assert _run("--strategy=multi_worker", "--num_workers=2", "--gpus_per_worker=1") == 2
+    _one_line_error(capsys, "gpus_per_worker (1) for 2 worker task(s) needs 2 GPUs, but the "
+                            "GPUs visible are 1 (0)")

@@ -1,0 +1,32 @@
+"""Model parallelism on parameter servers: embedding tables split across ps tasks."""
+
+import keras
+import numpy as np
+import pytest
+
+from e2e_helpers import explain, run_trainer
+import tfdist.embeddings  # noqa: F401  (registers ShardedEmbedding for loading)
+from tfdist.data import INTERACTION_ITEMS, INTERACTION_USERS
+
+RECOMMENDER = ["--strategy=parameter_server", "--num_workers=2", "--model=recommender",
+               "--dataset=interactions", "--global_batch_size=256", "--epochs=6"]
+
+
+@pytest.mark.parametrize("num_ps", [2, 1])
+def test_recommender_tables_live_in_parts_on_the_ps_and_train(tmp_path, num_ps):
+    model_dir = tmp_path / "model"
+    process, summary = run_trainer(tmp_path, *RECOMMENDER, f"--num_ps={num_ps}",
+                                   f"--model_dir={model_dir}")
+    assert process.returncode == 0, explain(process)
+    rows = {"user_embedding": INTERACTION_USERS, "item_embedding": INTERACTION_ITEMS}
+    for table, parts in summary["tables"].items():
+        devices = [part["device"] for part in parts]
+        assert len(parts) == num_ps and len(set(devices)) == num_ps, parts
+        assert all("/job:ps/" in device for device in devices), devices
+        assert sum(part["rows"] for part in parts) == rows[table]  # The parts make the table.
+    history = summary["history"]
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"], history
+    assert summary["val_accuracy"] >= 0.8, summary
+    exported = keras.saving.load_model(model_dir / "model.keras")
+    table = exported.get_layer("user_embedding").table_value()
+    assert table.shape == (INTERACTION_USERS, 16) and np.isfinite(table).all()
