@@ -20,9 +20,9 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from _runs import REPO, run_trainer
+
 DEFAULT_PEERS = os.path.join(REPO, "..", "shared", "peers", "peer_bench.py")
 JOB = ["--dataset=synthetic", "--num_examples=60000", "--model=mlp", "--optimizer=adam",
        "--learning_rate=0.001", "--global_batch_size=256", "--epochs=3"]
@@ -45,13 +45,7 @@ def _env():
 
 
 def run_ours(flags):
-    with tempfile.TemporaryDirectory() as tmp:
-        metrics = os.path.join(tmp, "metrics.json")
-        subprocess.run([sys.executable, "-m", "tfdist.train", *JOB, *flags,
-                        f"--metrics_json={metrics}"], cwd=REPO, env=_env(), check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900)
-        with open(metrics) as f:
-            return json.load(f)["examples_per_sec"]
+    return run_trainer([*JOB, *flags])["examples_per_sec"]
 
 
 def run_peer(peers_script, args):
