@@ -22,6 +22,7 @@ from typing import Sequence
 
 from launch import hosts as hosts_lib
 from launch.errors import LaunchError
+from launch.network import inside, private_network
 from launch.gpus import visible_gpu_ids
 from launch.k8s import K8S_STRATEGIES, tfjob_yaml
 from launch.local import THREAD_ENV_VARS, plan_local_launch, run_local
@@ -82,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="Host name or IPv4 address in every task's address.")
     parser.add_argument("--stop_timeout", type=_positive_seconds, default=10.0,
                         help="Seconds a task gets to exit after SIGTERM before SIGKILL.")
+    parser.add_argument("--isolate_network", action=argparse.BooleanOptionalAction,
+                        default=True,
+                        help="Run every task in one private network namespace (loopback "
+                             "only; needs root and iproute2) so TensorFlow's unauthenticated "
+                             "gRPC ports are unreachable from other machines. Only with "
+                             "--host=localhost.")
     _add_gpus_per_worker(parser, "from nvidia-smi -L, or CUDA_VISIBLE_DEVICES when set")
     return parser
 
@@ -120,9 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         tasks = ", ".join(f"{launch.name} at {address}"
                           for launch, address in zip(launches, addresses))
         threads = ", ".join(f"{key}={lead.env[key]}" for key in THREAD_ENV_VARS)
-        print(f"launch: starting {args.strategy} cluster: {tasks}; compute tasks get "
-              f"{threads}{_gpus_note(launches)}.", file=sys.stderr, flush=True)
-        result = run_local(launches, stop_timeout=args.stop_timeout)
+        isolate = args.isolate_network and args.host in ("localhost", "127.0.0.1")
+        with private_network(enabled=isolate) as isolation:
+            print(f"launch: starting {args.strategy} cluster: {tasks}; compute tasks get "
+                  f"{threads}{_gpus_note(launches)}; {isolation.describe(cluster.ports())}",
+                  file=sys.stderr, flush=True)
+            result = run_local(inside(launches, isolation), stop_timeout=args.stop_timeout)
     except (LaunchError, _UsageError) as error:
         print(f"launch: error: {error}", file=sys.stderr)
         return 2

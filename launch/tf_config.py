@@ -100,6 +100,11 @@ class ClusterSpec:
         """Returns the cluster as plain lists: the TF_CONFIG "cluster" value."""
         return {job: list(addresses) for job, addresses in self.jobs.items()}
 
+    def ports(self) -> list[int]:
+        """Every task's port, in task order."""
+        return [int(address.rpartition(":")[2]) for addresses in self.jobs.values()
+                for address in addresses]
+
     @property
     def num_tasks(self) -> int:
         """The number of tasks in all jobs."""

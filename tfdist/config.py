@@ -148,6 +148,7 @@ class TrainConfig:
       mixed_precision: ``none``, ``mixed_float16`` (with loss scaling) or ``mixed_bfloat16``.
       ps_shards: ``parameter_server``: parts each embedding table is split into across
         the ps tasks; None means one per ps task.
+      isolate_network: run a locally launched cluster in a private network namespace.
       model_dir: checkpoints and the exported model go here; None keeps nothing.
       metrics_json: path of a JSON summary written by the chief; None writes none.
       profile_steps: ``(first, last)`` optimizer steps the chief traces with the
@@ -179,6 +180,7 @@ class TrainConfig:
     collective_timeout: Optional[float] = None
     mixed_precision: str = "none"
     ps_shards: Optional[int] = None
+    isolate_network: bool = True
     model_dir: Optional[str] = None
     metrics_json: Optional[str] = None
     profile_steps: Optional[Tuple[int, int]] = None

@@ -98,6 +98,12 @@ _PS_SHARDS = flags.DEFINE_integer(
     "recommender) row-wise into this many parts across the ps tasks, for tables larger than "
     "one server. Default: one part per ps task (--num_ps); 1 keeps tables whole.",
     lower_bound=1)
+_ISOLATE_NETWORK = flags.DEFINE_boolean(
+    "isolate_network", True,
+    "When the trainer launches a local cluster (--num_workers > 1, no TF_CONFIG), run all "
+    "its tasks in one private Linux network namespace (loopback only) so TensorFlow's "
+    "unauthenticated gRPC ports are unreachable from other machines. Needs root and "
+    "iproute2; otherwise the launcher says it could not. --noisolate_network turns it off.")
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None,
     "Checkpoints go to MODEL_DIR/checkpoints each epoch (a rerun resumes from the latest) "
@@ -131,7 +137,7 @@ def config_from_flags() -> TrainConfig:
         all_reduce_pack_bytes=_ALL_REDUCE_PACK_BYTES.value,
         collective_implementation=_COLLECTIVE_IMPLEMENTATION.value,
         collective_timeout=_COLLECTIVE_TIMEOUT.value, mixed_precision=_MIXED_PRECISION.value,
-        ps_shards=_PS_SHARDS.value)
+        ps_shards=_PS_SHARDS.value, isolate_network=_ISOLATE_NETWORK.value)
 
 
 def _launch_local_cluster(config: TrainConfig, argv) -> int:
@@ -146,9 +152,13 @@ def _launch_local_cluster(config: TrainConfig, argv) -> int:
         server_command=[sys.executable, "-m", "tfdist.server"],
         base_env=dict(os.environ), gpus_per_worker=config.gpus_per_worker,
         gpu_ids=visible_gpu_ids(environ=os.environ))
-    print(f"tfdist.train: launching {len(launches)} local processes "
-          f"({', '.join(launch.name for launch in launches)})", flush=True)
-    result = run_local(launches)
+    from launch.network import inside, private_network
+
+    with private_network(enabled=config.isolate_network) as isolation:
+        print(f"tfdist.train: launching {len(launches)} local processes "
+              f"({', '.join(launch.name for launch in launches)}); "
+              f"{isolation.describe(cluster.ports())}", flush=True)
+        result = run_local(inside(launches, isolation))
     if result.exit_code:
         print(result.summary(), file=sys.stderr, flush=True)
     return result.exit_code
