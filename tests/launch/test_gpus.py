@@ -141,7 +141,7 @@ def test_cli_gives_each_worker_one_fake_gpu(capsys, monkeypatch):
     captured = capsys.readouterr()
     assert "[worker:0] 0 gpu 6" in captured.out
     assert "[worker:1] 1 gpu 7" in captured.out
-    assert "CUDA_VISIBLE_DEVICES: worker:0=6, worker:1=7." in captured.err
+    assert "CUDA_VISIBLE_DEVICES: worker:0=6, worker:1=7" in captured.err
 
 
 def test_cli_too_few_gpus_is_a_one_line_error(capsys, monkeypatch):
