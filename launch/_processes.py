@@ -35,6 +35,7 @@ class RunningTask:
     reader: threading.Thread | None = None
     start_error: OSError | None = None
     stopped: bool = False
+    restarts: int = 0
 
 
 class PrefixedOutput:

@@ -47,6 +47,10 @@ class TaskLaunch:
         is_server: Whether the task is a server (ps, or worker under
             parameter_server): it runs until the other tasks finish and is then
             stopped; it is not expected to exit by itself.
+        max_restarts: A server that exits is started again in place (same
+            command, env and port) at most this many times before its exit fails
+            the launch; the ParameterServerStrategy coordinator carries on with
+            the other workers meanwhile and uses the restarted one when it is back.
     """
 
     task_type: str
@@ -54,6 +58,7 @@ class TaskLaunch:
     argv: tuple[str, ...]
     env: Mapping[str, str]
     is_server: bool = False
+    max_restarts: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "argv", tuple(self.argv))
@@ -105,8 +110,12 @@ def plan_local_launch(
     gpus_per_worker: int = 0,
     gpu_ids: Sequence[str] | None = None,
     tasks: Sequence[tuple[str, int]] | None = None,
+    worker_restarts: int = 0,
 ) -> list[TaskLaunch]:
     """Prepares one `TaskLaunch` per task of `cluster`; starts nothing.
+
+    Under "parameter_server", a worker server that dies is restarted in place up
+    to `worker_restarts` times (see `TaskLaunch.max_restarts`).
 
     Each task's env is `base_env` plus TF_CONFIG, PYTHONUNBUFFERED=1 and a
     thread budget: the CPUs are divided among the compute processes (the
@@ -184,16 +193,31 @@ def plan_local_launch(
         if (task_type, index) in devices:
             env["CUDA_VISIBLE_DEVICES"] = devices[task_type, index]
         is_server = is_ps and task_type in ("worker", "ps")
+        restarts = worker_restarts if is_ps and task_type == "worker" else 0
         launches.append(TaskLaunch(task_type=task_type, index=index,
                                    argv=server_command if is_server else command,
-                                   env=env, is_server=is_server))
+                                   env=env, is_server=is_server, max_restarts=restarts))
     return launches
 
 
-def _watch(tasks: list[RunningTask], received: list[int],
-           poll_interval: float) -> tuple[RunningTask | None, int | None]:
+def _restart(task: RunningTask, code: int, output: PrefixedOutput) -> RunningTask:
+    restarts = task.restarts + 1
+    output.write_line(task, f"launch: {task.launch.name} exited with code {code}; restarting "
+                            f"it ({restarts}/{task.launch.max_restarts})")
+    fresh = start_task(task.launch, output)
+    fresh.restarts = restarts
+    return fresh
+
+
+def _watch(tasks: list[RunningTask], received: list[int], poll_interval: float,
+           output: PrefixedOutput) -> tuple[RunningTask | None, int | None]:
     """Waits until the launch ends; returns (root-cause task, signal received)."""
     while not received:
+        for i, task in enumerate(tasks):
+            code = task.proc.poll()
+            if (code is not None and task.launch.is_server
+                    and task.restarts < task.launch.max_restarts):
+                tasks[i] = _restart(task, code, output)
         codes = [task.proc.poll() for task in tasks]
         leads = [code for task, code in zip(tasks, codes) if not task.launch.is_server]
         if all(code == 0 for code in leads):
@@ -271,7 +295,7 @@ def run_local(
                 root = tasks[-1]
                 break
         if root is None:
-            root, interrupt = _watch(tasks, received, poll_interval)
+            root, interrupt = _watch(tasks, received, poll_interval, prefixed)
         stop_tasks(tasks, interrupt or signal.SIGTERM, stop_timeout, received, poll_interval)
     except BaseException:
         for task in tasks:

@@ -43,25 +43,62 @@ class CheckpointKeeper:
         self._manager = tf.train.CheckpointManager(checkpoint, self._write_dir,
                                                    max_to_keep=max_to_keep)
 
+    def _candidates(self) -> list:
+        """The chief's checkpoints, newest first."""
+        state = tf.train.get_checkpoint_state(self.chief_dir)
+        if state is None:
+            return []
+        paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+        paths = [p if os.path.isabs(p) else os.path.join(self.chief_dir, p) for p in paths]
+        return list(reversed(paths))
+
     def restore_latest(self) -> Optional[str]:
-        """Restores the chief's latest checkpoint, if any; returns its path."""
-        latest = tf.train.latest_checkpoint(self.chief_dir)
-        if latest:
+        """Restores the chief's newest readable checkpoint, if any; returns its path.
+
+        A corrupt or half-written newest checkpoint is skipped (with a warning) for the
+        one before it; a checkpoint of another model is an error.
+        """
+        for path in self._candidates():
             try:
-                self._checkpoint.restore(latest).expect_partial()
+                tf.train.load_checkpoint(path)  # Reads the index: fails on damaged files.
+            except (tf.errors.OpError, ValueError) as error:
+                print(f"tfdist: warning: skipping unreadable checkpoint {path} "
+                      f"({str(error).splitlines()[0][:120]}); trying the one before.",
+                      flush=True)
+                continue
+            try:
+                self._checkpoint.restore(path).expect_partial()
+            except tf.errors.DataLossError as error:
+                print(f"tfdist: warning: skipping corrupt checkpoint {path} "
+                      f"({str(error).splitlines()[0][:120]}); trying the one before.",
+                      flush=True)
+                continue
             except (tf.errors.OpError, ValueError, AssertionError) as error:
                 raise ConfigError(
-                    f"checkpoint {latest} does not fit this model ({str(error).splitlines()[0]}); "
+                    f"checkpoint {path} does not fit this model ({str(error).splitlines()[0]}); "
                     "use another --model_dir or delete that checkpoint.") from None
-        return latest
+            return path
+        return None
 
-    def save(self, step: int) -> None:
-        """Saves on every task (the save is collective); only the chief's copy is kept."""
-        self._manager.save(checkpoint_number=step)
+    def save(self, step: int) -> str:
+        """Saves on every task (the save is collective); only the chief's copy is kept.
+
+        TensorFlow writes the files under a temporary name and renames them, and the
+        manager rewrites its ``checkpoint`` index only after that, so a crash while
+        saving leaves the previous checkpoint as the newest one.
+        """
+        path = self._manager.save(checkpoint_number=step)
         if not self._role.is_chief:
             tf.io.gfile.rmtree(self._write_dir)
             tf.io.gfile.makedirs(self._write_dir)
+            return os.path.join(self.chief_dir, os.path.basename(path))
+        return path
 
+
+    @property
+    def latest(self) -> Optional[str]:
+        """The chief's newest checkpoint."""
+        return tf.train.latest_checkpoint(self.chief_dir)
 
     def close(self) -> None:
         """Removes a non-chief task's temporary directory; the chief's checkpoints stay."""

@@ -22,6 +22,8 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop")
 COMPRESSIONS = ("none", "fp16", "bf16")
 COLLECTIVE_IMPLEMENTATIONS = ("auto", "ring", "nccl")
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
+SHARD_POLICIES = ("auto", "file", "data", "hash", "random", "off")
+FILE_DATASETS = ("tfrecord", "csv", "npz", "image_folder")
 TASK_TYPES = ("chief", "worker", "ps", "evaluator")
 DEFAULT_CPU_REPLICAS = 2
 
@@ -91,6 +93,34 @@ def parse_profile_steps(text: Optional[str]) -> Optional[Tuple[int, int]]:
     return check_profile_steps(steps if steps and len(steps) == 2 else text)
 
 
+_EXTENSIONS = {"tfrecord": "tfrecord", "csv": "csv", "npz": "npz", "image_folder": "jpg"}
+
+
+def check_image_size(size) -> Optional[Tuple[int, int]]:
+    """Returns ``size`` if it is None or ``(height, width)`` of positive ints."""
+    if size is None:
+        return None
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size)):
+        raise ConfigError(
+            f"image_size ({size!r}) must be HEIGHT and WIDTH in pixels, e.g. --image_size=32x32.")
+    return tuple(size)
+
+
+def parse_image_size(text: Optional[str]) -> Optional[Tuple[int, int]]:
+    """``"32x48"`` → ``(32, 48)``, ``"32"`` → ``(32, 32)``; None or empty → None."""
+    if text is None or not text.strip():
+        return None
+    parts = text.lower().split("x")
+    try:
+        size = tuple(int(part) for part in parts)
+    except ValueError:
+        size = None
+    if size is not None and len(size) == 1:
+        size = size * 2
+    return check_image_size(size if size else text)
+
+
 @dataclasses.dataclass(frozen=True)
 class CommunicationConfig:
     """How gradients travel in a synchronous step.
@@ -134,6 +164,22 @@ class TrainConfig:
       dataset: ``digits``, ``synthetic`` or a TFDS name.
       data_dir: where TFDS datasets are prepared (TFDS's default when None).
       num_examples: size of the ``synthetic`` dataset.
+      train_files, validation_files: comma-separated globs of the files of a file dataset
+        (``FILE_DATASETS``); for ``image_folder``, a folder with one sub-folder per class.
+      label_key: the TFRecord feature, CSV column or npz array holding the label.
+      id_key: the feature, column or array holding each example's id (hashed by the
+        ``hash`` shard policy); None keys examples by file and record number.
+      feature_spec: TFRecord features as ``NAME:DTYPE[:SHAPE],...`` (e.g.
+        ``pixels:float32:8x8,label:int64``); None infers them from the first record.
+      num_classes: label classes; None counts them from the labels.
+      image_size: ``(height, width)`` ``image_folder`` images are resized to; None keeps
+        the size of the first image.
+      shard_policy: one of SHARD_POLICIES: how workers split the training data.
+      data_service: read training data through a tf.data service (``distributed_epoch``);
+        a local launch starts its dispatcher and ``data_service_workers`` data workers.
+      data_service_address: the dispatcher (``grpc://HOST:PORT``) of a running service;
+        implies ``data_service``.
+      data_service_workers: data workers a local launch starts.
       global_batch_size: examples per update, over all replicas.
       epochs: passes over ``steps_per_epoch`` steps.
       steps_per_epoch: None means one pass over the training split.
@@ -149,6 +195,9 @@ class TrainConfig:
       ps_shards: ``parameter_server``: parts each embedding table is split into across
         the ps tasks; None means one per ps task.
       isolate_network: run a locally launched cluster in a private network namespace.
+      checkpoint_every_steps: checkpoint every this many steps too (needs model_dir).
+      keep_checkpoints: the newest checkpoints kept.
+      max_restarts: a locally launched cluster is started again this many times at most.
       model_dir: checkpoints and the exported model go here; None keeps nothing.
       metrics_json: path of a JSON summary written by the chief; None writes none.
       profile_steps: ``(first, last)`` optimizer steps the chief traces with the
@@ -165,6 +214,17 @@ class TrainConfig:
     dataset: str = "digits"
     data_dir: Optional[str] = None
     num_examples: int = 60000
+    train_files: Optional[str] = None
+    validation_files: Optional[str] = None
+    label_key: str = "label"
+    id_key: Optional[str] = None
+    feature_spec: Optional[str] = None
+    num_classes: Optional[int] = None
+    image_size: Optional[Tuple[int, int]] = None
+    shard_policy: str = "auto"
+    data_service: bool = False
+    data_service_address: Optional[str] = None
+    data_service_workers: int = 1
     global_batch_size: int = 64
     epochs: int = 20
     steps_per_epoch: Optional[int] = None
@@ -181,6 +241,9 @@ class TrainConfig:
     mixed_precision: str = "none"
     ps_shards: Optional[int] = None
     isolate_network: bool = True
+    checkpoint_every_steps: Optional[int] = None
+    keep_checkpoints: int = 3
+    max_restarts: int = 0
     model_dir: Optional[str] = None
     metrics_json: Optional[str] = None
     profile_steps: Optional[Tuple[int, int]] = None
@@ -195,7 +258,16 @@ class TrainConfig:
         check_positive("num_devices", self.num_devices, allow_none=True)
         check_positive("grad_accum_steps", self.grad_accum_steps)
         check_positive("ps_shards", self.ps_shards, allow_none=True)
+        check_positive("checkpoint_every_steps", self.checkpoint_every_steps, allow_none=True)
+        check_positive("keep_checkpoints", self.keep_checkpoints)
+        if self.max_restarts < 0:
+            raise ConfigError(f"max_restarts ({self.max_restarts}) must be 0 or more.")
+        if self.checkpoint_every_steps and not self.model_dir:
+            raise ConfigError(
+                f"checkpoint_every_steps ({self.checkpoint_every_steps}) needs somewhere to "
+                "write; pass --model_dir=DIR.")
         check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        self._check_data()
         self.communication()  # Validates the communication fields.
         check_positive("steps_per_epoch", self.steps_per_epoch, allow_none=True)
         if check_profile_steps(self.profile_steps) and not self.model_dir:
@@ -226,6 +298,25 @@ class TrainConfig:
             raise ConfigError(
                 f"num_workers ({self.num_workers}) needs a multi-process strategy, not "
                 f"{self.strategy!r}; pass --strategy=multi_worker or --strategy=parameter_server.")
+
+    def _check_data(self) -> None:
+        check_choice("shard_policy", self.shard_policy, SHARD_POLICIES)
+        check_positive("num_classes", self.num_classes, allow_none=True)
+        check_positive("data_service_workers", self.data_service_workers)
+        check_image_size(self.image_size)
+        if self.dataset in FILE_DATASETS and not self.train_files:
+            raise ConfigError(
+                f"dataset {self.dataset!r} reads files: pass --train_files=GLOB, e.g. "
+                f"--train_files='data/train-*.{_EXTENSIONS[self.dataset]}'.")
+        if self.uses_data_service and self.shard_policy not in ("auto", "off"):
+            raise ConfigError(
+                f"shard_policy ({self.shard_policy!r}) does not apply with data_service: the "
+                "tf.data service splits the data between the workers itself "
+                "(distributed_epoch); drop --shard_policy.")
+
+    @property
+    def uses_data_service(self) -> bool:
+        return self.data_service or bool(self.data_service_address)
 
     def communication(self) -> CommunicationConfig:
         return CommunicationConfig(

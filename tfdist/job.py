@@ -16,7 +16,8 @@ from typing import Optional
 import keras
 
 from tfdist.config import ClusterConfig, TrainConfig
-from tfdist.data import load_source, make_dataset_fn, steps_per_epoch
+from tfdist.data import input_errors, make_dataset_fn, source_from_config, steps_per_epoch
+from tfdist.data_service import target_for
 from tfdist.embeddings import sharded_embeddings
 from tfdist.models import build_model
 from tfdist.precision import set_precision
@@ -90,8 +91,7 @@ def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
                                  ps_shards=config.ps_shards)
     keras.utils.set_random_seed(config.seed)
     set_precision(config.mixed_precision)
-    source = load_source(config.dataset, data_dir=config.data_dir,
-                         num_examples=config.num_examples, seed=config.seed)
+    source = source_from_config(config)
     steps = config.steps_per_epoch or steps_per_epoch(source, config.global_batch_size)
     with distribution.strategy.scope():
         model = build_model(config.model, input_shape=source.input_shape,
@@ -102,17 +102,28 @@ def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
                       steps_per_loop=config.steps_per_loop,
                       grad_accum_steps=config.grad_accum_steps, communication=communication,
                       callbacks=build_callbacks(config, distribution))
+    service, local_service = target_for(config, cluster)
     train_fn = make_dataset_fn(source, "train", global_batch_size=config.global_batch_size,
-                               training=True, seed=config.seed, shuffle=config.shuffle)
+                               training=True, seed=config.seed, shuffle=config.shuffle,
+                               shard_policy=config.shard_policy, data_service=service,
+                               steps_per_epoch=steps * config.grad_accum_steps)
     validation_fn = None
     if source.num_validation:
         validation_fn = make_dataset_fn(source, "validation",
                                         global_batch_size=config.global_batch_size,
                                         training=False)
-    history = trainer.fit(train_fn, epochs=config.epochs, steps_per_epoch=steps,
-                          validation_fn=validation_fn, model_dir=config.model_dir)
+    try:
+        with input_errors(source):
+            history = trainer.fit(train_fn, epochs=config.epochs, steps_per_epoch=steps,
+                                  validation_fn=validation_fn, model_dir=config.model_dir,
+                                  checkpoint_every_steps=config.checkpoint_every_steps,
+                                  keep_checkpoints=config.keep_checkpoints)
+    finally:
+        if local_service is not None:
+            local_service.stop()
     summary = summarize(config, distribution, history, time.time() - started_at)
     summary["allreduce_bytes_per_step"] = trainer.allreduce_bytes_per_step
+    summary["data_service"] = service.address if service else None
     summary["tables"] = {layer.name: layer.placement() for layer in sharded_embeddings(model)}
     if distribution.role.is_chief and config.metrics_json:
         write_metrics_json(config.metrics_json, summary)

@@ -11,6 +11,7 @@ TensorFlow is imported only when this process trains or serves.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -19,8 +20,8 @@ _STARTED_AT = time.time()
 from absl import app, flags  # noqa: E402
 
 from tfdist.config import (COLLECTIVE_IMPLEMENTATIONS, COMPRESSIONS, OPTIMIZERS,  # noqa: E402
-                           PRECISIONS, STRATEGIES, ConfigError, TrainConfig,
-                           parse_profile_steps, read_tf_config)
+                           PRECISIONS, SHARD_POLICIES, STRATEGIES, ConfigError, TrainConfig,
+                           parse_image_size, parse_profile_steps, read_tf_config)
 
 _STRATEGY = flags.DEFINE_enum(
     "strategy", "auto", STRATEGIES,
@@ -48,10 +49,51 @@ _MODEL = flags.DEFINE_string(
 _DATASET = flags.DEFINE_string(
     "dataset", "digits",
     "digits (1,797 real 8x8 handwritten digits, bundled), synthetic (784 features, 10 "
-    "classes, size --num_examples) or a TFDS name prepared under --data_dir.")
+    "classes, size --num_examples), tfrecord, csv, npz or image_folder (files from "
+    "--train_files and --validation_files), or a TFDS name prepared under --data_dir.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory (TFDS's default if unset).")
 _NUM_EXAMPLES = flags.DEFINE_integer(
     "num_examples", 60000, "Training examples of --dataset=synthetic.", lower_bound=1)
+_TRAIN_FILES = flags.DEFINE_string(
+    "train_files", None,
+    "Training files of --dataset=tfrecord, csv or npz: comma-separated globs, quoted, e.g. "
+    "'data/train-*.tfrecord'; for image_folder a folder with one sub-folder per class.")
+_VALIDATION_FILES = flags.DEFINE_string(
+    "validation_files", None, "Validation files, as --train_files; unset: no validation.")
+_LABEL_KEY = flags.DEFINE_string(
+    "label_key", "label", "The TFRecord feature, CSV column or npz array holding the label.")
+_ID_KEY = flags.DEFINE_string(
+    "id_key", None,
+    "The feature, column or npz array naming each example, hashed by --shard_policy=hash; "
+    "unset: the file name and record number.")
+_FEATURE_SPEC = flags.DEFINE_string(
+    "feature_spec", None,
+    "TFRecord features as NAME:DTYPE[:SHAPE],..., e.g. pixels:float32:8x8,label:int64 "
+    "(DTYPE float32, int64 or string). Unset: inferred from the first record.")
+_NUM_CLASSES = flags.DEFINE_integer(
+    "num_classes", None, "Label classes of a file dataset; unset: the largest label + 1.",
+    lower_bound=1)
+_IMAGE_SIZE = flags.DEFINE_string(
+    "image_size", None, "HEIGHTxWIDTH (or one number) --dataset=image_folder images are "
+    "resized to; unset: the size of the first image.")
+_SHARD_POLICY = flags.DEFINE_enum(
+    "shard_policy", "auto", SHARD_POLICIES,
+    "How the workers split the training data: file (files per worker), data (every N-th "
+    "example), hash (by a hash of each example's id, see --id_key), random (a seeded "
+    "permutation split in parts), off (every worker reads everything), auto (file when "
+    "there are at least as many files as workers, else data).")
+_DATA_SERVICE = flags.DEFINE_boolean(
+    "data_service", False,
+    "Read the training data through a tf.data service (distributed_epoch: each example goes "
+    "to one worker per pass). A local launch also starts its dispatcher and "
+    "--data_service_workers data workers; a single process starts them in-process.")
+_DATA_SERVICE_ADDRESS = flags.DEFINE_string(
+    "data_service_address", None,
+    "grpc://HOST:PORT of the dispatcher of a running tf.data service (python -m "
+    "tfdist.data_service); implies --data_service.")
+_DATA_SERVICE_WORKERS = flags.DEFINE_integer(
+    "data_service_workers", 1, "Data workers a local launch starts with --data_service.",
+    lower_bound=1)
 _GLOBAL_BATCH_SIZE = flags.DEFINE_integer(
     "global_batch_size", 64,
     "Examples per optimizer update over all replicas; must divide by the replicas. Under "
@@ -104,6 +146,18 @@ _ISOLATE_NETWORK = flags.DEFINE_boolean(
     "its tasks in one private Linux network namespace (loopback only) so TensorFlow's "
     "unauthenticated gRPC ports are unreachable from other machines. Needs root and "
     "iproute2; otherwise the launcher says it could not. --noisolate_network turns it off.")
+_CHECKPOINT_EVERY_STEPS = flags.DEFINE_integer(
+    "checkpoint_every_steps", None,
+    "With --model_dir, also checkpoint every this many optimizer steps (epoch ends are "
+    "always saved); a rerun resumes at that step, data position included.", lower_bound=1)
+_KEEP_CHECKPOINTS = flags.DEFINE_integer(
+    "keep_checkpoints", 3, "The newest checkpoints kept under MODEL_DIR/checkpoints.",
+    lower_bound=1)
+_MAX_RESTARTS = flags.DEFINE_integer(
+    "max_restarts", 0,
+    "When the trainer launches a local cluster: if a task fails, stop all, start the cluster "
+    "again (it resumes from the latest checkpoint under --model_dir), at most this many "
+    "times; then fail with a summary of every failure.", lower_bound=0)
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None,
     "Checkpoints go to MODEL_DIR/checkpoints each epoch (a rerun resumes from the latest) "
@@ -128,6 +182,12 @@ def config_from_flags() -> TrainConfig:
         num_devices=_NUM_DEVICES.value, gpus_per_worker=_GPUS_PER_WORKER.value,
         model=_MODEL.value, dataset=_DATASET.value,
         data_dir=_DATA_DIR.value, num_examples=_NUM_EXAMPLES.value,
+        train_files=_TRAIN_FILES.value, validation_files=_VALIDATION_FILES.value,
+        label_key=_LABEL_KEY.value, id_key=_ID_KEY.value, feature_spec=_FEATURE_SPEC.value,
+        num_classes=_NUM_CLASSES.value, image_size=parse_image_size(_IMAGE_SIZE.value),
+        shard_policy=_SHARD_POLICY.value, data_service=_DATA_SERVICE.value,
+        data_service_address=_DATA_SERVICE_ADDRESS.value,
+        data_service_workers=_DATA_SERVICE_WORKERS.value,
         global_batch_size=_GLOBAL_BATCH_SIZE.value, epochs=_EPOCHS.value,
         steps_per_epoch=_STEPS_PER_EPOCH.value, steps_per_loop=_STEPS_PER_LOOP.value,
         optimizer=_OPTIMIZER.value, learning_rate=_LEARNING_RATE.value, seed=_SEED.value,
@@ -137,31 +197,57 @@ def config_from_flags() -> TrainConfig:
         all_reduce_pack_bytes=_ALL_REDUCE_PACK_BYTES.value,
         collective_implementation=_COLLECTIVE_IMPLEMENTATION.value,
         collective_timeout=_COLLECTIVE_TIMEOUT.value, mixed_precision=_MIXED_PRECISION.value,
-        ps_shards=_PS_SHARDS.value, isolate_network=_ISOLATE_NETWORK.value)
+        ps_shards=_PS_SHARDS.value, isolate_network=_ISOLATE_NETWORK.value,
+        checkpoint_every_steps=_CHECKPOINT_EVERY_STEPS.value,
+        keep_checkpoints=_KEEP_CHECKPOINTS.value, max_restarts=_MAX_RESTARTS.value)
+
+
+def _plan_data_service(config: TrainConfig):
+    """The tf.data service tasks a local launch starts, or None (none asked, or one given)."""
+    if not config.data_service or config.data_service_address:
+        return None
+    from launch.data_service import plan_data_service
+
+    return plan_data_service(command=[sys.executable, "-m", "tfdist.data_service"],
+                             num_workers=config.data_service_workers, base_env=dict(os.environ))
 
 
 def _launch_local_cluster(config: TrainConfig, argv) -> int:
-    from launch import plan_local_cluster, plan_local_launch, run_local, visible_gpu_ids
+    from launch import plan_local_cluster, plan_local_launch, visible_gpu_ids
+    from launch.network import inside, private_network
+    from launch.restarts import run_with_restarts
 
     strategy = config.launch_strategy()
-    cluster = plan_local_cluster(strategy=strategy, num_workers=config.num_workers,
-                                 num_ps=config.num_ps if strategy == "parameter_server" else 0)
-    launches = plan_local_launch(
-        cluster=cluster, strategy=strategy,
-        command=[sys.executable, "-m", "tfdist.train", *argv[1:]],
-        server_command=[sys.executable, "-m", "tfdist.server"],
-        base_env=dict(os.environ), gpus_per_worker=config.gpus_per_worker,
-        gpu_ids=visible_gpu_ids(environ=os.environ))
-    from launch.network import inside, private_network
+    gpu_ids = visible_gpu_ids(environ=os.environ)
 
-    with private_network(enabled=config.isolate_network) as isolation:
+    def plan():
+        cluster = plan_local_cluster(
+            strategy=strategy, num_workers=config.num_workers,
+            num_ps=config.num_ps if strategy == "parameter_server" else 0)
+        service = _plan_data_service(config)
+        launches = plan_local_launch(
+            cluster=cluster, strategy=strategy,
+            command=[sys.executable, "-m", "tfdist.train", *argv[1:],
+                     *(service.trainer_args if service else ())],
+            server_command=[sys.executable, "-m", "tfdist.server"],
+            base_env=dict(os.environ), gpus_per_worker=config.gpus_per_worker,
+            gpu_ids=gpu_ids, worker_restarts=config.max_restarts)
+        launches = [*(service.launches if service else ()), *launches]
         print(f"tfdist.train: launching {len(launches)} local processes "
               f"({', '.join(launch.name for launch in launches)}); "
               f"{isolation.describe(cluster.ports())}", flush=True)
-        result = run_local(inside(launches, isolation))
-    if result.exit_code:
-        print(result.summary(), file=sys.stderr, flush=True)
-    return result.exit_code
+        return inside(launches, isolation)
+
+    if config.max_restarts and not config.model_dir:
+        print(f"tfdist.train: warning: --max_restarts={config.max_restarts} without "
+              "--model_dir restarts from step 0: nothing is checkpointed.", flush=True)
+    with private_network(enabled=config.isolate_network) as isolation:
+        report = run_with_restarts(plan, max_restarts=config.max_restarts)
+    if report.exit_code:
+        print(report.attempts[-1].summary(), file=sys.stderr, flush=True)
+        if report.restarts:
+            print(report.summary(), file=sys.stderr, flush=True)
+    return report.exit_code
 
 
 def run(argv) -> int:
@@ -202,6 +288,17 @@ def _main(argv) -> int:
         return run(argv)
     except (ConfigError, LaunchError) as error:
         return _user_error_exit(error)
+    except Exception as error:  # The trainer's own stops: one line, not a traceback.
+        from tfdist.preemption import Preempted
+        from tfdist.trainer import TrainingDiverged
+
+        if isinstance(error, Preempted):
+            print(f"tfdist.train: {error}", file=sys.stderr, flush=True)
+            return 128 + signal.SIGTERM
+        if isinstance(error, TrainingDiverged):
+            print(f"tfdist.train: error: {error}", file=sys.stderr, flush=True)
+            return 1
+        raise
 
 
 def main(argv=None) -> None:

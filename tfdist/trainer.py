@@ -29,8 +29,9 @@ from tfdist.callbacks import Callback, CallbackList
 from tfdist.checkpoints import CheckpointKeeper, export_model
 from tfdist.communication import CommunicationConfig, GradientReducer
 from tfdist.config import ConfigError, check_positive, per_replica_batch_size
-from tfdist.data import DatasetFn
+from tfdist.data import DatasetFn, per_worker_dataset_fn
 from tfdist.optimizers import build_optimizer
+from tfdist.preemption import Preempted, PreemptionWatcher
 from tfdist.steps import TOTALS, LossFn, StepFunctions, sparse_categorical_loss
 from tfdist.strategies import Distribution
 
@@ -196,13 +197,24 @@ class Trainer:
                            aggregation=tf.VariableAggregation.SUM)
 
     # ----- one epoch --------------------------------------------------------------------
-    def _loop_sizes(self, steps: int) -> List[int]:
-        full, rest = divmod(steps, self.steps_per_loop)
-        return [self.steps_per_loop] * full + ([rest] if rest else [])
+    def _segments(self, first_step: int, steps: int, every: Optional[int]) -> List[List[int]]:
+        """Loop-call sizes for ``steps`` steps from ``first_step``, grouped into segments.
 
-    def _train_epoch_sync(self, iterator, steps: int, hooks: CallbackList) -> tf.Tensor:
-        self._train_totals.assign(tf.zeros([_TOTALS]))
-        for size in self._loop_sizes(steps):
+        A segment ends at each multiple of ``every`` (a checkpoint) and at the end; its
+        loop calls have at most ``steps_per_loop`` steps. Sync strategies check for
+        preemption after every call, so each call is its own segment there.
+        """
+        segments, step, last = [], first_step, first_step + steps
+        while step < last:
+            stop = last if not every else min(last, (step // every + 1) * every)
+            full, rest = divmod(stop - step, self.steps_per_loop)
+            calls = [self.steps_per_loop] * full + ([rest] if rest else [])
+            segments.extend([[c] for c in calls] if not self.distribution.is_async else [calls])
+            step = stop
+        return segments
+
+    def _run_segment_sync(self, iterator, sizes, hooks: CallbackList) -> tf.Tensor:
+        for size in sizes:
             hooks.loop_begin(size)
             self._train_loop(iterator, tf.constant(size))
             # Every task reads (a collective under multi_worker), callbacks or not.
@@ -210,19 +222,40 @@ class Trainer:
             hooks.loop_end(size, totals)
         return totals
 
-    def _train_epoch_async(self, iterator, steps: int, hooks: CallbackList) -> tf.Tensor:
+    def _run_segment_async(self, iterator, sizes, hooks: CallbackList, before) -> tf.Tensor:
         coordinator = self.distribution.coordinator
-        sizes = self._loop_sizes(steps)
         results = []
         for size in sizes:
             hooks.loop_begin(size)
             results.append(coordinator.schedule(self._train_loop,
                                                 args=(iterator, tf.constant(size))))
-        totals = tf.zeros([_TOTALS])
+        totals = before
         for size, result in zip(sizes, results):  # In order, as each loop's result comes in.
             totals += tf.convert_to_tensor(result.fetch())
             hooks.loop_end(size, totals)
         coordinator.join()
+        return totals
+
+    def _train_epoch(self, iterator, epoch: int, steps: int, run: "_Run") -> tf.Tensor:
+        """Trains ``steps`` steps of ``epoch``; checkpoints and stops as ``run`` says."""
+        totals = tf.zeros([_TOTALS])
+        if not self.distribution.is_async:
+            self._train_totals.assign(totals)
+        for sizes in self._segments(int(self.step.numpy()), steps, run.every):
+            if self.distribution.is_async:
+                totals = self._run_segment_async(iterator, sizes, run.hooks, totals)
+            else:
+                totals = self._run_segment_sync(iterator, sizes, run.hooks)
+            self.step.assign_add(sum(sizes))
+            step = int(self.step.numpy())
+            if not math.isfinite(float(totals[0])):
+                raise TrainingDiverged(step, epoch, run.keeper.latest if run.keeper else None)
+            at_boundary = run.every and step % run.every == 0
+            preempted = run.watcher.agreed()
+            if run.keeper and (at_boundary or preempted):
+                run.keeper.save(step)
+            if preempted:
+                raise Preempted(step, run.keeper.latest if run.keeper else None)
         return totals
 
     def _evaluate(self, dataset) -> tf.Tensor:
@@ -236,10 +269,12 @@ class Trainer:
         strategy = self.distribution.strategy
         if self.distribution.is_async:
             coordinator = self.distribution.coordinator
-            train = iter(coordinator.create_per_worker_dataset(train_fn))
+            train = iter(coordinator.create_per_worker_dataset(
+                per_worker_dataset_fn(train_fn, num_workers=self.distribution.num_workers)))
             validation = validation_fn(None) if validation_fn else None
             return train, validation
-        train = iter(strategy.distribute_datasets_from_function(train_fn))
+        train = iter(strategy.distribute_datasets_from_function(
+            _skipping(train_fn, int(self.step.numpy()) * self.grad_accum_steps)))
         validation = (strategy.distribute_datasets_from_function(validation_fn)
                       if validation_fn else None)
         return train, validation
@@ -247,53 +282,71 @@ class Trainer:
     # ----- the outer loop ---------------------------------------------------------------
     def fit(self, train_fn: DatasetFn, *, epochs: int, steps_per_epoch: int,
             validation_fn: Optional[DatasetFn] = None, model_dir: Optional[str] = None,
-            export: bool = True) -> History:
+            export: bool = True, checkpoint_every_steps: Optional[int] = None,
+            keep_checkpoints: int = 3) -> History:
         """Trains for ``epochs`` epochs of ``steps_per_epoch`` steps.
 
+        With ``model_dir``, a rerun resumes exactly where the last checkpoint left off:
+        step, epoch, optimizer state and (sync strategies) the position in the data,
+        even in the middle of an epoch. SIGTERM saves a checkpoint at a step all workers
+        agree on and raises ``Preempted``; a NaN/inf loss raises ``TrainingDiverged``
+        before anything is saved, so the last good checkpoint stays the newest.
+
         Args:
-          train_fn: dataset function of ``InputContext``; its dataset must not run out.
+          train_fn: dataset function of ``InputContext``; its dataset must not run out
+            and, for an exact resume, must give the same order when built again.
           epochs: the epoch to stop after; a restored run continues from its epoch.
           steps_per_epoch: optimizer steps per epoch (per worker step for PSS, all workers).
           validation_fn: dataset function read once per epoch, or None.
-          model_dir: checkpoints each epoch and resumes from the latest; None keeps nothing.
+          model_dir: checkpoints and resume; None keeps nothing.
           export: with ``model_dir``, the chief writes ``model_dir/model.keras`` at the end.
+          checkpoint_every_steps: also checkpoint every this many steps (epoch ends always).
+          keep_checkpoints: the newest checkpoints kept.
 
         Returns:
           The History of the epochs run by this call.
         """
         check_positive("epochs", epochs)
         check_positive("steps_per_epoch", steps_per_epoch)
+        check_positive("checkpoint_every_steps", checkpoint_every_steps, allow_none=True)
+        check_positive("keep_checkpoints", keep_checkpoints)
         history = History()
         keeper = None
         if model_dir:
             keeper = CheckpointKeeper(self.checkpoint, model_dir=model_dir,
-                                      role=self.distribution.role)
+                                      role=self.distribution.role, max_to_keep=keep_checkpoints)
             history.restored_from = keeper.restore_latest()
+        first_epoch = int(self.epoch.numpy()) + 1
+        done_in_epoch = int(self.step.numpy()) - (first_epoch - 1) * steps_per_epoch
         train, validation = self._make_inputs(train_fn, validation_fn)
-        run_epoch = self._train_epoch_async if self.distribution.is_async else self._train_epoch_sync
         hooks = CallbackList(self.callbacks)
         hooks.fit_begin(epochs=epochs, steps_per_epoch=steps_per_epoch,
-                        initial_epoch=int(self.epoch.numpy()),
-                        initial_step=int(self.step.numpy()))
-        for epoch in range(int(self.epoch.numpy()) + 1, epochs + 1):
-            started = time.perf_counter()
-            hooks.epoch_begin(epoch)
-            for metric in self.metrics:
-                metric.reset_state()
-            train_totals = self._traced(run_epoch, train, steps_per_epoch, hooks).numpy()
-            seconds = time.perf_counter() - started
-            self.step.assign_add(steps_per_epoch)
-            val_totals = (self._traced(self._evaluate, validation).numpy()
-                          if validation is not None else None)
-            log = self._epoch_log(epoch, steps_per_epoch, train_totals, val_totals, seconds,
-                                  wall_seconds=hooks.wall_seconds)
-            history.epochs.append(log)
-            self.epoch.assign(epoch)
-            if keeper:
-                keeper.save(log.global_step)
-            if self._log:
-                self._log(log)
-            hooks.epoch_end(log)
+                        initial_epoch=first_epoch - 1, initial_step=int(self.step.numpy()))
+        watcher = PreemptionWatcher(
+            self.distribution.strategy,
+            sync_workers=not self.distribution.is_async and self.distribution.num_workers > 1)
+        run = _Run(keeper=keeper, every=checkpoint_every_steps, hooks=hooks, watcher=watcher)
+        with watcher:
+            for epoch in range(first_epoch, epochs + 1):
+                steps = steps_per_epoch - max(0, done_in_epoch)
+                done_in_epoch = 0
+                started = time.perf_counter()
+                hooks.epoch_begin(epoch)
+                for metric in self.metrics:
+                    metric.reset_state()
+                train_totals = self._traced(self._train_epoch, train, epoch, steps, run).numpy()
+                seconds = time.perf_counter() - started
+                val_totals = (self._traced(self._evaluate, validation).numpy()
+                              if validation is not None else None)
+                log = self._epoch_log(epoch, steps, train_totals, val_totals, seconds,
+                                      wall_seconds=hooks.wall_seconds)
+                history.epochs.append(log)
+                self.epoch.assign(epoch)
+                if keeper:
+                    keeper.save(log.global_step)
+                if self._log:
+                    self._log(log)
+                hooks.epoch_end(log)
         history.final_step = int(self.step.numpy())
         hooks.fit_end(history)
         if keeper:
@@ -314,10 +367,6 @@ class Trainer:
     def _epoch_log(self, epoch, steps, train_totals, val_totals, seconds,
                    wall_seconds) -> EpochLog:
         loss_sum, correct, count = (float(v) for v in train_totals)
-        if not math.isfinite(loss_sum):
-            raise FloatingPointError(
-                f"training loss became {loss_sum} in epoch {epoch}; lower --learning_rate "
-                "or check the data for NaN/inf.")
         val_loss = val_accuracy = None
         if val_totals is not None:
             val_loss = _ratio(val_totals[0], val_totals[2])
@@ -330,3 +379,35 @@ class Trainer:
             wall_seconds=wall_seconds, learning_rate=_scalar(self.optimizer.learning_rate),
             metrics={m.name: float(m.result()) for m in self.metrics})
 
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the epochs of one ``fit`` share."""
+
+    keeper: Optional[CheckpointKeeper]
+    every: Optional[int]
+    hooks: CallbackList
+    watcher: PreemptionWatcher
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite; nothing was saved after the last good step."""
+
+    def __init__(self, step: int, epoch: int, checkpoint: Optional[str]):
+        kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint kept"
+        super().__init__(f"training loss became NaN/inf by step {step} (epoch {epoch}); {kept}. "
+                         "Lower --learning_rate or check the data for NaN/inf.")
+        self.step, self.epoch, self.checkpoint = step, epoch, checkpoint
+
+
+def _skipping(train_fn: DatasetFn, micro_steps: int) -> DatasetFn:
+    """``train_fn`` with the batches of ``micro_steps`` steps already consumed skipped."""
+    if not micro_steps:
+        return train_fn
+
+    def resumed(context):
+        per_pipeline = context.num_replicas_in_sync // context.num_input_pipelines
+        return train_fn(context).skip(micro_steps * per_pipeline)
+
+    return resumed
