@@ -68,7 +68,7 @@ class CheckpointKeeper:
                 continue
             try:
                 self._checkpoint.restore(path).expect_partial()
-            except tf.errors.DataLossError as error:
+            except (tf.errors.DataLossError, IndexError) as error:  # IndexError: truncated data.
                 print(f"tfdist: warning: skipping corrupt checkpoint {path} "
                       f"({str(error).splitlines()[0][:120]}); trying the one before.",
                       flush=True)

@@ -21,8 +21,14 @@ def serve(cluster: ClusterConfig) -> None:
             f"task {cluster.task.name} is not a ps or worker task; only those run a server. "
             "The chief runs `python -m tfdist.train`.")
     spec = tf.train.ClusterSpec({job: list(addresses) for job, addresses in cluster.jobs.items()})
-    server = tf.distribute.Server(spec, job_name=cluster.task.type,
-                                  task_index=cluster.task.index, protocol="grpc", start=True)
+    try:
+        server = tf.distribute.Server(spec, job_name=cluster.task.type,
+                                      task_index=cluster.task.index, protocol="grpc",
+                                      start=True)
+    except tf.errors.UnknownError:
+        from tfdist.strategies import server_start_error
+
+        raise server_start_error(cluster) from None
     print(f"tfdist.server: {cluster.task.name} serving on {server.target}", flush=True)
     server.join()
 

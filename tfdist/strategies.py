@@ -105,6 +105,28 @@ def _resolver(cluster: ClusterConfig):
         spec, task_type=cluster.task.type, task_id=cluster.task.index, rpc_layer="grpc")
 
 
+def _port_in_use(address: str) -> bool:
+    import socket
+
+    host, _, port = address.rpartition(":")
+    with socket.socket() as probe:
+        try:
+            probe.bind(("", int(port)))
+        except OSError:
+            return True
+    return False
+
+
+def server_start_error(cluster: ClusterConfig) -> ConfigError:
+    """The one-line error for a task whose gRPC server could not start."""
+    address = cluster.jobs[cluster.task.type][cluster.task.index]
+    cause = ("the port is already in use" if _port_in_use(address)
+             else "the address cannot be bound here")
+    return ConfigError(
+        f"could not start the gRPC server of task {cluster.task.name} on {address}: {cause}; "
+        "stop what holds it or give this task another port in TF_CONFIG.")
+
+
 def _role_from_resolver(resolver) -> TaskRole:
     task_type, index = resolver.task_type, resolver.task_id or 0
     jobs = resolver.cluster_spec().jobs
@@ -136,8 +158,13 @@ def _multi_worker(*, num_devices, cluster, communication, ps_shards):
             "strategy 'multi_worker' cannot run in a TF_CONFIG cluster that has 'ps' tasks; "
             "use --strategy=parameter_server or remove the ps job.")
     resolver = _resolver(cluster)
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(
-        cluster_resolver=resolver, communication_options=options)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=resolver, communication_options=options)
+    except tf.errors.UnknownError as error:
+        if "gRPC server" not in str(error):
+            raise
+        raise server_start_error(cluster) from None
     return strategy, None, _role_from_resolver(resolver), cluster.num_workers
 
 
@@ -158,9 +185,14 @@ def _parameter_server(*, num_devices, cluster, communication, ps_shards):
             f"{num_ps} or add ps tasks with --num_ps={shards}.")
     partitioner = TablePartitioner(max_shards=shards) if shards > 1 else None
     resolver = _resolver(cluster)
-    strategy = tf.distribute.experimental.ParameterServerStrategy(
-        resolver, variable_partitioner=partitioner)
-    coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
+    try:
+        strategy = tf.distribute.experimental.ParameterServerStrategy(
+            resolver, variable_partitioner=partitioner)
+        coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
+    except tf.errors.UnknownError as error:
+        if "gRPC server" not in str(error):
+            raise
+        raise server_start_error(cluster) from None
     return strategy, coordinator, _role_from_resolver(resolver), cluster.num_workers
 
 

@@ -10,8 +10,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def run_command(argv, *, timeout=300, env=None):
     """Runs ``argv`` from the repository root; returns the CompletedProcess (text)."""
-    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     full_env.pop("TF_CONFIG", None)
+    full_env.update(env or {})
     return subprocess.run(argv, cwd=REPO, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
 
