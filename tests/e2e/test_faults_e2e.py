@@ -15,11 +15,11 @@ import pytest
 
 from e2e_helpers import REPO, explain, run_trainer
 
-# Long enough to interrupt (about 2,000 steps), deterministic data order.
+# Long enough to interrupt (920 steps), deterministic data order.
 JOB = ["--optimizer=sgd", "--learning_rate=0.05", "--seed=5", "--global_batch_size=32",
-       "--epochs=40", "--steps_per_loop=4", "--checkpoint_every_steps=20"]
+       "--epochs=20", "--steps_per_loop=4", "--checkpoint_every_steps=20"]
 STEPS_PER_EPOCH = 1500 // 32
-TOTAL_STEPS = 40 * STEPS_PER_EPOCH
+TOTAL_STEPS = 20 * STEPS_PER_EPOCH
 
 
 def _start(tmp_path, *flags):
@@ -61,14 +61,18 @@ def uninterrupted(tmp_path_factory):
     process, summary = run_trainer(tmp, "--num_workers=2", *JOB, f"--model_dir={tmp / 'm'}")
     assert process.returncode == 0, explain(process)
     assert summary["steps"] == TOTAL_STEPS
+    _REFERENCE_HISTORY[:] = summary["history"]
     return _weights(tmp / "m")
+
+
+_REFERENCE_HISTORY = []
 
 
 def test_sigterm_saves_at_an_agreed_step_and_the_rerun_ends_identical(tmp_path, uninterrupted):
     model_dir = tmp_path / "m"
     flags = ["--num_workers=2", *JOB, f"--model_dir={model_dir}"]
     process, log = _start(tmp_path, *flags)
-    _wait_for_checkpoint(model_dir, 200, process)
+    _wait_for_checkpoint(model_dir, 100, process)
     started = time.time()
     process.send_signal(signal.SIGTERM)  # The launcher forwards it to both workers.
     code = process.wait(timeout=120)
@@ -91,7 +95,7 @@ def test_killed_worker_then_same_command_resumes_to_identical_weights(tmp_path, 
     model_dir = tmp_path / "m"
     flags = ["--num_workers=2", *JOB, f"--model_dir={model_dir}"]
     process, log = _start(tmp_path, *flags)
-    _wait_for_checkpoint(model_dir, 200, process)
+    _wait_for_checkpoint(model_dir, 100, process)
     workers = _children(process.pid)
     assert len(workers) == 2, workers
     killed_at = time.time()
@@ -105,7 +109,11 @@ def test_killed_worker_then_same_command_resumes_to_identical_weights(tmp_path, 
     rerun, summary = run_trainer(tmp_path, *flags)
     assert rerun.returncode == 0, explain(rerun)
     lost = int(summary["restored_from"].rpartition("-")[2])
-    print("restored", summary["restored_from"], [e["epoch"] for e in summary["history"]][:3])
+    reference = {e["epoch"]: e["train_loss"] for e in _REFERENCE_HISTORY}
+    print("restored", summary["restored_from"], [(e["epoch"], e["steps"], e["train_loss"],
+                                                  reference[e["epoch"]])
+                                                 for e in summary["history"]][:3])
+    print((tmp_path / "run.log").read_text()[-1500:])
     assert summary["steps"] == TOTAL_STEPS and lost % 20 == 0
     for a, b in zip(uninterrupted, _weights(model_dir)):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
@@ -117,7 +125,7 @@ def test_mirrored_killed_and_resumed_ends_identical(tmp_path):
     assert reference.returncode == 0, explain(reference)
     model_dir = tmp_path / "m"
     process, log = _start(tmp_path, *flags, f"--model_dir={model_dir}")
-    _wait_for_checkpoint(model_dir, 300, process)
+    _wait_for_checkpoint(model_dir, 100, process)
     process.kill()
     process.wait(timeout=60)
     log.close()
@@ -147,7 +155,7 @@ def test_max_restarts_restarts_the_cluster_after_a_killed_worker(tmp_path):
     model_dir = tmp_path / "m"
     process, log = _start(tmp_path, "--num_workers=2", *JOB, "--max_restarts=1",
                           f"--model_dir={model_dir}", f"--metrics_json={tmp_path / 's.json'}")
-    _wait_for_checkpoint(model_dir, 200, process)
+    _wait_for_checkpoint(model_dir, 100, process)
     os.kill(_task_pids(process.pid)["worker:1"], signal.SIGKILL)
     code = process.wait(timeout=400)
     log.close()

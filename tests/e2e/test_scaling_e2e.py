@@ -19,3 +19,13 @@ def test_scaling_report_runs_each_size_and_writes_csv_md_png(tmp_path):
     assert "| workers | replicas |" in (out_dir / "scaling.md").read_text()
     assert (out_dir / "scaling.png").read_bytes()[:4] == b"\x89PNG"
     assert "[worker:1]" in (out_dir / "workers_2.log").read_text()
+
+
+def test_a_failed_run_exits_1_naming_its_log(tmp_path):
+    process = run_command([sys.executable, "-m", "tfdist.scaling", "--workers=1",
+                           "--model=resnet9000", "--epochs=2", f"--out_dir={tmp_path}"],
+                          timeout=120)
+    assert process.returncode == 1, explain(process)
+    log = tmp_path / "workers_1.log"
+    assert f"the run on 1 worker(s) failed (exit code 2); see {log}." in process.stderr
+    assert "Unknown model 'resnet9000'" in log.read_text()

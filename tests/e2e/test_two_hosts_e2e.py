@@ -17,7 +17,7 @@ from launch.network import unavailable_reason
 HOSTS = {"tfdist-host-a": "10.251.7.1", "tfdist-host-b": "10.251.7.2"}
 PORT = 23456
 JOB = ["--optimizer=sgd", "--learning_rate=0.05", "--seed=5", "--global_batch_size=32",
-       "--epochs=40", "--steps_per_loop=4", "--checkpoint_every_steps=20",
+       "--epochs=20", "--steps_per_loop=4", "--checkpoint_every_steps=20",
        "--collective_timeout=20"]
 
 
@@ -108,5 +108,5 @@ def test_two_hosts_train_lose_their_link_and_resume(tmp_path):
             log.close()
         logs = "".join((tmp_path / f"{n}-2.log").read_text() for n in names)
         assert codes == [0, 0], logs[-3000:]
-        assert _newest_step(model_dir) == 40 * (1500 // 32) > saved
+        assert _newest_step(model_dir) == 20 * (1500 // 32) > saved
         assert "val_accuracy" in logs
