@@ -25,7 +25,7 @@ def format_epoch(log: "EpochLog", *, epochs: Optional[int] = None) -> str:
              f"loss {log.train_loss:.4f}"]
     if log.train_accuracy is not None:
         parts.append(f"accuracy {log.train_accuracy:.4f}")
-    parts.extend(f"{name} {value:.4f}" for name, value in getattr(log, "metrics", {}).items())
+    parts.extend(f"{name} {value:.4f}" for name, value in log.metrics.items())
     if log.val_loss is not None:
         parts.append(f"val_loss {log.val_loss:.4f}")
     if log.val_accuracy is not None:

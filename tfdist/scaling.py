@@ -33,7 +33,11 @@ COLUMNS = ("workers", "replicas", "global_batch_size", "examples_per_sec", "spee
 
 
 class ScalingError(Exception):
-    """A report could not be made: bad flags, or a run that failed (message names it)."""
+    """A flag mistake; the message names the value and the fix."""
+
+
+class RunFailed(ScalingError):
+    """One worker count's run failed; the message names it and its log."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +145,8 @@ def run_size(num_workers: int, *, strategy: str, num_ps: int, trainer_flags: Seq
     """Runs the job on ``num_workers`` local workers; returns its metrics JSON."""
     metrics = os.path.join(out_dir, f"workers_{num_workers}.json")
     log_path = os.path.join(out_dir, f"workers_{num_workers}.log")
+    if os.path.exists(metrics):
+        os.remove(metrics)  # A previous report's JSON must not pass for this run's.
     cluster = plan_local_cluster(strategy=strategy, num_workers=num_workers,
                                  num_ps=num_ps if strategy == "parameter_server" else 0)
     ps_flags = [f"--num_ps={num_ps}"] if strategy == "parameter_server" else []
@@ -153,8 +159,8 @@ def run_size(num_workers: int, *, strategy: str, num_ps: int, trainer_flags: Seq
     with open(log_path, "w") as log:
         result = run_local(launches, output=log)
     if result.exit_code or not os.path.exists(metrics):
-        raise ScalingError(f"the run with {num_workers} workers failed (exit code "
-                           f"{result.exit_code}); see {log_path}.")
+        raise RunFailed(f"the run on {num_workers} worker(s) failed (exit code "
+                        f"{result.exit_code}); see {log_path}.")
     with open(metrics) as f:
         return json.load(f)
 
@@ -163,7 +169,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tfdist.scaling", allow_abbrev=False,
         description="Runs the same trainer job at each worker count and reports throughput "
-                    "and scaling efficiency. Unknown flags go to python -m tfdist.train.")
+                    "and scaling efficiency. Unknown flags go to python -m tfdist.train; "
+                    "pass --epochs=2 or more (the first, compiling epoch is not timed).")
     parser.add_argument("--workers", default="1,2,4",
                         help="Worker counts to run, e.g. 1,2,4 (the smallest is the baseline).")
     parser.add_argument("--strategy", choices=STRATEGIES, default="multi_worker",
@@ -199,7 +206,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         plot_scaling(rows, paths["png"], title=f"{args.strategy} on {machine_description()}")
     except (ScalingError, LaunchError) as error:
         print(f"tfdist.scaling: error: {error}", file=sys.stderr, flush=True)
-        return 2
+        return 1 if isinstance(error, RunFailed) else 2
     print(markdown_table(rows), flush=True)
     print(f"tfdist.scaling: wrote {', '.join(paths.values())}", flush=True)
     return 0

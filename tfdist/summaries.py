@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from tfdist.trainer import EpochLog, History
 
 TENSORBOARD_DIR = "tensorboard"
-RUNS = ("train", "validation")
 _SCALAR = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
 

@@ -1,13 +1,17 @@
 """Progress: a redrawn bar with ETA on a terminal, one line per epoch anywhere else."""
 
 import io
+import types
 
 import keras
+import pytest
 
+from tfdist.config import TrainConfig
 from tfdist.data import load_source, make_dataset_fn
+from tfdist.job import build_callbacks
 from tfdist.models import build_model
 from tfdist.progress import ProgressBar, format_duration, is_terminal
-from tfdist.strategies import make_strategy
+from tfdist.strategies import TaskRole, make_strategy
 from tfdist.trainer import Trainer
 
 DIGITS = load_source("digits")
@@ -59,3 +63,16 @@ def test_helpers():
     closed = io.StringIO()
     closed.close()
     assert not is_terminal(closed)  # isatty() of a closed stream raises ValueError.
+
+
+@pytest.mark.parametrize("is_chief, verbose, model_dir, expected", [
+    (True, False, None, ["ProgressBar"]),
+    (True, False, "run", ["ProgressBar", "Summaries"]),
+    (False, False, "run", []),
+    (False, True, "run", ["ProgressBar"]),
+], ids=["chief", "chief_model_dir", "worker", "worker_verbose"])
+def test_job_shows_progress_on_the_chief_and_elsewhere_only_when_verbose(
+        is_chief, verbose, model_dir, expected):
+    distribution = types.SimpleNamespace(role=TaskRole("worker", 0 if is_chief else 1, is_chief))
+    config = TrainConfig(model_dir=model_dir, verbose=verbose)
+    assert [type(c).__name__ for c in build_callbacks(config, distribution)] == expected
