@@ -28,6 +28,9 @@ _EXPORTS = {
     "make_dataset_fn": "tfdist.data",
     "Trainer": "tfdist.trainer",
     "History": "tfdist.trainer",
+    "Callback": "tfdist.callbacks",
+    "ProgressBar": "tfdist.progress",
+    "Summaries": "tfdist.summaries",
     "run_job": "tfdist.job",
 }
 __all__ = sorted(_EXPORTS)
