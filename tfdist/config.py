@@ -93,7 +93,8 @@ def parse_profile_steps(text: Optional[str]) -> Optional[Tuple[int, int]]:
     return check_profile_steps(steps if steps and len(steps) == 2 else text)
 
 
-_EXTENSIONS = {"tfrecord": "tfrecord", "csv": "csv", "npz": "npz", "image_folder": "jpg"}
+_FILES_EXAMPLES = {"tfrecord": "'data/train-*.tfrecord'", "csv": "'data/train-*.csv'",
+                   "npz": "data/train.npz", "image_folder": "photos/train (one folder per class)"}
 
 
 def check_image_size(size) -> Optional[Tuple[int, int]]:
@@ -305,9 +306,9 @@ class TrainConfig:
         check_positive("data_service_workers", self.data_service_workers)
         check_image_size(self.image_size)
         if self.dataset in FILE_DATASETS and not self.train_files:
-            raise ConfigError(
-                f"dataset {self.dataset!r} reads files: pass --train_files=GLOB, e.g. "
-                f"--train_files='data/train-*.{_EXTENSIONS[self.dataset]}'.")
+            example = _FILES_EXAMPLES[self.dataset]
+            raise ConfigError(f"dataset {self.dataset!r} reads files: pass --train_files, e.g. "
+                              f"--train_files={example}.")
         if self.uses_data_service and self.shard_policy not in ("auto", "off"):
             raise ConfigError(
                 f"shard_policy ({self.shard_policy!r}) does not apply with data_service: the "

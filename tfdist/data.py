@@ -1,223 +1,256 @@
 """Data layer: named sources and the one dataset-function contract every strategy shares.
 
-This module owns where examples come from (``digits``, ``synthetic``, any TFDS
-name), how they are split between workers (sharding by
-``tf.distribute.InputContext``), and the per-replica batch computed from the one
-``global_batch_size``. A dataset function takes an ``InputContext`` and returns a
+A dataset function takes a ``tf.distribute.InputContext`` and returns a
 ``tf.data.Dataset`` of per-replica batches of ``(features, labels)``; the trainer
-hands it to ``distribute_datasets_from_function`` (sync strategies) or
-``ClusterCoordinator.create_per_worker_dataset`` (parameter server).
+hands it to ``distribute_datasets_from_function`` (sync strategies) or, through
+``per_worker_dataset_fn``, to ``ClusterCoordinator.create_per_worker_dataset``
+(parameter server). This module owns that contract: finding a source by name
+(``load_source``), the per-replica batch computed from the one
+``global_batch_size``, shuffling, and what an epoch is. Sources live in
+``tfdist.sources`` (in memory, generated), ``tfdist.file_sources`` (CSV, images) and
+``tfdist.tfrecords`` (TFRecord, TFDS), sharding policies in ``tfdist.sharding``, the
+tf.data service in ``tfdist.data_service``.
+
+An epoch of training is ``steps_per_epoch`` global batches (by default
+``num_train // global_batch_size``). Each input pipeline reads its part of the
+split (``shard_policy``) once per epoch, reshuffled, and stops after its
+``steps_per_epoch * global_batch_size / num_pipelines`` examples, so epochs line
+up with passes: when the parts are equal and whole batches (``data`` and
+``random`` when ``global_batch_size`` divides ``num_train``; ``file`` with equal
+files), every training example is seen exactly once per epoch; otherwise each
+example at most once, and the few left over are other ones each epoch. Validation
+reads each pipeline's part once.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.resources
-from typing import Callable, Mapping, Optional
+import contextlib
+from typing import Callable, Optional
 
-import numpy as np
 import tensorflow as tf
 
-from tfdist.config import ConfigError, check_positive, per_replica_batch_size
+from tfdist.config import (FILE_DATASETS, SHARD_POLICIES, ConfigError, TrainConfig,
+                           check_choice, per_replica_batch_size)
+from tfdist.data_service import ServiceTarget, distribute
+from tfdist.file_sources import csv_source, expand_files, image_folder_source, tf_reason
+from tfdist.sharding import decode, part_size, resolve_policy, sharded_examples
+from tfdist.sources import (DIGITS_VALIDATION, INTERACTION_FACTORS, INTERACTION_ITEMS,
+                            INTERACTION_USERS, SYNTHETIC_CLASSES, SYNTHETIC_FEATURES,
+                            DataSource, SplitReader, digits_source, interactions_batch,
+                            interactions_source, load_digits_arrays, npz_source, numpy_source,
+                            synthetic_batch, synthetic_source)
+from tfdist.tfrecords import tfds_source, tfrecord_source
+
+__all__ = [  # Sources and constants other modules import from here, and this module's API.
+    "BUILTIN_DATASETS", "DIGITS_VALIDATION", "INTERACTION_FACTORS", "INTERACTION_ITEMS",
+    "INTERACTION_USERS", "SYNTHETIC_CLASSES", "SYNTHETIC_FEATURES", "DataSource", "DatasetFn",
+    "SplitReader", "csv_source", "image_folder_source", "input_errors", "interactions_batch",
+    "load_digits_arrays", "load_source", "make_dataset_fn", "npz_source", "numpy_source",
+    "per_worker_dataset_fn", "source_from_config", "steps_per_epoch", "synthetic_batch",
+    "tfrecord_source",
+]
 
 DatasetFn = Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]
-BUILTIN_DATASETS = ("digits", "synthetic", "interactions")
-DIGITS_VALIDATION = 297  # of 1,797: leaves 1,500 for training.
-SYNTHETIC_FEATURES, SYNTHETIC_CLASSES = 784, 10
-INTERACTION_USERS, INTERACTION_ITEMS, INTERACTION_FACTORS = 600, 400, 8
+BUILTIN_DATASETS = ("digits", "synthetic", "interactions") + FILE_DATASETS
 _SHUFFLE_BUFFER = 100_000
-
-
-@dataclasses.dataclass(frozen=True)
-class DataSource:
-    """A named dataset: what its examples look like and how to read a split.
-
-    Attributes:
-      name: the dataset's name.
-      input_shape: shape of one example's features.
-      num_classes: number of label classes.
-      num_train: examples in the training split.
-      num_validation: examples in the validation split (0 when there is none).
-      read: ``read(split, input_context)`` returns the split's unbatched
-        ``(features, label)`` examples, already sharded for ``input_context``.
-      vocab_sizes: for id features (a dict of features), the number of ids of each.
-    """
-
-    name: str
-    input_shape: tuple
-    num_classes: int
-    num_train: int
-    num_validation: int
-    read: Callable[[str, Optional[tf.distribute.InputContext]], tf.data.Dataset]
-    vocab_sizes: Mapping[str, int] = dataclasses.field(default_factory=dict)
-
-
-def _shard(dataset: tf.data.Dataset, context) -> tf.data.Dataset:
-    if context is None or context.num_input_pipelines == 1:
-        return dataset
-    return dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
-
-
-def load_digits_arrays():
-    """The 1,797 8×8 handwritten digits (UCI, as scikit-learn ships them), scaled to [0, 1]."""
-    with importlib.resources.files("tfdist.resources").joinpath("digits.npz").open("rb") as f:
-        arrays = np.load(f)
-        images, labels = arrays["images"], arrays["labels"]
-    return images.astype(np.float32) / 16.0, labels.astype(np.int32)
-
-
-def _digits_source() -> DataSource:
-    images, labels = load_digits_arrays()
-    order = np.random.default_rng(0).permutation(len(labels))  # fixed: the split never moves
-    val, train = order[:DIGITS_VALIDATION], order[DIGITS_VALIDATION:]
-    splits = {"train": (images[train], labels[train]),
-              "validation": (images[val], labels[val])}
-
-    def read(split, context):
-        return _shard(tf.data.Dataset.from_tensor_slices(splits[split]), context)
-
-    return DataSource("digits", images.shape[1:], 10, len(train), len(val), read)
-
-
-def synthetic_batch(indices: tf.Tensor, seed: int):
-    """Examples ``indices`` of the synthetic task: uniform features, label = argmax(x·W)."""
-    features = tf.random.stateless_uniform(
-        [tf.shape(indices)[0], SYNTHETIC_FEATURES],
-        seed=tf.stack([tf.cast(seed, tf.int64), indices[0]]))
-    weights = tf.random.stateless_normal(
-        [SYNTHETIC_FEATURES, SYNTHETIC_CLASSES], seed=tf.constant([seed, -1], tf.int64))
-    labels = tf.argmax(tf.matmul(features - 0.5, weights), axis=1, output_type=tf.int32)
-    return features, labels
-
-
-def interactions_batch(indices: tf.Tensor, seed: int):
-    """Examples ``indices`` of the interactions task: does user u like item i?
-
-    Users and items have hidden factor vectors (fixed by ``seed``); the label is 1
-    when their dot product is positive, so matrix factorization can learn it.
-    """
-    count = tf.shape(indices)[0]
-    pair_seed = tf.stack([tf.cast(seed, tf.int64), indices[0]])
-    users = tf.random.stateless_uniform([count], pair_seed, maxval=INTERACTION_USERS,
-                                        dtype=tf.int32)
-    items = tf.random.stateless_uniform([count], pair_seed + 1, maxval=INTERACTION_ITEMS,
-                                        dtype=tf.int32)
-    user_factors = tf.random.stateless_normal([INTERACTION_USERS, INTERACTION_FACTORS],
-                                              tf.constant([seed, -2], tf.int64))
-    item_factors = tf.random.stateless_normal([INTERACTION_ITEMS, INTERACTION_FACTORS],
-                                              tf.constant([seed, -3], tf.int64))
-    affinity = tf.reduce_sum(tf.gather(user_factors, users) * tf.gather(item_factors, items), 1)
-    return {"user": users, "item": items}, tf.cast(affinity > 0, tf.int32)
-
-
-def _generated_source(name, batch_fn, num_examples, seed, **info) -> DataSource:
-    """A source generated in the graph, chunk by chunk, from example indices."""
-    check_positive("num_examples", num_examples)
-    num_validation = max(1, num_examples // 10)
-    chunk = 1024
-
-    def read(split, context):
-        start, count = (0, num_examples) if split == "train" else (num_examples, num_validation)
-        indices = tf.data.Dataset.range(start, start + count).batch(chunk)
-        examples = indices.map(lambda i: batch_fn(i, seed)).unbatch()
-        return _shard(examples, context).cache()
-
-    return DataSource(name=name, num_train=num_examples, num_validation=num_validation,
-                      read=read, **info)
-
-
-def _tfds_not_prepared(name: str, where: str) -> ConfigError:
-    return ConfigError(
-        f"TFDS dataset {name!r} is not prepared on disk (looked in {where}) and this machine "
-        f"cannot download it; run `tfds build {name} --data_dir=DIR` where there is network, "
-        "copy DIR here and pass --data_dir=DIR.")
-
-
-def _tfds_source(name: str, data_dir: Optional[str]) -> DataSource:
-    import tensorflow_datasets as tfds
-
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError:
-        raise ConfigError(
-            f"Unknown dataset {name!r}. Expected one of: {', '.join(BUILTIN_DATASETS)}, "
-            "or a TFDS dataset name such as 'mnist'.") from None
-    if not builder.is_prepared():
-        raise _tfds_not_prepared(name, builder.data_dir)
-    splits = builder.info.splits
-    val_split = next((s for s in ("validation", "test") if s in splits), None)
-    features = builder.info.features
-    if "image" not in features or "label" not in features:
-        raise ConfigError(
-            f"TFDS dataset {name!r} has features {list(features)}; the built-in job needs "
-            "'image' and 'label'. Pass your own dataset function through the Python API.")
-    names = {"train": "train", "validation": val_split}
-
-    def read(split, context):
-        split_name = names[split]
-        files = splits[split_name].num_shards
-        by_files = context is not None and files >= context.num_input_pipelines
-        config = tfds.ReadConfig(input_context=context if by_files else None)
-        dataset = builder.as_dataset(split=split_name, read_config=config)
-        dataset = dataset if by_files else _shard(dataset, context)
-        return dataset.map(lambda example: (tf.cast(example["image"], tf.float32) / 255.0,
-                                            tf.cast(example["label"], tf.int32)),
-                           num_parallel_calls=tf.data.AUTOTUNE)
-
-    return DataSource(name, tuple(features["image"].shape), features["label"].num_classes,
-                      splits["train"].num_examples,
-                      splits[val_split].num_examples if val_split else 0, read)
+_SERVED_BATCH = 256
 
 
 def load_source(name: str, *, data_dir: Optional[str] = None, num_examples: int = 60000,
-                seed: int = 0) -> DataSource:
-    """Finds the dataset ``name``: ``digits``, ``synthetic``, ``interactions`` or a TFDS name."""
-    if name == "digits":
-        return _digits_source()
-    if name == "synthetic":
-        return _generated_source("synthetic", synthetic_batch, num_examples, seed,
-                                 input_shape=(SYNTHETIC_FEATURES,),
-                                 num_classes=SYNTHETIC_CLASSES)
-    if name == "interactions":
-        return _generated_source("interactions", interactions_batch, num_examples, seed,
-                                 input_shape=(), num_classes=2,
-                                 vocab_sizes={"user": INTERACTION_USERS,
-                                              "item": INTERACTION_ITEMS})
-    return _tfds_source(name, data_dir)
+                seed: int = 0, train_files=None, validation_files=None,
+                label_key: str = "label", id_key: Optional[str] = None, feature_spec=None,
+                num_classes: Optional[int] = None, image_size=None) -> DataSource:
+    """Finds the dataset ``name``.
 
-
-def make_dataset_fn(source: DataSource, split: str, *, global_batch_size: int,
-                    training: bool, seed: int = 0, shuffle: bool = True) -> DatasetFn:
-    """The dataset function for ``split``: sharded per input pipeline, batched per replica.
-
-    Training data is shuffled (a different order each epoch, deterministic by seed;
-    ``shuffle=False`` keeps the source order), repeated without end and batched with ``drop_remainder`` so every replica steps in
-    lockstep; validation data is read once, keeping the last partial batch.
+    ``digits``, ``synthetic`` (``num_examples``, ``seed``) and ``interactions`` are
+    built in; ``tfrecord``, ``csv``, ``npz`` and ``image_folder`` read
+    ``train_files``/``validation_files`` (see ``tfdist.file_sources``); any other name
+    is a TFDS dataset prepared under ``data_dir``.
     """
+    if name == "digits":
+        return digits_source()
+    if name == "synthetic":
+        return synthetic_source(num_examples, seed)
+    if name == "interactions":
+        return interactions_source(num_examples, seed)
+    if name in FILE_DATASETS and not train_files:
+        raise ConfigError(f"dataset {name!r} reads files: pass --train_files=GLOB.")
+    if name == "tfrecord":
+        return tfrecord_source(train_files=train_files, validation_files=validation_files,
+                               feature_spec=feature_spec, label_key=label_key, id_key=id_key,
+                               num_classes=num_classes)
+    if name == "csv":
+        return csv_source(train_files=train_files, validation_files=validation_files,
+                          label_key=label_key, id_key=id_key, num_classes=num_classes)
+    if name == "npz":
+        validation = expand_files(validation_files, "validation_files") if validation_files else ()
+        return npz_source(train_files=expand_files(train_files, "train_files"),
+                          validation_files=validation, label_key=label_key, id_key=id_key,
+                          num_classes=num_classes)
+    if name == "image_folder":
+        return image_folder_source(train_files=train_files, validation_files=validation_files,
+                                   image_size=image_size)
+    return tfds_source(name, data_dir, BUILTIN_DATASETS)
 
-    def dataset_fn(context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
-        dataset = source.read(split, context)
-        batch = global_batch_size
-        if context is not None:
-            batch = per_replica_batch_size(global_batch_size, context.num_replicas_in_sync)
-        if training and shuffle:
-            pipeline = context.input_pipeline_id if context is not None else 0
-            buffer = min(source.num_train, _SHUFFLE_BUFFER)
-            dataset = dataset.shuffle(buffer, seed=seed * 1000 + pipeline,
-                                      reshuffle_each_iteration=True)
-        if training:
-            dataset = dataset.repeat()
-        dataset = dataset.batch(batch, drop_remainder=training)
-        return dataset.prefetch(tf.data.AUTOTUNE)
 
-    return dataset_fn
+def source_from_config(config: TrainConfig) -> DataSource:
+    """The source ``config`` names, with its file options."""
+    return load_source(config.dataset, data_dir=config.data_dir,
+                       num_examples=config.num_examples, seed=config.seed,
+                       train_files=config.train_files, validation_files=config.validation_files,
+                       label_key=config.label_key, id_key=config.id_key,
+                       feature_spec=config.feature_spec, num_classes=config.num_classes,
+                       image_size=config.image_size)
 
 
 def steps_per_epoch(source: DataSource, global_batch_size: int) -> int:
     """One pass over the training split, in whole global batches."""
+    return _one_pass(source, global_batch_size)
+
+
+def _one_pass(source: DataSource, global_batch_size: int) -> int:
     steps = source.num_train // global_batch_size
     if steps < 1:
         raise ConfigError(
             f"global_batch_size ({global_batch_size}) is larger than the {source.name!r} "
             f"training split ({source.num_train} examples); use at most {source.num_train}.")
     return steps
+
+
+def _options() -> tf.data.Options:
+    options = tf.data.Options()
+    # distribute_datasets_from_function never auto-shards; this keeps any other wrapper
+    # (experimental_distribute_dataset, Keras) from sharding the parts a second time.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return options
+
+
+def make_dataset_fn(source: DataSource, split: str, *, global_batch_size: int,
+                    training: bool, seed: int = 0, shuffle: bool = True,
+                    shard_policy: str = "auto", steps_per_epoch: Optional[int] = None,
+                    data_service: Optional[ServiceTarget] = None) -> DatasetFn:
+    """The dataset function for ``split``: sharded per input pipeline, batched per replica.
+
+    Args:
+      source: from ``load_source``.
+      split: ``train`` or ``validation``.
+      global_batch_size: examples per step over all replicas (per worker step under
+        parameter_server, whose context counts one replica per worker).
+      training: shuffle (each epoch differently, deterministic by ``seed``; not with
+        ``shuffle=False``), repeat without end in epochs of ``steps_per_epoch`` batches,
+        and drop partial batches so every replica steps in lockstep. Otherwise each
+        pipeline reads its part once, keeping the last partial batch.
+      shard_policy: how input pipelines split the data (``tfdist.sharding``).
+      steps_per_epoch: global batches per epoch; None: one pass (``num_train // batch``).
+      data_service: read training batches from this tf.data service job instead
+        (``distributed_epoch``: the service splits the data; ``shard_policy`` must be
+        ``auto`` or ``off``).
+    """
+    check_choice("shard_policy", shard_policy, SHARD_POLICIES)
+    reader = source.split(split)
+    if data_service is not None and shard_policy not in ("auto", "off"):
+        raise ConfigError(
+            f"shard_policy ({shard_policy!r}) does not apply with data_service: the service "
+            "splits the data between the trainers itself; use auto or off.")
+    if training and steps_per_epoch is None:
+        steps_per_epoch = _one_pass(source, global_batch_size)
+
+    def dataset_fn(context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+        pipelines = context.num_input_pipelines if context is not None else 1
+        pipeline = context.input_pipeline_id if context is not None else 0
+        replicas = context.num_replicas_in_sync if context is not None else 1
+        batch = per_replica_batch_size(global_batch_size, replicas)
+        if data_service is not None:
+            dataset = _served(reader, batch, training=training, shuffle=shuffle,
+                              target=data_service)
+            return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+        policy = resolve_policy(shard_policy, num_files=len(reader.files),
+                                num_pipelines=pipelines, what=reader.what)
+        dataset = sharded_examples(reader, policy=policy, num_pipelines=pipelines,
+                                   pipeline_id=pipeline, seed=seed)
+        if training:
+            if shuffle:
+                buffer = min(part_size(reader.num_examples, policy, pipelines), _SHUFFLE_BUFFER)
+                dataset = dataset.shuffle(buffer, seed=_shuffle_seed(seed, pipeline),
+                                          reshuffle_each_iteration=True)
+            # One epoch of this pipeline: its share of the epoch's global batches.
+            quota = steps_per_epoch * global_batch_size // pipelines // batch * batch
+            if policy != "off" and quota:
+                dataset = dataset.take(quota)
+            dataset = dataset.repeat()
+        dataset = dataset.batch(batch, drop_remainder=training)
+        return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+    return dataset_fn
+
+
+def _shuffle_seed(seed: int, pipeline) -> int:
+    """A seed per pipeline.
+
+    A tensor pipeline id (a parameter-server worker's index) cannot seed ``shuffle`` once a
+    global seed is set (TensorFlow compares seeds in Python), so those workers share one
+    seed: their parts differ, so their batches do too (not under ``off``).
+    """
+    return seed * 1000 + (pipeline if isinstance(pipeline, int) else 0)
+
+
+def _served(reader: SplitReader, batch: int, *, training: bool, shuffle: bool,
+            target: ServiceTarget) -> tf.data.Dataset:
+    """Batches of the whole split from the service; each pass splits it between trainers.
+
+    The data workers run the pipeline: read, decode, shuffle (each pass anew) and, for
+    training, repeat, so one service job covers the whole run. Its source gives the
+    dispatcher coarse splits (files, or chunks of rows); nothing is cached, which
+    would replay a worker's first splits instead of taking new ones. Elements travel
+    as batches of ``_SERVED_BATCH`` examples and are re-batched per replica here.
+    """
+    examples = decode(reader.service_records(), reader)
+    if training:
+        if shuffle:
+            examples = examples.shuffle(min(reader.num_examples, _SHUFFLE_BUFFER),
+                                        reshuffle_each_iteration=True)
+        examples = examples.repeat()
+    served = distribute(examples.batch(max(batch, _SERVED_BATCH)), target)
+    return served.rebatch(batch, drop_remainder=training)
+
+
+def per_worker_dataset_fn(dataset_fn: DatasetFn, *,
+                          num_workers: int) -> Callable[[], tf.data.Dataset]:
+    """``dataset_fn`` for ``ClusterCoordinator.create_per_worker_dataset`` (parameter server).
+
+    The coordinator traces the returned function once and runs it on every worker;
+    its context says ``num_workers`` input pipelines, the pipeline id being the worker's
+    index (a tensor known when the dataset is created on the worker), and one replica
+    per worker (``global_batch_size`` is per worker step).
+    """
+
+    def on_worker() -> tf.data.Dataset:
+        index = tf.distribute.coordinator.experimental_get_current_worker_index()
+        return dataset_fn(tf.distribute.InputContext(
+            num_input_pipelines=num_workers, input_pipeline_id=index, num_replicas_in_sync=1))
+
+    return on_worker
+
+
+@contextlib.contextmanager
+def input_errors(source: DataSource):
+    """Turns a read error of ``source``'s pipeline (a corrupt record, a bad CSV field, an
+    undecodable image) into a one-line ConfigError naming the file.
+
+    The trainer first reads the pipeline inside its compiled loop, so errors surface
+    there; only errors of an iterator (``IteratorGetNext``) are translated.
+    """
+    try:
+        yield
+    except tf.errors.OutOfRangeError as error:
+        raise ConfigError(
+            f"an input pipeline of dataset {source.name!r} ran out of training examples "
+            f"({tf_reason(error)}): with this shard_policy one worker's part is empty; use "
+            "fewer workers, more data or --shard_policy=data.") from None
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+        if "GetNext" not in str(error) and "Iterator" not in str(error):
+            raise
+        found = source.diagnose()
+        raise ConfigError(found or (
+            f"reading dataset {source.name!r} failed ({tf_reason(error)}); check its files."
+        )) from None

@@ -103,7 +103,7 @@ def test_multi_worker_every_policy(tmp_path, data_dir, workers):
         assert len(set(uneven_epoch)) < 240
     if workers == 2:  # Through the tf.data service (distributed_epoch): exactly once per pass.
         served = [_flat(r["service"]["pass"]) for r in results]
-        assert sorted(_flat(served)) == ALL and all(served)
+        assert sorted(_flat(served)) == ALL  # Who gets which batch depends on timing.
 
 
 def test_parameter_server_per_worker_parts_and_service(tmp_path, data_dir):

@@ -87,7 +87,8 @@ def test_batch_larger_than_dataset():
 
 def test_unknown_dataset_lists_choices():
     with pytest.raises(ConfigError, match=r"Unknown dataset 'no_such_data_xyz'. Expected one of: "
-                                          r"digits, synthetic, interactions, or a TFDS"):
+                                          r"digits, synthetic, interactions, tfrecord, csv, npz, "
+                                          r"image_folder, or a TFDS"):
         load_source("no_such_data_xyz")
 
 

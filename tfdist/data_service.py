@@ -1,0 +1,169 @@
+"""tf.data service: read training data through a dispatcher and data workers.
+
+Owns the servers of a tf.data service (``python -m tfdist.data_service
+dispatcher|worker``, or both inside one process for a single-process run), the
+job every trainer of a run shares, and wrapping a dataset so that its elements
+come from the service in ``distributed_epoch`` mode: the dispatcher hands the
+split's examples out to the data workers, each example goes to exactly one
+trainer per pass, and whichever trainer asks first gets the next batch.
+Building the pipeline the workers run is ``tfdist.data``'s; starting the server
+processes of a local launch is ``launch.data_service``'s.
+
+Usage::
+
+    python -m tfdist.data_service dispatcher --port=5050
+    python -m tfdist.data_service worker --dispatcher_address=localhost:5050
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import os
+import sys
+import time
+from typing import List, Optional, Sequence
+
+from tfdist.config import ClusterConfig, ConfigError, TrainConfig
+
+PROCESSING_MODE = "distributed_epoch"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceTarget:
+    """Where and as which job the trainers of one run read.
+
+    Attributes:
+      address: the dispatcher, ``grpc://HOST:PORT``.
+      job_name: shared by every trainer of the run (they split one job's data).
+    """
+
+    address: str
+    job_name: str
+
+
+def normalize_address(address: str, flag: str = "data_service_address") -> str:
+    """``host:port`` or ``grpc://host:port`` → ``grpc://host:port``."""
+    bare = address[len("grpc://"):] if address.startswith("grpc://") else address
+    host, _, port = bare.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(
+            f"{flag} ({address!r}) must be the dispatcher as HOST:PORT or "
+            f"grpc://HOST:PORT, e.g. --{flag}=node1:5050.")
+    return f"grpc://{bare}"
+
+
+def job_name_for(cluster: Optional[ClusterConfig]) -> str:
+    """A job name every task of this run computes alike, and the next run does not.
+
+    Tasks of a cluster share its addresses (new ports each local launch); a single
+    process uses its pid and start time.
+    """
+    if cluster is not None:
+        text = repr(sorted((job, tuple(a)) for job, a in cluster.jobs.items()))
+    else:
+        text = f"{os.getpid()}-{time.time()}"
+    return "tfdist-" + hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def distribute(dataset, target: ServiceTarget):
+    """``dataset`` served by the service: one job, ``distributed_epoch`` (each example once)."""
+    import tensorflow as tf
+
+    return dataset.apply(tf.data.experimental.service.distribute(
+        processing_mode=PROCESSING_MODE, service=target.address, job_name=target.job_name))
+
+
+class LocalService:
+    """A dispatcher and data workers inside this process (single-process runs)."""
+
+    def __init__(self, num_workers: int = 1):
+        import tensorflow as tf
+
+        service = tf.data.experimental.service
+        self.dispatcher = service.DispatchServer(service.DispatcherConfig(
+            port=0, job_gc_check_interval_ms=500, job_gc_timeout_ms=500))
+        bare = self.dispatcher.target[len("grpc://"):]
+        self.workers: List = [service.WorkerServer(service.WorkerConfig(dispatcher_address=bare))
+                              for _ in range(num_workers)]
+        self.address = self.dispatcher.target
+
+    def stop(self) -> None:
+        for server in [*self.workers, self.dispatcher]:
+            server._stop()  # noqa: SLF001 - the servers' only way to stop before exit.
+
+
+def target_for(config: TrainConfig, cluster: Optional[ClusterConfig]):
+    """The run's ``(ServiceTarget or None, LocalService or None)``.
+
+    With ``data_service_address`` the trainers read from that dispatcher; with only
+    ``data_service``, a single process starts its own service, while a task of a
+    TF_CONFIG cluster needs the address (the local launcher passes it).
+    """
+    if not config.uses_data_service:
+        return None, None
+    if config.data_service_address:
+        return ServiceTarget(normalize_address(config.data_service_address),
+                             job_name_for(cluster)), None
+    if cluster is not None:
+        raise ConfigError(
+            "data_service needs the dispatcher of a running service when TF_CONFIG is set; "
+            "start one with `python -m tfdist.data_service dispatcher --port=5050` (and "
+            "workers) and pass --data_service_address=grpc://HOST:5050.")
+    local = LocalService(config.data_service_workers)
+    return ServiceTarget(local.address, job_name_for(None)), local
+
+
+# ----- the server processes -------------------------------------------------------------
+def serve_dispatcher(port: int) -> None:
+    import tensorflow as tf
+
+    service = tf.data.experimental.service
+    server = service.DispatchServer(service.DispatcherConfig(port=port))
+    print(f"tfdist.data_service: dispatcher serving on {server.target}", flush=True)
+    server.join()
+
+
+def serve_worker(dispatcher_address: str, port: int, host: str) -> None:
+    import tensorflow as tf
+
+    service = tf.data.experimental.service
+    dispatcher = normalize_address(dispatcher_address, "dispatcher_address")[len("grpc://"):]
+    server = service.WorkerServer(service.WorkerConfig(
+        dispatcher_address=dispatcher, port=port, worker_address=f"{host}:%port%"))
+    print(f"tfdist.data_service: data worker of {dispatcher} serving", flush=True)
+    server.join()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tfdist.data_service",
+        description="Run a tf.data service dispatcher or data worker until stopped.")
+    roles = parser.add_subparsers(dest="role", required=True)
+    dispatcher = roles.add_parser("dispatcher", help="the dispatcher the trainers connect to")
+    dispatcher.add_argument("--port", type=int, required=True, help="port to serve on")
+    worker = roles.add_parser("worker", help="a data worker that runs the input pipeline")
+    worker.add_argument("--dispatcher_address", required=True, help="HOST:PORT of the dispatcher")
+    worker.add_argument("--port", type=int, default=0, help="port to serve on (0: any free)")
+    worker.add_argument("--host", default="localhost",
+                        help="this host's name as the trainers reach it")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # The entry point only.
+    try:
+        if args.role == "dispatcher":
+            serve_dispatcher(args.port)
+        else:
+            serve_worker(args.dispatcher_address, args.port, args.host)
+    except ConfigError as error:
+        print(f"tfdist.data_service: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
