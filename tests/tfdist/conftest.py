@@ -9,7 +9,18 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from absl import flags  # noqa: E402
 
 tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+@pytest.fixture
+def fresh_flags(monkeypatch):
+    """The absl flags unparsed and TF_CONFIG unset, for tests that call the CLI in-process."""
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    flags.FLAGS.unparse_flags()
+    yield
+    flags.FLAGS.unparse_flags()

@@ -8,18 +8,12 @@ import json
 import os
 
 import pytest
-from absl import flags
 
 import data_files
 from tfdist import train
 
 
-@pytest.fixture(autouse=True)
-def fresh_flags(monkeypatch):
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    flags.FLAGS.unparse_flags()
-    yield
-    flags.FLAGS.unparse_flags()
+pytestmark = pytest.mark.usefixtures("fresh_flags")
 
 
 def _run(*args):

@@ -6,7 +6,6 @@ import os
 import keras
 import pytest
 import tensorflow as tf
-from absl import flags
 from tensorflow.core.util import event_pb2
 
 from tfdist import train
@@ -81,14 +80,6 @@ def test_profile_steps_must_be_an_ordered_pair():
             parse_profile_steps(text)
     with pytest.raises(ConfigError, match=r"profile_steps \(\(3, 2\)\) must be"):
         Summaries("logs", profile_steps=(3, 2))
-
-
-@pytest.fixture
-def fresh_flags(monkeypatch):
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    flags.FLAGS.unparse_flags()
-    yield
-    flags.FLAGS.unparse_flags()
 
 
 def _main(*args):

@@ -3,17 +3,11 @@
 import json
 
 import pytest
-from absl import flags
 
 from tfdist import train
 
 
-@pytest.fixture(autouse=True)
-def fresh_flags(monkeypatch):
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    flags.FLAGS.unparse_flags()
-    yield
-    flags.FLAGS.unparse_flags()
+pytestmark = pytest.mark.usefixtures("fresh_flags")
 
 
 def _run(*args):
