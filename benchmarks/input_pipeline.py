@@ -1,12 +1,15 @@
 """Is the input pipeline the bottleneck? Its examples/s against the training step's.
 
-For each source (the bundled ``digits``; the digits training split written as
-TFRecord files and as CSV files, repeated ``--copies`` times), measured in one run:
+For each source (the bundled ``digits``; ``synthetic`` at the throughput job's size,
+60,000 x 784; the digits training split written as TFRecord files and as CSV files,
+repeated ``--copies`` times), measured in one run:
 
 - pipeline alone: the training dataset function of ``tfdist.data`` read as fast as
   possible in this process (one input pipeline, ``--global_batch_size`` batches):
-  ``first pass`` (read, parse, fill the cache), ``cached`` (later passes) and
-  ``uncached`` (the cache turned off: every pass reads and parses again);
+  ``first pass`` (read, parse, fill the in-memory table), ``in memory`` (later passes:
+  a permutation per epoch, one gather per batch), ``per example`` (the same examples
+  cached but shuffled in a buffer and batched one by one, the streamed path's work) and
+  ``uncached`` (the part too large for memory: every pass reads and parses again);
 - training: ``examples_per_sec`` of a short ``python -m tfdist.train`` run on the same
   data (``--strategy``, after its warm-up epoch).
 
@@ -32,7 +35,7 @@ from _runs import REPO, run_trainer  # noqa: E402
 
 sys.path.insert(0, REPO)
 from tfdist import sharding  # noqa: E402
-from tfdist.data import load_source, make_dataset_fn  # noqa: E402
+from tfdist.data import load_source, make_dataset_fn, streamed_epochs  # noqa: E402
 
 
 def digits_train(copies):
@@ -63,26 +66,35 @@ def write_csv(directory, x, y, files=8):
     return os.path.join(directory, "train-*.csv")
 
 
+def _rate(batches, steps, batch, passes):
+    """Examples/s of the first pass and of the next ``passes`` passes."""
+    timings = []
+    for _ in range(1 + passes):
+        started = time.perf_counter()
+        for _ in range(steps):
+            next(batches)
+        timings.append(time.perf_counter() - started)
+    return steps * batch / timings[0], steps * batch * passes / sum(timings[1:])
+
+
 def pipeline_rates(source, batch, passes):
-    """Examples/s of the first pass, of cached passes and with the cache off."""
+    """Examples/s of the training pipeline: first pass (fills the table), in memory
+    (later passes: a permutation gathered per batch), per example (the same cached
+    examples shuffled in a buffer and batched one by one, as streamed parts are) and
+    uncached (streamed, every pass reads and parses again)."""
     steps = source.num_train // batch
     rates = {}
-    for cached in (True, False):
-        sharding.CACHE_BYTES = (1 << 30) if cached else 0
-        batches = iter(make_dataset_fn(source, "train", global_batch_size=batch,
-                                       training=True)(None))
-        timings = []
-        for _ in range(1 + passes):
-            started = time.perf_counter()
-            for _ in range(steps):
-                next(batches)
-            timings.append(time.perf_counter() - started)
-        examples = steps * batch
-        if cached:
-            rates["first pass"] = examples / timings[0]
-            rates["cached"] = examples * passes / sum(timings[1:])
-        else:
-            rates["uncached"] = examples * passes / sum(timings[1:])
+    rates["first pass"], rates["in memory"] = _rate(iter(make_dataset_fn(
+        source, "train", global_batch_size=batch, training=True)(None)), steps, batch, passes)
+    reader = source.splits["train"]
+    cached = sharding.sharded_examples(reader, policy="data", num_pipelines=1, pipeline_id=0,
+                                       cache=True)
+    per_example = streamed_epochs(cached, batch=batch, epoch_examples=steps * batch,
+                                  shuffle=True, seed=0, pipeline=0).prefetch(-1)
+    _, rates["per example"] = _rate(iter(per_example), steps, batch, passes)
+    sharding.CACHE_BYTES = 0
+    _, rates["uncached"] = _rate(iter(make_dataset_fn(
+        source, "train", global_batch_size=batch, training=True)(None)), steps, batch, passes)
     sharding.CACHE_BYTES = 1 << 30
     return rates
 
@@ -104,6 +116,8 @@ def main():
         files = {"tfrecord": write_tfrecords(os.path.join(tmp, "tfrecord"), x, y),
                  "csv": write_csv(os.path.join(tmp, "csv"), x, y)}
         jobs = {"digits": (load_source("digits"), ["--dataset=digits"], args.copies),
+                "synthetic": (load_source("synthetic", num_examples=60000),
+                              ["--dataset=synthetic", "--num_examples=60000"], 1),
                 "tfrecord": (load_source("tfrecord", train_files=files["tfrecord"]),
                              ["--dataset=tfrecord", f"--train_files={files['tfrecord']}"], 1),
                 "csv": (load_source("csv", train_files=files["csv"]),
@@ -117,13 +131,14 @@ def main():
             results[name] = {"examples": source.num_train, **rates}
             print(f"{name}: {source.num_train} examples; " + ", ".join(
                 f"{k} {v:,.0f} ex/s" for k, v in rates.items()), flush=True)
-    print(f"\n| source | examples | pipeline first pass | cached | uncached | "
-          f"training ({args.strategy}) | cached / training |")
-    print("|---|---|---|---|---|---|---|")
+    columns = ["first pass", "in memory", "per example", "uncached", "training"]
+    print(f"\n| source | examples | {' | '.join(columns)} ({args.strategy}) | "
+          "in memory / training |")
+    print("|---" * (len(columns) + 3) + "|")
     for name, r in results.items():
-        print(f"| {name} | {r['examples']:,} | {r['first pass']:,.0f} | {r['cached']:,.0f} | "
-              f"{r['uncached']:,.0f} | {r['training']:,.0f} | "
-              f"{r['cached'] / r['training']:.1f}x |")
+        print(f"| {name} | {r['examples']:,} | "
+              + " | ".join(f"{r[c]:,.0f}" for c in columns)
+              + f" | {r['in memory'] / r['training']:.1f}x |")
     print(json.dumps({"global_batch_size": batch, "strategy": args.strategy,
                       "results": results}))
 

@@ -19,7 +19,8 @@ up with passes: when the parts are equal and whole batches (``data`` and
 ``random`` when ``global_batch_size`` divides ``num_train``; ``file`` with equal
 files), every training example is seen exactly once per epoch; otherwise each
 example at most once, and the few left over are other ones each epoch. Validation
-reads each pipeline's part once.
+reads each pipeline's part once. A part that fits in memory is shuffled and batched
+as one table (``tfdist.in_memory``); a larger one is streamed (``streamed_epochs``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from tfdist.config import (FILE_DATASETS, SHARD_POLICIES, ConfigError, TrainConf
                            check_choice, per_replica_batch_size)
 from tfdist.data_service import ServiceTarget, distribute
 from tfdist.file_sources import csv_source, expand_files, image_folder_source, tf_reason
-from tfdist.sharding import decode, part_size, resolve_policy, sharded_examples
+from tfdist.in_memory import epochs_in_memory
+from tfdist.sharding import (decode, fits_in_memory, part_size, resolve_policy,
+                             sharded_examples)
 from tfdist.sources import (DIGITS_VALIDATION, INTERACTION_FACTORS, INTERACTION_ITEMS,
                             INTERACTION_USERS, SYNTHETIC_CLASSES, SYNTHETIC_FEATURES,
                             DataSource, SplitReader, digits_source, interactions_batch,
@@ -166,22 +169,44 @@ def make_dataset_fn(source: DataSource, split: str, *, global_batch_size: int,
             return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
         policy = resolve_policy(shard_policy, num_files=len(reader.files),
                                 num_pipelines=pipelines, what=reader.what)
-        dataset = sharded_examples(reader, policy=policy, num_pipelines=pipelines,
-                                   pipeline_id=pipeline, seed=seed)
-        if training:
-            if shuffle:
-                buffer = min(part_size(reader.num_examples, policy, pipelines), _SHUFFLE_BUFFER)
-                dataset = dataset.shuffle(buffer, seed=_shuffle_seed(seed, pipeline),
-                                          reshuffle_each_iteration=True)
-            # One epoch of this pipeline: its share of the epoch's global batches.
-            quota = steps_per_epoch * global_batch_size // pipelines // batch * batch
-            if policy != "off" and quota:
-                dataset = dataset.take(quota)
-            dataset = dataset.repeat()
-        dataset = dataset.batch(batch, drop_remainder=training)
+        if not training:  # Each pipeline's part once, the last partial batch kept.
+            dataset = sharded_examples(reader, policy=policy, num_pipelines=pipelines,
+                                       pipeline_id=pipeline, seed=seed).batch(batch)
+            return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+        # A pass stops after the pipeline's share of an epoch (off: each reads everything).
+        quota = _quota(steps_per_epoch, global_batch_size, pipelines, batch)
+        epoch = quota if policy != "off" and quota else None
+        in_memory = fits_in_memory(reader, policy, pipelines)
+        examples = sharded_examples(reader, policy=policy, num_pipelines=pipelines,
+                                    pipeline_id=pipeline, seed=seed, cache=False)
+        if in_memory:
+            dataset = epochs_in_memory(
+                examples, max_rows=part_size(reader.num_examples, policy, pipelines),
+                batch=batch, epoch_examples=epoch, shuffle=shuffle, seed=seed,
+                pipeline=pipeline)
+        else:
+            dataset = streamed_epochs(examples, batch=batch, epoch_examples=epoch,
+                                      shuffle=shuffle, seed=seed, pipeline=pipeline)
         return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
     return dataset_fn
+
+
+def streamed_epochs(examples: tf.data.Dataset, *, batch: int, epoch_examples: Optional[int],
+                    shuffle: bool, seed: int, pipeline) -> tf.data.Dataset:
+    """Batches of a part too large for memory, streamed: shuffled per example in a buffer,
+    passes of at most ``epoch_examples`` (None: whole passes) one after another."""
+    if shuffle:
+        examples = examples.shuffle(_SHUFFLE_BUFFER, seed=_shuffle_seed(seed, pipeline),
+                                    reshuffle_each_iteration=True)
+    if epoch_examples:
+        examples = examples.take(epoch_examples)
+    return examples.repeat().batch(batch, drop_remainder=True)
+
+
+def _quota(steps_per_epoch: int, global_batch_size: int, pipelines: int, batch: int) -> int:
+    """One pipeline's examples per epoch: its share of the epoch's global batches."""
+    return steps_per_epoch * global_batch_size // pipelines // batch * batch
 
 
 def _shuffle_seed(seed: int, pipeline) -> int:

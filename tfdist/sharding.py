@@ -69,6 +69,11 @@ def part_size(num_examples: int, policy: str, num_pipelines: int) -> int:
     return -(-num_examples // num_pipelines)
 
 
+def fits_in_memory(reader, policy: str, num_pipelines: int) -> bool:
+    """Whether one pipeline's decoded part is at most ``CACHE_BYTES``."""
+    return part_size(reader.num_examples, policy, num_pipelines) * reader.example_bytes <= CACHE_BYTES
+
+
 def _keep(records: tf.data.Dataset, predicate) -> tf.data.Dataset:
     return records.filter(tf.autograph.experimental.do_not_convert(predicate))
 
@@ -132,6 +137,5 @@ def sharded_examples(reader, *, policy: str, num_pipelines: int,
                             pipeline_id=pipeline_id, seed=seed)
     examples = decode(records, reader)
     if cache is None:
-        size = part_size(reader.num_examples, policy, num_pipelines) * reader.example_bytes
-        cache = size <= CACHE_BYTES
+        cache = fits_in_memory(reader, policy, num_pipelines)
     return examples.cache() if cache else examples
