@@ -201,7 +201,8 @@ def streamed_epochs(examples: tf.data.Dataset, *, batch: int, epoch_examples: Op
                                     reshuffle_each_iteration=True)
     if epoch_examples:
         examples = examples.take(epoch_examples)
-    return examples.repeat().batch(batch, drop_remainder=True)
+    batches = examples.repeat().batch(batch, drop_remainder=True)
+    return batches.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
 
 
 def _quota(steps_per_epoch: int, global_batch_size: int, pipelines: int, batch: int) -> int:

@@ -71,7 +71,9 @@ def epochs_in_memory(examples: tf.data.Dataset, *, max_rows: int, batch: int,
         return tf.data.Dataset.from_tensor_slices(index_batches).map(
             lambda index: tf.nest.map_structure(lambda t: tf.gather(t, index), rows_table))
 
-    # The table is read once and shared; an empty part gives no passes, so the stream
-    # ends instead of spinning.
+    # The table is read once and shared. An empty part gives no passes: the stream ends
+    # (an error, as the cardinality is asserted infinite) instead of spinning. Declared
+    # infinite, a distributed iterator skips its per-step end-of-data agreement.
     passes = tf.data.Dataset.zip(tf.data.Dataset.counter(), table.repeat())
-    return passes.scan(tf.zeros([0], tf.int32), cut).flat_map(gathered)
+    batches = passes.scan(tf.zeros([0], tf.int32), cut).flat_map(gathered)
+    return batches.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))

@@ -39,6 +39,8 @@ class Distribution:
       coordinator: the ``ClusterCoordinator`` for ``parameter_server``, else None.
       role: this process's task.
       num_workers: processes that compute steps.
+      input_pipeline_id: this process's input pipeline (``multi_worker``: chief 0, then
+        the workers), as ``distribute_datasets_from_function`` numbers them.
     """
 
     kind: str
@@ -46,6 +48,7 @@ class Distribution:
     coordinator: Optional[tf.distribute.experimental.coordinator.ClusterCoordinator]
     role: TaskRole
     num_workers: int
+    input_pipeline_id: int = 0
 
     @property
     def num_replicas(self) -> int:
@@ -55,6 +58,23 @@ class Distribution:
     @property
     def is_async(self) -> bool:
         return self.coordinator is not None
+
+    def direct_input_context(self) -> Optional[tf.distribute.InputContext]:
+        """The input context when this process feeds one CPU replica (None otherwise).
+
+        Such a process can iterate its dataset directly and pass batches to
+        ``strategy.run``: a distributed dataset's iterator only adds a copy per batch
+        there (measured one process, synthetic + mlp: 13.6-13.9 against 14.9-16.5 CPU
+        microseconds per example). GPUs keep it, for its prefetch to the device.
+        """
+        devices = self.strategy.extended.worker_devices
+        if self.is_async or len(devices) != 1:
+            return None
+        if tf.DeviceSpec.from_string(devices[0]).device_type not in (None, "CPU"):
+            return None
+        return tf.distribute.InputContext(num_input_pipelines=self.num_workers,
+                                          input_pipeline_id=self.input_pipeline_id,
+                                          num_replicas_in_sync=self.num_replicas)
 
 
 def resolve_kind(kind: str, cluster: Optional[ClusterConfig], num_gpus: int) -> str:
@@ -140,19 +160,19 @@ _LOCAL_ROLE = TaskRole("worker", 0, True)
 def _one_device(*, num_devices, cluster, communication, ps_shards):
     gpus = tf.config.list_logical_devices("GPU")
     device = gpus[0].name if gpus else "/cpu:0"
-    return tf.distribute.OneDeviceStrategy(device), None, _LOCAL_ROLE, 1
+    return tf.distribute.OneDeviceStrategy(device), None, _LOCAL_ROLE, 1, 0
 
 
 def _mirrored(*, num_devices, cluster, communication, ps_shards):
     strategy = tf.distribute.MirroredStrategy(_mirrored_devices(num_devices))
-    return strategy, None, _LOCAL_ROLE, 1
+    return strategy, None, _LOCAL_ROLE, 1, 0
 
 
 def _multi_worker(*, num_devices, cluster, communication, ps_shards):
     options = collective_options(communication)
     if cluster is None:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-        return strategy, None, _LOCAL_ROLE, 1
+        return strategy, None, _LOCAL_ROLE, 1, 0
     if cluster.has_ps:
         raise ConfigError(
             "strategy 'multi_worker' cannot run in a TF_CONFIG cluster that has 'ps' tasks; "
@@ -165,7 +185,15 @@ def _multi_worker(*, num_devices, cluster, communication, ps_shards):
         if "gRPC server" not in str(error):
             raise
         raise server_start_error(cluster) from None
-    return strategy, None, _role_from_resolver(resolver), cluster.num_workers
+    role = _role_from_resolver(resolver)
+    return strategy, None, role, cluster.num_workers, _pipeline_id(role, cluster)
+
+
+def _pipeline_id(role: TaskRole, cluster: ClusterConfig) -> int:
+    """The chief's input pipeline is 0; workers follow (TensorFlow's id_in_cluster)."""
+    if role.type == "chief":
+        return 0
+    return role.index + (1 if cluster.jobs.get("chief") else 0)
 
 
 def _parameter_server(*, num_devices, cluster, communication, ps_shards):
@@ -193,7 +221,7 @@ def _parameter_server(*, num_devices, cluster, communication, ps_shards):
         if "gRPC server" not in str(error):
             raise
         raise server_start_error(cluster) from None
-    return strategy, coordinator, _role_from_resolver(resolver), cluster.num_workers
+    return strategy, coordinator, _role_from_resolver(resolver), cluster.num_workers, 0
 
 
 _BUILDERS: Dict[str, Callable] = {
@@ -228,8 +256,8 @@ def make_strategy(kind: str = "auto", *, num_devices: Optional[int] = None,
     check_positive("num_devices", num_devices, allow_none=True)
     check_positive("ps_shards", ps_shards, allow_none=True)
     resolved = resolve_kind(kind, cluster, len(tf.config.list_physical_devices("GPU")))
-    strategy, coordinator, role, num_workers = _BUILDERS[resolved](
+    strategy, coordinator, role, num_workers, pipeline_id = _BUILDERS[resolved](
         num_devices=num_devices, cluster=cluster, communication=communication,
         ps_shards=ps_shards)
     return Distribution(kind=resolved, strategy=strategy, coordinator=coordinator,
-                        role=role, num_workers=num_workers)
+                        role=role, num_workers=num_workers, input_pipeline_id=pipeline_id)

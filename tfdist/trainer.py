@@ -273,8 +273,12 @@ class Trainer:
                 per_worker_dataset_fn(train_fn, num_workers=self.distribution.num_workers)))
             validation = validation_fn(None) if validation_fn else None
             return train, validation
-        train = iter(strategy.distribute_datasets_from_function(
-            _skipping(train_fn, int(self.step.numpy()) * self.grad_accum_steps)))
+        train_fn = _skipping(train_fn, int(self.step.numpy()) * self.grad_accum_steps)
+        direct = self.distribution.direct_input_context()
+        if direct is not None:  # One CPU replica: its own dataset, no distributed iterator.
+            return (iter(train_fn(direct)),
+                    validation_fn(direct) if validation_fn else None)
+        train = iter(strategy.distribute_datasets_from_function(train_fn))
         validation = (strategy.distribute_datasets_from_function(validation_fn)
                       if validation_fn else None)
         return train, validation

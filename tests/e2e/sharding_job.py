@@ -84,6 +84,12 @@ def multi_worker(out_dir, data_dir, dispatcher):
             found["arrays"], "train", global_batch_size=GLOBAL_BATCH, training=False,
             data_service=target))
         result["service"] = {"pass": [_ids(strategy, x) for x, _ in served]}
+    given = []  # The context TensorFlow gives a dataset function, against the trainer's own.
+    strategy.distribute_datasets_from_function(
+        lambda context: given.append(context) or tf.data.Dataset.range(1))
+    direct = distribution.direct_input_context()
+    result["contexts"] = [[c.num_input_pipelines, c.input_pipeline_id, c.num_replicas_in_sync]
+                          for c in (given[0], direct)]
     with open(os.path.join(out_dir, f"worker_{distribution.role.index}.json"), "w") as f:
         json.dump(result, f)
 

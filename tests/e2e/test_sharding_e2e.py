@@ -64,7 +64,10 @@ def test_multi_worker_every_policy(tmp_path, data_dir, workers):
     _launch(tmp_path, data_dir, strategy="multi_worker", workers=workers, service=workers == 2)
     results = [json.loads((tmp_path / f"worker_{i}.json").read_text()) for i in range(workers)]
     assert all(r["num_workers"] == workers for r in results)
-    cases = [name for name in results[0] if name not in ("num_workers", "service")]
+    # The trainer feeds each one-CPU worker directly, with the context TF would give.
+    assert [r["contexts"] for r in results] == [[[workers, i, workers]] * 2
+                                                for i in range(workers)]
+    cases = [name for name in results[0] if name not in ("num_workers", "service", "contexts")]
     assert len(cases) >= 10, cases
     part = {}  # case -> each worker's set of ids, from the one-pass read.
     for case in cases:

@@ -61,11 +61,15 @@ def test_same_seed_same_order_other_seed_other_order():
     assert same == again and same != other
 
 
-def test_epochs_of_an_empty_part_end_instead_of_spinning():
-    empty = tf.data.Dataset.from_tensor_slices(np.zeros([0, 2], np.float32))
-    batches = epochs_in_memory(empty, max_rows=10, batch=2, epoch_examples=4, shuffle=True,
+def test_epochs_are_endless_and_an_empty_part_fails_instead_of_spinning():
+    rows = tf.data.Dataset.from_tensor_slices(np.zeros([3, 2], np.float32))
+    batches = epochs_in_memory(rows, max_rows=10, batch=2, epoch_examples=4, shuffle=True,
                                seed=0, pipeline=0)
-    assert list(batches) == []
+    assert batches.cardinality() == tf.data.INFINITE_CARDINALITY
+    empty = epochs_in_memory(rows.take(0), max_rows=10, batch=2, epoch_examples=4,
+                             shuffle=True, seed=0, pipeline=0)
+    with pytest.raises(tf.errors.FailedPreconditionError, match="infinite"):
+        next(iter(empty))
 
 
 def test_the_table_is_read_once():

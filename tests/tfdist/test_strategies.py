@@ -3,7 +3,7 @@ import json
 import pytest
 
 from tfdist.config import ConfigError, parse_tf_config
-from tfdist.strategies import make_strategy, resolve_kind
+from tfdist.strategies import TaskRole, _pipeline_id, make_strategy, resolve_kind
 
 PS_CLUSTER = {"chief": ["localhost:1"], "worker": ["localhost:2"], "ps": ["localhost:3"]}
 
@@ -46,3 +46,25 @@ def test_more_cpu_replicas_than_configured_says_how():
 def test_bad_strategy_requests(kind, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         make_strategy(kind, **kwargs)
+
+
+def test_direct_input_only_for_one_cpu_replica():
+    """One CPU replica reads its own dataset; several replicas need the distributed one."""
+    context = make_strategy("one_device").direct_input_context()
+    assert (context.num_input_pipelines, context.input_pipeline_id,
+            context.num_replicas_in_sync) == (1, 0, 1)
+    assert make_strategy("mirrored").direct_input_context() is None
+
+
+@pytest.mark.parametrize("jobs", [{"worker": ["h:1", "h:2", "h:3"]},
+                                  {"chief": ["h:0"], "worker": ["h:1", "h:2"]}])
+def test_input_pipeline_ids_number_tasks_as_tensorflow_does(jobs):
+    from tensorflow.python.distribute import multi_worker_util  # TF's own numbering.
+
+    spec = {job: list(addresses) for job, addresses in jobs.items()}
+    for job, addresses in jobs.items():
+        for index in range(len(addresses)):
+            cluster = _cluster(jobs, job, index)
+            role = TaskRole(job, index, job == "chief")
+            assert _pipeline_id(role, cluster) == multi_worker_util.id_in_cluster(
+                spec, job, index)
