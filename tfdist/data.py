@@ -268,7 +268,10 @@ def input_errors(source: DataSource):
     """
     try:
         yield
-    except tf.errors.OutOfRangeError as error:
+    except (tf.errors.OutOfRangeError, tf.errors.FailedPreconditionError) as error:
+        # An empty part ends the stream; its asserted infinite cardinality then fails.
+        if isinstance(error, tf.errors.FailedPreconditionError) and "infinite" not in str(error):
+            raise
         raise ConfigError(
             f"an input pipeline of dataset {source.name!r} ran out of training examples "
             f"({tf_reason(error)}): with this shard_policy one worker's part is empty; use "

@@ -157,3 +157,15 @@ def test_error_while_training_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"image file '.*dog/01.png' cannot be decoded"):
         with input_errors(source):
             first_batch()
+
+
+def test_a_worker_with_an_empty_part_gets_one_line_not_a_traceback(tmp_path):
+    """file policy, 2 workers, the second file empty: worker 1 has nothing to train on."""
+    pattern = data_files.write_tfrecords(str(tmp_path), [40, 0])
+    source = load_source("tfrecord", train_files=pattern)
+    fn = make_dataset_fn(source, "train", global_batch_size=8, training=True,
+                         shard_policy="file")
+    with pytest.raises(ConfigError, match=r"an input pipeline of dataset 'tfrecord' ran out of "
+                                          r"training examples .*--shard_policy=data"):
+        with input_errors(source):
+            next(iter(fn(tf.distribute.InputContext(2, 1, 2))))
