@@ -71,7 +71,8 @@ def part_size(num_examples: int, policy: str, num_pipelines: int) -> int:
 
 def fits_in_memory(reader, policy: str, num_pipelines: int) -> bool:
     """Whether one pipeline's decoded part is at most ``CACHE_BYTES``."""
-    return part_size(reader.num_examples, policy, num_pipelines) * reader.example_bytes <= CACHE_BYTES
+    size = part_size(reader.num_examples, policy, num_pipelines) * reader.example_bytes
+    return size <= CACHE_BYTES
 
 
 def _keep(records: tf.data.Dataset, predicate) -> tf.data.Dataset:
