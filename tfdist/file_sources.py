@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
@@ -91,6 +91,23 @@ class FileSplit(SplitReader):
         return (f"{self.what}: file {path!r} cannot be read ({tf_reason(error)}); fix or "
                 "regenerate it, or leave it out.")
 
+    def count(self, labels_of: Callable[[str], tf.data.Dataset]) -> int:
+        """Reads every file once: sets ``sizes`` and ``num_examples``; returns the largest label.
+
+        ``labels_of(path)`` gives a dataset of label batches of one file; a read error
+        there or while counting becomes a one-line ConfigError naming the file.
+        """
+        sizes, top = [], -1
+        for path in self.files:
+            try:
+                count, file_top = scan_labels(labels_of(path))
+            except READ_ERRORS as error:
+                raise ConfigError(self.explain(path, error)) from None
+            sizes.append(count)
+            top = max(top, file_top)
+        self.sizes, self.num_examples = tuple(sizes), sum(sizes)
+        return top
+
     def diagnose(self) -> Optional[str]:
         for path in self.files:
             examples = decode_records(self.file_records(tf.constant(path)), self)
@@ -152,17 +169,8 @@ class CsvSplit(FileSplit):
                 f"out of --{self._flag}.")
 
     def scan(self) -> int:
-        sizes, top = [], -1
-        for path in self.files:
-            labels = self.file_records(path).batch(1024).map(lambda l: self.decode(l)[1])
-            try:
-                count, file_top = scan_labels(labels)
-            except READ_ERRORS as error:
-                raise ConfigError(self.explain(path, error)) from None
-            sizes.append(count)
-            top = max(top, file_top)
-        self.sizes, self.num_examples = tuple(sizes), sum(sizes)
-        return top
+        return self.count(
+            lambda path: self.file_records(path).batch(1024).map(lambda l: self.decode(l)[1]))
 
 
 def _csv_columns(files, *, label_key, id_key, flag) -> Tuple[str, ...]:

@@ -20,8 +20,7 @@ from typing import Callable, Mapping, Optional, Sequence, Tuple, Union
 import tensorflow as tf
 
 from tfdist.config import ConfigError
-from tfdist.file_sources import (READ_ERRORS, FileSplit, describe_files, expand_files,
-                                 scan_labels, tf_reason)
+from tfdist.file_sources import READ_ERRORS, FileSplit, describe_files, expand_files, tf_reason
 from tfdist.sources import DataSource, count_classes
 
 _DTYPES = {"float32": tf.float32, "float": tf.float32, "int64": tf.int64, "int": tf.int64,
@@ -165,23 +164,16 @@ def _tfrecord_split(files, *, what, parse: Optional[ExampleSpec], parse_fn, id_k
                           decode=parse.decode_batch if parse else parse_fn,
                           batched=parse is not None, id_key=id_key, id_feature=id_feature,
                           flag=flag)
-    sizes, top = [], -1
-    for path in files:
+
+    def labels_of(path):
         records = tf.data.TFRecordDataset(path)
-        try:
-            if parse is not None:
-                labels = records.batch(1024).map(parse.labels)
-                for first in records.take(1).batch(1):
-                    parse.decode_batch(first)  # Every feature of the spec, once per file.
-            else:
-                labels = records.map(lambda r: tf.cast(parse_fn(r)[1], tf.int64)).batch(1024)
-            count, file_top = scan_labels(labels)
-        except READ_ERRORS as error:
-            raise ConfigError(split.explain(path, error)) from None
-        sizes.append(count)
-        top = max(top, file_top)
-    split.sizes, split.num_examples = tuple(sizes), sum(sizes)
-    return split, top
+        if parse is None:
+            return records.map(lambda r: tf.cast(parse_fn(r)[1], tf.int64)).batch(1024)
+        for first in records.take(1).batch(1):
+            parse.decode_batch(first)  # Every feature of the spec, once per file.
+        return records.batch(1024).map(parse.labels)
+
+    return split, split.count(labels_of)
 
 
 def _first_example(path: str) -> tf.train.Example:
