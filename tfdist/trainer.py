@@ -32,6 +32,7 @@ from tfdist.config import ConfigError, check_positive, per_replica_batch_size
 from tfdist.data import DatasetFn, per_worker_dataset_fn
 from tfdist.optimizers import build_optimizer
 from tfdist.preemption import Preempted, PreemptionWatcher
+from tfdist.scheduled import fetch_result
 from tfdist.steps import TOTALS, LossFn, StepFunctions, sparse_categorical_loss
 from tfdist.strategies import Distribution
 
@@ -231,7 +232,7 @@ class Trainer:
                                                 args=(iterator, tf.constant(size))))
         totals = before
         for size, result in zip(sizes, results):  # In order, as each loop's result comes in.
-            totals += tf.convert_to_tensor(result.fetch())
+            totals += tf.convert_to_tensor(fetch_result(coordinator, result))
             hooks.loop_end(size, totals)
         coordinator.join()
         return totals
