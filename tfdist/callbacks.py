@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
-if TYPE_CHECKING:
-    from tfdist.trainer import EpochLog, History
+from tfdist.history import EpochLog, History
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,8 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-from tfdist.config import ClusterConfig, ConfigError, TrainConfig
+from tfdist.config import ConfigError, TrainConfig
+from tfdist.tf_config import ClusterConfig
 
 PROCESSING_MODE = "distributed_epoch"
 

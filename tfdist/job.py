@@ -15,7 +15,8 @@ from typing import Optional
 
 import keras
 
-from tfdist.config import ClusterConfig, TrainConfig
+from tfdist.config import TrainConfig
+from tfdist.tf_config import ClusterConfig
 from tfdist.data import input_errors, make_dataset_fn, source_from_config, steps_per_epoch
 from tfdist.data_service import target_for
 from tfdist.embeddings import sharded_embeddings
@@ -24,7 +25,8 @@ from tfdist.precision import set_precision
 from tfdist.strategies import make_strategy
 from tfdist.progress import ProgressBar
 from tfdist.summaries import Summaries, tensorboard_dir
-from tfdist.trainer import History, Trainer
+from tfdist.history import History
+from tfdist.trainer import Trainer
 
 
 def summarize(config: TrainConfig, distribution, history: History, wall_seconds: float) -> dict:

@@ -11,12 +11,10 @@ choice (``job``: the chief; every worker with ``--verbose``).
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Optional, TextIO
+from typing import Optional, TextIO
 
 from tfdist.callbacks import Callback, LoopLog
-
-if TYPE_CHECKING:
-    from tfdist.trainer import EpochLog
+from tfdist.history import EpochLog
 
 
 def format_epoch(log: "EpochLog", *, epochs: Optional[int] = None) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from tfdist.config import ClusterConfig, ConfigError, read_tf_config
+from tfdist.config import ConfigError
+from tfdist.tf_config import ClusterConfig, read_tf_config
 
 
 def serve(cluster: ClusterConfig) -> None:

@@ -16,8 +16,9 @@ import tensorflow as tf
 
 from tfdist.communication import collective_options
 from tfdist.partitioning import TablePartitioner
-from tfdist.config import (DEFAULT_CPU_REPLICAS, STRATEGIES, ClusterConfig, CommunicationConfig,
-                           ConfigError, check_choice, check_positive)
+from tfdist.config import (DEFAULT_CPU_REPLICAS, STRATEGIES, CommunicationConfig, ConfigError,
+                           check_choice, check_positive)
+from tfdist.tf_config import ClusterConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,7 +244,7 @@ def make_strategy(kind: str = "auto", *, num_devices: Optional[int] = None,
         ``parameter_server``.
       num_devices: replicas for ``mirrored`` (GPUs, else logical CPUs; default all
         GPUs or 2 CPUs).
-      cluster: the parsed TF_CONFIG (``tfdist.config.read_tf_config()``), or None.
+      cluster: the parsed TF_CONFIG (``tfdist.read_tf_config()``), or None.
       communication: collective options for ``multi_worker`` (implementation, pack
         size, timeout); the default config when None.
       ps_shards: ``parameter_server``: split embedding tables into this many parts

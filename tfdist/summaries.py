@@ -16,16 +16,15 @@ writes is the caller's choice; only the chief should (``job`` does so).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from tfdist.callbacks import Callback, LoopLog
 from tfdist.config import ConfigError, check_profile_steps
+from tfdist.history import EpochLog, History
 
-if TYPE_CHECKING:
-    from tfdist.trainer import EpochLog, History
 
 TENSORBOARD_DIR = "tensorboard"
 _SCALAR = summary_pb2.SummaryMetadata(

@@ -21,7 +21,8 @@ from absl import app, flags  # noqa: E402
 
 from tfdist.config import (COLLECTIVE_IMPLEMENTATIONS, COMPRESSIONS, OPTIMIZERS,  # noqa: E402
                            PRECISIONS, SHARD_POLICIES, STRATEGIES, ConfigError, TrainConfig,
-                           parse_image_size, parse_profile_steps, read_tf_config)
+                           parse_image_size, parse_profile_steps)
+from tfdist.tf_config import read_tf_config  # noqa: E402
 
 _STRATEGY = flags.DEFINE_enum(
     "strategy", "auto", STRATEGIES,
@@ -290,7 +291,7 @@ def _main(argv) -> int:
         return _user_error_exit(error)
     except Exception as error:  # The trainer's own stops: one line, not a traceback.
         from tfdist.preemption import Preempted
-        from tfdist.trainer import TrainingDiverged
+        from tfdist.history import TrainingDiverged
 
         if isinstance(error, Preempted):
             print(f"tfdist.train: {error}", file=sys.stderr, flush=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import keras
 import tensorflow as tf
@@ -30,6 +30,7 @@ from tfdist.checkpoints import CheckpointKeeper, export_model
 from tfdist.communication import CommunicationConfig, GradientReducer
 from tfdist.config import ConfigError, check_positive, per_replica_batch_size
 from tfdist.data import DatasetFn, per_worker_dataset_fn
+from tfdist.history import EpochLog, History, TrainingDiverged
 from tfdist.optimizers import build_optimizer
 from tfdist.preemption import Preempted, PreemptionWatcher
 from tfdist.scheduled import fetch_result
@@ -37,51 +38,6 @@ from tfdist.steps import TOTALS, LossFn, StepFunctions, sparse_categorical_loss
 from tfdist.strategies import Distribution
 
 _TOTALS = TOTALS
-
-
-@dataclasses.dataclass(frozen=True)
-class EpochLog:
-    """What one epoch did; accuracies are None when the trainer does not measure them.
-
-    ``global_step`` is the optimizer step at the epoch's end, ``wall_seconds`` the
-    time since ``fit`` began (training, validation, callbacks), ``metrics`` the
-    results of the trainer's Keras metrics on this epoch's training batches.
-    """
-
-    epoch: int
-    steps: int
-    train_loss: float
-    train_accuracy: Optional[float]
-    val_loss: Optional[float]
-    val_accuracy: Optional[float]
-    train_seconds: float
-    examples: int
-    global_step: int = 0
-    wall_seconds: float = 0.0
-    learning_rate: Optional[float] = None
-    metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
-
-    @property
-    def examples_per_sec(self) -> float:
-        return self.examples / self.train_seconds if self.train_seconds > 0 else 0.0
-
-
-@dataclasses.dataclass
-class History:
-    """The epochs a ``fit`` ran, in order, and the optimizer step it ended at."""
-
-    epochs: List[EpochLog] = dataclasses.field(default_factory=list)
-    final_step: int = 0
-    restored_from: Optional[str] = None
-
-    def examples_per_sec(self) -> float:
-        """Training throughput after the first epoch (warm-up), or of the only epoch."""
-        timed = self.epochs[1:] or self.epochs
-        seconds = sum(e.train_seconds for e in timed)
-        return sum(e.examples for e in timed) / seconds if seconds > 0 else 0.0
-
-    def as_dicts(self) -> list:
-        return [dataclasses.asdict(e) for e in self.epochs]
 
 
 def _ratio(numerator: float, denominator: float) -> Optional[float]:
@@ -385,7 +341,6 @@ class Trainer:
             metrics={m.name: float(m.result()) for m in self.metrics})
 
 
-
 @dataclasses.dataclass
 class _Run:
     """What the epochs of one ``fit`` share."""
@@ -394,16 +349,6 @@ class _Run:
     every: Optional[int]
     hooks: CallbackList
     watcher: PreemptionWatcher
-
-
-class TrainingDiverged(FloatingPointError):
-    """The training loss became NaN or infinite; nothing was saved after the last good step."""
-
-    def __init__(self, step: int, epoch: int, checkpoint: Optional[str]):
-        kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint kept"
-        super().__init__(f"training loss became NaN/inf by step {step} (epoch {epoch}); {kept}. "
-                         "Lower --learning_rate or check the data for NaN/inf.")
-        self.step, self.epoch, self.checkpoint = step, epoch, checkpoint
 
 
 def _skipping(train_fn: DatasetFn, micro_steps: int) -> DatasetFn:

@@ -1,9 +1,12 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from tfdist.config import (ConfigError, TaskSpec, TrainConfig, parse_tf_config,
-                           per_replica_batch_size, read_tf_config)
+from tfdist.config import ConfigError, TrainConfig, per_replica_batch_size
+from tfdist.tf_config import TaskSpec, parse_tf_config, read_tf_config
 
 
 def test_defaults_are_valid():
@@ -77,3 +80,13 @@ def test_malformed_tf_config_is_one_line_error(text, message):
         parse_tf_config(text)
     assert "\n" not in str(caught.value)
     assert str(caught.value).startswith("TF_CONFIG is malformed")
+
+
+def test_settings_tf_config_and_history_import_no_tensorflow():
+    """The launcher and the CLI read these before TensorFlow starts (about 2 s a process)."""
+    code = ("import sys, tfdist.config, tfdist.tf_config, tfdist.history; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules))")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -9,7 +9,8 @@ import tensorflow as tf
 from absl import flags
 
 from tfdist import train
-from tfdist.config import ClusterConfig, ConfigError, TaskSpec, TrainConfig
+from tfdist.config import ConfigError, TrainConfig
+from tfdist.tf_config import ClusterConfig, TaskSpec
 from tfdist.data import make_dataset_fn, numpy_source
 from tfdist.data_service import (LocalService, ServiceTarget, job_name_for, normalize_address,
                                  target_for)

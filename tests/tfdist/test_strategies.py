@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from tfdist.config import ConfigError, parse_tf_config
+from tfdist.config import ConfigError
+from tfdist.tf_config import parse_tf_config
 from tfdist.strategies import TaskRole, _pipeline_id, make_strategy, resolve_kind
 
 PS_CLUSTER = {"chief": ["localhost:1"], "worker": ["localhost:2"], "ps": ["localhost:3"]}

@@ -1,0 +1,65 @@
+"""What a ``fit`` reports: one ``EpochLog`` per epoch, the ``History`` of a run, and the
+``TrainingDiverged`` error that stops a run whose loss became NaN or infinite.
+
+Plain records, no TensorFlow: callbacks, progress, summaries and the CLI read them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochLog:
+    """What one epoch did; accuracies are None when the trainer does not measure them.
+
+    ``global_step`` is the optimizer step at the epoch's end, ``wall_seconds`` the
+    time since ``fit`` began (training, validation, callbacks), ``metrics`` the
+    results of the trainer's Keras metrics on this epoch's training batches.
+    """
+
+    epoch: int
+    steps: int
+    train_loss: float
+    train_accuracy: Optional[float]
+    val_loss: Optional[float]
+    val_accuracy: Optional[float]
+    train_seconds: float
+    examples: int
+    global_step: int = 0
+    wall_seconds: float = 0.0
+    learning_rate: Optional[float] = None
+    metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def examples_per_sec(self) -> float:
+        return self.examples / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+@dataclasses.dataclass
+class History:
+    """The epochs a ``fit`` ran, in order, and the optimizer step it ended at."""
+
+    epochs: List[EpochLog] = dataclasses.field(default_factory=list)
+    final_step: int = 0
+    restored_from: Optional[str] = None
+
+    def examples_per_sec(self) -> float:
+        """Training throughput after the first epoch (warm-up), or of the only epoch."""
+        timed = self.epochs[1:] or self.epochs
+        seconds = sum(e.train_seconds for e in timed)
+        return sum(e.examples for e in timed) / seconds if seconds > 0 else 0.0
+
+    def as_dicts(self) -> list:
+        return [dataclasses.asdict(e) for e in self.epochs]
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite; nothing was saved after the last good step."""
+
+    def __init__(self, step: int, epoch: int, checkpoint: Optional[str]):
+        kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint kept"
+        super().__init__(f"training loss became NaN/inf by step {step} (epoch {epoch}); {kept}. "
+                         "Lower --learning_rate or check the data for NaN/inf.")
+        self.step, self.epoch, self.checkpoint = step, epoch, checkpoint
