@@ -4,7 +4,7 @@ For each source (the bundled ``digits``; ``synthetic`` at the throughput job's s
 60,000 x 784; the digits training split written as TFRecord files and as CSV files,
 repeated ``--copies`` times), measured in one run:
 
-- pipeline alone: the training dataset function of ``tfdist.data`` read as fast as
+- pipeline alone: the training dataset function of ``tfdist.data.pipeline`` read as fast as
   possible in this process (one input pipeline, ``--global_batch_size`` batches):
   ``first pass`` (read, parse, fill the in-memory table), ``in memory`` (later passes:
   a permutation per epoch, one gather per batch), ``per example`` (the same examples
@@ -34,8 +34,8 @@ import tensorflow as tf  # noqa: E402
 from _runs import REPO, run_trainer  # noqa: E402
 
 sys.path.insert(0, REPO)
-from tfdist import sharding  # noqa: E402
-from tfdist.data import load_source, make_dataset_fn, streamed_epochs  # noqa: E402
+from tfdist.data import sharding  # noqa: E402
+from tfdist.data.pipeline import load_source, make_dataset_fn, streamed_epochs  # noqa: E402
 
 
 def digits_train(copies):

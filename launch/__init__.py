@@ -7,8 +7,8 @@ spawning, then spawn, watch, stop, and report the root cause of a failure).
 It runs the trainer as a command and never imports TensorFlow or numpy: it is
 standard library only. Beyond one machine it hands the job to the engines
 people already run: `launch.gpus` (GPUs per task), `launch.hosts` (a command
-per task of a multi-host cluster), `launch.slurm` with `launch.slurm_task`
-(an sbatch script; TF_CONFIG from SLURM_* in each task) and `launch.k8s` (a
+per task of a multi-host cluster), `launch.slurm.sbatch` with `launch.slurm.task`
+(an sbatch script; TF_CONFIG from SLURM_* in each task) and `launch.k8s.tfjob` (a
 Kubeflow TFJob manifest). Command line: `python -m launch --help`.
 """
 

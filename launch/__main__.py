@@ -9,7 +9,7 @@ Without a subcommand the cluster runs on this machine. `hosts` prints (or
 writes, or runs here) each task of a multi-host cluster, `slurm` writes an
 sbatch script and `k8s` a Kubeflow TFJob manifest. This module only turns flags
 into calls of `launch.tf_config`, `launch.local`, `launch.hosts`,
-`launch.slurm` and `launch.k8s`; it is the one place that reads `os.environ`
+`launch.slurm.sbatch` and `launch.k8s.tfjob`; it is the one place that reads `os.environ`
 (as the tasks' base environment). Nothing imports it.
 """
 
@@ -24,9 +24,9 @@ from launch import hosts as hosts_lib
 from launch.errors import LaunchError
 from launch.network import inside, private_network
 from launch.gpus import visible_gpu_ids
-from launch.k8s import K8S_STRATEGIES, tfjob_yaml
+from launch.k8s.tfjob import K8S_STRATEGIES, tfjob_yaml
 from launch.local import THREAD_ENV_VARS, plan_local_launch, run_local
-from launch.slurm import DEFAULT_PORT_BASE, SLURM_STRATEGIES, sbatch_script
+from launch.slurm.sbatch import DEFAULT_PORT_BASE, SLURM_STRATEGIES, sbatch_script
 from launch.tf_config import LOCAL_STRATEGIES, plan_local_cluster
 
 
@@ -179,7 +179,7 @@ def _slurm_parser() -> argparse.ArgumentParser:
         "slurm", "--strategy=STRATEGY --nodes=N --tasks_per_node=K [--num_ps=N] "
         "[--partition=P] [--time=T] [--gpus_per_node=G] [--output=FILE]",
         "Prints (or writes) an sbatch script whose srun runs COMMAND in every task, each "
-        "with the TF_CONFIG `python -m launch.slurm_task` builds from SLURM_* variables.")
+        "with the TF_CONFIG `python -m launch.slurm.task` builds from SLURM_* variables.")
     parser.add_argument("--strategy", required=True, choices=SLURM_STRATEGIES,
                         help="Cluster layout; mirrored is one task on one node.")
     parser.add_argument("--nodes", type=int, required=True, help="Nodes to allocate.")

@@ -5,7 +5,7 @@ optimizer and model-independent option names, the frozen ``TrainConfig`` the
 command line builds, and the checks of single values every boundary uses. It
 is standard library only: it never imports TensorFlow, so the launcher and the
 command line can use it before TensorFlow starts. Reading TF_CONFIG belongs to
-``tfdist.tf_config``.
+``tfdist.distribute.cluster``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Optional, Tuple
 
 if TYPE_CHECKING:
-    from tfdist.tf_config import ClusterConfig
+    from tfdist.distribute.cluster import ClusterConfig
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "parameter_server")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")

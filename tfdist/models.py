@@ -17,7 +17,7 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Union
 import keras
 
 from tfdist.config import ConfigError
-from tfdist.embeddings import ShardedEmbedding
+from tfdist.layers import ShardedEmbedding
 
 ModelBuilder = Callable[..., keras.Model]
 _REGISTRY: Dict[str, ModelBuilder] = {}

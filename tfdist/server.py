@@ -1,50 +1,8 @@
-"""The server of a parameter_server task: ``python -m tfdist.server``.
-
-Owns running this process's ``tf.distribute.Server`` for a ps or worker task of
-a ParameterServerStrategy cluster, as TF_CONFIG describes it, until it is
-stopped. The chief (coordinator) runs the trainer instead.
-"""
-
-from __future__ import annotations
-
-import sys
-
-from tfdist.config import ConfigError
-from tfdist.tf_config import ClusterConfig, read_tf_config
-
-
-def serve(cluster: ClusterConfig) -> None:
-    """Starts this task's gRPC server and blocks until the process is stopped."""
-    import tensorflow as tf
-
-    if cluster.task.type not in ("ps", "worker"):
-        raise ConfigError(
-            f"task {cluster.task.name} is not a ps or worker task; only those run a server. "
-            "The chief runs `python -m tfdist.train`.")
-    spec = tf.train.ClusterSpec({job: list(addresses) for job, addresses in cluster.jobs.items()})
-    try:
-        server = tf.distribute.Server(spec, job_name=cluster.task.type,
-                                      task_index=cluster.task.index, protocol="grpc",
-                                      start=True)
-    except tf.errors.UnknownError:
-        from tfdist.strategies import server_start_error
-
-        raise server_start_error(cluster) from None
-    print(f"tfdist.server: {cluster.task.name} serving on {server.target}", flush=True)
-    server.join()
-
-
-def main() -> int:
-    try:
-        cluster = read_tf_config()
-        if cluster is None:
-            raise ConfigError("TF_CONFIG is not set; tfdist.server needs the cluster and its task.")
-        serve(cluster)
-    except ConfigError as error:
-        print(f"tfdist.server: error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
+"""``python -m tfdist.server``: runs a parameter_server task's server (``tfdist.cli.server``)."""
 
 if __name__ == "__main__":
+    import sys
+
+    from tfdist.cli.server import main
+
     sys.exit(main())

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 import tfdist
-from tfdist.data import load_digits_arrays
+from tfdist.data.pipeline import load_digits_arrays
 
 GLOBAL_BATCH = 32
 

@@ -1,4 +1,4 @@
-"""Forces the race ``tfdist.scheduled.fetch_result`` handles, on a real parameter-server cluster.
+"""Forces the race ``tfdist.distribute.coordinator.fetch_result`` handles, on a real parameter-server cluster.
 
 Run as the ``parameter_server`` chief by test_scheduled_e2e.py through ``launch.run_local``
 (one worker, one ps, the launcher restarting the worker in place):
@@ -23,7 +23,7 @@ import time
 import tensorflow as tf
 
 import tfdist
-from tfdist.scheduled import fetch_result
+from tfdist.distribute.coordinator import fetch_result
 
 
 def worker_pid(cluster):

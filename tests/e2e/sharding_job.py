@@ -24,8 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 import tfdist
-from tfdist.data import make_dataset_fn, numpy_source, per_worker_dataset_fn, tfrecord_source
-from tfdist.data_service import ServiceTarget
+from tfdist.data.pipeline import make_dataset_fn, numpy_source, per_worker_dataset_fn, tfrecord_source
+from tfdist.data.service import ServiceTarget
 
 NUM_EXAMPLES, GLOBAL_BATCH = 240, 12  # 240 = 20 global batches; 12 splits over 1, 2, 3.
 

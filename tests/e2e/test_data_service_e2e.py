@@ -5,7 +5,6 @@ import sys
 
 from e2e_helpers import REPO, explain, run_trainer
 
-sys.path.insert(0, os.path.join(REPO, "tests", "tfdist"))
 import data_files  # noqa: E402
 
 

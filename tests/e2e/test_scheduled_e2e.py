@@ -2,7 +2,7 @@
 
 TensorFlow's ``RemoteValue.fetch`` raises ``UnavailableError`` into the training loop in
 that window (seen in CI: the chief of a parameter_server run died and the whole cluster
-restarted); ``tfdist.scheduled.fetch_result`` waits for the coordinator's re-run instead.
+restarted); ``tfdist.distribute.coordinator.fetch_result`` waits for the coordinator's re-run instead.
 ``lost_copy_job.py`` makes the window certain on a real cluster.
 """
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from e2e_helpers import explain, run_trainer
-import tfdist.embeddings  # noqa: F401  (registers ShardedEmbedding for loading)
-from tfdist.data import INTERACTION_ITEMS, INTERACTION_USERS
+import tfdist.layers  # noqa: F401  (registers ShardedEmbedding for loading)
+from tfdist.data.pipeline import INTERACTION_ITEMS, INTERACTION_USERS
 
 RECOMMENDER = ["--strategy=parameter_server", "--num_workers=2", "--model=recommender",
                "--dataset=interactions", "--global_batch_size=256", "--epochs=6"]

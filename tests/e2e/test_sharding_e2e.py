@@ -18,7 +18,6 @@ from e2e_helpers import REPO
 from launch import plan_local_cluster, plan_local_launch, run_local
 from launch.data_service import plan_data_service
 
-sys.path.insert(0, os.path.join(REPO, "tests", "tfdist"))
 import data_files  # noqa: E402
 
 SCRIPT = os.path.join(REPO, "tests", "e2e", "sharding_job.py")

@@ -1,4 +1,4 @@
-"""Slurm tasks on loopback: `python -m launch.slurm_task` with the variables srun sets.
+"""Slurm tasks on loopback: `python -m launch.slurm.task` with the variables srun sets.
 
 Each test starts one process per Slurm task, on one "node" (localhost), with the
 SLURM_* variables srun would give it, and checks they form the cluster and train
@@ -54,7 +54,7 @@ def _run_slurm_tasks(tmp_path, *, strategy, num_tasks, task_flags, trainer_flags
                      timeout=300):
     """Runs every task to its end; returns (exit codes, logs, metrics summary or None)."""
     metrics = tmp_path / "metrics.json"
-    argv = [PY, "-m", "launch.slurm_task", f"--strategy={strategy}",
+    argv = [PY, "-m", "launch.slurm.task", f"--strategy={strategy}",
             f"--port_base={_free_port_base(num_tasks)}", *task_flags, "--",
             PY, "-m", "tfdist.train", *trainer_flags, "--epochs=3",
             f"--metrics_json={metrics}"]

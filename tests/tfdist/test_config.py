@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tfdist.config import ConfigError, TrainConfig, per_replica_batch_size
-from tfdist.tf_config import TaskSpec, parse_tf_config, read_tf_config
+from tfdist.distribute.cluster import TaskSpec, parse_tf_config, read_tf_config
 
 
 def test_defaults_are_valid():
@@ -84,7 +84,7 @@ def test_malformed_tf_config_is_one_line_error(text, message):
 
 def test_settings_tf_config_and_history_import_no_tensorflow():
     """The launcher and the CLI read these before TensorFlow starts (about 2 s a process)."""
-    code = ("import sys, tfdist.config, tfdist.tf_config, tfdist.history; "
+    code = ("import sys, tfdist.config, tfdist.distribute.cluster, tfdist.training.history; "
             "print(sorted(m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules))")
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,

@@ -1,0 +1,174 @@
+"""One Slurm task's start: `python -m launch.slurm.task [FLAGS] -- COMMAND`.
+
+srun runs this in every task of the script from `python -m launch slurm`. It
+computes the task's TF_CONFIG (`launch.slurm.sbatch`) and CUDA_VISIBLE_DEVICES
+(`launch.gpus`) from the SLURM_* variables, and replaces itself with COMMAND
+(`os.execvpe`, with a new env dict). One exception: the ps and worker tasks of
+a "parameter_server" cluster are servers that never exit by themselves, so
+this process runs them as a child and stops them, exiting 0, once the chief's
+port has been open and then stays closed (the chief finished); the srun step
+then ends with the chief. A chief that fails ends the step through
+`srun --kill-on-bad-exit=1`. Besides `launch.__main__`, this is the one module
+of `launch` that reads `os.environ`; nothing imports it.
+"""
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Callable, Mapping, Sequence
+
+from launch.errors import LaunchError
+from launch.gpus import assign_gpus, check_gpus_per_worker, visible_gpu_ids
+from launch.slurm.sbatch import DEFAULT_PORT_BASE, SLURM_STRATEGIES, SlurmTaskSpec, slurm_task_spec
+
+_PROG = "launch.slurm.task"
+_CONNECT_TIMEOUT_S = 2.0
+_STOP_TIMEOUT_S = 10.0
+
+
+def task_env(spec: SlurmTaskSpec, *, strategy: str, environ: Mapping[str, str],
+             gpus_per_worker: int = 0,
+             gpu_ids: Sequence[str] | None = None) -> dict[str, str]:
+    """Returns the environment of the task's command: `environ` plus TF_CONFIG and GPUs.
+
+    TF_CONFIG is removed for "mirrored", which runs without a cluster.
+    CUDA_VISIBLE_DEVICES is set as `launch.gpus.assign_gpus` divides
+    `gpu_ids` among the tasks of this node.
+    """
+    env = dict(environ)
+    env.pop("TF_CONFIG", None)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if spec.cluster is None:
+        return env
+    env["TF_CONFIG"] = spec.tf_config()
+    devices = assign_gpus(strategy=strategy, tasks=spec.node_tasks, gpu_ids=gpu_ids,
+                          gpus_per_worker=gpus_per_worker)
+    if (spec.task_type, spec.index) in devices:
+        env["CUDA_VISIBLE_DEVICES"] = devices[spec.task_type, spec.index]
+    return env
+
+
+def port_open(address: str, timeout: float = _CONNECT_TIMEOUT_S) -> bool:
+    """Returns whether a TCP connection to "host:port" succeeds now."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def serve_until_chief_exits(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    chief_address: str,
+    *,
+    poll_interval: float = 2.0,
+    misses_to_stop: int = 3,
+    is_open: Callable[[str], bool] = port_open,
+) -> int:
+    """Runs a server task as a child until it exits or the chief has finished.
+
+    The chief has finished when its port was open once and then is closed at
+    `misses_to_stop` checks in a row; the child is then sent SIGTERM (SIGKILL
+    after 10 s) and 0 is returned. SIGINT and SIGTERM sent to this process are
+    forwarded to the child.
+
+    Returns:
+        0 after stopping the child; else the child's exit code (128 + N when
+        killed by signal N).
+    """
+    child = subprocess.Popen(list(argv), env=dict(env))
+    forward = lambda signum, _: child.send_signal(signum)  # noqa: E731
+    previous = {signum: signal.signal(signum, forward)
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        seen, misses = False, 0
+        while child.poll() is None:
+            if is_open(chief_address):
+                seen, misses = True, 0
+            elif seen:
+                misses += 1
+                if misses >= misses_to_stop:
+                    print(f"{_PROG}: the chief at {chief_address} has finished; stopping "
+                          "this server.", file=sys.stderr, flush=True)
+                    child.terminate()
+                    try:
+                        child.wait(timeout=_STOP_TIMEOUT_S)
+                    except subprocess.TimeoutExpired:
+                        child.kill()
+                        child.wait()
+                    return 0
+            time.sleep(poll_interval)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 128 - child.returncode if child.returncode < 0 else child.returncode
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise LaunchError(f"{message} (see --help).")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=f"python -m {_PROG}",
+        usage="%(prog)s --strategy=STRATEGY [--num_ps=N] [--port_base=P] -- COMMAND...",
+        description="Inside a Slurm step: computes this task's TF_CONFIG from the SLURM_* "
+                    "variables and runs COMMAND with it.")
+    parser.add_argument("--strategy", required=True, choices=SLURM_STRATEGIES,
+                        help="Cluster layout; must be the same in every task.")
+    parser.add_argument("--num_ps", type=int, default=0,
+                        help="ps tasks of --strategy=parameter_server (tasks 1..num_ps).")
+    parser.add_argument("--port_base", type=int, default=DEFAULT_PORT_BASE,
+                        help="Port of each node's first task; the next tasks count up.")
+    parser.add_argument("--gpus_per_worker", type=int, default=0,
+                        help="GPUs of each worker task from its node's GPUs; 0: all of them.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Execs the command (does not return) or returns an exit code.
+
+    Args:
+        argv: The arguments after the program name; defaults to `sys.argv[1:]`.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    command = argv[split + 1:]
+    try:
+        args = _parser().parse_args(argv[:split])
+        if not command:
+            raise LaunchError(
+                f"No command to run: put it after '--', e.g. python -m {_PROG} "
+                "--strategy=multi_worker -- python -m tfdist.train --strategy=multi_worker.")
+        check_gpus_per_worker(args.gpus_per_worker)
+        spec = slurm_task_spec(strategy=args.strategy, environ=os.environ,
+                               num_ps=args.num_ps, port_base=args.port_base)
+        needs_ids = args.gpus_per_worker or args.strategy == "parameter_server"
+        env = task_env(spec, strategy=args.strategy, environ=os.environ,
+                       gpus_per_worker=args.gpus_per_worker,
+                       gpu_ids=visible_gpu_ids(environ=os.environ) if needs_ids else None)
+    except LaunchError as error:
+        print(f"{_PROG}: error: {error}", file=sys.stderr, flush=True)
+        return 2
+    name = "the mirrored task" if spec.cluster is None else f"{spec.task_type}:{spec.index}"
+    print(f"{_PROG}: SLURM_PROCID {os.environ['SLURM_PROCID']} on {spec.host} is {name} of "
+          f"a {args.strategy} cluster.", file=sys.stderr, flush=True)
+    try:
+        if args.strategy == "parameter_server" and spec.task_type in ("ps", "worker"):
+            return serve_until_chief_exits(command, env, spec.cluster.jobs["chief"][0])
+        os.execvpe(command[0], command, env)
+    except OSError as error:
+        print(f"{_PROG}: error: cannot run {command[0]!r}: {error}", file=sys.stderr, flush=True)
+        return 127
+    return 0  # Not reached: execvpe replaces this process.
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""The server of a parameter_server task.
+
+Owns running this process's ``tf.distribute.Server`` for a ps or worker task of
+a ParameterServerStrategy cluster, as TF_CONFIG describes it, until it is
+stopped. The chief (coordinator) runs the trainer instead.
+"""
+
+from __future__ import annotations
+
+from tfdist.config import ConfigError
+from tfdist.distribute.cluster import ClusterConfig
+
+
+def serve(cluster: ClusterConfig) -> None:
+    """Starts this task's gRPC server and blocks until the process is stopped."""
+    import tensorflow as tf
+
+    if cluster.task.type not in ("ps", "worker"):
+        raise ConfigError(
+            f"task {cluster.task.name} is not a ps or worker task; only those run a server. "
+            "The chief runs `python -m tfdist.train`.")
+    spec = tf.train.ClusterSpec({job: list(addresses) for job, addresses in cluster.jobs.items()})
+    try:
+        server = tf.distribute.Server(spec, job_name=cluster.task.type,
+                                      task_index=cluster.task.index, protocol="grpc",
+                                      start=True)
+    except tf.errors.UnknownError:
+        from tfdist.distribute.strategies import server_start_error
+
+        raise server_start_error(cluster) from None
+    print(f"tfdist.server: {cluster.task.name} serving on {server.target}", flush=True)
+    server.join()
