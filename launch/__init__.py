@@ -1,38 +1,54 @@
 """tfdist's launcher: plans TensorFlow clusters and runs them as local processes.
 
-`launch` owns two things: planning a cluster and the TF_CONFIG of each of its
-tasks (`launch.tf_config`: pure functions), and running those tasks as local
-processes (`launch.local`: prepare each task's argv and env apart from
-spawning, then spawn, watch, stop, and report the root cause of a failure).
-It runs the trainer as a command and never imports TensorFlow or numpy: it is
-standard library only. Beyond one machine it hands the job to the engines
-people already run: `launch.gpus` (GPUs per task), `launch.hosts` (a command
-per task of a multi-host cluster), `launch.slurm.sbatch` with `launch.slurm.task`
-(an sbatch script; TF_CONFIG from SLURM_* in each task) and `launch.k8s.tfjob` (a
-Kubeflow TFJob manifest). Command line: `python -m launch --help`.
+`launch` owns three things: the TF_CONFIG schema (`launch.tf_config`: task
+types, cluster and task specs, the jobs of each strategy, TF_CONFIG JSON both
+ways), planning a launch (`launch.plan`: one frozen `LaunchSpec` in, a
+`LaunchPlan` of per-task argv and env out, nothing started), and running it
+(`launch.launcher.run_launch`, over `launch.local.run_local`: spawn, watch, stop,
+restart, and report the root cause of a failure). It runs the trainer as a
+command and never imports TensorFlow or numpy: it is standard library only.
+Beyond one machine it hands the job to the engines people already run:
+`launch.gpus` (GPUs per task), `launch.hosts` (a command per task of a
+multi-host cluster), `launch.slurm.sbatch` with `launch.slurm.task` (an sbatch
+script; TF_CONFIG from SLURM_* in each task) and `launch.k8s.tfjob` (a Kubeflow
+TFJob manifest). Command line: `python -m launch --help`.
 """
 
-from launch.errors import LaunchError
+from launch.errors import LaunchError, check_count
 from launch.gpus import assign_gpus, visible_gpu_ids
+from launch.launcher import run_launch
 from launch.local import TaskLaunch, plan_local_launch, run_local, threads_per_process
+from launch.plan import (LaunchPlan, LaunchSpec, plan_launch, plan_local_cluster,
+                         tfdist_server_command)
 from launch.result import LaunchResult, TaskOutcome
-from launch.tf_config import (LOCAL_STRATEGIES, TASK_TYPES, ClusterSpec, free_ports,
-                              plan_local_cluster, tf_config_json)
+from launch.tf_config import (CLUSTER_STRATEGIES, STRATEGY_LAYOUTS, TASK_TYPES, ClusterConfig,
+                              ClusterSpec, TaskSpec, free_ports, parse_tf_config,
+                              tf_config_json)
 
 __all__ = [
-    "LOCAL_STRATEGIES",
+    "CLUSTER_STRATEGIES",
+    "STRATEGY_LAYOUTS",
     "TASK_TYPES",
+    "ClusterConfig",
     "ClusterSpec",
     "LaunchError",
+    "LaunchPlan",
     "LaunchResult",
+    "LaunchSpec",
     "TaskLaunch",
     "TaskOutcome",
+    "TaskSpec",
     "assign_gpus",
+    "check_count",
     "free_ports",
+    "parse_tf_config",
+    "plan_launch",
     "plan_local_cluster",
     "plan_local_launch",
+    "run_launch",
     "run_local",
     "tf_config_json",
+    "tfdist_server_command",
     "threads_per_process",
     "visible_gpu_ids",
 ]

@@ -1,4 +1,4 @@
-"""Command line: run your own command as every task of a TensorFlow cluster.
+"""Command line: run your own command in the tasks of a TensorFlow cluster.
 
     python -m launch --strategy=multi_worker --num_workers=2 -- python train.py --steps=10
     python -m launch hosts --strategy=multi_worker --hosts=a:2222,b:2222 -- COMMAND
@@ -8,26 +8,27 @@
 Without a subcommand the cluster runs on this machine. `hosts` prints (or
 writes, or runs here) each task of a multi-host cluster, `slurm` writes an
 sbatch script and `k8s` a Kubeflow TFJob manifest. This module only turns flags
-into calls of `launch.tf_config`, `launch.local`, `launch.hosts`,
+into a `launch.plan.LaunchSpec` run by `launch.launcher.run_launch`, or calls of `launch.hosts`,
 `launch.slurm.sbatch` and `launch.k8s.tfjob`; it is the one place that reads `os.environ`
 (as the tasks' base environment). Nothing imports it.
 """
 
 import argparse
-import dataclasses
 import os
 import pathlib
+import shutil
 import sys
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from launch import hosts as hosts_lib
 from launch.errors import LaunchError
-from launch.network import inside, private_network
 from launch.gpus import visible_gpu_ids
+from launch.launcher import run_launch
+from launch.k8s.job import DEFAULT_PORT as DEFAULT_K8S_PORT, job_yaml
 from launch.k8s.tfjob import K8S_STRATEGIES, tfjob_yaml
-from launch.local import THREAD_ENV_VARS, plan_local_launch, run_local
-from launch.slurm.sbatch import DEFAULT_PORT_BASE, SLURM_STRATEGIES, sbatch_script
-from launch.tf_config import LOCAL_STRATEGIES, plan_local_cluster
+from launch.plan import LaunchSpec, tfdist_server_command
+from launch.slurm.sbatch import DEFAULT_PORT_BASE, SLURM_STRATEGIES, sbatch_script, task_python
+from launch.tf_config import CLUSTER_STRATEGIES
 
 
 class _UsageError(Exception):
@@ -65,20 +66,31 @@ def _add_gpus_per_worker(parser: argparse.ArgumentParser, what: str) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m launch",
-        usage="%(prog)s --strategy=STRATEGY --num_workers=N [--num_ps=N] [...] -- COMMAND...",
-        description="Runs COMMAND as every task of a TensorFlow cluster on this machine, "
-                    "each with its own TF_CONFIG, and stops them all when one fails.",
+        usage="%(prog)s --strategy=STRATEGY --num_workers=N [--num_ps=N] "
+              "[--servers=tfdist|command] [...] -- COMMAND...",
+        description="Runs COMMAND in the tasks of a TensorFlow cluster on this machine (every "
+                    "task under multi_worker; the chief under parameter_server, see "
+                    "--servers), each with its own TF_CONFIG, and stops them all when one "
+                    "fails.",
         epilog="Beyond this machine: python -m launch hosts|slurm|k8s --help.")
     parser.add_argument(
         "--strategy", required=True,
-        help=f"Cluster layout: one of {', '.join(LOCAL_STRATEGIES)}. 'parameter_server' "
-             "adds a chief and --num_ps ps tasks; its workers and ps tasks are servers, "
-             "stopped when the chief exits.")
+        help=f"Cluster layout: one of {', '.join(CLUSTER_STRATEGIES)}. 'parameter_server' "
+             "adds a chief and --num_ps ps tasks; its workers and ps tasks are servers "
+             "(see --servers), stopped when the chief exits.")
     parser.add_argument("--num_workers", type=int, required=True,
                         help="Number of worker tasks; at least 1.")
     parser.add_argument("--num_ps", type=int, default=0,
                         help="Number of ps tasks: 0 for --strategy=multi_worker, at least 1 "
                              "for --strategy=parameter_server.")
+    parser.add_argument(
+        "--servers", choices=("tfdist", "command"), default="tfdist",
+        help="What the ps and worker tasks of --strategy=parameter_server run. 'tfdist' "
+             "(default): tfdist's server (python -m tfdist.server, with the launcher's "
+             "Python), so COMMAND runs on the chief only, e.g. a script that trains under "
+             "tfdist.make_strategy('parameter_server', cluster=tfdist.read_tf_config()). "
+             "'command': COMMAND runs on every task and must serve on ps and worker tasks "
+             "itself, as python -m tfdist.train does. Not used by multi_worker.")
     parser.add_argument("--host", default="localhost",
                         help="Host name or IPv4 address in every task's address.")
     parser.add_argument("--stop_timeout", type=_positive_seconds, default=10.0,
@@ -93,10 +105,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _gpus_note(launches) -> str:
-    devices = [f"{launch.name}={launch.env['CUDA_VISIBLE_DEVICES'] or 'CPU'}"
-               for launch in launches if "CUDA_VISIBLE_DEVICES" in launch.env]
-    return f"; CUDA_VISIBLE_DEVICES: {', '.join(devices)}" if devices else ""
+def _announce(line: str) -> None:
+    print(f"launch: {line}", file=sys.stderr, flush=True)
+
+
+def _finish(report) -> int:
+    """Prints the failed attempt's summary; returns the launch's exit code."""
+    if report.exit_code:
+        print(report.attempts[-1].summary(), file=sys.stderr, flush=True)
+    return report.exit_code
+
+
+def local_spec(args: argparse.Namespace, command: Sequence[str],
+               environ: Mapping[str, str]) -> LaunchSpec:
+    """The `LaunchSpec` of a local launch: parsed flags, COMMAND and the base environment."""
+    servers = tfdist_server_command() if args.servers == "tfdist" else None
+    return LaunchSpec(
+        strategy=args.strategy, command=command, server_command=servers,
+        num_workers=args.num_workers, num_ps=args.num_ps, host=args.host,
+        base_env=dict(environ), gpus_per_worker=args.gpus_per_worker,
+        gpu_ids=visible_gpu_ids(environ=environ), isolate_network=args.isolate_network)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,29 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise LaunchError(
                 "No command to launch: put it after '--', e.g. python -m launch "
                 "--strategy=multi_worker --num_workers=2 -- python train.py.")
-        cluster = plan_local_cluster(strategy=args.strategy, num_workers=args.num_workers,
-                                     num_ps=args.num_ps, host=args.host)
-        launches = plan_local_launch(cluster=cluster, strategy=args.strategy,
-                                     command=command, base_env=dict(os.environ),
-                                     gpus_per_worker=args.gpus_per_worker,
-                                     gpu_ids=visible_gpu_ids(environ=os.environ))
-        lead = next(launch for launch in launches if not launch.is_server)
-        addresses = [address for job in cluster.jobs.values() for address in job]
-        tasks = ", ".join(f"{launch.name} at {address}"
-                          for launch, address in zip(launches, addresses))
-        threads = ", ".join(f"{key}={lead.env[key]}" for key in THREAD_ENV_VARS)
-        isolate = args.isolate_network and args.host in ("localhost", "127.0.0.1")
-        with private_network(enabled=isolate) as isolation:
-            print(f"launch: starting {args.strategy} cluster: {tasks}; compute tasks get "
-                  f"{threads}{_gpus_note(launches)}; {isolation.describe(cluster.ports())}",
-                  file=sys.stderr, flush=True)
-            result = run_local(inside(launches, isolation), stop_timeout=args.stop_timeout)
+        report = run_launch(local_spec(args, command, os.environ), announce=_announce,
+                            stop_timeout=args.stop_timeout)
     except (LaunchError, _UsageError) as error:
         print(f"launch: error: {error}", file=sys.stderr)
         return 2
-    if not result.succeeded:
-        print(result.summary(), file=sys.stderr, flush=True)
-    return result.exit_code
+    return _finish(report)
 
 
 def _sub_parser(name: str, usage: str, description: str) -> argparse.ArgumentParser:
@@ -153,7 +164,7 @@ def _hosts_parser() -> argparse.ArgumentParser:
         "Plans a cluster over several hosts and prints, for each task, the line to run on "
         "its host (TF_CONFIG='...' COMMAND); or writes one env file per task; or runs this "
         "host's tasks here.")
-    parser.add_argument("--strategy", required=True, choices=hosts_lib.HOST_STRATEGIES,
+    parser.add_argument("--strategy", required=True, choices=CLUSTER_STRATEGIES,
                         help="Cluster layout.")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--hosts", help="Task addresses host:port,...; under parameter_server "
@@ -196,16 +207,22 @@ def _slurm_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port_base", type=int, default=DEFAULT_PORT_BASE,
                         help="Port of each node's first task; the next tasks count up.")
     parser.add_argument("--output", help="Write the script to this file instead of stdout.")
+    parser.add_argument(
+        "--python", metavar="PATH",
+        help="Absolute path of the Python on the nodes that runs the task helper (and a "
+             "command starting with python). Default: the command's own interpreter, a "
+             "bare python/python3 resolved on PATH now, else this interpreter.")
     _add_gpus_per_worker(parser, "from the GPUs Slurm gives its node; needs --gpus_per_node")
     return parser
 
 
 def _k8s_parser() -> argparse.ArgumentParser:
     parser = _sub_parser(
-        "k8s", "--strategy=STRATEGY --image=IMAGE [--num_workers=N] [--num_ps=N] "
-        "[--gpus_per_worker=G] [--output=FILE]",
-        "Prints (or writes) a Kubeflow TFJob manifest whose pods run COMMAND; the "
-        "training operator gives each pod its TF_CONFIG.")
+        "k8s", "--strategy=STRATEGY --image=IMAGE [--kind=tfjob|job] [--num_workers=N] "
+        "[--num_ps=N] [--gpus_per_worker=G] [--env=NAME=VALUE] [--output=FILE]",
+        "Prints (or writes) a Kubeflow TFJob manifest whose pods run COMMAND (the training "
+        "operator gives each pod its TF_CONFIG), or with --kind=job Kubernetes' own Indexed "
+        "Jobs and a headless Service, whose pods build their TF_CONFIG themselves.")
     parser.add_argument("--strategy", required=True, choices=K8S_STRATEGIES,
                         help="Cluster layout; mirrored is one pod.")
     parser.add_argument("--image", required=True, help="Container image with tfdist.")
@@ -216,8 +233,17 @@ def _k8s_parser() -> argparse.ArgumentParser:
                         help="nvidia.com/gpu limit of each Worker pod.")
     parser.add_argument("--cpu", help="CPU request and limit of each pod, e.g. 4.")
     parser.add_argument("--memory", help="Memory request and limit of each pod, e.g. 8Gi.")
-    parser.add_argument("--name", default="tfdist", help="TFJob name.")
+    parser.add_argument("--name", default="tfdist",
+                        help="TFJob name; with --kind=job the Service's name and the Jobs' "
+                             "prefix (NAME-worker, NAME-chief, NAME-ps).")
     parser.add_argument("--namespace", help="Kubernetes namespace.")
+    parser.add_argument("--kind", choices=("tfjob", "job"), default="tfjob",
+                        help="tfjob: a Kubeflow TFJob (needs the training operator); job: "
+                             "Indexed Jobs and a headless Service (plain Kubernetes).")
+    parser.add_argument("--port", type=int, default=DEFAULT_K8S_PORT,
+                        help="With --kind=job: the port of every pod's TensorFlow server.")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="An environment variable of every pod; repeat for more.")
     parser.add_argument("--output", help="Write the manifest to this file instead of stdout.")
     return parser
 
@@ -243,7 +269,7 @@ def _hosts_cluster(args):
                           "--cluster_spec file lists its ps tasks itself.")
     try:
         text = pathlib.Path(args.cluster_spec).read_text()
-    except OSError as error:
+    except (OSError, UnicodeDecodeError) as error:
         raise LaunchError(f"Cannot read --cluster_spec={args.cluster_spec} ({error}); pass "
                           "a JSON file of job name to host:port lists.") from error
     return hosts_lib.read_cluster_spec(text, source=args.cluster_spec, strategy=args.strategy)
@@ -276,19 +302,10 @@ def _run_hosts(args, command) -> int:
         raise LaunchError(
             f"No task of the cluster has host {args.this_host!r}; pass --this_host= one of: "
             f"{', '.join(hosts_lib.cluster_hosts(cluster))}.")
-    launches = plan_local_launch(cluster=cluster, strategy=args.strategy, command=command,
-                                 base_env=dict(os.environ), tasks=tasks,
-                                 gpus_per_worker=args.gpus_per_worker,
-                                 gpu_ids=visible_gpu_ids(environ=os.environ))
-    if all(launch.is_server for launch in launches):  # No chief here: run until stopped.
-        launches = [dataclasses.replace(launch, is_server=False) for launch in launches]
-    print(f"launch: starting {', '.join(launch.name for launch in launches)} of a "
-          f"{args.strategy} cluster on {args.this_host}{_gpus_note(launches)}.",
-          file=sys.stderr, flush=True)
-    result = run_local(launches, stop_timeout=args.stop_timeout)
-    if not result.succeeded:
-        print(result.summary(), file=sys.stderr, flush=True)
-    return result.exit_code
+    spec = LaunchSpec(strategy=args.strategy, command=command, cluster=cluster, tasks=tasks,
+                      base_env=dict(os.environ), gpus_per_worker=args.gpus_per_worker,
+                      gpu_ids=visible_gpu_ids(environ=os.environ), isolate_network=False)
+    return _finish(run_launch(spec, announce=_announce, stop_timeout=args.stop_timeout))
 
 
 def _run_slurm(args, command) -> int:
@@ -296,16 +313,30 @@ def _run_slurm(args, command) -> int:
         strategy=args.strategy, nodes=args.nodes, tasks_per_node=args.tasks_per_node,
         command=command, num_ps=args.num_ps, partition=args.partition, time=args.time,
         gpus_per_node=args.gpus_per_node, gpus_per_worker=args.gpus_per_worker,
-        job_name=args.job_name, port_base=args.port_base), args.output)
+        job_name=args.job_name, port_base=args.port_base,
+        python=task_python(command, python=args.python, which=shutil.which,
+                           default=sys.executable)), args.output)
     return 0
 
 
 def _run_k8s(args, command) -> int:
-    _emit(tfjob_yaml(
-        name=args.name, strategy=args.strategy, image=args.image, command=command,
-        num_workers=args.num_workers, num_ps=args.num_ps,
-        gpus_per_worker=args.gpus_per_worker, cpu=args.cpu, memory=args.memory,
-        namespace=args.namespace), args.output)
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise LaunchError(f"--env={item} must be NAME=VALUE, e.g. --env=TF_CPP_MIN_LOG_LEVEL=2.")
+        env[key] = value
+    common = dict(name=args.name, strategy=args.strategy, image=args.image, command=command,
+                  num_workers=args.num_workers, num_ps=args.num_ps,
+                  gpus_per_worker=args.gpus_per_worker, cpu=args.cpu, memory=args.memory,
+                  namespace=args.namespace, env=env)
+    if args.kind == "job":
+        _emit(job_yaml(port=args.port, **common), args.output)
+    else:
+        if args.port != DEFAULT_K8S_PORT:
+            raise LaunchError(f"--port ({args.port}) is only used with --kind=job; the "
+                              "training operator picks a TFJob's ports.")
+        _emit(tfjob_yaml(**common), args.output)
     return 0
 
 

@@ -15,27 +15,15 @@ import json
 import shlex
 from typing import Sequence
 
-from launch.errors import LaunchError
+from launch.errors import LaunchError, check_count
 from launch.gpus import assign_gpus
-from launch.tf_config import ClusterSpec, tf_config_json
-
-HOST_STRATEGIES = ("multi_worker", "parameter_server")
-_STRATEGY_JOBS = {"multi_worker": (("worker",), ("chief", "worker")),
-                  "parameter_server": (("chief", "worker", "ps"),)}
+from launch.tf_config import ClusterSpec, check_layout, check_strategy, tf_config_json
 
 
 def check_fits(cluster: ClusterSpec, strategy: str) -> ClusterSpec:
     """Returns `cluster` if its jobs fit `strategy`; raises `LaunchError` otherwise."""
-    if strategy not in HOST_STRATEGIES:
-        raise LaunchError(
-            f"Unknown strategy {strategy!r} for a multi-host cluster. "
-            f"Expected one of: {', '.join(HOST_STRATEGIES)}.")
-    if tuple(cluster.jobs) not in _STRATEGY_JOBS[strategy]:
-        layouts = " or ".join("{" + ", ".join(jobs) + "}" for jobs in _STRATEGY_JOBS[strategy])
-        raise LaunchError(
-            f"Cluster jobs ({', '.join(cluster.jobs)}) do not fit strategy {strategy!r}, "
-            f"which needs the jobs {layouts}; fix the cluster spec or --strategy.")
-    return cluster
+    check_strategy(strategy, where="a multi-host cluster")
+    return check_layout(cluster, strategy, fix="fix the cluster spec or --strategy")
 
 
 def parse_hosts(text: str) -> tuple[str, ...]:
@@ -65,9 +53,9 @@ def plan_hosts_cluster(*, strategy: str, hosts: Sequence[str], num_ps: int = 0) 
     Raises:
         LaunchError: If the addresses cannot form that cluster.
     """
+    check_strategy(strategy, where="a multi-host cluster")
     hosts = list(hosts)
-    if isinstance(num_ps, bool) or not isinstance(num_ps, int) or num_ps < 0:
-        raise LaunchError(f"num_ps ({num_ps!r}) must be an integer of at least 0.")
+    check_count("num_ps", num_ps, 0, fix="pass --num_ps=0")
     if strategy == "multi_worker" and num_ps:
         raise LaunchError(
             f"num_ps ({num_ps}) must be 0 for strategy 'multi_worker'; pass --num_ps=0 "
@@ -102,6 +90,10 @@ def read_cluster_spec(text: str, *, source: str, strategy: str) -> ClusterSpec:
         raise LaunchError(
             f"Cluster spec {source} is not valid JSON ({error.msg} at line {error.lineno}); "
             'expected e.g. {"worker": ["node1:2222", "node2:2222"]}.') from None
+    except RecursionError:
+        raise LaunchError(
+            f"Cluster spec {source} is nested too deeply to be a cluster spec; expected e.g. "
+            '{"worker": ["node1:2222", "node2:2222"]}.') from None
     if not isinstance(jobs, dict):
         raise LaunchError(
             f"Cluster spec {source} must be a JSON object of job name to 'host:port' lists, "

@@ -2,7 +2,8 @@
 
 This module owns the local launch in two steps kept apart: `plan_local_launch`
 turns a `ClusterSpec` and a command into one `TaskLaunch` (argv + env) per task
-without starting anything, and `run_local` spawns those tasks, prefixes and
+without starting anything (`launch.plan.plan_launch`, the one planner every
+launcher calls, builds on it), and `run_local` spawns those tasks, prefixes and
 forwards their output, watches them, stops them all when the launch ends or
 fails, and returns a `LaunchResult`. Each task gets its own env dict; this
 module never writes `os.environ`. Cluster layout and TF_CONFIG are
@@ -20,18 +21,16 @@ from typing import Mapping, Sequence, TextIO
 
 from launch._processes import (PrefixedOutput, RunningTask, install_signal_handlers,
                                signal_group, start_task, stop_tasks)
-from launch.errors import LaunchError
+from launch.errors import LaunchError, check_count
 from launch.gpus import assign_gpus
 from launch.result import LaunchResult, TaskOutcome
-from launch.tf_config import LOCAL_STRATEGIES, ClusterSpec, tf_config_json
+from launch.tf_config import ClusterSpec, check_layout, check_strategy, tf_config_json
 
 # The thread budget of each task: intra-op threads and OpenMP threads. Inter-op threads are
 # left to TensorFlow: with TF_NUM_INTEROP_THREADS=1 a ClusterCoordinator deadlocks (measured:
 # a parameter_server job made no progress in 200 s), as blocking remote and collective ops
 # wait on the only inter-op thread.
 THREAD_ENV_VARS = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")
-_STRATEGY_JOBS = {"multi_worker": (("worker",), ("chief", "worker")),
-                  "parameter_server": (("chief", "worker", "ps"),)}
 _READER_JOIN_S = 2.0
 
 
@@ -72,9 +71,8 @@ class TaskLaunch:
 
 def threads_per_process(*, cpu_count: int, num_processes: int) -> int:
     """Returns the CPU threads each of `num_processes` may use: at least 1."""
-    for name, value in (("cpu_count", cpu_count), ("num_processes", num_processes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise LaunchError(f"{name} ({value!r}) must be an integer of at least 1.")
+    check_count("cpu_count", cpu_count, 1)
+    check_count("num_processes", num_processes, 1)
     return max(1, cpu_count // num_processes)
 
 
@@ -127,8 +125,9 @@ def plan_local_launch(
     `launch.gpus.assign_gpus` divides `gpu_ids` among the planned tasks.
 
     Args:
-        cluster: The cluster, e.g. from `plan_local_cluster`.
-        strategy: One of `LOCAL_STRATEGIES`; must fit the cluster's jobs.
+        cluster: The cluster, e.g. from `launch.plan.plan_local_cluster`.
+        strategy: One of `launch.tf_config.CLUSTER_STRATEGIES`; must fit the
+            cluster's jobs (`launch.tf_config.STRATEGY_LAYOUTS`).
         command: The command of non-server tasks (all workers for
             "multi_worker"; the chief for "parameter_server").
         server_command: The command of ps and worker tasks under
@@ -142,6 +141,7 @@ def plan_local_launch(
             unknown, which allows only `gpus_per_worker` 0.
         tasks: The `(task_type, index)` of the tasks to prepare, e.g. those of
             one host of a larger cluster; defaults to every task of `cluster`.
+        worker_restarts: Restarts in place of a dead parameter_server worker.
 
     Returns:
         One `TaskLaunch` per planned task, in `cluster.tasks()` order.
@@ -150,19 +150,12 @@ def plan_local_launch(
         LaunchError: If an argument is invalid or the cluster does not fit the
             strategy.
     """
-    if strategy not in LOCAL_STRATEGIES:
-        raise LaunchError(
-            f"Unknown strategy {strategy!r} for a local launch. "
-            f"Expected one of: {', '.join(LOCAL_STRATEGIES)}.")
+    check_strategy(strategy, where="a local launch")
     if not isinstance(cluster, ClusterSpec):
         raise LaunchError(
             f"cluster ({cluster!r}) must be a ClusterSpec; plan one with plan_local_cluster.")
-    if tuple(cluster.jobs) not in _STRATEGY_JOBS[strategy]:
-        layouts = " or ".join(", ".join(jobs) for jobs in _STRATEGY_JOBS[strategy])
-        raise LaunchError(
-            f"Cluster jobs ({', '.join(cluster.jobs)}) do not fit strategy "
-            f"{strategy!r}, which needs exactly: {layouts}; "
-            f"plan it with plan_local_cluster(strategy={strategy!r}, ...).")
+    check_layout(cluster, strategy,
+                 fix=f"plan it with plan_local_cluster(strategy={strategy!r}, ...)")
     planned = cluster.tasks() if tasks is None else [tuple(task) for task in tasks]
     unknown = [task for task in planned if task not in cluster.tasks()]
     if unknown or not planned or len(set(planned)) != len(planned):

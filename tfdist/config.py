@@ -11,10 +11,7 @@ command line can use it before TensorFlow starts. Reading TF_CONFIG belongs to
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Optional, Tuple
-
-if TYPE_CHECKING:
-    from tfdist.distribute.cluster import ClusterConfig
+from typing import Optional, Tuple
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "parameter_server")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -46,7 +43,8 @@ def check_positive(what: str, value, *, allow_none: bool = False):
     """Returns ``value`` if it is a positive number (or None when allowed)."""
     if value is None and allow_none:
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+            or value == float("inf")):  # `not > 0` also refuses NaN.
         raise ConfigError(f"{what} ({value!r}) must be a positive number.")
     return value
 
@@ -154,8 +152,10 @@ class TrainConfig:
 
     Attributes:
       strategy: one of STRATEGIES; ``auto`` decides from TF_CONFIG and the devices.
-      num_workers: worker processes; above 1 without TF_CONFIG the CLI launches them.
-      num_ps: parameter-server processes (``parameter_server`` only).
+      num_workers: worker processes; above 1 without TF_CONFIG the CLI launches them. None:
+        TF_CONFIG's workers when it is set (a given value must agree with it), else 1.
+      num_ps: parameter-server processes (``parameter_server`` only); at least 1 for a
+        cluster the CLI launches. None: TF_CONFIG's ps tasks when it is set, else 0.
       num_devices: replicas for ``mirrored``: GPUs when present, else logical CPUs.
         None means all GPUs, or 2 CPU replicas when there is no GPU.
       gpus_per_worker: GPUs the local launcher gives each worker process (through
@@ -206,8 +206,8 @@ class TrainConfig:
     """
 
     strategy: str = "auto"
-    num_workers: int = 1
-    num_ps: int = 0
+    num_workers: Optional[int] = None
+    num_ps: Optional[int] = None
     num_devices: Optional[int] = None
     gpus_per_worker: int = 0
     model: str = "mlp"
@@ -252,9 +252,10 @@ class TrainConfig:
     def __post_init__(self):
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        for name in ("num_workers", "num_examples", "global_batch_size", "epochs",
-                     "steps_per_loop", "learning_rate"):
+        for name in ("num_examples", "global_batch_size", "epochs", "steps_per_loop",
+                     "learning_rate"):
             check_positive(name, getattr(self, name))
+        check_positive("num_workers", self.num_workers, allow_none=True)
         check_positive("num_devices", self.num_devices, allow_none=True)
         check_positive("grad_accum_steps", self.grad_accum_steps)
         check_positive("ps_shards", self.ps_shards, allow_none=True)
@@ -274,12 +275,8 @@ class TrainConfig:
             raise ConfigError(
                 f"profile_steps ({self.profile_steps!r}) needs model_dir: the trace is written "
                 "under MODEL_DIR/tensorboard/train; pass --model_dir.")
-        if self.num_ps < 0:
+        if self.num_ps is not None and self.num_ps < 0:
             raise ConfigError(f"num_ps ({self.num_ps}) must be 0 or more.")
-        if self.strategy == "parameter_server" and self.num_ps < 1:
-            raise ConfigError(
-                f"num_ps ({self.num_ps}) must be at least 1 for strategy 'parameter_server'; "
-                "pass --num_ps=1.")
         if self.num_ps and self.strategy not in ("parameter_server", "auto"):
             raise ConfigError(
                 f"num_ps ({self.num_ps}) is only used by strategy 'parameter_server', "
@@ -294,7 +291,7 @@ class TrainConfig:
                 f"gpus_per_worker ({self.gpus_per_worker}) is for worker processes, not strategy "
                 f"{self.strategy!r}; use --num_devices for mirrored, or pass "
                 "--strategy=multi_worker or --strategy=parameter_server.")
-        if self.num_workers > 1 and self.strategy in ("one_device", "mirrored"):
+        if (self.num_workers or 1) > 1 and self.strategy in ("one_device", "mirrored"):
             raise ConfigError(
                 f"num_workers ({self.num_workers}) needs a multi-process strategy, not "
                 f"{self.strategy!r}; pass --strategy=multi_worker or --strategy=parameter_server.")
@@ -331,8 +328,53 @@ class TrainConfig:
             return "parameter_server"
         return "multi_worker"
 
-    def needs_local_cluster(self, cluster: Optional["ClusterConfig"]) -> bool:
-        """True when the CLI must start the processes itself (no TF_CONFIG, several tasks)."""
+    def needs_local_cluster(self, cluster) -> bool:
+        """True when the CLI must start the processes itself (no TF_CONFIG, several tasks).
+
+        ``cluster`` is the parsed TF_CONFIG (a ``launch.tf_config.ClusterConfig``) or None.
+        """
         if cluster is not None:
             return False
-        return self.num_workers > 1 or self.launch_strategy() == "parameter_server"
+        return (self.num_workers or 1) > 1 or self.launch_strategy() == "parameter_server"
+
+    def check_cluster(self, cluster) -> None:
+        """Checks these settings against the cluster (the parsed TF_CONFIG, or None).
+
+        With TF_CONFIG the cluster's shape comes from it: ``strategy`` must fit its layout
+        (``parameter_server`` needs ps tasks, ``multi_worker`` has none) and ``num_workers``
+        and ``num_ps``, when given, must agree with it. Without TF_CONFIG a cluster the CLI
+        launches for ``parameter_server`` needs ``num_ps`` of at least 1.
+
+        Args:
+          cluster: a ``launch.tf_config.ClusterConfig`` (``read_tf_config()``), or None.
+
+        Raises:
+          ConfigError: one line naming both values and the fix.
+        """
+        if cluster is None:
+            if self.needs_local_cluster(None) and self.launch_strategy() == "parameter_server" \
+                    and not self.num_ps:
+                raise ConfigError(
+                    f"num_ps ({self.num_ps or 0}) must be at least 1 for strategy "
+                    "'parameter_server' when tfdist launches the cluster itself (no TF_CONFIG); "
+                    "pass num_ps=1, or set TF_CONFIG for a cluster you started.")
+            return
+        jobs = ", ".join(cluster.jobs)
+        if self.strategy == "multi_worker" and cluster.has_ps:
+            raise ConfigError(
+                f"strategy 'multi_worker' cannot run in the TF_CONFIG cluster ({jobs}), which "
+                "has 'ps' tasks; pass strategy='parameter_server' or drop the ps job from "
+                "TF_CONFIG.")
+        if self.strategy == "parameter_server" and not cluster.has_ps:
+            raise ConfigError(
+                f"strategy 'parameter_server' needs 'chief' and 'ps' tasks, but the TF_CONFIG "
+                f"cluster has only: {jobs}; add them to TF_CONFIG or pass "
+                "strategy='multi_worker'.")
+        for name, given, actual, what in (
+                ("num_workers", self.num_workers, cluster.num_workers, "worker(s)"),
+                ("num_ps", self.num_ps, cluster.num_ps, "ps task(s)")):
+            if given is not None and given != actual:
+                raise ConfigError(
+                    f"{name} ({given}) does not agree with TF_CONFIG, whose cluster has "
+                    f"{actual} {what}; pass {name}={actual} or leave {name} unset (TF_CONFIG "
+                    "decides).")

@@ -94,12 +94,14 @@ def test_warning_names_every_open_port():
     (lambda: plan_hosts_cluster(strategy="multi_worker", hosts=["a:1"], num_ps=1),
      r"num_ps \(1\) must be 0 for strategy 'multi_worker'"),
     (lambda: plan_hosts_cluster(strategy="multi_worker", hosts=["a:1", "a:1"]),
-     r"Address 'a:1' is given to both worker:0 and worker:1"),
+     r"Address 'a:1' is used by both worker:0 and worker:1"),
     (lambda: plan_hosts_cluster(strategy="mirrored", hosts=["a:1"]),
      r"Unknown strategy 'mirrored' for a multi-host cluster. Expected one of: multi_worker, "
      r"parameter_server."),
     (lambda: read_cluster_spec("{", source="s.json", strategy="multi_worker"),
      r"Cluster spec s.json is not valid JSON \(Expecting property name"),
+    (lambda: read_cluster_spec("[" * 100_000, source="s.json", strategy="multi_worker"),
+     r"Cluster spec s.json is nested too deeply to be a cluster spec"),
     (lambda: read_cluster_spec("[]", source="s.json", strategy="multi_worker"),
      r"Cluster spec s.json must be a JSON object of job name to 'host:port' lists"),
     (lambda: read_cluster_spec('{"worker": ["a:1"], "ps": ["b:1"]}', source="s.json",
@@ -113,7 +115,7 @@ def test_errors_name_the_value_and_the_fix(call, match):
 
 
 def test_readme_multi_host_example_is_what_the_cli_prints(capsys):
-    argv, expected = readme_example("python -m launch hosts")
+    argv, expected = readme_example("python -m launch hosts", doc="docs/deployment.md")
 
     assert main(argv) == 0
 
@@ -145,8 +147,9 @@ def test_cli_this_host_runs_only_that_hosts_tasks(capsys):
     captured = capsys.readouterr()
     assert "[worker:0] task 0" in captured.out and "[worker:2] task 2" in captured.out
     assert "worker:1" not in captured.out
-    assert "launch: starting worker:0, worker:2 of a multi_worker cluster on localhost." in (
-        captured.err)
+    assert (f"launch: starting worker:0 at localhost:{ports[0]}, worker:2 at localhost:"
+            f"{ports[2]} of a multi_worker cluster of 3 tasks; compute tasks get ") in captured.err
+    assert "network:" not in captured.err  # The cluster spans hosts: no namespace for it.
 
 
 def test_cli_this_host_with_only_servers_runs_them_as_ordinary_tasks(capsys):

@@ -12,10 +12,13 @@ import time
 
 import pytest
 
-from launch.__main__ import main
+from launch import plan_launch, tfdist_server_command
+from launch.__main__ import _parser, local_spec, main
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PY = sys.executable
+USER = ("python", "my_train.py")
+PSS = ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1"]
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -66,12 +69,51 @@ def test_parameter_server_stops_servers_after_the_chief(capsys):
         """)
 
     start = time.monotonic()
-    exit_code = main(["--strategy=parameter_server", "--num_workers=2", "--num_ps=1",
-                      "--", PY, "-c", code])
+    exit_code = main([*PSS, "--servers=command", "--", PY, "-c", code])
 
     assert exit_code == 0
     assert time.monotonic() - start < 10
     assert "[chief:0] chief done" in capsys.readouterr().out
+
+
+def _planned_argv(flags):
+    spec = local_spec(_parser().parse_args(flags), list(USER), {"CUDA_VISIBLE_DEVICES": ""})
+    return {launch.name: launch.argv for launch in plan_launch(spec).launches}
+
+
+@pytest.mark.parametrize("flags, servers", [
+    (PSS, tfdist_server_command()),
+    ([*PSS, "--servers=tfdist"], tfdist_server_command()),
+    ([*PSS, "--servers=command"], USER),
+], ids=["default", "tfdist", "command"])
+def test_parameter_server_runs_the_command_on_the_chief_and_servers_elsewhere(flags, servers):
+    argv = _planned_argv(flags)
+
+    assert argv == {"chief:0": USER, "worker:0": servers, "worker:1": servers, "ps:0": servers}
+    assert tfdist_server_command() == (PY, "-m", "tfdist.server")
+
+
+def test_multi_worker_runs_the_command_on_every_task_whatever_servers_says():
+    for flags in (["--strategy=multi_worker", "--num_workers=2"],
+                  ["--strategy=multi_worker", "--num_workers=2", "--servers=tfdist"]):
+        assert _planned_argv(flags) == {"worker:0": USER, "worker:1": USER}
+
+
+def test_help_documents_servers(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+
+    assert exited.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--servers {tfdist,command}" in help_text
+    assert ("'tfdist' (default): tfdist's server (python -m tfdist.server, with the launcher's "
+            "Python), so COMMAND runs on the chief only") in help_text
+    assert "'command': COMMAND runs on every task" in help_text
+
+
+def test_bad_servers_value_is_a_usage_error(capsys):
+    assert main([*PSS, "--servers=mine", "--", PY]) == 2
+    assert "argument --servers: invalid choice: 'mine'" in capsys.readouterr().err
 
 
 def test_failure_prints_the_summary_and_returns_the_exit_code(capsys):

@@ -135,7 +135,7 @@ def test_threads_per_process_errors(kwargs, match):
      r"Expected one of: multi_worker, parameter_server."),
     (dict(strategy="parameter_server"),
      r"Cluster jobs \(worker\) do not fit strategy 'parameter_server', which needs "
-     r"exactly: chief, worker, ps"),
+     r"the jobs \{chief, worker, ps\}; plan it with plan_local_cluster"),
     (dict(command=[]), r"command \(\[\]\) must be a non-empty list of strings"),
     (dict(command="python train.py"), r"command \('python train.py'\) must be"),
     (dict(command=["python", 3]), r"command \(\['python', 3\]\)"),

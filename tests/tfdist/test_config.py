@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from tfdist.config import ConfigError, TrainConfig, per_replica_batch_size
-from tfdist.distribute.cluster import TaskSpec, parse_tf_config, read_tf_config
+from launch.tf_config import TaskSpec
+from tfdist.distribute.cluster import parse_tf_config, read_tf_config
 
 
 def test_defaults_are_valid():
@@ -18,7 +19,6 @@ def test_defaults_are_valid():
     ({"strategy": "mirorred"}, r"Unknown strategy 'mirorred'. Expected one of: auto, one_device"),
     ({"optimizer": "adagradx"}, r"Unknown optimizer 'adagradx'. Expected one of: sgd, adam, rmsprop"),
     ({"global_batch_size": 0}, r"global_batch_size \(0\) must be a positive number"),
-    ({"strategy": "parameter_server"}, r"num_ps \(0\) must be at least 1.*--num_ps=1"),
     ({"strategy": "mirrored", "num_ps": 1}, r"num_ps \(1\) is only used by strategy"),
     ({"strategy": "mirrored", "num_workers": 2}, r"--strategy=multi_worker"),
     ({"gpus_per_worker": -1}, r"gpus_per_worker \(-1\) must be an integer of at least 0"),
@@ -48,6 +48,62 @@ def _tf_config(cluster, task):
     return json.dumps({"cluster": cluster, "task": task})
 
 
+PSS = {"chief": ["h:1"], "worker": ["h:2", "h:3"], "ps": ["h:4"]}
+
+
+def _cluster(jobs=PSS, task=("chief", 0)):
+    return parse_tf_config(_tf_config(jobs, {"type": task[0], "index": task[1]}))
+
+
+def test_parameter_server_without_tf_config_needs_num_ps():
+    config = TrainConfig(strategy="parameter_server", num_workers=2)  # Valid by itself.
+
+    with pytest.raises(ConfigError, match=r"^num_ps \(0\) must be at least 1 for strategy "
+                                          r"'parameter_server' when tfdist launches the cluster "
+                                          r"itself \(no TF_CONFIG\); pass num_ps=1"):
+        config.check_cluster(None)
+    TrainConfig(strategy="parameter_server", num_workers=2, num_ps=1).check_cluster(None)
+    TrainConfig().check_cluster(None)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(strategy="parameter_server"),
+    dict(strategy="parameter_server", num_workers=2, num_ps=1),
+    dict(strategy="auto"),
+    dict(strategy="auto", num_ps=1),
+])
+def test_tf_config_gives_the_shape_and_given_counts_agree(kwargs):
+    config = TrainConfig(**kwargs)
+
+    for task in [("chief", 0), ("worker", 1), ("ps", 0)]:
+        config.check_cluster(_cluster(task=task))
+    assert not config.needs_local_cluster(_cluster())
+
+
+@pytest.mark.parametrize("kwargs, jobs, message", [
+    (dict(strategy="parameter_server", num_workers=3), PSS,
+     r"^num_workers \(3\) does not agree with TF_CONFIG, whose cluster has 2 worker\(s\); "
+     r"pass num_workers=2 or leave num_workers unset \(TF_CONFIG decides\).$"),
+    (dict(strategy="parameter_server", num_ps=2), PSS,
+     r"^num_ps \(2\) does not agree with TF_CONFIG, whose cluster has 1 ps task\(s\); "
+     r"pass num_ps=1"),
+    (dict(strategy="auto", num_ps=0), PSS, r"num_ps \(0\) does not agree"),
+    (dict(strategy="multi_worker"), PSS,
+     r"^strategy 'multi_worker' cannot run in the TF_CONFIG cluster \(chief, worker, ps\), "
+     r"which has 'ps' tasks; pass strategy='parameter_server'"),
+    (dict(strategy="parameter_server"), {"worker": ["h:1", "h:2"]},
+     r"^strategy 'parameter_server' needs 'chief' and 'ps' tasks, but the TF_CONFIG cluster "
+     r"has only: worker; add them to TF_CONFIG or pass strategy='multi_worker'.$"),
+    (dict(strategy="multi_worker", num_workers=3), {"chief": ["h:1"], "worker": ["h:2"]},
+     r"num_workers \(3\) does not agree with TF_CONFIG, whose cluster has 2 worker\(s\)"),
+])
+def test_settings_that_disagree_with_tf_config(kwargs, jobs, message):
+    task = ("chief", 0) if "chief" in jobs else ("worker", 0)
+    with pytest.raises(ConfigError, match=message) as caught:
+        TrainConfig(**kwargs).check_cluster(_cluster(jobs, task))
+    assert "\n" not in str(caught.value)
+
+
 def test_parses_a_parameter_server_cluster():
     text = _tf_config({"chief": ["h:1"], "worker": ["h:2", "h:3"], "ps": ["h:4"]},
                       {"type": "worker", "index": 1})
@@ -67,19 +123,34 @@ def test_worker_zero_is_chief_without_a_chief_job():
     ("{not json", r"not valid JSON"),
     ("[]", r"top level must be a JSON object"),
     ('{"task": {"type": "worker", "index": 0}}', r"it has no 'cluster'"),
-    (_tf_config({"worker": "h:1"}, {"type": "worker"}), r"must list one or more 'host:port'"),
-    (_tf_config({"worker": ["h1"]}, {"type": "worker"}), r"address 'h1' of worker:0 is not"),
-    (_tf_config({"worker": ["h:1", "h:1"]}, {"type": "worker"}), r"used by both worker:0 and worker:1"),
-    (_tf_config({"worker": ["h:1"]}, {"type": "ps", "index": 0}), r"task type 'ps' is not a job"),
-    (_tf_config({"worker": ["h:1"]}, {"type": "worker", "index": 3}), r"task index 3 is out of range"),
-    (_tf_config({"trainer": ["h:1"]}, {"type": "trainer"}), r"unknown job 'trainer'"),
+    (_tf_config({"worker": "h:1"}, {"type": "worker"}),
+     r"addresses of job 'worker' \('h:1'\) must be a list of 'host:port' strings"),
+    (_tf_config({"worker": []}, {"type": "worker"}), r"job 'worker' has no tasks"),
+    (_tf_config({"worker": ["h1"]}, {"type": "worker"}),
+     r"address 'h1' of task worker:0 must look like 'host:port'"),
+    (_tf_config({"worker": ["h:0"]}, {"type": "worker"}), r"has port 0; ports must be in 1..65535"),
+    (_tf_config({"worker": ["h:1", "h:1"]}, {"type": "worker"}),
+     r"address 'h:1' is used by both worker:0 and worker:1"),
+    (_tf_config({"chief": ["h:1", "h:2"]}, {"type": "chief"}), r"at most 1 chief"),
+    (_tf_config({"worker": ["h:1"]}, {"type": "ps", "index": 0}),
+     r"task type 'ps' is not a job of the cluster. Expected one of: worker"),
+    (_tf_config({"worker": ["h:1"]}, {"type": "worker", "index": 3}),
+     r"task index 3 is out of range for job 'worker', which has 1 task\(s\)"),
+    (_tf_config({"worker": ["h:1"]}, {"type": "worker", "index": True}), r"task index True"),
+    (_tf_config({"trainer": ["h:1"]}, {"type": "trainer"}),
+     r"unknown job name 'trainer'. Expected one of: chief, worker, ps, evaluator"),
     (_tf_config({"worker": ["h:1"], "ps": ["h:2"]}, {"type": "worker"}), r"needs a 'chief'"),
+    ('{"cluster": {}, "task": {"type": "worker"}}', r"'cluster' must be a non-empty object"),
+    ('{"cluster": {"worker": ["h:1"]}}', r"'task' must be an object with 'type' and 'index'"),
 ])
 def test_malformed_tf_config_is_one_line_error(text, message):
     with pytest.raises(ConfigError, match=message) as caught:
         parse_tf_config(text)
     assert "\n" not in str(caught.value)
-    assert str(caught.value).startswith("TF_CONFIG is malformed")
+    assert str(caught.value).startswith("TF_CONFIG is malformed: ")
+    assert str(caught.value).endswith('. Expected JSON like {"cluster": {"worker": '
+                                      '["host:port", ...]}, "task": {"type": "worker", '
+                                      '"index": 0}}.')
 
 
 def test_settings_tf_config_and_history_import_no_tensorflow():

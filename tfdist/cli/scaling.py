@@ -2,9 +2,11 @@
 
     python -m tfdist.scaling --workers=1,2,4 --strategy=multi_worker --dataset=synthetic
 
-Owns running one trainer job per worker count as a local cluster (through
-``launch``, each run ``python -m tfdist.train --num_workers=N ...
---metrics_json=...``, every other flag passed through to the trainer) and
+Owns running one trainer job per worker count as a local cluster (planned and
+run by ``launch`` as every launcher does: ``launch.plan.LaunchSpec`` and
+``launch.run_launch``, so with network isolation and ``--gpus_per_worker``; each
+run ``python -m tfdist.train --num_workers=N ... --metrics_json=...``, every
+other flag passed through to the trainer) and
 turning the runs' summaries into a report under ``--out_dir``: ``scaling.csv``,
 ``scaling.md`` and ``scaling.png`` (throughput and scaling efficiency against
 the number of workers), plus each run's log and metrics JSON. Efficiency is
@@ -22,22 +24,15 @@ import os
 import platform
 import shlex
 import sys
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence, Tuple
 
-from launch import LaunchError, plan_local_cluster, plan_local_launch, run_local
+from launch import (CLUSTER_STRATEGIES, LaunchError, LaunchSpec, run_launch,
+                    tfdist_server_command, visible_gpu_ids)
+from tfdist.config import ConfigError
 
-STRATEGIES = ("multi_worker", "parameter_server")
 _SET_PER_RUN = ("--num_workers", "--metrics_json")  # Trainer flags this module sets.
 COLUMNS = ("workers", "replicas", "global_batch_size", "examples_per_sec", "speedup",
            "efficiency", "val_accuracy", "wall_seconds")
-
-
-class ScalingError(Exception):
-    """A flag mistake; the message names the value and the fix."""
-
-
-class RunFailed(ScalingError):
-    """One worker count's run failed; the message names it and its log."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +56,7 @@ def parse_workers(text: str) -> List[int]:
     except ValueError:
         counts = []
     if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
-        raise ScalingError(f"--workers ({text!r}) must list distinct positive worker counts, "
+        raise ConfigError(f"--workers ({text!r}) must list distinct positive worker counts, "
                            "e.g. --workers=1,2,4.")
     return sorted(counts)
 
@@ -120,7 +115,7 @@ def plot_scaling(rows: Sequence[ScalingRow], path: str, *, title: str) -> None:
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise ScalingError("the plot needs matplotlib; pip install matplotlib "
+        raise ConfigError("the plot needs matplotlib; pip install matplotlib "
                            "(or pip install -e '.[report]').") from None
     workers = [row.workers for row in rows]
     base = rows[0]
@@ -140,29 +135,44 @@ def plot_scaling(rows: Sequence[ScalingRow], path: str, *, title: str) -> None:
     figure.savefig(path, dpi=110)
 
 
-def run_size(num_workers: int, *, strategy: str, num_ps: int, trainer_flags: Sequence[str],
-             out_dir: str) -> dict:
-    """Runs the job on ``num_workers`` local workers; returns its metrics JSON."""
-    metrics = os.path.join(out_dir, f"workers_{num_workers}.json")
-    log_path = os.path.join(out_dir, f"workers_{num_workers}.log")
-    if os.path.exists(metrics):
-        os.remove(metrics)  # A previous report's JSON must not pass for this run's.
-    cluster = plan_local_cluster(strategy=strategy, num_workers=num_workers,
-                                 num_ps=num_ps if strategy == "parameter_server" else 0)
-    ps_flags = [f"--num_ps={num_ps}"] if strategy == "parameter_server" else []
+def run_paths(out_dir: str, num_workers: int) -> Tuple[str, str]:
+    """The metrics JSON and the log of the run on ``num_workers`` workers."""
+    stem = os.path.join(out_dir, f"workers_{num_workers}")
+    return f"{stem}.json", f"{stem}.log"
+
+
+def run_spec(num_workers: int, *, strategy: str, num_ps: int, trainer_flags: Sequence[str],
+             metrics: str, gpus_per_worker: int = 0, isolate_network: bool = True,
+             environ: Optional[Mapping[str, str]] = None) -> LaunchSpec:
+    """The launch of one worker count: the trainer on every task, tfdist's servers under PSS."""
+    environ = os.environ if environ is None else environ
+    num_ps = num_ps if strategy == "parameter_server" else 0
+    ps_flags = [f"--num_ps={num_ps}"] if num_ps else []
     command = [sys.executable, "-m", "tfdist.train", f"--strategy={strategy}",
                f"--num_workers={num_workers}", *ps_flags, *trainer_flags,
                f"--metrics_json={metrics}"]
-    launches = plan_local_launch(cluster=cluster, strategy=strategy, command=command,
-                                 server_command=[sys.executable, "-m", "tfdist.server"],
-                                 base_env=dict(os.environ))
+    return LaunchSpec(strategy=strategy, command=command, server_command=tfdist_server_command(),
+                      num_workers=num_workers, num_ps=num_ps, base_env=dict(environ),
+                      gpus_per_worker=gpus_per_worker,
+                      gpu_ids=visible_gpu_ids(environ=environ),
+                      isolate_network=isolate_network)
+
+
+def run_size(spec: LaunchSpec, *, metrics: str, log_path: str) -> Tuple[int, Optional[dict]]:
+    """Runs one worker count's launch, its output into ``log_path``.
+
+    Returns:
+        The exit code and the run's metrics JSON, or None when the run failed.
+    """
+    if os.path.exists(metrics):
+        os.remove(metrics)  # A previous report's JSON must not pass for this run's.
     with open(log_path, "w") as log:
-        result = run_local(launches, output=log)
-    if result.exit_code or not os.path.exists(metrics):
-        raise RunFailed(f"the run on {num_workers} worker(s) failed (exit code "
-                        f"{result.exit_code}); see {log_path}.")
+        report = run_launch(spec, output=log,
+                            announce=lambda line: print(f"launch: {line}", file=log, flush=True))
+    if report.exit_code or not os.path.exists(metrics):
+        return report.exit_code, None
     with open(metrics) as f:
-        return json.load(f)
+        return 0, json.load(f)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -173,10 +183,20 @@ def _parser() -> argparse.ArgumentParser:
                     "pass --epochs=2 or more (the first, compiling epoch is not timed).")
     parser.add_argument("--workers", default="1,2,4",
                         help="Worker counts to run, e.g. 1,2,4 (the smallest is the baseline).")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="multi_worker",
+    parser.add_argument("--strategy", choices=CLUSTER_STRATEGIES, default="multi_worker",
                         help="multi_worker (synchronous) or parameter_server (see --num_ps).")
     parser.add_argument("--num_ps", type=int, default=1,
                         help="Parameter servers of each --strategy=parameter_server run.")
+    parser.add_argument("--gpus_per_worker", type=int, default=0,
+                        help="GPUs of each worker task (CUDA_VISIBLE_DEVICES), as "
+                             "python -m launch gives them; 0: every worker sees all GPUs.")
+    parser.add_argument("--isolate_network", dest="isolate_network", action="store_true",
+                        default=True,
+                        help="Run each size's tasks in a private network namespace (loopback "
+                             "only; needs root and iproute2), as python -m tfdist.train does; "
+                             "the default.")
+    parser.add_argument("--noisolate_network", dest="isolate_network", action="store_false",
+                        help="Run the tasks in this machine's network.")
     parser.add_argument("--out_dir", default="scaling_report",
                         help="Where the CSV, Markdown, PNG and each run's log and JSON go.")
     return parser
@@ -189,24 +209,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         taken = [flag for flag in trainer_flags if flag.split("=")[0] in _SET_PER_RUN]
         if taken:
-            raise ScalingError(f"{taken[0]} is set by tfdist.scaling for each run; drop it "
+            raise ConfigError(f"{taken[0]} is set by tfdist.scaling for each run; drop it "
                                "(use --workers for the worker counts).")
         sizes = parse_workers(args.workers)
         os.makedirs(args.out_dir, exist_ok=True)
         summaries = []
         for size in sizes:
             print(f"tfdist.scaling: {size} worker(s)...", flush=True)
-            summaries.append(run_size(size, strategy=args.strategy, num_ps=args.num_ps,
-                                      trainer_flags=trainer_flags, out_dir=args.out_dir))
+            metrics, log_path = run_paths(args.out_dir, size)
+            spec = run_spec(size, strategy=args.strategy, num_ps=args.num_ps,
+                            trainer_flags=trainer_flags, metrics=metrics,
+                            gpus_per_worker=args.gpus_per_worker,
+                            isolate_network=args.isolate_network)
+            exit_code, summary = run_size(spec, metrics=metrics, log_path=log_path)
+            if summary is None:
+                print(f"tfdist.scaling: error: the run on {size} worker(s) failed (exit code "
+                      f"{exit_code}); see {log_path}.", file=sys.stderr, flush=True)
+                return 1
+            summaries.append(summary)
         rows = scaling_rows(summaries)
         command = shlex.join(["python", "-m", "tfdist.scaling", *argv])
         paths = {ext: os.path.join(args.out_dir, f"scaling.{ext}") for ext in ("csv", "md", "png")}
         write_csv(rows, paths["csv"])
         write_markdown(rows, paths["md"], command=command, strategy=args.strategy)
         plot_scaling(rows, paths["png"], title=f"{args.strategy} on {machine_description()}")
-    except (ScalingError, LaunchError) as error:
+    except (ConfigError, LaunchError) as error:
         print(f"tfdist.scaling: error: {error}", file=sys.stderr, flush=True)
-        return 1 if isinstance(error, RunFailed) else 2
+        return 2
     print(markdown_table(rows), flush=True)
     print(f"tfdist.scaling: wrote {', '.join(paths.values())}", flush=True)
     return 0

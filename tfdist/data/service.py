@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from tfdist.config import ConfigError
 
 if TYPE_CHECKING:
-    from tfdist.distribute.cluster import ClusterConfig
+    from launch.tf_config import ClusterConfig
 
 PROCESSING_MODE = "distributed_epoch"
 
@@ -49,7 +49,7 @@ def normalize_address(address: str, flag: str = "data_service_address") -> str:
     if not host or not port.isdigit():
         raise ConfigError(
             f"{flag} ({address!r}) must be the dispatcher as HOST:PORT or "
-            f"grpc://HOST:PORT, e.g. --{flag}=node1:5050.")
+            f"grpc://HOST:PORT, e.g. {flag}='node1:5050'.")
     return f"grpc://{bare}"
 
 

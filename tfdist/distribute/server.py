@@ -8,7 +8,7 @@ stopped. The chief (coordinator) runs the trainer instead.
 from __future__ import annotations
 
 from tfdist.config import ConfigError
-from tfdist.distribute.cluster import ClusterConfig
+from launch.tf_config import ClusterConfig
 
 
 def serve(cluster: ClusterConfig) -> None:

@@ -4,6 +4,7 @@ import csv
 
 import pytest
 
+from launch import plan_launch, tfdist_server_command
 from tfdist.cli import scaling
 
 
@@ -50,3 +51,32 @@ def test_flag_mistakes_exit_2_with_one_line(tmp_path, capsys, args, message):
     assert scaling.main([*args, f"--out_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_each_size_is_planned_as_every_launch_is_with_isolation_and_gpus():
+    spec = scaling.run_spec(2, strategy="parameter_server", num_ps=1, trainer_flags=["--epochs=2"],
+                            metrics="m.json", gpus_per_worker=1,
+                            environ={"CUDA_VISIBLE_DEVICES": "0,1"})
+
+    plan = plan_launch(spec)
+
+    assert plan.isolate_network
+    launches = {launch.name: launch for launch in plan.launches}
+    assert launches["chief:0"].argv[1:] == (
+        "-m", "tfdist.train", "--strategy=parameter_server", "--num_workers=2", "--num_ps=1",
+        "--epochs=2", "--metrics_json=m.json")
+    assert launches["ps:0"].argv == launches["worker:1"].argv == tfdist_server_command()
+    assert {name: launch.env["CUDA_VISIBLE_DEVICES"] for name, launch in launches.items()} == {
+        "chief:0": "", "worker:0": "0", "worker:1": "1", "ps:0": ""}
+
+
+def test_isolation_and_gpu_flags_are_the_reports_not_the_trainers():
+    args, trainer_flags = scaling._parser().parse_known_args(
+        ["--noisolate_network", "--gpus_per_worker=1", "--epochs=3"])
+
+    assert (args.isolate_network, args.gpus_per_worker, trainer_flags) == (False, 1, ["--epochs=3"])
+    spec = scaling.run_spec(1, strategy="multi_worker", num_ps=1, trainer_flags=trainer_flags,
+                            metrics="m.json", isolate_network=args.isolate_network,
+                            environ={})
+    assert not plan_launch(spec).isolate_network and spec.num_ps == 0
+    assert "--num_ps=1" not in spec.command

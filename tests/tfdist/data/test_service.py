@@ -10,7 +10,7 @@ from absl import flags
 
 from tfdist.cli import train
 from tfdist.config import ConfigError, TrainConfig
-from tfdist.distribute.cluster import ClusterConfig, TaskSpec
+from launch.tf_config import ClusterConfig, TaskSpec
 from tfdist.data.pipeline import make_dataset_fn, numpy_source
 from tfdist.data.service import (LocalService, ServiceTarget, job_name_for, normalize_address,
                                  service_target)

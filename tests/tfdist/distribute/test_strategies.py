@@ -3,7 +3,7 @@ import json
 import pytest
 
 from tfdist.config import ConfigError
-from tfdist.distribute.cluster import parse_tf_config
+from launch.tf_config import parse_tf_config
 from tfdist.distribute.strategies import TaskRole, _pipeline_id, make_strategy, resolve_kind
 
 PS_CLUSTER = {"chief": ["localhost:1"], "worker": ["localhost:2"], "ps": ["localhost:3"]}
@@ -58,7 +58,7 @@ def test_direct_input_only_for_one_cpu_replica():
 
 
 @pytest.mark.parametrize("jobs", [{"worker": ["h:1", "h:2", "h:3"]},
-                                  {"chief": ["h:0"], "worker": ["h:1", "h:2"]}])
+                                  {"chief": ["h:9"], "worker": ["h:1", "h:2"]}])
 def test_input_pipeline_ids_number_tasks_as_tensorflow_does(jobs):
     from tensorflow.python.distribute import multi_worker_util  # TF's own numbering.
 
