@@ -1,7 +1,9 @@
 """Slurm: the sbatch script of a TensorFlow job, and each task's place in it.
 
 This module owns two pure steps. `sbatch_script` writes a batch script whose one
-`srun` starts `python -m launch.slurm.task ... -- COMMAND` in every task. Inside
+`srun` starts `PYTHON -m launch.slurm.task ... -- COMMAND` in every task, PYTHON
+being the command's own interpreter as `task_python` finds it when the script is
+written (not whatever `python` comes first on a node's PATH). Inside
 a task, `slurm_task_spec` reads the SLURM_* variables srun sets (a mapping
 passed in; never `os.environ` itself) and returns the cluster and this task's
 role in it. Expanding Slurm's compressed lists is `launch.slurm.hostlist`'s job;
@@ -16,9 +18,12 @@ one task on one node, which gets no TF_CONFIG.
 """
 
 import dataclasses
+import os
 import re
 import shlex
-from typing import Mapping, Sequence
+import shutil
+import sys
+from typing import Callable, Mapping, Sequence
 
 from launch.errors import LaunchError
 from launch.gpus import check_gpus_per_worker
@@ -31,6 +36,7 @@ DEFAULT_PORT_BASE = 23456
 _MAX_PORT = 65535
 _TIME = re.compile(r"\d+|\d+:\d\d|\d+:\d\d:\d\d|\d+-\d+|\d+-\d+:\d\d|\d+-\d+:\d\d:\d\d")
 _SAFE_WORD = re.compile(r"[A-Za-z0-9_.,:@%+=/-]+")
+_PYTHON_NAME = re.compile(r"python(\d+(\.\d+)*)?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +210,67 @@ def _check_count(name: str, value: object, minimum: int) -> None:
             f"pass --{name}={max(minimum, 1)}.")
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskPython:
+    """The interpreter that runs the task helper (and a command starting with `python`).
+
+    Attributes:
+        path: An absolute path, e.g. "/opt/venv/bin/python".
+        source: Where it came from, for the script's comment.
+        replaces_command: Whether the command's first word (a bare `python`,
+            `python3`, ...) is replaced by `path` in the script.
+    """
+
+    path: str
+    source: str
+    replaces_command: bool = False
+
+
+def task_python(
+    command: Sequence[str],
+    *,
+    python: str | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+    default: str = sys.executable,
+) -> TaskPython:
+    """Picks the interpreter of `python -m launch.slurm.task`, once, when the script is written.
+
+    In order: `python` when given (an absolute path); the command's first word
+    when it is an absolute path to a `python*`; a bare `python`/`python3`
+    resolved with `which` (the PATH of whoever writes the script, e.g. an
+    activated virtualenv); else `default`, the interpreter writing the script.
+    A bare python word in the command is replaced by the same path, so the
+    helper and the command run in one environment whatever PATH a node has.
+
+    Raises:
+        LaunchError: If `python` is not absolute, or a bare python word of the
+            command is not on PATH.
+    """
+    first = command[0] if command else ""
+    bare = "/" not in first and bool(_PYTHON_NAME.fullmatch(first))
+    if python is not None:
+        if not isinstance(python, str) or not os.path.isabs(python) or any(
+                char.isspace() for char in python):
+            raise LaunchError(
+                f"python ({python!r}) must be an absolute path without spaces to the "
+                "interpreter on the nodes, e.g. --python=/opt/venv/bin/python.")
+        return TaskPython(python, "named by --python", replaces_command=bare)
+    if os.path.isabs(first) and _PYTHON_NAME.fullmatch(os.path.basename(first)):
+        return TaskPython(first, "the command's own interpreter")
+    if bare:
+        found = which(first)
+        if found is None:
+            raise LaunchError(
+                f"The command's {first!r} is not on PATH here, so the script cannot name "
+                "its interpreter; pass --python=/path/to/python (as on the nodes) or start "
+                "the command with an absolute path.")
+        return TaskPython(os.path.abspath(found),
+                          f"the command's {first!r}, found on PATH when this script was written",
+                          replaces_command=True)
+    return TaskPython(default, "the interpreter that wrote this script (the command does "
+                               "not start with python)")
+
+
 def sbatch_script(
     *,
     strategy: str,
@@ -217,6 +284,7 @@ def sbatch_script(
     gpus_per_worker: int = 0,
     job_name: str = "tfdist",
     port_base: int = DEFAULT_PORT_BASE,
+    python: TaskPython | None = None,
 ) -> str:
     """Returns an sbatch script that runs `command` as every task of the cluster.
 
@@ -234,6 +302,8 @@ def sbatch_script(
         job_name: The Slurm job name.
         port_base: The port of the first task on each node; the tasks of a
             node use the ports from there up.
+        python: The interpreter of the task helper; None picks it with
+            `task_python(command)`.
 
     Raises:
         LaunchError: If an argument is invalid.
@@ -266,6 +336,11 @@ def sbatch_script(
         raise LaunchError(
             f"command ({command!r}) must be a non-empty list of strings, e.g. "
             "['python', '-m', 'tfdist.train'].")
+    if python is None:
+        python = task_python(command)
+    if python.replaces_command:
+        command = [python.path, *command[1:]]
+    _check_word("python", python.path, "/opt/venv/bin/python")
     directives = [("job-name", job_name), ("nodes", nodes), ("ntasks-per-node", tasks_per_node)]
     directives += [("gpus-per-node", gpus_per_node)] if gpus_per_node else []
     directives += [("partition", partition)] if partition else []
@@ -287,9 +362,12 @@ def sbatch_script(
         f"{nodes * tasks_per_node} task(s);",
         f"# {layout}.",
         "# Each task builds its TF_CONFIG from the SLURM_* variables srun sets.",
+        f"# Interpreter: {python.path}",
+        f"# ({python.source}); it runs the task helper"
+        + (" and the command." if python.replaces_command else "."),
         f"# TensorFlow's gRPC servers listen on {ports} of every node, on all interfaces,",
         "# without authentication: run only on a cluster network you trust.",
         "srun --distribution=block --kill-on-bad-exit=1 "
-        + shlex.join(["python", "-m", "launch.slurm.task", *task_flags, "--", *command]),
+        + shlex.join([python.path, "-m", "launch.slurm.task", *task_flags, "--", *command]),
     ]
     return "\n".join(lines) + "\n"

@@ -6,7 +6,8 @@ computes the task's TF_CONFIG (`launch.slurm.sbatch`) and CUDA_VISIBLE_DEVICES
 (`os.execvpe`, with a new env dict). One exception: the ps and worker tasks of
 a "parameter_server" cluster are servers that never exit by themselves, so
 this process runs them as a child and stops them, exiting 0, once the chief's
-port has been open and then stays closed (the chief finished); the srun step
+port has been open and then stays closed (the chief finished;
+`launch.servers.serve_until_chief_exits`); the srun step
 then ends with the chief. A chief that fails ends the step through
 `srun --kill-on-bad-exit=1`. Besides `launch.__main__`, this is the one module
 of `launch` that reads `os.environ`; nothing imports it.
@@ -14,20 +15,15 @@ of `launch` that reads `os.environ`; nothing imports it.
 
 import argparse
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from launch.errors import LaunchError
 from launch.gpus import assign_gpus, check_gpus_per_worker, visible_gpu_ids
+from launch.servers import port_open, serve_until_chief_exits  # noqa: F401 (the helpers' API)
 from launch.slurm.sbatch import DEFAULT_PORT_BASE, SLURM_STRATEGIES, SlurmTaskSpec, slurm_task_spec
 
 _PROG = "launch.slurm.task"
-_CONNECT_TIMEOUT_S = 2.0
-_STOP_TIMEOUT_S = 10.0
 
 
 def task_env(spec: SlurmTaskSpec, *, strategy: str, environ: Mapping[str, str],
@@ -50,64 +46,6 @@ def task_env(spec: SlurmTaskSpec, *, strategy: str, environ: Mapping[str, str],
     if (spec.task_type, spec.index) in devices:
         env["CUDA_VISIBLE_DEVICES"] = devices[spec.task_type, spec.index]
     return env
-
-
-def port_open(address: str, timeout: float = _CONNECT_TIMEOUT_S) -> bool:
-    """Returns whether a TCP connection to "host:port" succeeds now."""
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def serve_until_chief_exits(
-    argv: Sequence[str],
-    env: Mapping[str, str],
-    chief_address: str,
-    *,
-    poll_interval: float = 2.0,
-    misses_to_stop: int = 3,
-    is_open: Callable[[str], bool] = port_open,
-) -> int:
-    """Runs a server task as a child until it exits or the chief has finished.
-
-    The chief has finished when its port was open once and then is closed at
-    `misses_to_stop` checks in a row; the child is then sent SIGTERM (SIGKILL
-    after 10 s) and 0 is returned. SIGINT and SIGTERM sent to this process are
-    forwarded to the child.
-
-    Returns:
-        0 after stopping the child; else the child's exit code (128 + N when
-        killed by signal N).
-    """
-    child = subprocess.Popen(list(argv), env=dict(env))
-    forward = lambda signum, _: child.send_signal(signum)  # noqa: E731
-    previous = {signum: signal.signal(signum, forward)
-                for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        seen, misses = False, 0
-        while child.poll() is None:
-            if is_open(chief_address):
-                seen, misses = True, 0
-            elif seen:
-                misses += 1
-                if misses >= misses_to_stop:
-                    print(f"{_PROG}: the chief at {chief_address} has finished; stopping "
-                          "this server.", file=sys.stderr, flush=True)
-                    child.terminate()
-                    try:
-                        child.wait(timeout=_STOP_TIMEOUT_S)
-                    except subprocess.TimeoutExpired:
-                        child.kill()
-                        child.wait()
-                    return 0
-            time.sleep(poll_interval)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return 128 - child.returncode if child.returncode < 0 else child.returncode
 
 
 class _Parser(argparse.ArgumentParser):
@@ -162,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"a {args.strategy} cluster.", file=sys.stderr, flush=True)
     try:
         if args.strategy == "parameter_server" and spec.task_type in ("ps", "worker"):
-            return serve_until_chief_exits(command, env, spec.cluster.jobs["chief"][0])
+            return serve_until_chief_exits(command, env, spec.cluster.jobs["chief"][0],
+                                           prog=_PROG)
         os.execvpe(command[0], command, env)
     except OSError as error:
         print(f"{_PROG}: error: cannot run {command[0]!r}: {error}", file=sys.stderr, flush=True)

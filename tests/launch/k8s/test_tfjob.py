@@ -138,7 +138,7 @@ def test_manifest_errors(kwargs, match):
 
 
 def test_readme_kubernetes_example_is_what_the_cli_prints(capsys):
-    argv, expected = readme_example("python -m launch k8s")
+    argv, expected = readme_example("python -m launch k8s", doc="docs/deployment.md")
 
     assert main(argv) == 0
 

@@ -11,7 +11,7 @@ import pytest
 from launch import LaunchError
 from launch.__main__ import main
 from launch.slurm.hostlist import expand_hostlist, expand_tasks_per_node
-from launch.slurm.sbatch import sbatch_script, slurm_task_spec
+from launch.slurm.sbatch import TaskPython, sbatch_script, slurm_task_spec, task_python
 from launch.slurm.task import main as task_main
 from launch.slurm.task import serve_until_chief_exits, task_env
 from readme_examples import readme_example
@@ -220,7 +220,9 @@ def test_sbatch_script_for_parameter_server():
     script = sbatch_script(strategy="parameter_server", nodes=3, tasks_per_node=2, num_ps=2,
                            command=["python", "-m", "tfdist.train", "--note=a b"],
                            partition="gpu", time="2-00:00:00", gpus_per_node=4,
-                           gpus_per_worker=2, job_name="pss", port_base=30000)
+                           gpus_per_worker=2, job_name="pss", port_base=30000,
+                           python=TaskPython("/opt/venv/bin/python", "named by --python",
+                                             replaces_command=True))
 
     lines = script.splitlines()
     assert lines[:7] == ["#!/bin/bash", "#SBATCH --job-name=pss", "#SBATCH --nodes=3",
@@ -229,9 +231,84 @@ def test_sbatch_script_for_parameter_server():
     assert "# task 0 is the chief, tasks 1-2 the ps, the rest workers." in lines
     assert "ports 30000-30001" in script
     assert lines[-1] == (
-        "srun --distribution=block --kill-on-bad-exit=1 python -m launch.slurm.task "
-        "--strategy=parameter_server --port_base=30000 --num_ps=2 --gpus_per_worker=2 -- "
-        "python -m tfdist.train '--note=a b'")
+        "srun --distribution=block --kill-on-bad-exit=1 /opt/venv/bin/python -m "
+        "launch.slurm.task --strategy=parameter_server --port_base=30000 --num_ps=2 "
+        "--gpus_per_worker=2 -- /opt/venv/bin/python -m tfdist.train '--note=a b'")
+
+
+def _which(found):
+    return lambda name: {"python": found, "python3": found}.get(name)
+
+
+@pytest.mark.parametrize("command, python, path, source, replaces", [
+    (["python", "-m", "tfdist.train"], None, "/venv/bin/python",
+     "the command's 'python', found on PATH when this script was written", True),
+    (["python3.11", "train.py"], None, "/usr/bin/python3.11",
+     "the command's 'python3.11', found on PATH when this script was written", True),
+    (["/opt/env/bin/python3", "-m", "tfdist.train"], None, "/opt/env/bin/python3",
+     "the command's own interpreter", False),
+    (["tfdist-train", "--epochs=1"], None, "/writer/bin/python",
+     "the interpreter that wrote this script (the command does not start with python)",
+     False),
+    (["python", "-m", "tfdist.train"], "/nodes/bin/python", "/nodes/bin/python",
+     "named by --python", True),
+    (["./run.sh"], "/nodes/bin/python", "/nodes/bin/python", "named by --python", False),
+])
+def test_task_python_is_fixed_when_the_script_is_written(command, python, path, source,
+                                                         replaces):
+    which = {"python": "/venv/bin/python", "python3.11": "/usr/bin/python3.11"}.get
+
+    chosen = task_python(command, python=python, which=which, default="/writer/bin/python")
+
+    assert chosen == TaskPython(path, source, replaces_command=replaces)
+
+
+@pytest.mark.parametrize("command, python, match", [
+    (["python", "x.py"], None, r"The command's 'python' is not on PATH here, so the script "
+                               r"cannot name its interpreter; pass --python=/path/to/python"),
+    (["python", "x.py"], "venv/bin/python", r"python \('venv/bin/python'\) must be an "
+                                            r"absolute path without spaces"),
+])
+def test_task_python_errors(command, python, match):
+    with pytest.raises(LaunchError, match=match):
+        task_python(command, python=python, which=lambda name: None, default="/x/python")
+
+
+def test_script_runs_helper_and_command_with_the_resolved_interpreter():
+    python = task_python(["python", "-m", "tfdist.train"], which=_which("/venv/bin/python"),
+                         default="/other/python")
+
+    script = sbatch_script(strategy="multi_worker", nodes=1, tasks_per_node=2,
+                           command=["python", "-m", "tfdist.train"], python=python)
+
+    lines = script.splitlines()
+    assert ("# Interpreter: /venv/bin/python" in lines and "# (the command's 'python', found "
+            "on PATH when this script was written); it runs the task helper and the "
+            "command." in lines), script
+    assert lines[-1].endswith("=1 /venv/bin/python -m launch.slurm.task "
+                              "--strategy=multi_worker --port_base=23456 -- "
+                              "/venv/bin/python -m tfdist.train"), lines[-1]
+
+
+def test_cli_names_the_interpreter_of_the_command(capsys):
+    assert main(["slurm", "--strategy=multi_worker", "--nodes=1", "--tasks_per_node=2", "--",
+                 PY, "-m", "tfdist.train"]) == 0
+
+    srun = capsys.readouterr().out.splitlines()[-1]
+    assert srun.startswith(f"srun --distribution=block --kill-on-bad-exit=1 {PY} -m "
+                           "launch.slurm.task "), srun
+    assert srun.endswith(f"-- {PY} -m tfdist.train"), srun
+
+
+def test_cli_python_flag_names_the_nodes_interpreter(capsys):
+    assert main(["slurm", "--strategy=multi_worker", "--nodes=1", "--tasks_per_node=2",
+                 "--python=/nodes/venv/bin/python", "--", "python", "-m", "tfdist.train"]) == 0
+
+    out = capsys.readouterr().out
+    assert "# (named by --python); it runs the task helper and the command." in out
+    assert out.splitlines()[-1].endswith(
+        "/nodes/venv/bin/python -m launch.slurm.task --strategy=multi_worker "
+        "--port_base=23456 -- /nodes/venv/bin/python -m tfdist.train")
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -254,7 +331,7 @@ def test_sbatch_script_errors(kwargs, match):
 
 
 def test_readme_slurm_example_is_what_the_cli_prints(capsys):
-    argv, expected = readme_example("python -m launch slurm")
+    argv, expected = readme_example("python -m launch slurm", doc="docs/deployment.md")
 
     assert main(argv) == 0
 
