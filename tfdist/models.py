@@ -7,16 +7,20 @@ owns the optimizer and the loss.
 
 A builder is any callable ``builder(*, input_shape, num_classes) -> keras.Model``;
 datasets of id features (``interactions``) also pass ``vocab_sizes``, the number
-of ids of each feature.
+of ids of each feature. ``build_model`` takes a registered name, a builder, or
+the user's own builder as an import path ``package.module:function`` (the CLI's
+``--model=my_models:build_model``), resolved by ``resolve_builder``.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Dict, Mapping, Optional, Sequence, Union
 
 import keras
 
 from tfdist.config import ConfigError
+from tfdist.import_paths import is_import_path, resolve
 from tfdist.layers import ShardedEmbedding
 
 ModelBuilder = Callable[..., keras.Model]
@@ -100,23 +104,64 @@ def build_recommender(*, input_shape: Sequence[int], num_classes: int,
     return keras.Model({"user": user, "item": item}, logits, name="recommender")
 
 
-def build_model(model: Union[str, ModelBuilder], *, input_shape: Sequence[int],
-                num_classes: int, vocab_sizes: Optional[Mapping[str, int]] = None
-                ) -> keras.Model:
-    """Builds a model by registered name or from a builder callable.
+def resolve_builder(model: Union[str, ModelBuilder]) -> ModelBuilder:
+    """The builder ``model`` names: a registered name, ``package.module:function``, or itself.
 
-    Call it inside ``strategy.scope()``. ``vocab_sizes`` is passed on only when given.
+    Raises:
+      ConfigError: an unknown name, an import path that does not resolve (naming the
+        path, what is missing and the expected form), or something not callable.
     """
+    if is_import_path(model):
+        builder = resolve(model, what="model", example="my_models:build_model")
+        if not callable(builder):
+            raise ConfigError(
+                f"model ({model!r}) names a {type(builder).__name__}, not a function; expected "
+                "a function of 'input_shape' and 'num_classes' that returns a keras.Model.")
+        return builder
     if isinstance(model, str):
         if model not in _REGISTRY:
             raise ConfigError(
                 f"Unknown model {model!r}. Expected one of: {', '.join(model_names())}; "
-                "or register your own with tfdist.register_model(name, builder).")
-        model = _REGISTRY[model]
+                "or your own builder as 'package.module:function', or register one with "
+                "tfdist.register_model(name, builder).")
+        return _REGISTRY[model]
+    if not callable(model):
+        raise ConfigError(f"model ({model!r}) must be a registered name, an import path "
+                          "'package.module:function' or a builder function.")
+    return model
+
+
+def _check_signature(name: str, builder: ModelBuilder, arguments: dict) -> None:
+    try:
+        signature = inspect.signature(builder)
+    except (TypeError, ValueError):  # A builtin or C callable: let the call tell.
+        return
+    try:
+        signature.bind(**arguments)
+    except TypeError as error:
+        keywords = " and ".join(f"'{key}'" for key in arguments)
+        raise ConfigError(
+            f"model {name!r} cannot be called with the keyword arguments {keywords} ({error}); "
+            "give it those parameters and return a keras.Model.") from None
+
+
+def build_model(model: Union[str, ModelBuilder], *, input_shape: Sequence[int],
+                num_classes: int, vocab_sizes: Optional[Mapping[str, int]] = None
+                ) -> keras.Model:
+    """Builds a model by registered name, import path or builder callable.
+
+    Call it inside ``strategy.scope()``. The builder is called as
+    ``builder(input_shape=..., num_classes=...)`` (keywords; ``vocab_sizes`` too
+    only when given) and must return an uncompiled ``keras.Model``.
+    """
+    builder = resolve_builder(model)
+    name = model if isinstance(model, str) else getattr(builder, "__name__", repr(builder))
     extra = {"vocab_sizes": dict(vocab_sizes)} if vocab_sizes else {}
-    built = model(input_shape=tuple(input_shape), num_classes=num_classes, **extra)
+    arguments = dict(input_shape=tuple(input_shape), num_classes=num_classes, **extra)
+    _check_signature(name, builder, arguments)
+    built = builder(**arguments)
     if not isinstance(built, keras.Model):
         raise ConfigError(
-            f"model builder {getattr(model, '__name__', model)!r} returned "
-            f"{type(built).__name__}, not a keras.Model.")
+            f"model builder {name!r} returned {type(built).__name__}, not a keras.Model; "
+            "return e.g. keras.Sequential([...]).")
     return built
