@@ -1,14 +1,17 @@
 """tfdist: train Keras 3 models under MirroredStrategy, MultiWorkerMirroredStrategy and
 ParameterServerStrategy with one custom training loop.
 
-The Python API (imported lazily so ``tfdist.config`` and the launcher never start
-TensorFlow)::
+The Python API is Keras' (imported lazily, so ``import tfdist`` starts no TensorFlow)::
 
-    dist = tfdist.make_strategy("mirrored", num_devices=2)
-    with dist.strategy.scope():
-        model = tfdist.build_model("mlp", input_shape=(8, 8), num_classes=10)
-    trainer = tfdist.Trainer(dist, model=model, optimizer="adam", global_batch_size=64)
-    history = trainer.fit(train_fn, epochs=5, steps_per_epoch=20, validation_fn=val_fn)
+    dist = tfdist.make_strategy("auto")        # multi_worker / parameter_server from TF_CONFIG
+    with dist.scope():
+        model = keras.Sequential([...])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    history = tfdist.fit(model, x, y, batch_size=64, epochs=5, validation_split=0.1)
+    tfdist.evaluate(model, x_test, y_test, return_dict=True)
+
+``tfdist.Trainer`` (dataset functions, tfdist callbacks) is the lower-level API below it.
 """
 
 import importlib
@@ -21,17 +24,21 @@ _EXPORTS = {
     "make_strategy": "tfdist.distribute.strategies",
     "configure_cpu_devices": "tfdist.distribute.strategies",
     "Distribution": "tfdist.distribute.strategies",
+    "launch": "tfdist.distribute.launcher",
+    "LaunchFailed": "tfdist.distribute.launcher",
     "build_model": "tfdist.models",
     "register_model": "tfdist.models",
     "build_optimizer": "tfdist.optimizers",
     "load_source": "tfdist.data.pipeline",
     "make_dataset_fn": "tfdist.data.pipeline",
+    "fit": "tfdist.training.keras_fit",
+    "evaluate": "tfdist.training.keras_fit",
+    "predict": "tfdist.training.keras_fit",
     "Trainer": "tfdist.training.trainer",
     "History": "tfdist.training.history",
     "Callback": "tfdist.training.callbacks",
     "ProgressBar": "tfdist.training.progress",
     "Summaries": "tfdist.training.summaries",
-    "run_job": "tfdist.cli.job",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -85,8 +85,8 @@ class ArraySplit(SplitReader):
     """A split held in memory as arrays (features may be a dict of arrays)."""
 
     def __init__(self, features, labels, *, what: str, ids: Optional[np.ndarray] = None):
-        leaves = tf.nest.flatten(features) + [labels]
-        super().__init__(what=what, num_examples=len(labels),
+        leaves = tf.nest.flatten(features) + tf.nest.flatten(labels)
+        super().__init__(what=what, num_examples=len(leaves[-1]),
                          example_bytes=sum(a[:1].nbytes for a in leaves) or 1)
         self._arrays = (features, labels)
         self._ids = None if ids is None else np.asarray(ids).astype(str)
@@ -157,7 +157,7 @@ class DataSource:
         if name not in self.splits:
             raise ConfigError(
                 f"Dataset {self.name!r} has no {name!r} split (it has: "
-                f"{', '.join(self.splits)}); for a file dataset pass --{name}_files.")
+                f"{', '.join(self.splits)}); for a file dataset pass {name}_files.")
         return self.splits[name]
 
     def read(self, split: str, context: Optional[tf.distribute.InputContext] = None, *,
@@ -268,7 +268,7 @@ def count_classes(labels: np.ndarray, num_classes: Optional[int], what: str) -> 
     if num_classes is not None and top > num_classes:
         raise ConfigError(
             f"{what} has label {top - 1} but num_classes is {num_classes}; pass "
-            f"--num_classes={top} or more.")
+            f"num_classes={top} or more.")
     return num_classes or top
 
 
@@ -286,6 +286,12 @@ def _model_features(arrays: Mapping[str, np.ndarray], what: str) -> np.ndarray:
                            for _, a in sorted(arrays.items())], axis=1)
 
 
+def _class_indices(labels) -> bool:
+    """Labels that are one integer class per example (what ``num_classes`` counts)."""
+    return (not isinstance(labels, (dict, list, tuple)) and np.asarray(labels).ndim == 1
+            and np.issubdtype(np.asarray(labels).dtype, np.integer))
+
+
 def numpy_source(features, labels, *, validation: Optional[tuple] = None,
                  ids: Optional[Sequence] = None, num_classes: Optional[int] = None,
                  name: str = "numpy") -> DataSource:
@@ -293,25 +299,36 @@ def numpy_source(features, labels, *, validation: Optional[tuple] = None,
 
     Args:
       features: an array with one row per example, or a dict of them.
-      labels: integer class labels, one per example.
+      labels: one target per example of any kind: integer class labels, one-hot or
+        multi-label rows, floats (regression), or a dict/list of them (several outputs).
       validation: ``(features, labels)`` of a validation split, or None.
       ids: one id per training example; the ``hash`` policy hashes them, so an example
         keeps its worker whatever the order of the arrays. None: the row number.
-      num_classes: label classes; None counts them.
+      num_classes: label classes of integer class labels; None counts them (for other
+        targets it is the last dimension of a single target array, else None).
       name: the source's name.
     """
-    labels = np.asarray(labels)
-    if ids is not None and len(ids) != len(labels):
-        raise ConfigError(f"ids ({len(ids)}) must give one id per example ({len(labels)}).")
-    splits = {"train": ArraySplit(features, labels.astype(np.int32), ids=ids,
-                                  what=f"{name} train arrays")}
+    def as_labels(values):
+        return tf.nest.map_structure(
+            lambda a: np.asarray(a).astype(np.int32) if _class_indices(a)
+            else np.asarray(a, np.float32) if np.asarray(a).dtype == np.float64
+            else np.asarray(a), values)
+
+    labels = as_labels(labels)
+    rows = len(tf.nest.flatten(labels)[0])
+    if ids is not None and len(ids) != rows:
+        raise ConfigError(f"ids ({len(ids)}) must give one id per example ({rows}).")
+    splits = {"train": ArraySplit(features, labels, ids=ids, what=f"{name} train arrays")}
     classes = [labels]
     if validation is not None:
         val_features, val_labels = validation
-        classes.append(np.asarray(val_labels))
-        splits["validation"] = ArraySplit(val_features, classes[-1].astype(np.int32),
+        classes.append(as_labels(val_labels))
+        splits["validation"] = ArraySplit(val_features, classes[-1],
                                           what=f"{name} validation arrays")
-    num_classes = count_classes(np.concatenate(classes), num_classes, f"{name} arrays")
+    if _class_indices(labels):
+        num_classes = count_classes(np.concatenate(classes), num_classes, f"{name} arrays")
+    elif not isinstance(labels, (dict, list, tuple)) and labels.ndim > 1:
+        num_classes = num_classes or labels.shape[-1]
     first = tf.nest.map_structure(lambda a: np.asarray(a)[0], features)
     shape = () if isinstance(first, dict) else np.shape(first)
     return DataSource(name, tuple(shape), num_classes, splits)
@@ -326,11 +343,11 @@ def _load_npz(files: Sequence[str], *, label_key: str, id_key: Optional[str], fl
                 arrays = dict(np.load(f, allow_pickle=False))
         except (OSError, ValueError) as error:
             raise ConfigError(f"npz file {path!r} cannot be read ({error}); write it with "
-                              "numpy.savez and pass it in --" + flag + ".") from None
+                              "numpy.savez and pass it in " + flag + ".") from None
         if label_key not in arrays:
             raise ConfigError(
                 f"npz file {path!r} has no array {label_key!r} (its arrays: "
-                f"{', '.join(arrays)}); pass --label_key=NAME with one of them.")
+                f"{', '.join(arrays)}); pass label_key='NAME' with one of them.")
         ids = arrays.pop(id_key) if id_key and id_key in arrays else None
         labels = arrays.pop(label_key)
         parts.append((_model_features(arrays, f"npz file {path!r}"), labels, ids))
@@ -338,7 +355,7 @@ def _load_npz(files: Sequence[str], *, label_key: str, id_key: Optional[str], fl
     labels = np.concatenate([p[1] for p in parts])
     ids = None if any(p[2] is None for p in parts) else np.concatenate([p[2] for p in parts])
     if len(features) != len(labels):
-        raise ConfigError(f"--{flag} holds {len(features)} feature rows but {len(labels)} "
+        raise ConfigError(f"{flag} holds {len(features)} feature rows but {len(labels)} "
                           "labels; give every example one label.")
     return features, labels, ids
 

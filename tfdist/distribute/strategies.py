@@ -10,6 +10,7 @@ data: the caller enters ``distribution.strategy.scope()`` for that.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import Callable, Dict, Optional
 
 import tensorflow as tf
@@ -18,7 +19,9 @@ from tfdist.distribute.communication import collective_options
 from tfdist.distribute.partitioning import TablePartitioner
 from tfdist.config import (DEFAULT_CPU_REPLICAS, STRATEGIES, CommunicationConfig, ConfigError,
                            check_choice, check_positive)
-from tfdist.distribute.cluster import ClusterConfig
+from launch.tf_config import ClusterConfig
+from tfdist.distribute.cluster import read_tf_config
+from tfdist.tf_errors import is_server_start_failure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +62,10 @@ class Distribution:
     @property
     def is_async(self) -> bool:
         return self.coordinator is not None
+
+    def scope(self):
+        """The strategy's scope: build and compile the model inside it."""
+        return self.strategy.scope()
 
     def direct_input_context(self) -> Optional[tf.distribute.InputContext]:
         """The input context when this process feeds one CPU replica (None otherwise).
@@ -115,7 +122,7 @@ def _mirrored_devices(num_devices: Optional[int]) -> list:
         if num_devices is not None and num_devices > len(gpus):
             raise ConfigError(
                 f"num_devices ({num_devices}) is more than the {len(gpus)} GPU(s) visible; "
-                f"pass --num_devices={len(gpus)} or fewer.")
+                f"pass num_devices={len(gpus)} or fewer.")
         return gpus[:num_devices] if num_devices else gpus
     return configure_cpu_devices(num_devices or DEFAULT_CPU_REPLICAS)
 
@@ -165,7 +172,13 @@ def _one_device(*, num_devices, cluster, communication, ps_shards):
 
 
 def _mirrored(*, num_devices, cluster, communication, ps_shards):
-    strategy = tf.distribute.MirroredStrategy(_mirrored_devices(num_devices))
+    devices = _mirrored_devices(num_devices)
+    # Logical CPUs sum on one device: collective ops there draw instance keys per device,
+    # so a second model in the same process could pair one replica's all-reduce with
+    # another's of a different size ("Shape mismatch in the collective instance").
+    on_cpus = all(tf.DeviceSpec.from_string(d).device_type == "CPU" for d in devices)
+    strategy = tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice() if on_cpus else None)
     return strategy, None, _LOCAL_ROLE, 1, 0
 
 
@@ -177,13 +190,13 @@ def _multi_worker(*, num_devices, cluster, communication, ps_shards):
     if cluster.has_ps:
         raise ConfigError(
             "strategy 'multi_worker' cannot run in a TF_CONFIG cluster that has 'ps' tasks; "
-            "use --strategy=parameter_server or remove the ps job.")
+            "use strategy='parameter_server' or remove the ps job.")
     resolver = _resolver(cluster)
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(
             cluster_resolver=resolver, communication_options=options)
     except tf.errors.UnknownError as error:
-        if "gRPC server" not in str(error):
+        if not is_server_start_failure(error):
             raise
         raise server_start_error(cluster) from None
     role = _role_from_resolver(resolver)
@@ -201,7 +214,8 @@ def _parameter_server(*, num_devices, cluster, communication, ps_shards):
     if cluster is None or not cluster.has_ps:
         raise ConfigError(
             "strategy 'parameter_server' needs a TF_CONFIG cluster with 'chief', 'worker' and "
-            "'ps' jobs; run through the launcher (--num_workers=2 --num_ps=1) or set TF_CONFIG.")
+            "'ps' jobs; start one with the launcher (`python -m launch --strategy=parameter_server "
+            "--num_workers=2 --num_ps=1 -- COMMAND`) or set TF_CONFIG.")
     if cluster.task.type != "chief":
         raise ConfigError(
             f"task {cluster.task.name} of a parameter_server cluster runs a server, not the "
@@ -211,7 +225,7 @@ def _parameter_server(*, num_devices, cluster, communication, ps_shards):
     if shards > num_ps:
         raise ConfigError(
             f"ps_shards ({shards}) is more than the {num_ps} ps task(s); use at most "
-            f"{num_ps} or add ps tasks with --num_ps={shards}.")
+            f"{num_ps} or give the cluster {shards} ps tasks.")
     partitioner = TablePartitioner(max_shards=shards) if shards > 1 else None
     resolver = _resolver(cluster)
     try:
@@ -219,7 +233,7 @@ def _parameter_server(*, num_devices, cluster, communication, ps_shards):
             resolver, variable_partitioner=partitioner)
         coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
     except tf.errors.UnknownError as error:
-        if "gRPC server" not in str(error):
+        if not is_server_start_failure(error):
             raise
         raise server_start_error(cluster) from None
     return strategy, coordinator, _role_from_resolver(resolver), cluster.num_workers, 0
@@ -233,8 +247,17 @@ _BUILDERS: Dict[str, Callable] = {
 }
 
 
+_FROM_ENVIRONMENT = object()
+_MADE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def distribution_of(strategy: tf.distribute.Strategy) -> Optional[Distribution]:
+    """The Distribution ``make_strategy`` built around ``strategy``, if it did."""
+    return _MADE.get(strategy)
+
+
 def make_strategy(kind: str = "auto", *, num_devices: Optional[int] = None,
-                  cluster: Optional[ClusterConfig] = None,
+                  cluster=_FROM_ENVIRONMENT,
                   communication: Optional[CommunicationConfig] = None,
                   ps_shards: Optional[int] = None) -> Distribution:
     """Builds the strategy ``kind`` for this process.
@@ -244,7 +267,8 @@ def make_strategy(kind: str = "auto", *, num_devices: Optional[int] = None,
         ``parameter_server``.
       num_devices: replicas for ``mirrored`` (GPUs, else logical CPUs; default all
         GPUs or 2 CPUs).
-      cluster: the parsed TF_CONFIG (``tfdist.read_tf_config()``), or None.
+      cluster: the parsed TF_CONFIG; by default this process's (``tfdist.read_tf_config()``,
+        so a script started by ``python -m launch`` finds its cluster); None: no cluster.
       communication: collective options for ``multi_worker`` (implementation, pack
         size, timeout); the default config when None.
       ps_shards: ``parameter_server``: split embedding tables into this many parts
@@ -254,11 +278,16 @@ def make_strategy(kind: str = "auto", *, num_devices: Optional[int] = None,
       A Distribution; ``coordinator`` is set for ``parameter_server``.
     """
     communication = communication or CommunicationConfig()
+    if cluster is _FROM_ENVIRONMENT:
+        cluster = read_tf_config()
     check_positive("num_devices", num_devices, allow_none=True)
     check_positive("ps_shards", ps_shards, allow_none=True)
     resolved = resolve_kind(kind, cluster, len(tf.config.list_physical_devices("GPU")))
     strategy, coordinator, role, num_workers, pipeline_id = _BUILDERS[resolved](
         num_devices=num_devices, cluster=cluster, communication=communication,
         ps_shards=ps_shards)
-    return Distribution(kind=resolved, strategy=strategy, coordinator=coordinator,
-                        role=role, num_workers=num_workers, input_pipeline_id=pipeline_id)
+    distribution = Distribution(kind=resolved, strategy=strategy, coordinator=coordinator,
+                                role=role, num_workers=num_workers,
+                                input_pipeline_id=pipeline_id)
+    _MADE[strategy] = distribution
+    return distribution

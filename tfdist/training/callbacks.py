@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 from tfdist.training.history import EpochLog, History
 
@@ -33,6 +33,9 @@ class LoopLog:
       seconds: wall time of the loop (from the end of the previous one).
       examples: training examples the loop consumed, over all replicas and workers.
       loss: mean training loss of the epoch so far.
+      logs: returns the epoch's metrics so far as Keras logs them (``{"loss": ...}``);
+        under multi_worker reading them is a collective, so a callback that calls it
+        must do so on every worker.
     """
 
     epoch: int
@@ -43,6 +46,7 @@ class LoopLog:
     seconds: float
     examples: int
     loss: float
+    logs: Optional[Callable[[], dict]] = dataclasses.field(default=None, compare=False)
 
     @property
     def examples_per_sec(self) -> float:
@@ -55,6 +59,9 @@ class Callback:
     def on_fit_begin(self, *, epochs: int, steps_per_epoch: int, initial_epoch: int,
                      initial_step: int) -> None:
         """Called once before the first epoch; ``initial_*`` are restored values (0 fresh)."""
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        """Called before the epoch's first loop (``epoch`` is 1-based)."""
 
     def on_loop_begin(self, step: int, num_steps: int) -> None:
         """Called before a loop runs (or is scheduled) steps ``step + 1 .. step + num_steps``."""
@@ -106,6 +113,7 @@ class CallbackList:
 
     def epoch_begin(self, epoch: int) -> None:
         self._epoch, self._epoch_steps, self._examples = epoch, 0, 0
+        self._call("on_epoch_begin", epoch)
         self._mark = time.perf_counter()
 
     def loop_begin(self, num_steps: int) -> None:
@@ -113,8 +121,11 @@ class CallbackList:
         self._call("on_loop_begin", self._scheduled, num_steps)
         self._scheduled += num_steps
 
-    def loop_end(self, num_steps: int, epoch_totals) -> None:
-        """After a loop; ``epoch_totals`` = [loss sum, correct, examples] of the epoch so far."""
+    def loop_end(self, num_steps: int, epoch_totals, logs_fn=None) -> None:
+        """After a loop; ``epoch_totals`` = [loss sum, correct, examples] of the epoch so far.
+
+        ``logs_fn(epoch_totals)`` gives the loop's Keras logs (``LoopLog.logs``).
+        """
         loss_sum, _, count = (float(value) for value in epoch_totals)
         now = time.perf_counter()
         self._done += num_steps
@@ -122,7 +133,8 @@ class CallbackList:
         loop = LoopLog(epoch=self._epoch, step=self._done, num_steps=num_steps,
                        epoch_steps=self._epoch_steps, steps_per_epoch=self._steps_per_epoch,
                        seconds=now - self._mark, examples=int(count) - self._examples,
-                       loss=loss_sum / count if count else 0.0)
+                       loss=loss_sum / count if count else 0.0,
+                       logs=(lambda: logs_fn(epoch_totals)) if logs_fn else None)
         self._examples = int(count)
         self._call("on_loop_end", loop)
         self._mark = time.perf_counter()

@@ -16,7 +16,8 @@ class EpochLog:
 
     ``global_step`` is the optimizer step at the epoch's end, ``wall_seconds`` the
     time since ``fit`` began (training, validation, callbacks), ``metrics`` the
-    results of the trainer's Keras metrics on this epoch's training batches.
+    results of the trainer's Keras metrics on this epoch's training batches (a compiled
+    model's metrics, by their Keras names), ``val_metrics`` the same on validation.
     """
 
     epoch: int
@@ -31,6 +32,20 @@ class EpochLog:
     wall_seconds: float = 0.0
     learning_rate: Optional[float] = None
     metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+    val_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def keras_logs(self) -> Dict[str, float]:
+        """The epoch's logs as Keras' fit gives them: ``loss``, metrics, ``val_*``."""
+        logs = {"loss": self.train_loss}
+        if self.train_accuracy is not None:
+            logs["accuracy"] = self.train_accuracy
+        logs.update(self.metrics)
+        if self.val_loss is not None:
+            logs["val_loss"] = self.val_loss
+        if self.val_accuracy is not None:
+            logs["val_accuracy"] = self.val_accuracy
+        logs.update({f"val_{name}": value for name, value in self.val_metrics.items()})
+        return logs
 
     @property
     def examples_per_sec(self) -> float:
@@ -61,5 +76,5 @@ class TrainingDiverged(FloatingPointError):
     def __init__(self, step: int, epoch: int, checkpoint: Optional[str]):
         kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint kept"
         super().__init__(f"training loss became NaN/inf by step {step} (epoch {epoch}); {kept}. "
-                         "Lower --learning_rate or check the data for NaN/inf.")
+                         "Lower learning_rate or check the data for NaN/inf.")
         self.step, self.epoch, self.checkpoint = step, epoch, checkpoint

@@ -7,7 +7,12 @@ averaged over the global batch, loss scaling for float16, gradients), how
 ``tf.function`` loops that run ``steps_per_loop`` updates per call: one for the
 synchronous strategies (``strategy.run``; totals summed into sync-on-read
 variables) and one scheduled on parameter-server workers (totals returned).
-Epochs, validation and checkpoints belong to ``trainer``.
+With a model compiled by ``model.compile`` (the ``tfdist.fit`` front door) the
+loss is the model's own (``compute_loss``: compiled losses, ``loss_weights``,
+sample weights, regularization), its compiled metrics and loss tracker are updated
+in the replica step, and a model that overrides ``train_step``/``test_step`` runs
+its own step inside ``strategy.run`` (sync strategies). Epochs, validation and
+checkpoints belong to ``trainer``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,22 @@ TOTALS = 3  # Summed per replica: [loss sum, correct predictions, examples].
 def sparse_categorical_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Per-example cross-entropy of integer labels against logits."""
     return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+
+def _hits(labels, outputs) -> tf.Tensor:
+    """Argmax hits per example, for class-index labels or one-hot rows alike."""
+    predicted = tf.argmax(outputs, axis=-1, output_type=tf.int64)
+    if labels.shape.rank is not None and labels.shape.rank == outputs.shape.rank \
+            and labels.shape[-1] == outputs.shape[-1] and outputs.shape[-1] != 1:
+        labels = tf.argmax(labels, axis=-1, output_type=tf.int64)  # One-hot rows.
+    return tf.equal(predicted, tf.cast(tf.reshape(labels, tf.shape(predicted)), tf.int64))
+
+
+def _count_totals(batch) -> tf.Tensor:
+    """Totals of a step whose loss only the model knows: the examples it consumed."""
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
+    count = tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32)
+    return tf.stack([tf.constant(0.0), tf.constant(0.0), count])
 
 
 def _add(a, b):
@@ -74,9 +95,10 @@ class StepFunctions:
       metrics: Keras metrics updated with ``(labels, outputs)`` of each training batch.
     """
 
-    def __init__(self, *, strategy, model, optimizer, loss: LossFn, global_batch_size: int,
-                 grad_accum_steps: int, reducer: GradientReducer, accuracy: bool,
-                 metrics=()):
+    def __init__(self, *, strategy, model, optimizer, loss: Optional[LossFn],
+                 global_batch_size: int, grad_accum_steps: int, reducer: GradientReducer,
+                 accuracy: bool, metrics=(), compiled: bool = False,
+                 own_steps: bool = False):
         self.strategy = strategy
         self.model = model
         self.optimizer = optimizer
@@ -86,10 +108,14 @@ class StepFunctions:
         self.reducer = reducer
         self.accuracy = accuracy
         self.metrics = tuple(metrics)
+        self.compiled = compiled
+        self._metric_state = None  # Set while an async loop traces (``async_metric_variables``).
+        self.own_steps = own_steps  # The model's train_step/test_step run as they are.
         self.trace_problem: Optional[str] = None
         self._scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         self._tables = sharded_embeddings(model)  # Updated sparsely on the ps, not by Keras.
-        disable_optimizer_all_reduce(optimizer)
+        if not own_steps:  # A model's own train_step applies through Keras' all-reduce.
+            disable_optimizer_all_reduce(optimizer)
 
     def _variables(self) -> list:
         parts = [part for table in self._tables for part in table.parts()]
@@ -100,9 +126,7 @@ class StepFunctions:
         count = tf.cast(tf.shape(per_example_loss)[0], tf.float32)
         correct = tf.constant(0.0)
         if self.accuracy:
-            predicted = tf.argmax(outputs, axis=-1, output_type=tf.int64)
-            hits = tf.equal(predicted, tf.cast(tf.reshape(labels, tf.shape(predicted)), tf.int64))
-            correct = tf.reduce_sum(tf.cast(hits, tf.float32))
+            correct = tf.reduce_sum(tf.cast(_hits(labels, outputs), tf.float32))
         return tf.stack([tf.reduce_sum(tf.cast(per_example_loss, tf.float32)), correct, count])
 
     def per_example_loss(self, labels, outputs) -> tf.Tensor:
@@ -117,7 +141,44 @@ class StepFunctions:
             raise ConfigError(self.trace_problem)
         return losses
 
+    def _compiled_loss(self, batch, training: bool):
+        """The model's own loss of one batch: ``(loss for gradients, totals, x, y, y_pred, sw)``.
+
+        Keras' ``compute_loss`` averages over the local batch and divides by the replicas
+        in sync, so the summed gradients average over the global batch as in Keras' fit.
+        """
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
+        y_pred = self.model(x, training=training)
+        loss = self.model._compute_loss(x=x, y=y, y_pred=y_pred,  # noqa: SLF001
+                                        sample_weight=sample_weight, training=training)
+        count = tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        mean = tf.cast(loss, tf.float32) * float(replicas)
+        if not (training and self.strategy_is_async):  # PSS: the coordinator sums totals.
+            self.model._loss_tracker.update_state(mean, sample_weight=count)  # noqa: SLF001
+        totals = tf.stack([mean * count, tf.constant(0.0), count])
+        return loss, totals, (x, y, y_pred, sample_weight)
+
+    def _forward_backward_compiled(self, batch):
+        variables = self._variables()
+        with tf.GradientTape() as tape:
+            loss, totals, (x, y, y_pred, sample_weight) = self._compiled_loss(batch, True)
+            if self._scales_loss:
+                loss = self.optimizer.scale_loss(loss)
+        if not self.strategy_is_async:
+            self.model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        elif self._metric_state is not None:  # PSS: updates of the ps variables would race.
+            self._metric_state = list(self.model._compile_metrics.stateless_update_state(  # noqa: SLF001
+                self._metric_state, y, y_pred, sample_weight=sample_weight))
+        return tape.gradient(loss, variables), totals
+
+    @property
+    def strategy_is_async(self) -> bool:
+        return isinstance(self.strategy, tf.distribute.experimental.ParameterServerStrategy)
+
     def _forward_backward(self, batch):
+        if self.compiled:
+            return self._forward_backward_compiled(batch)
         features, labels = batch
         variables = self._variables()
         with tf.GradientTape() as tape:
@@ -152,6 +213,13 @@ class StepFunctions:
         Returns ``(gradients, totals)``: gradients are None once applied; totals are
         recorded through ``record`` when given (sync), else returned.
         """
+        if self.own_steps:
+            self.model.train_step(batch)
+            totals = _count_totals(batch)
+            if record is not None:
+                record(totals)
+                totals = tf.zeros([TOTALS])
+            return None, totals
         gradients, totals = self._forward_backward(batch)
         if accumulated is not None:
             gradients = [_add(a, g) for a, g in zip(accumulated, gradients)]
@@ -164,6 +232,13 @@ class StepFunctions:
         return gradients, totals
 
     def replica_eval(self, batch) -> tf.Tensor:
+        if self.own_steps:
+            self.model.test_step(batch)
+            return _count_totals(batch)
+        if self.compiled:
+            _, totals, (x, y, y_pred, sample_weight) = self._compiled_loss(batch, False)
+            self.model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+            return totals
         features, labels = batch
         outputs = _float32(self.model(features, training=False))
         return self.totals(labels, outputs, self.per_example_loss(labels, outputs))
@@ -186,12 +261,42 @@ class StepFunctions:
         for _ in tf.range(num_updates):
             self._update(iterator, record=totals_variable.assign_add)
 
-    def async_loop(self, iterator, num_updates) -> tf.Tensor:
-        """Runs ``num_updates`` updates on a parameter-server worker; returns their totals."""
+    def async_metric_variables(self) -> list:
+        """The compiled metrics' variables a worker's loop sums updates of (PSS), or [].
+
+        Workers do not update the ps-placed metric variables (two workers' read-then-write
+        updates would race): each loop starts from zeros, returns the change of every
+        variable (``stateless_update_state``), and the coordinator adds the changes. This
+        holds for metrics whose variables sum (Keras' ``aggregation="sum"``: means,
+        accuracies, confusion counts); others are not tracked while training.
+        """
+        metrics = getattr(self.model, "_compile_metrics", None)
+        if not self.compiled or metrics is None or not metrics.variables:
+            return []
+        variables = list(metrics.variables)
+        if any(getattr(v, "aggregation", "sum") != "sum" for v in variables):
+            return []
+        return variables
+
+    def async_loop(self, iterator, num_updates):
+        """Runs ``num_updates`` updates on a parameter-server worker.
+
+        Returns their totals, and with tracked compiled metrics also the change of each
+        metric variable (``async_metric_variables``).
+        """
         totals = tf.zeros([TOTALS])
+        tracked = self.async_metric_variables()
+        if not tracked:
+            for _ in tf.range(num_updates):
+                totals += self._update(iterator)
+            return totals
+        state = [tf.zeros(v.shape, v.dtype) for v in tracked]
         for _ in tf.range(num_updates):
+            self._metric_state = state
             totals += self._update(iterator)
-        return totals
+            state = self._metric_state
+        self._metric_state = None
+        return totals, state
 
     def sync_eval(self, dataset, totals_variable) -> None:
         for batch in dataset:

@@ -11,16 +11,20 @@ replica and aggregated across replicas and workers after each loop; each loop
 and epoch is reported to the ``callbacks`` (``tfdist.training.callbacks``), and Keras
 ``metrics`` are updated in the replica step (sync strategies).
 
+A model compiled with ``model.compile`` (``tfdist.fit``) trains with what compile
+set: its optimizer, its loss (``compute_loss``) and its metrics, whose results
+are the epoch's ``metrics`` and ``val_metrics``; a model that overrides
+``train_step``/``test_step`` runs them (sync strategies).
+
 Building the strategy, the data and the model belongs to ``strategies``,
 ``data`` and ``models``: the trainer receives them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import keras
 import tensorflow as tf
@@ -34,10 +38,12 @@ from tfdist.training.history import EpochLog, History, TrainingDiverged
 from tfdist.optimizers import build_optimizer
 from tfdist.training.preemption import Preempted, PreemptionWatcher
 from tfdist.distribute.coordinator import fetch_result
+from tfdist.training.compiled import (check_own_steps as _check_own_steps, compiled_logs,
+                                      overrides_steps as _overrides_steps, validates,
+                                      whole_split_context)
+from tfdist.training.schedule import EpochRun, loop_segments, skipping
 from tfdist.training.step import TOTALS, LossFn, StepFunctions, sparse_categorical_loss
 from tfdist.distribute.strategies import Distribution
-
-_TOTALS = TOTALS
 
 
 def _ratio(numerator: float, denominator: float) -> Optional[float]:
@@ -58,10 +64,13 @@ class Trainer:
     Args:
       distribution: from ``tfdist.make_strategy``.
       model: a Keras 3 model whose variables were created in the strategy's scope.
-      optimizer: ``sgd``, ``adam``, ``rmsprop`` or a Keras optimizer created in scope.
+        A model compiled in scope (``model.compile``) with no ``loss`` given here
+        trains with its compiled optimizer, loss and metrics.
+      optimizer: ``sgd``, ``adam``, ``rmsprop`` or a Keras optimizer created in scope;
+        None: the compiled model's optimizer, else ``adam``.
       learning_rate: used when ``optimizer`` is a name.
-      loss: ``loss(labels, outputs)`` returning one loss per example; default
-        sparse categorical cross-entropy from logits.
+      loss: ``loss(labels, outputs)`` returning one loss per example; default: the
+        compiled model's loss, else sparse categorical cross-entropy from logits.
       global_batch_size: examples per update over all replicas (per worker step for
         ``parameter_server``); the loss is averaged over it.
       steps_per_loop: steps run inside one ``tf.function`` call.
@@ -84,8 +93,7 @@ class Trainer:
                  grad_accum_steps: int = 1,
                  communication: Optional[CommunicationConfig] = None,
                  metrics: Sequence[keras.metrics.Metric] = (),
-                 callbacks: Sequence[Callback] = (),
-                 log: Optional[Callable[[EpochLog], None]] = None):
+                 callbacks: Sequence[Callback] = ()):
         check_positive("global_batch_size", global_batch_size)
         check_positive("steps_per_loop", steps_per_loop)
         check_positive("grad_accum_steps", grad_accum_steps)
@@ -107,32 +115,48 @@ class Trainer:
                 "sync strategies only; drop them or use --strategy=multi_worker.")
         self.metrics = tuple(metrics)
         self.callbacks = tuple(callbacks)
-        self._log = log if distribution.role.is_chief else None
+        self.compiled = bool(getattr(model, "compiled", False)) and loss is None
+        own_steps = self.compiled and _overrides_steps(model)
+        if own_steps:
+            _check_own_steps(model, distribution, grad_accum_steps, communication)
+        if self.compiled:
+            accuracy = False  # The compiled metrics say what to measure.
+            optimizer = model.optimizer if optimizer is None else optimizer
         strategy = distribution.strategy
         with strategy.scope():
+            if optimizer is None:
+                optimizer = "adam"
             if isinstance(optimizer, str):
                 optimizer = build_optimizer(optimizer, learning_rate=learning_rate)
             if (keras.mixed_precision.global_policy().name == "mixed_float16"
                     and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)):
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.optimizer = optimizer
-            self.optimizer.build(model.trainable_variables)
+            if not self.optimizer.built:
+                self.optimizer.build(model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             # Counted here, not by optimizer.iterations: Keras 3's assign_add is a read then
             # a write, so under parameter_server concurrent workers lose increments.
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            # The running totals of the epoch in progress, so a resumed epoch reports all
+            # of its steps (and one resumed at its last step reports any at all).
+            self.epoch_totals = tf.Variable(tf.zeros([TOTALS]), trainable=False,
+                                            name="epoch_totals")
             if not distribution.is_async:
                 self._train_totals = self._totals_variable("train_totals")
                 self._val_totals = self._totals_variable("val_totals")
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer,
-                                              epoch=self.epoch, step=self.step)
+                                              epoch=self.epoch, step=self.step,
+                                              epoch_totals=self.epoch_totals)
         self.reducer = GradientReducer(communication)
         self.steps = StepFunctions(
             strategy=strategy, model=model, optimizer=self.optimizer,
-            loss=loss or sparse_categorical_loss, global_batch_size=global_batch_size,
-            grad_accum_steps=grad_accum_steps, reducer=self.reducer, accuracy=accuracy,
-            metrics=self.metrics)
+            loss=None if self.compiled else (loss or sparse_categorical_loss),
+            global_batch_size=global_batch_size, grad_accum_steps=grad_accum_steps,
+            reducer=self.reducer, accuracy=accuracy, metrics=self.metrics,
+            compiled=self.compiled, own_steps=own_steps)
         self._accuracy = accuracy
+        self._agree = None  # Compiled when a stop must be agreed between workers.
         if distribution.is_async:
             self._train_loop = tf.function(self.steps.async_loop)
             self._eval_loop = tf.function(self.steps.local_eval)
@@ -149,34 +173,18 @@ class Trainer:
 
     @staticmethod
     def _totals_variable(name: str) -> tf.Variable:
-        return tf.Variable(tf.zeros([_TOTALS]), trainable=False, name=name,
+        return tf.Variable(tf.zeros([TOTALS]), trainable=False, name=name,
                            synchronization=tf.VariableSynchronization.ON_READ,
                            aggregation=tf.VariableAggregation.SUM)
 
     # ----- one epoch --------------------------------------------------------------------
-    def _segments(self, first_step: int, steps: int, every: Optional[int]) -> List[List[int]]:
-        """Loop-call sizes for ``steps`` steps from ``first_step``, grouped into segments.
-
-        A segment ends at each multiple of ``every`` (a checkpoint) and at the end; its
-        loop calls have at most ``steps_per_loop`` steps. Sync strategies check for
-        preemption after every call, so each call is its own segment there.
-        """
-        segments, step, last = [], first_step, first_step + steps
-        while step < last:
-            stop = last if not every else min(last, (step // every + 1) * every)
-            full, rest = divmod(stop - step, self.steps_per_loop)
-            calls = [self.steps_per_loop] * full + ([rest] if rest else [])
-            segments.extend([[c] for c in calls] if not self.distribution.is_async else [calls])
-            step = stop
-        return segments
-
-    def _run_segment_sync(self, iterator, sizes, hooks: CallbackList) -> tf.Tensor:
+    def _run_segment_sync(self, iterator, sizes, hooks: CallbackList, prior) -> tf.Tensor:
         for size in sizes:
             hooks.loop_begin(size)
             self._train_loop(iterator, tf.constant(size))
             # Every task reads (a collective under multi_worker), callbacks or not.
-            totals = tf.convert_to_tensor(self._train_totals)
-            hooks.loop_end(size, totals)
+            totals = prior + tf.convert_to_tensor(self._train_totals)
+            hooks.loop_end(size, totals, self._batch_logs)
         return totals
 
     def _run_segment_async(self, iterator, sizes, hooks: CallbackList, before) -> tf.Tensor:
@@ -187,25 +195,49 @@ class Trainer:
             results.append(coordinator.schedule(self._train_loop,
                                                 args=(iterator, tf.constant(size))))
         totals = before
+        tracked = self.steps.async_metric_variables()
         for size, result in zip(sizes, results):  # In order, as each loop's result comes in.
-            totals += tf.convert_to_tensor(fetch_result(coordinator, result))
-            hooks.loop_end(size, totals)
+            fetched = fetch_result(coordinator, result)
+            if tracked:
+                fetched, changes = fetched
+                for variable, change in zip(tracked, changes):
+                    variable.assign(variable + change)  # The coordinator: the only writer.
+            totals += tf.convert_to_tensor(fetched)
+            hooks.loop_end(size, totals, self._batch_logs)
         coordinator.join()
         return totals
 
-    def _train_epoch(self, iterator, epoch: int, steps: int, run: "_Run") -> tf.Tensor:
-        """Trains ``steps`` steps of ``epoch``; checkpoints and stops as ``run`` says."""
-        totals = tf.zeros([_TOTALS])
+    def _batch_logs(self, totals) -> dict:
+        """The logs Keras callbacks get at a batch's end: the epoch's metrics so far."""
+        if self.compiled:
+            return compiled_logs(self.model, totals,
+                                 loss_from_totals=self.distribution.is_async,
+                                 metrics_updated=bool(self.steps.async_metric_variables())
+                                 or not self.distribution.is_async)
+        return {"loss": _ratio(totals[0], totals[2]) or 0.0}
+
+    def _train_epoch(self, iterator, epoch: int, steps: int, run: "EpochRun") -> tf.Tensor:
+        """Trains ``steps`` steps of ``epoch``; checkpoints and stops as ``run`` says.
+
+        Starts from the totals of the epoch's steps before a resume (``epoch_totals``).
+        """
+        prior = tf.convert_to_tensor(self.epoch_totals)
+        totals = prior
         if not self.distribution.is_async:
-            self._train_totals.assign(totals)
-        for sizes in self._segments(int(self.step.numpy()), steps, run.every):
+            self._train_totals.assign(tf.zeros([TOTALS]))
+        for sizes in loop_segments(int(self.step.numpy()), steps, every=run.every,
+                                   steps_per_loop=self.steps_per_loop,
+                                   one_call_each=not self.distribution.is_async):
             if self.distribution.is_async:
                 totals = self._run_segment_async(iterator, sizes, run.hooks, totals)
             else:
-                totals = self._run_segment_sync(iterator, sizes, run.hooks)
+                totals = self._run_segment_sync(iterator, sizes, run.hooks, prior)
             self.step.assign_add(sum(sizes))
+            self.epoch_totals.assign(totals)
             step = int(self.step.numpy())
             if not math.isfinite(float(totals[0])):
+                if self._stop_requested():  # A callback (TerminateOnNaN) stops it, as Keras.
+                    return totals
                 raise TrainingDiverged(step, epoch, run.keeper.latest if run.keeper else None)
             at_boundary = run.every and step % run.every == 0
             preempted = run.watcher.agreed()
@@ -216,26 +248,52 @@ class Trainer:
         return totals
 
     def _evaluate(self, dataset) -> tf.Tensor:
+        if self.compiled:
+            self.model.reset_metrics()
         if self.distribution.is_async:
             return self._eval_loop(dataset)
-        self._val_totals.assign(tf.zeros([_TOTALS]))
+        self._val_totals.assign(tf.zeros([TOTALS]))
         self._eval_loop(dataset)
         return tf.convert_to_tensor(self._val_totals)
 
-    def _make_inputs(self, train_fn: DatasetFn, validation_fn: Optional[DatasetFn]):
+    def evaluate(self, dataset_fn: DatasetFn) -> dict:
+        """Evaluates on every example of ``dataset_fn``'s data once; returns the logs.
+
+        Each input pipeline (worker) reads its part once; under ``parameter_server`` the
+        coordinator reads the whole split itself. Returns ``{"loss": ..., metric: ...}``.
+        """
+        if self.distribution.is_async:
+            dataset = dataset_fn(whole_split_context())
+        else:
+            _, dataset = self._make_inputs(None, dataset_fn)
+        totals = self._traced(self._evaluate, dataset).numpy()
+        return self._eval_logs(totals)
+
+    def _eval_logs(self, totals) -> dict:
+        if self.compiled:
+            return compiled_logs(self.model, totals)
+        logs = {"loss": _ratio(totals[0], totals[2])}
+        if self._accuracy:
+            logs["accuracy"] = _ratio(totals[1], totals[2])
+        return logs
+
+    def _make_inputs(self, train_fn: Optional[DatasetFn], validation_fn: Optional[DatasetFn]):
         strategy = self.distribution.strategy
         if self.distribution.is_async:
             coordinator = self.distribution.coordinator
             train = iter(coordinator.create_per_worker_dataset(
                 per_worker_dataset_fn(train_fn, num_workers=self.distribution.num_workers)))
-            validation = validation_fn(None) if validation_fn else None
+            validation = validation_fn(whole_split_context()) if validation_fn else None
             return train, validation
-        train_fn = _skipping(train_fn, int(self.step.numpy()) * self.grad_accum_steps)
         direct = self.distribution.direct_input_context()
+        train = None
+        if train_fn is not None:
+            train_fn = skipping(train_fn, int(self.step.numpy()) * self.grad_accum_steps)
         if direct is not None:  # One CPU replica: its own dataset, no distributed iterator.
-            return (iter(train_fn(direct)),
+            return (iter(train_fn(direct)) if train_fn else None,
                     validation_fn(direct) if validation_fn else None)
-        train = iter(strategy.distribute_datasets_from_function(train_fn))
+        if train_fn is not None:
+            train = iter(strategy.distribute_datasets_from_function(train_fn))
         validation = (strategy.distribute_datasets_from_function(validation_fn)
                       if validation_fn else None)
         return train, validation
@@ -244,25 +302,32 @@ class Trainer:
     def fit(self, train_fn: DatasetFn, *, epochs: int, steps_per_epoch: int,
             validation_fn: Optional[DatasetFn] = None, model_dir: Optional[str] = None,
             export: bool = True, checkpoint_every_steps: Optional[int] = None,
-            keep_checkpoints: int = 3) -> History:
+            keep_checkpoints: int = 3, validation_freq: int = 1,
+            initial_epoch: int = 0) -> History:
         """Trains for ``epochs`` epochs of ``steps_per_epoch`` steps.
 
         With ``model_dir``, a rerun resumes exactly where the last checkpoint left off:
         step, epoch, optimizer state and (sync strategies) the position in the data,
         even in the middle of an epoch. SIGTERM saves a checkpoint at a step all workers
         agree on and raises ``Preempted``; a NaN/inf loss raises ``TrainingDiverged``
-        before anything is saved, so the last good checkpoint stays the newest.
+        before anything is saved, so the last good checkpoint stays the newest. A
+        callback that sets ``model.stop_training`` (Keras' ``EarlyStopping``) ends the
+        run after the epoch, on every worker at once.
 
         Args:
           train_fn: dataset function of ``InputContext``; its dataset must not run out
             and, for an exact resume, must give the same order when built again.
           epochs: the epoch to stop after; a restored run continues from its epoch.
           steps_per_epoch: optimizer steps per epoch (per worker step for PSS, all workers).
-          validation_fn: dataset function read once per epoch, or None.
+          validation_fn: dataset function read once per validated epoch, or None.
           model_dir: checkpoints and resume; None keeps nothing.
           export: with ``model_dir``, the chief writes ``model_dir/model.keras`` at the end.
           checkpoint_every_steps: also checkpoint every this many steps (epoch ends always).
           keep_checkpoints: the newest checkpoints kept.
+          validation_freq: validate after every this many epochs (an int), or after the
+            epochs listed (a collection of 1-based epoch numbers), as in Keras.
+          initial_epoch: epochs already done (0-based, as Keras' ``initial_epoch``) when
+            no checkpoint is restored.
 
         Returns:
           The History of the epochs run by this call.
@@ -277,6 +342,9 @@ class Trainer:
             keeper = CheckpointKeeper(self.checkpoint, model_dir=model_dir,
                                       role=self.distribution.role, max_to_keep=keep_checkpoints)
             history.restored_from = keeper.restore_latest()
+        if initial_epoch and not history.restored_from and int(self.epoch.numpy()) == 0:
+            self.epoch.assign(initial_epoch)
+            self.step.assign(initial_epoch * steps_per_epoch)
         first_epoch = int(self.epoch.numpy()) + 1
         done_in_epoch = int(self.step.numpy()) - (first_epoch - 1) * steps_per_epoch
         train, validation = self._make_inputs(train_fn, validation_fn)
@@ -286,28 +354,16 @@ class Trainer:
         watcher = PreemptionWatcher(
             self.distribution.strategy,
             sync_workers=not self.distribution.is_async and self.distribution.num_workers > 1)
-        run = _Run(keeper=keeper, every=checkpoint_every_steps, hooks=hooks, watcher=watcher)
+        run = EpochRun(keeper=keeper, every=checkpoint_every_steps, hooks=hooks, watcher=watcher)
         with watcher:
             for epoch in range(first_epoch, epochs + 1):
-                steps = steps_per_epoch - max(0, done_in_epoch)
+                log = self._run_epoch(epoch, steps_per_epoch - max(0, done_in_epoch), train,
+                                      validation if validates(epoch, validation_freq) else None,
+                                      run)
                 done_in_epoch = 0
-                started = time.perf_counter()
-                hooks.epoch_begin(epoch)
-                for metric in self.metrics:
-                    metric.reset_state()
-                train_totals = self._traced(self._train_epoch, train, epoch, steps, run).numpy()
-                seconds = time.perf_counter() - started
-                val_totals = (self._traced(self._evaluate, validation).numpy()
-                              if validation is not None else None)
-                log = self._epoch_log(epoch, steps, train_totals, val_totals, seconds,
-                                      wall_seconds=hooks.wall_seconds)
                 history.epochs.append(log)
-                self.epoch.assign(epoch)
-                if keeper:
-                    keeper.save(log.global_step)
-                if self._log:
-                    self._log(log)
-                hooks.epoch_end(log)
+                if self._stop_requested():
+                    break
         history.final_step = int(self.step.numpy())
         hooks.fit_end(history)
         if keeper:
@@ -315,6 +371,46 @@ class Trainer:
         if model_dir and export and self.distribution.role.is_chief:
             export_model(self.model, model_dir)
         return history
+
+    def _run_epoch(self, epoch: int, steps: int, train, validation, run: "EpochRun") -> EpochLog:
+        """One epoch: its remaining ``steps``, validation, the epoch-end save, callbacks."""
+        started = time.perf_counter()
+        run.hooks.epoch_begin(epoch)
+        for metric in self.metrics:
+            metric.reset_state()
+        if self.compiled:
+            self.model.reset_metrics()
+        train_totals = self._traced(self._train_epoch, train, epoch, steps, run).numpy()
+        seconds = time.perf_counter() - started
+        train_logs = (self._batch_logs(train_totals) if self.compiled
+                      else None)
+        val_logs = None
+        if validation is not None:
+            val_logs = self._eval_logs(self._traced(self._evaluate, validation).numpy())
+        log = self._epoch_log(epoch, steps, train_totals, train_logs, val_logs, seconds,
+                              wall_seconds=run.hooks.wall_seconds)
+        self.epoch.assign(epoch)
+        self.epoch_totals.assign(tf.zeros([TOTALS]))
+        if run.keeper:
+            run.keeper.save(log.global_step)
+        run.hooks.epoch_end(log)
+        return log
+
+    def _stop_requested(self) -> bool:
+        """``model.stop_training``, agreed by every worker (any of them asking stops all)."""
+        asked = bool(getattr(self.model, "stop_training", False))
+        if self.distribution.is_async or self.distribution.num_workers < 2:
+            return asked
+        if self._agree is None:  # Compiled once: an eager collective is slow (and warns).
+            strategy = self.distribution.strategy
+
+            @tf.function
+            def agree(flag):
+                votes = strategy.run(lambda: tf.identity(flag))
+                return strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None)
+
+            self._agree = agree
+        return float(self._agree(tf.constant(1.0 if asked else 0.0))) > 0
 
     def _traced(self, function, *args):
         """Calls ``function``, turning a user mistake found while tracing into ConfigError."""
@@ -325,39 +421,22 @@ class Trainer:
                 raise ConfigError(self.steps.trace_problem) from None
             raise
 
-    def _epoch_log(self, epoch, steps, train_totals, val_totals, seconds,
+    def _epoch_log(self, epoch, steps, train_totals, train_logs, val_logs, seconds,
                    wall_seconds) -> EpochLog:
         loss_sum, correct, count = (float(v) for v in train_totals)
-        val_loss = val_accuracy = None
-        if val_totals is not None:
-            val_loss = _ratio(val_totals[0], val_totals[2])
-            val_accuracy = _ratio(val_totals[1], val_totals[2]) if self._accuracy else None
+        metrics = {m.name: float(m.result()) for m in self.metrics}
+        train_loss = _ratio(loss_sum, count)
+        if train_logs is not None:
+            metrics = {k: v for k, v in train_logs.items() if k != "loss"}
+            train_loss = train_logs.get("loss", train_loss)
+        val_logs = val_logs or {}
         return EpochLog(
-            epoch=epoch, steps=steps, train_loss=loss_sum / count,
-            train_accuracy=correct / count if self._accuracy else None,
-            val_loss=val_loss, val_accuracy=val_accuracy, train_seconds=seconds,
+            epoch=epoch, steps=steps, train_loss=train_loss,
+            train_accuracy=_ratio(correct, count) if self._accuracy else None,
+            val_loss=val_logs.get("loss"), val_accuracy=val_logs.get("accuracy")
+            if self._accuracy else None, train_seconds=seconds,
             examples=int(count), global_step=int(self.step.numpy()),
             wall_seconds=wall_seconds, learning_rate=_scalar(self.optimizer.learning_rate),
-            metrics={m.name: float(m.result()) for m in self.metrics})
-
-
-@dataclasses.dataclass
-class _Run:
-    """What the epochs of one ``fit`` share."""
-
-    keeper: Optional[CheckpointKeeper]
-    every: Optional[int]
-    hooks: CallbackList
-    watcher: PreemptionWatcher
-
-
-def _skipping(train_fn: DatasetFn, micro_steps: int) -> DatasetFn:
-    """``train_fn`` with the batches of ``micro_steps`` steps already consumed skipped."""
-    if not micro_steps:
-        return train_fn
-
-    def resumed(context):
-        per_pipeline = context.num_replicas_in_sync // context.num_input_pipelines
-        return train_fn(context).skip(micro_steps * per_pipeline)
-
-    return resumed
+            metrics=metrics,
+            val_metrics={k: v for k, v in val_logs.items()
+                         if k != "loss" and (self.compiled or k != "accuracy")})

@@ -74,7 +74,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
         other = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
                                   keras.layers.Dense(7), keras.layers.Dense(10)])
     trainer = Trainer(distribution, model=other, global_batch_size=64)
-    with pytest.raises(ConfigError, match=r"does not fit this model.*another --model_dir"):
+    with pytest.raises(ConfigError, match=r"does not fit this model.*; use another model_dir or"):
         trainer.fit(train, epochs=2, steps_per_epoch=2, model_dir=str(tmp_path))
 
 
@@ -101,3 +101,65 @@ def test_sgd_steps_match_between_one_device_and_mirrored():
         weights.append([w.numpy() for w in trainer.model.weights])
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["one_device", "mirrored"])
+def test_resume_from_a_step_checkpoint_at_an_epochs_last_step(kind, tmp_path):
+    """Killed after the step checkpoint at the epoch's end, before the epoch-end save.
+
+    The newest checkpoint then has step = steps_per_epoch and epoch 0: the resumed epoch
+    has no steps left, and must still report the steps it ran before (once a
+    ZeroDivisionError on every restart).
+    """
+    train, val = _digits_fns()
+
+    def broken_validation(context):  # Fails when read, after the step checkpoint.
+        return val(context).map(lambda x, y: (tf.debugging.check_numerics(x * np.inf, "x"), y))
+
+    first = _trainer(kind)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        first.fit(train, epochs=2, steps_per_epoch=8, validation_fn=broken_validation,
+                  model_dir=str(tmp_path), checkpoint_every_steps=8)
+    assert int(first.step.numpy()) == 8 and int(first.epoch.numpy()) == 0
+    resumed = _trainer(kind)
+    history = resumed.fit(train, epochs=2, steps_per_epoch=8, validation_fn=val,
+                          model_dir=str(tmp_path), checkpoint_every_steps=8)
+    assert history.restored_from.endswith("ckpt-8")
+    first_epoch, second = history.epochs
+    assert first_epoch.epoch == 1 and first_epoch.steps == 0 and first_epoch.examples == 8 * 64
+    assert first_epoch.train_loss > 0 and first_epoch.val_accuracy is not None
+    assert second.epoch == 2 and second.examples == 8 * 64 and history.final_step == 16
+
+
+def test_one_hot_labels_and_a_softmax_model_train_with_the_builtin_accuracy():
+    """The classic MNIST MLP through the Trainer: one-hot labels, categorical_crossentropy."""
+    from tfdist.data.sources import load_digits_arrays, numpy_source
+
+    images, labels = load_digits_arrays()
+    one_hot = keras.utils.to_categorical(labels, 10)
+    source = numpy_source(images[:1500], one_hot[:1500], validation=(images[1500:], one_hot[1500:]))
+    assert source.num_classes == 10
+    distribution = make_strategy("mirrored")
+    keras.utils.set_random_seed(0)
+    with distribution.strategy.scope():
+        model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
+                                  keras.layers.Dense(64, activation="relu"),
+                                  keras.layers.Dense(10, activation="softmax")])
+    trainer = Trainer(distribution, model=model, global_batch_size=64,
+                      loss=keras.losses.categorical_crossentropy)
+    train = make_dataset_fn(source, "train", global_batch_size=64, training=True)
+    val = make_dataset_fn(source, "validation", global_batch_size=64, training=False)
+    history = trainer.fit(train, epochs=10, steps_per_epoch=23, validation_fn=val)
+    assert history.epochs[-1].train_accuracy > 0.9 and history.epochs[-1].val_accuracy > 0.8
+
+
+def test_numpy_source_takes_float_and_multi_output_targets():
+    from tfdist.data.sources import numpy_source
+
+    features = np.random.default_rng(0).random((40, 3)).astype(np.float64)
+    regression = numpy_source(features, features.sum(axis=1))
+    assert regression.num_classes is None
+    (x, y), = regression.split("train").records().take(1).as_numpy_iterator()
+    assert y.dtype == np.float32
+    both = numpy_source(features, {"sum": features.sum(axis=1), "label": np.arange(40) % 3})
+    assert both.num_train == 40

@@ -1,0 +1,318 @@
+"""The Keras front door: ``tfdist.fit``, ``tfdist.evaluate`` and ``tfdist.predict``.
+
+Owns Keras' ``Model.fit``/``evaluate``/``predict`` signatures and meanings for a model
+built and compiled inside a tfdist strategy's scope, under every strategy
+(``one_device``, ``mirrored``, ``multi_worker``, ``parameter_server``): Keras-style
+inputs go through the data layer (``tfdist.data.keras_inputs``), so each example is
+read once per epoch across workers; training is the one ``Trainer`` loop (its step,
+checkpoints, exact resume, preemption); Keras callbacks run through
+``tfdist.training.keras_callbacks``. ``batch_size`` is the global batch, as in Keras
+under a strategy; the last partial batch of an epoch is dropped when training (so
+every replica steps in lockstep) and kept by ``evaluate``/``predict``.
+
+Example::
+
+    dist = tfdist.make_strategy("auto")
+    with dist.scope():
+        model = keras.Sequential([...])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    history = tfdist.fit(model, x, y, batch_size=64, epochs=5, validation_split=0.1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from tfdist.config import CommunicationConfig, ConfigError, check_positive
+from tfdist.data.keras_inputs import (arrays_source, check_batch_size, dataset_source,
+                                      inference_source, is_dataset)
+from tfdist.data.pipeline import make_dataset_fn
+from tfdist.distribute.strategies import Distribution, TaskRole, distribution_of
+from tfdist.training.compiled import whole_split_context
+from tfdist.training.keras_callbacks import KerasCallbacks
+from tfdist.training.summaries import Summaries, tensorboard_dir
+from tfdist.training.trainer import Trainer
+
+
+def _distribution(model: keras.Model, distribution: Optional[Distribution]) -> Distribution:
+    """The Distribution whose scope built ``model`` (or the one given, which must match)."""
+    strategy = model.distribute_strategy
+    if distribution is not None:
+        if strategy is not distribution.strategy and distribution_of(strategy) is not None:
+            raise ConfigError(
+                f"model {model.name!r} was built under another strategy than "
+                f"distribution ({distribution.kind!r}); build and compile it inside "
+                "`with distribution.scope():`.")
+        return distribution
+    found = distribution_of(strategy)
+    if found is not None:
+        return found
+    if strategy is tf.distribute.get_strategy():  # Built outside any scope: one device.
+        return Distribution(kind="one_device", strategy=strategy, coordinator=None,
+                            role=_LOCAL, num_workers=1)
+    raise ConfigError(
+        f"model {model.name!r} was built under a strategy tfdist did not make; build it "
+        "inside `with dist.scope():` of `dist = tfdist.make_strategy(...)`, or pass "
+        "distribution=.")
+
+
+_LOCAL = TaskRole("worker", 0, True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrainerKey:
+    """What a cached Trainer was built for; another key builds a new one."""
+
+    strategy: int
+    global_batch_size: int
+    steps_per_loop: int
+    grad_accum_steps: int
+    communication: CommunicationConfig
+
+
+def _check_compiled(model: keras.Model, what: str) -> None:
+    if not isinstance(model, keras.Model):
+        raise ConfigError(f"tfdist.{what} takes a keras.Model, got {type(model).__name__}.")
+    if not getattr(model, "compiled", False):
+        raise ConfigError(
+            f"model {model.name!r} is not compiled; call model.compile(optimizer=..., "
+            f"loss=..., metrics=...) inside the strategy's scope before tfdist.{what}.")
+
+
+def _trainer(model, distribution, *, global_batch_size, steps_per_loop, grad_accum_steps,
+             communication, callbacks=()) -> Trainer:
+    key = _TrainerKey(id(distribution.strategy), global_batch_size, steps_per_loop,
+                      grad_accum_steps, communication)
+    cached = getattr(model, "_tfdist_trainer", None)
+    if cached is not None and cached[0] == key:
+        trainer = cached[1]
+        trainer.callbacks = tuple(callbacks)
+        return trainer
+    trainer = Trainer(distribution, model=model, optimizer=None,  # model.compile's.
+                      global_batch_size=global_batch_size,
+                      steps_per_loop=steps_per_loop, grad_accum_steps=grad_accum_steps,
+                      communication=communication, callbacks=callbacks)
+    model._tfdist_trainer = (key, trainer)  # noqa: SLF001 - compiled loops built once.
+    return trainer
+
+
+def _build(model, distribution, dataset_fn) -> None:
+    """Creates the model's, metrics' and optimizer's variables eagerly in scope.
+
+    Keras 3.14+ fails when a stateful optimizer's slots are first made while a
+    distributed tf.function traces (keras-team/keras#23085); Keras' own fit builds
+    them first the same way (``_symbolic_build``).
+    """
+    spec = dataset_fn(whole_split_context()).element_spec
+    with distribution.scope():
+        model._symbolic_build(data_batch=spec)  # noqa: SLF001
+
+
+def _source_and_batch(x, y, *, batch_size, sample_weight, class_weight, validation_split,
+                      validation_data):
+    if is_dataset(x):
+        if y is not None or sample_weight is not None or class_weight is not None:
+            raise ConfigError("x is a tf.data.Dataset: give its targets and weights inside "
+                              "it ((x, y) or (x, y, sample_weight) elements), not as y=, "
+                              "sample_weight= or class_weight=.")
+        if validation_split:
+            raise ConfigError("validation_split needs arrays; with a dataset pass "
+                              "validation_data= instead.")
+        if batch_size is not None:
+            raise ConfigError("x is a batched tf.data.Dataset: its batch is the global "
+                              "batch; drop batch_size=.")
+        return dataset_source(x, validation=validation_data)
+    source = arrays_source(x, y, sample_weight=sample_weight, class_weight=class_weight,
+                           validation_split=validation_split, validation_data=validation_data)
+    return source, check_batch_size(batch_size)
+
+
+def _steps(source, batch: int, steps_per_epoch: Optional[int]) -> int:
+    if steps_per_epoch is not None:
+        return check_positive("steps_per_epoch", steps_per_epoch)
+    steps = source.num_train // batch
+    if steps == 0:
+        raise ConfigError(
+            f"batch_size ({batch}) is more than the {source.num_train} training examples; "
+            f"use batch_size={max(1, source.num_train)} or less.")
+    return steps
+
+
+def _keras_callbacks(callbacks, model_dir):
+    """The user's Keras callbacks, BackupAndRestore becoming tfdist's model_dir resume."""
+    kept = []
+    for callback in callbacks or ():
+        if isinstance(callback, keras.callbacks.BackupAndRestore):
+            backup = getattr(callback, "backup_dir", None)
+            if model_dir and backup and str(backup) != str(model_dir):
+                raise ConfigError(
+                    f"BackupAndRestore(backup_dir={backup!r}) and model_dir={model_dir!r} "
+                    "both say where to resume from; keep one of them.")
+            model_dir = model_dir or backup  # tfdist's exact resume is its equivalent.
+            continue
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise ConfigError(f"callbacks holds {type(callback).__name__}; each must be a "
+                              "keras.callbacks.Callback.")
+        kept.append(callback)
+    return kept, model_dir
+
+
+def _verbose(verbose) -> int:
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2):
+        raise ConfigError(f"verbose ({verbose!r}) must be 'auto', 0, 1 or 2.")
+    return verbose
+
+
+def fit(model: keras.Model, x=None, y=None, *, batch_size: Optional[int] = None,
+        epochs: int = 1, verbose="auto", callbacks=None, validation_split: float = 0.0,
+        validation_data=None, shuffle: bool = True, class_weight=None, sample_weight=None,
+        initial_epoch: int = 0, steps_per_epoch: Optional[int] = None,
+        validation_steps: Optional[int] = None, validation_freq=1,
+        distribution: Optional[Distribution] = None, model_dir: Optional[str] = None,
+        checkpoint_every_steps: Optional[int] = None, keep_checkpoints: int = 3,
+        steps_per_loop: int = 32, grad_accum_steps: int = 1,
+        communication: Optional[CommunicationConfig] = None, shard_policy: str = "auto",
+        seed: int = 0) -> keras.callbacks.History:
+    """Trains a compiled Keras model as ``model.fit`` would, under its tfdist strategy.
+
+    Arguments up to ``validation_freq`` are Keras' (``batch_size`` is the global batch;
+    ``validation_steps`` caps the validation batches of a dataset). tfdist's own:
+
+    Args:
+      distribution: the strategy the model was built under; by default the one of its
+        scope (``tfdist.make_strategy(...).scope()``).
+      model_dir: checkpoints and exact resume (a rerun continues where the last
+        checkpoint left off, mid-epoch included); ``model.keras`` is written at the end.
+        ``keras.callbacks.BackupAndRestore(backup_dir)`` means the same.
+      checkpoint_every_steps: also checkpoint every this many steps.
+      keep_checkpoints: the newest checkpoints kept.
+      steps_per_loop: optimizer steps inside one compiled call (Keras'
+        ``steps_per_execution``); batch hooks of callbacks run once per loop.
+      grad_accum_steps: micro-batches of ``batch_size`` summed into one update.
+      communication: gradient compression and collective options (sync strategies).
+      shard_policy: how workers split the arrays (``tfdist.data.sharding``).
+      seed: the shuffling seed (each epoch reshuffles, deterministically).
+
+    Returns:
+      A ``keras.callbacks.History`` (also ``model.history``); ``history.tfdist`` holds
+      tfdist's own record (steps, examples/s, the checkpoint restored from).
+    """
+    _check_compiled(model, "fit")
+    check_positive("epochs", epochs)
+    distribution = _distribution(model, distribution)
+    if validation_steps is not None and is_dataset(validation_data):
+        validation_data = validation_data.take(check_positive("validation_steps",
+                                                              validation_steps))
+    source, batch = _source_and_batch(
+        x, y, batch_size=batch_size, sample_weight=sample_weight, class_weight=class_weight,
+        validation_split=validation_split, validation_data=validation_data)
+    steps = _steps(source, batch, steps_per_epoch)
+    callbacks, model_dir = _keras_callbacks(callbacks, model_dir)
+    train_fn = make_dataset_fn(source, "train", global_batch_size=batch, training=True,
+                               seed=seed, shuffle=shuffle and not is_dataset(x),
+                               shard_policy=shard_policy,
+                               steps_per_epoch=steps * grad_accum_steps)
+    validation_fn = (make_dataset_fn(source, "validation", global_batch_size=batch,
+                                     training=False) if source.num_validation else None)
+    _build(model, distribution, train_fn)
+    is_chief = distribution.role.is_chief
+    keras_hooks = KerasCallbacks(callbacks, model=model, verbose=_verbose(verbose),
+                                 epochs=epochs, steps_per_epoch=steps, is_chief=is_chief)
+    hooks = [keras_hooks]
+    if model_dir and is_chief:
+        hooks.append(Summaries(tensorboard_dir(model_dir)))
+    trainer = _trainer(model, distribution, global_batch_size=batch,
+                       steps_per_loop=steps_per_loop, grad_accum_steps=grad_accum_steps,
+                       communication=communication or CommunicationConfig(), callbacks=hooks)
+    if not model_dir:  # A new fit starts at initial_epoch, as Keras' does.
+        trainer.epoch.assign(initial_epoch)
+        trainer.step.assign(initial_epoch * steps)
+    record = trainer.fit(train_fn, epochs=epochs, steps_per_epoch=steps,
+                         validation_fn=validation_fn, model_dir=model_dir,
+                         checkpoint_every_steps=checkpoint_every_steps,
+                         keep_checkpoints=keep_checkpoints, validation_freq=validation_freq,
+                         initial_epoch=initial_epoch)
+    history = keras_hooks.history
+    history.tfdist = record
+    model.history = history
+    return history
+
+
+def _inference_fn(model, x, y, sample_weight, batch_size, name):
+    source = inference_source(x, y, sample_weight=sample_weight, name=name)
+    if is_dataset(x):
+        if batch_size is not None:
+            raise ConfigError(f"x is a batched tf.data.Dataset: its batch is the global batch; "
+                              f"drop batch_size= from tfdist.{name}.")
+        from tfdist.data.keras_inputs import dataset_batch_size
+
+        batch = dataset_batch_size(x)
+    else:
+        batch = check_batch_size(batch_size)
+    return source, batch, make_dataset_fn(source, "train", global_batch_size=batch,
+                                          training=False)
+
+
+def _take(x, steps):
+    """Keras' ``steps`` of evaluate/predict: the first batches of a dataset."""
+    if steps is None:
+        return x
+    if not is_dataset(x):
+        raise ConfigError("steps= counts the batches of a dataset; with arrays give fewer "
+                          "rows instead.")
+    return x.take(check_positive("steps", steps))
+
+
+def evaluate(model: keras.Model, x=None, y=None, *, batch_size: Optional[int] = None,
+             verbose="auto", sample_weight=None, steps=None, callbacks=None,
+             return_dict: bool = False, distribution: Optional[Distribution] = None):
+    """Evaluates a compiled model as ``model.evaluate`` would, every example exactly once.
+
+    Each worker reads its part of ``x`` once (the last partial batch kept, no padding);
+    metrics are summed over all replicas and workers. Under ``parameter_server`` the
+    coordinator evaluates the whole split itself.
+
+    Returns:
+      The loss and metrics: a dict with ``return_dict``, else a list (a scalar when
+      there is only the loss), in ``model.metrics_names`` order.
+    """
+    _check_compiled(model, "evaluate")
+    del verbose, callbacks
+    distribution = _distribution(model, distribution)
+    x = _take(x, steps)
+    _, batch, dataset_fn = _inference_fn(model, x, y, sample_weight, batch_size, "evaluate")
+    _build(model, distribution, dataset_fn)
+    cached = getattr(model, "_tfdist_trainer", None)
+    trainer = cached[1] if cached is not None else _trainer(
+        model, distribution, global_batch_size=batch, steps_per_loop=1, grad_accum_steps=1,
+        communication=CommunicationConfig())
+    logs = trainer.evaluate(dataset_fn)
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
+
+
+def predict(model: keras.Model, x, *, batch_size: Optional[int] = None, verbose="auto",
+            steps=None, callbacks=None, distribution: Optional[Distribution] = None):
+    """Predicts as ``model.predict`` would: NumPy outputs in the order of ``x``.
+
+    Each worker predicts a contiguous part of ``x`` once and the parts are gathered on
+    every worker; one process with several replicas splits each batch between them;
+    under ``parameter_server`` the coordinator predicts itself.
+    """
+    del verbose, callbacks
+    if not isinstance(model, keras.Model):
+        raise ConfigError(f"tfdist.predict takes a keras.Model, got {type(model).__name__}.")
+    distribution = _distribution(model, distribution)
+    x = _take(x, steps)
+    from tfdist.training.prediction import predict_arrays
+
+    return predict_arrays(model, distribution, x, batch_size=batch_size)

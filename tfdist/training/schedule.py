@@ -1,0 +1,57 @@
+"""How an epoch's steps are cut into compiled loop calls, and where a resumed run starts.
+
+Owns the plan of loop calls (``steps_per_loop`` steps each) grouped into segments that
+end at checkpoint steps, what the epochs of one ``fit`` share (``EpochRun``), and the
+dataset function of a resumed run, which skips the batches already consumed. Running
+the calls is ``tfdist.training.trainer``'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, List, Optional
+
+if TYPE_CHECKING:
+    from tfdist.training.callbacks import CallbackList
+    from tfdist.training.checkpoints import CheckpointKeeper
+    from tfdist.training.preemption import PreemptionWatcher
+
+
+def loop_segments(first_step: int, steps: int, *, every: Optional[int], steps_per_loop: int,
+                  one_call_each: bool) -> List[List[int]]:
+    """Loop-call sizes for ``steps`` steps from ``first_step``, grouped into segments.
+
+    A segment ends at each multiple of ``every`` (a checkpoint) and at the end; its
+    loop calls have at most ``steps_per_loop`` steps. Sync strategies check for
+    preemption after every call (``one_call_each``), so each call is its own segment there.
+    """
+    segments, step, last = [], first_step, first_step + steps
+    while step < last:
+        stop = last if not every else min(last, (step // every + 1) * every)
+        full, rest = divmod(stop - step, steps_per_loop)
+        calls = [steps_per_loop] * full + ([rest] if rest else [])
+        segments.extend([[c] for c in calls] if one_call_each else [calls])
+        step = stop
+    return segments
+
+
+@dataclasses.dataclass
+class EpochRun:
+    """What the epochs of one ``fit`` share."""
+
+    keeper: Optional["CheckpointKeeper"]
+    every: Optional[int]
+    hooks: "CallbackList"
+    watcher: "PreemptionWatcher"
+
+
+def skipping(train_fn, micro_steps: int):
+    """``train_fn`` with the batches of ``micro_steps`` steps already consumed skipped."""
+    if not micro_steps:
+        return train_fn
+
+    def resumed(context):
+        per_pipeline = context.num_replicas_in_sync // context.num_input_pipelines
+        return train_fn(context).skip(micro_steps * per_pipeline)
+
+    return resumed
