@@ -16,7 +16,7 @@ from typing import Optional
 import keras
 
 from tfdist.config import TrainConfig
-from tfdist.distribute.cluster import ClusterConfig
+from launch.tf_config import ClusterConfig
 from tfdist.data.pipeline import input_errors, load_source, make_dataset_fn, steps_per_epoch
 from tfdist.data.service import service_target
 from tfdist.layers import sharded_embeddings

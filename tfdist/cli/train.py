@@ -5,7 +5,8 @@ then, in this order, the process either launches a local cluster (several
 workers asked for and no TF_CONFIG), runs a parameter-server task's server
 (TF_CONFIG says this task is a ps or worker of a ``parameter_server`` cluster),
 or runs the job. User mistakes end with one line on stderr and exit code 2.
-TensorFlow is imported only when this process trains or serves.
+TensorFlow is imported only when this process trains or serves. ``USAGE`` is what
+``--help`` prints (absl prints the main module's docstring; ``main`` sets it).
 """
 
 from __future__ import annotations
@@ -30,11 +31,15 @@ _STRATEGY = flags.DEFINE_enum(
     "(or from --num_ps/--num_workers), else mirrored over the local GPUs, or over "
     "--num_devices logical CPUs when there is no GPU.")
 _NUM_WORKERS = flags.DEFINE_integer(
-    "num_workers", 1,
+    "num_workers", None,
     "Worker processes. Above 1 with no TF_CONFIG set, the trainer launches a local cluster "
-    "on loopback itself (see --num_ps); with TF_CONFIG set, TF_CONFIG decides.", lower_bound=1)
+    "on loopback itself (see --num_ps). With TF_CONFIG set, TF_CONFIG decides: leave it out, "
+    "or give the count TF_CONFIG has. Default: TF_CONFIG's workers, else 1.", lower_bound=1)
 _NUM_PS = flags.DEFINE_integer(
-    "num_ps", 0, "Parameter-server processes for --strategy=parameter_server.", lower_bound=0)
+    "num_ps", None,
+    "Parameter-server processes for --strategy=parameter_server: at least 1 when the trainer "
+    "launches the cluster (no TF_CONFIG). With TF_CONFIG set, TF_CONFIG decides: leave it out, "
+    "or give the count TF_CONFIG has. Default: TF_CONFIG's ps tasks, else 0.", lower_bound=0)
 _NUM_DEVICES = flags.DEFINE_integer(
     "num_devices", None,
     "Replicas for --strategy=mirrored: that many GPUs, or logical CPU devices when there is "
@@ -46,12 +51,20 @@ _GPUS_PER_WORKER = flags.DEFINE_integer(
     "run on CPU). 0: every worker sees all GPUs. Ignored when TF_CONFIG is set.",
     lower_bound=0)
 _MODEL = flags.DEFINE_string(
-    "model", "mlp", "Registered model name: mlp, cnn, or one added with tfdist.register_model.")
+    "model", "mlp",
+    "The model: mlp, cnn, recommender, a name added with tfdist.register_model, or your own "
+    "build function as package.module:function (importable from the current folder or "
+    "PYTHONPATH), called as function(input_shape=..., num_classes=...) inside the strategy's "
+    "scope and returning an uncompiled keras.Model; the trainer adds the optimizer and loss.")
 _DATASET = flags.DEFINE_string(
     "dataset", "digits",
     "digits (1,797 real 8x8 handwritten digits, bundled), synthetic (784 features, 10 "
     "classes, size --num_examples), tfrecord, csv, npz or image_folder (files from "
-    "--train_files and --validation_files), or a TFDS name prepared under --data_dir.")
+    "--train_files and --validation_files), a TFDS name prepared under --data_dir, or your "
+    "own source function as package.module:function, called with no arguments and returning "
+    "arrays (x_train, y_train) or (x_train, y_train, x_val, y_val), or a DataSource such as "
+    "tfdist.data.pipeline.numpy_source(...); the trainer shards it between the workers "
+    "(--shard_policy), so each example is seen once per epoch.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory (TFDS's default if unset).")
 _NUM_EXAMPLES = flags.DEFINE_integer(
     "num_examples", 60000, "Training examples of --dataset=synthetic.", lower_bound=1)
@@ -172,8 +185,10 @@ _PROFILE_STEPS = flags.DEFINE_string(
     "Profile tab of TensorBoard).")
 _VERBOSE = flags.DEFINE_boolean(
     "verbose", False,
-    "Every worker prints its progress; by default only the chief does (see --model_dir for "
-    "TensorBoard summaries).")
+    "Every worker prints its progress, and a launched local cluster also shows TensorFlow's "
+    "start-up log lines (CUDA stub, cuInit, oneDNN) and the known harmless TensorFlow "
+    "warnings; by default only the chief prints progress and those lines are left out (see "
+    "--model_dir for TensorBoard summaries).")
 
 
 def config_from_flags() -> TrainConfig:
@@ -214,36 +229,27 @@ def _plan_data_service(config: TrainConfig):
 
 
 def _launch_local_cluster(config: TrainConfig, argv) -> int:
-    from launch import plan_local_cluster, plan_local_launch, visible_gpu_ids
-    from launch.network import inside, private_network
-    from launch.restarts import run_with_restarts
+    from launch import LaunchSpec, run_launch, tfdist_server_command, visible_gpu_ids
 
-    strategy = config.launch_strategy()
     gpu_ids = visible_gpu_ids(environ=os.environ)
 
-    def plan():
-        cluster = plan_local_cluster(
-            strategy=strategy, num_workers=config.num_workers,
-            num_ps=config.num_ps if strategy == "parameter_server" else 0)
+    def spec() -> LaunchSpec:  # Planned anew for each attempt: fresh service ports too.
         service = _plan_data_service(config)
-        launches = plan_local_launch(
-            cluster=cluster, strategy=strategy,
+        return LaunchSpec(
+            strategy=config.launch_strategy(),
             command=[sys.executable, "-m", "tfdist.train", *argv[1:],
                      *(service.trainer_args if service else ())],
-            server_command=[sys.executable, "-m", "tfdist.server"],
-            base_env=dict(os.environ), gpus_per_worker=config.gpus_per_worker,
-            gpu_ids=gpu_ids, worker_restarts=config.max_restarts)
-        launches = [*(service.launches if service else ()), *launches]
-        print(f"tfdist.train: launching {len(launches)} local processes "
-              f"({', '.join(launch.name for launch in launches)}); "
-              f"{isolation.describe(cluster.ports())}", flush=True)
-        return inside(launches, isolation)
+            server_command=tfdist_server_command(), num_workers=config.num_workers or 1,
+            num_ps=(config.num_ps or 0) if config.launch_strategy() == "parameter_server" else 0,
+            base_env=dict(os.environ), gpus_per_worker=config.gpus_per_worker, gpu_ids=gpu_ids,
+            worker_restarts=config.max_restarts, isolate_network=config.isolate_network,
+            extra_tasks=service.launches if service else ())
 
     if config.max_restarts and not config.model_dir:
         print(f"tfdist.train: warning: --max_restarts={config.max_restarts} without "
               "--model_dir restarts from step 0: nothing is checkpointed.", flush=True)
-    with private_network(enabled=config.isolate_network) as isolation:
-        report = run_with_restarts(plan, max_restarts=config.max_restarts)
+    report = run_launch(spec, max_restarts=config.max_restarts, output=_task_output(config),
+                        announce=lambda line: print(f"tfdist.train: {line}", flush=True))
     if report.exit_code:
         print(report.attempts[-1].summary(), file=sys.stderr, flush=True)
         if report.restarts:
@@ -255,6 +261,7 @@ def run(argv) -> int:
     """Runs the trainer for already-parsed flags; ``argv`` is the full command line."""
     config = config_from_flags()
     cluster = read_tf_config()
+    config.check_cluster(cluster)  # With TF_CONFIG, the cluster's shape comes from it.
     if config.needs_local_cluster(cluster):
         return _launch_local_cluster(config, argv)
     if cluster is not None and cluster.has_ps and cluster.task.type in ("ps", "worker"):
@@ -272,9 +279,36 @@ def run(argv) -> int:
     return 0
 
 
+def _in_flags(error: Exception) -> str:
+    """The library's message, its arguments spelled as this CLI's flags."""
+    from tfdist.cli.messages import with_flag_spellings
+
+    ours = [flag.name for module, defined in flags.FLAGS.flags_by_module_dict().items()
+            if module.startswith("tfdist") for flag in defined]
+    return with_flag_spellings(str(error), ours)
+
+
 def _user_error_exit(error: Exception) -> int:
-    print(f"tfdist.train: error: {error}", file=sys.stderr, flush=True)
+    print(f"tfdist.train: error: {_in_flags(error)}", file=sys.stderr, flush=True)
     return 2
+
+
+def _task_output(config: TrainConfig):
+    """Where a launched cluster's output goes: stdout, less TensorFlow's start-up noise
+    (``launch.noise``) unless --verbose."""
+    from launch.noise import QuietOutput
+
+    return None if config.verbose else QuietOutput(lambda: sys.stdout)
+
+
+def _ignore_known_warnings() -> None:
+    """Filters the tf.data options UserWarning TensorFlow raises when the trainer iterates a
+    dataset inside a traced function (harmless, once per trace); --verbose keeps it."""
+    import warnings
+
+    from launch.noise import TF_DATA_OPTIONS_WARNING
+
+    warnings.filterwarnings("ignore", message=TF_DATA_OPTIONS_WARNING, category=UserWarning)
 
 
 def _main(argv) -> int:
@@ -284,6 +318,8 @@ def _main(argv) -> int:
 
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the epochs.
+    if not _VERBOSE.value:
+        _ignore_known_warnings()
 
     try:
         return run(argv)
@@ -294,16 +330,74 @@ def _main(argv) -> int:
         from tfdist.training.history import TrainingDiverged
 
         if isinstance(error, Preempted):
-            print(f"tfdist.train: {error}", file=sys.stderr, flush=True)
+            print(f"tfdist.train: {_in_flags(error)}", file=sys.stderr, flush=True)
             return 128 + signal.SIGTERM
-        if isinstance(error, TrainingDiverged):
-            print(f"tfdist.train: error: {error}", file=sys.stderr, flush=True)
+        from tfdist.training.checkpoints import CheckpointWriteError
+
+        if isinstance(error, (TrainingDiverged, CheckpointWriteError)):
+            print(f"tfdist.train: error: {_in_flags(error)}", file=sys.stderr, flush=True)
             return 1
         raise
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, but a bad flag ends as every user mistake does: one line, exit 2.
+
+    absl's own parser prints the error over several lines plus a help hint and exits 1.
+    Arguments that are not flags are refused too: the trainer takes flags only.
+    """
+    try:
+        rest = flags.FLAGS(argv)
+    except flags.Error as error:
+        message = " ".join(str(error).split())  # absl splits long messages over lines.
+        print(f"tfdist.train: error: {message} (see --helpfull).", file=sys.stderr, flush=True)
+        sys.exit(2)
+    if len(rest) > 1:
+        print(f"tfdist.train: error: unexpected argument(s) {rest[1:]!r}: the trainer takes "
+              "only --flags, e.g. --epochs=5 (see --helpfull).", file=sys.stderr, flush=True)
+        sys.exit(2)
+    return rest
+
+
+USAGE = """Trains a Keras model under a TensorFlow distribution strategy, here or on a cluster.
+
+The trainer builds a model (a built-in one or your own), reads a dataset (bundled,
+files, TFDS or your own arrays), shards it between the workers so each example is
+seen once per epoch, and trains under --strategy: mirrored (the GPUs, or logical
+CPUs, of one process), multi_worker (synchronous, one process per worker) or
+parameter_server (asynchronous workers and parameter servers). With --num_workers
+above 1 and no TF_CONFIG it starts the local cluster itself; where a launcher or
+scheduler sets TF_CONFIG, each process plays its task. It prints one line per epoch;
+with --model_dir it checkpoints, resumes and exports the model.
+
+Examples:
+
+  # One process, mirrored over two logical CPUs (or all GPUs), bundled digits:
+  python -m tfdist.train --strategy=mirrored --epochs=5
+
+  # Two synchronous workers on loopback, your own model and data:
+  python -m tfdist.train --strategy=multi_worker --num_workers=2 \\
+      --model=my_models:build_model --dataset=my_data:load_arrays
+
+  # Two workers and a parameter server, checkpoints and resume under /tmp/run:
+  python -m tfdist.train --strategy=parameter_server --num_workers=2 --num_ps=1 \\
+      --epochs=10 --model_dir=/tmp/run
+
+Your own model, --model=package.module:function: called as function(input_shape=...,
+num_classes=...) inside the strategy's scope; returns an uncompiled keras.Model.
+Your own data, --dataset=package.module:function: called with no arguments; returns
+(x_train, y_train), (x_train, y_train, x_val, y_val) or a tfdist DataSource. Both
+modules must import from the current folder or PYTHONPATH.
+
+The trainer's own flags are those --helpfull lists under tfdist.cli.train.
+"""
 
 
 def main(argv=None) -> None:
     """Console-script entry: parses flags (``--flagfile`` included) and exits with the status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads; the CLI only.
+    main_module = sys.modules.get("__main__")
+    if main_module is not None:  # absl's --help prints the main module's docstring.
+        main_module.__doc__ = USAGE
     app.run(lambda parsed: sys.exit(_main(sys.argv if argv is None else argv)),
-            argv=argv)
+            argv=argv, flags_parser=_parse_flags)

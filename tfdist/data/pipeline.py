@@ -32,8 +32,10 @@ import tensorflow as tf
 
 from tfdist.config import (FILE_DATASETS, SHARD_POLICIES, ConfigError,
                            check_choice, per_replica_batch_size)
+from tfdist.data.custom import custom_source
+from tfdist.import_paths import is_import_path
 from tfdist.data.service import ServiceTarget, distribute
-from tfdist.data.files import csv_source, expand_files, image_folder_source, tf_reason
+from tfdist.data.files import csv_source, expand_files, image_folder_source
 from tfdist.data.in_memory import epochs_in_memory
 from tfdist.data.sharding import (decode, fits_in_memory, part_size, resolve_policy,
                              sharded_examples)
@@ -43,6 +45,7 @@ from tfdist.data.sources import (DIGITS_VALIDATION, INTERACTION_FACTORS, INTERAC
                             interactions_source, load_digits_arrays, npz_source, numpy_source,
                             synthetic_batch, synthetic_source)
 from tfdist.data.tfrecords import tfds_source, tfrecord_source
+from tfdist.tf_errors import is_infinite_input_exhausted, is_iterator_error, tf_reason
 
 __all__ = [  # Sources and constants other modules import from here, and this module's API.
     "BUILTIN_DATASETS", "DIGITS_VALIDATION", "INTERACTION_FACTORS", "INTERACTION_ITEMS",
@@ -68,8 +71,11 @@ def load_source(name: str, *, data_dir: Optional[str] = None, num_examples: int 
     ``digits``, ``synthetic`` (``num_examples``, ``seed``) and ``interactions`` are
     built in; ``tfrecord``, ``csv``, ``npz`` and ``image_folder`` read
     ``train_files``/``validation_files`` (see ``tfdist.data.files``); any other name
-    is a TFDS dataset prepared under ``data_dir``.
+    is a TFDS dataset prepared under ``data_dir``. ``package.module:function`` is the
+    user's own source function (``tfdist.data.custom``).
     """
+    if is_import_path(name):
+        return custom_source(name)
     if name == "digits":
         return digits_source()
     if name == "synthetic":
@@ -260,14 +266,15 @@ def input_errors(source: DataSource):
         yield
     except (tf.errors.OutOfRangeError, tf.errors.FailedPreconditionError) as error:
         # An empty part ends the stream; its asserted infinite cardinality then fails.
-        if isinstance(error, tf.errors.FailedPreconditionError) and "infinite" not in str(error):
+        if (isinstance(error, tf.errors.FailedPreconditionError)
+                and not is_infinite_input_exhausted(error)):
             raise
         raise ConfigError(
             f"an input pipeline of dataset {source.name!r} ran out of training examples "
             f"({tf_reason(error)}): with this shard_policy one worker's part is empty; use "
-            "fewer workers, more data or --shard_policy=data.") from None
+            "fewer workers, more data or shard_policy='data'.") from None
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
-        if "GetNext" not in str(error) and "Iterator" not in str(error):
+        if not is_iterator_error(error):
             raise
         found = source.diagnose()
         raise ConfigError(found or (
