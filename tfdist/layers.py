@@ -1,8 +1,9 @@
 """Embedding tables that can live in parts on several parameter servers.
 
 Owns ``ShardedEmbedding``: a Keras 3 layer whose table is a plain ``tf.Variable``
-created inside ``partitioning.sharding_tables()``, so ParameterServerStrategy
-with a ``TablePartitioner`` makes it a ``ShardedVariable`` split row-wise across
+created inside ``sharding_tables()``, so ParameterServerStrategy with a
+``tfdist.distribute.partitioning.TablePartitioner`` (which asks
+``creating_tables()``) makes it a ``ShardedVariable`` split row-wise across
 the ps tasks (model parallelism: no ps holds the whole table). Lookups use
 ``tf.nn.embedding_lookup``. Keras optimizers cannot update a ``ShardedVariable``,
 so the layer updates its own parts with sparse Adagrad, on the ps that holds
@@ -12,15 +13,32 @@ is an ordinary Keras weight trained by the model's optimizer.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import List, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdist.distribute.partitioning import sharding_tables
-
 _INITIAL_ACCUMULATOR = 1e-6  # Small: batch-averaged gradients are ~1e-4 here.
+_STATE = threading.local()
+
+
+@contextlib.contextmanager
+def sharding_tables():
+    """Variables created inside are split by an active ``TablePartitioner``."""
+    previous = creating_tables()
+    _STATE.active = True
+    try:
+        yield
+    finally:
+        _STATE.active = previous
+
+
+def creating_tables() -> bool:
+    """Whether this thread is inside ``sharding_tables()``."""
+    return getattr(_STATE, "active", False)
 
 
 @keras.saving.register_keras_serializable(package="tfdist")

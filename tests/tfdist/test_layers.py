@@ -3,9 +3,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfdist.data.pipeline import load_source, make_dataset_fn
-from tfdist.layers import ShardedEmbedding, sharded_embeddings
+from tfdist.layers import ShardedEmbedding, sharded_embeddings, sharding_tables
 from tfdist.models import build_model
-from tfdist.distribute.partitioning import TablePartitioner, sharding_tables
+from tfdist.distribute.partitioning import TablePartitioner
 from tfdist.distribute.strategies import make_strategy
 from tfdist.training.trainer import Trainer
 

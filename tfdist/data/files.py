@@ -13,7 +13,6 @@ datasets are ``tfdist.data.tfrecords``'.
 from __future__ import annotations
 
 import os
-import re
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
@@ -21,19 +20,11 @@ import tensorflow as tf
 from tfdist.config import ConfigError
 from tfdist.data.sharding import decode as decode_records
 from tfdist.data.sources import DataSource, SplitReader, chunked, count_classes
+from tfdist.tf_errors import tf_reason
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 _CYCLE = 8  # Files read at once.
 READ_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError)
-
-
-def tf_reason(error: Exception) -> str:
-    """The first line of a TensorFlow error, without node and op annotations."""
-    text = getattr(error, "message", None) or str(error)
-    line = next((part.strip() for part in text.splitlines() if part.strip()), text)
-    line = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[\[.*?\]\]", "", line)
-    line = re.sub(r"\s*\[Op:\w+\].*$", "", line)
-    return re.sub(r"\s+", " ", line).strip(" .")
 
 
 def describe_files(flag: str, patterns) -> str:
@@ -51,14 +42,14 @@ def expand_files(patterns: Union[str, Sequence[str]], flag: str) -> Tuple[str, .
         if not matched:
             raise ConfigError(
                 f"{flag} ({pattern!r}) matches no file (relative paths start at "
-                f"{os.getcwd()}); fix the path or glob and quote it, e.g. "
-                f"--{flag}='data/train-*.tfrecord'.")
+                f"{os.getcwd()}); fix the path or glob, e.g. "
+                f"{flag}='data/train-*.tfrecord'.")
         for path in matched:
             if path not in seen:
                 seen.add(path)
                 files.append(path)
     if not files:
-        raise ConfigError(f"{flag} is empty; pass a glob, e.g. --{flag}='data/train-*.tfrecord'.")
+        raise ConfigError(f"{flag} is empty; pass a glob, e.g. {flag}='data/train-*.tfrecord'.")
     return tuple(files)
 
 
@@ -166,7 +157,7 @@ class CsvSplit(FileSplit):
     def explain(self, path, error):
         return (f"CSV file {path!r} cannot be parsed ({tf_reason(error)}); each row needs a "
                 "number in every column and an integer label; fix the row or leave the file "
-                f"out of --{self._flag}.")
+                f"out of {self._flag}.")
 
     def scan(self) -> int:
         return self.count(
@@ -181,12 +172,12 @@ def _csv_columns(files, *, label_key, id_key, flag) -> Tuple[str, ...]:
             if needed and needed not in header:
                 raise ConfigError(
                     f"CSV file {path!r} has no column {needed!r} (its columns: "
-                    f"{', '.join(header)}); pass --{option}=NAME with one of them or fix "
+                    f"{', '.join(header)}); pass {option}='NAME' with one of them or fix "
                     "the header row.")
         if header != columns:
             raise ConfigError(
                 f"CSV file {path!r} has columns {', '.join(header)} but {files[0]!r} has "
-                f"{', '.join(columns)}; every file of --{flag} needs the same header row.")
+                f"{', '.join(columns)}; every file of {flag} needs the same header row.")
     if len(columns) < 2:
         raise ConfigError(f"CSV file {files[0]!r} has only the column(s) {', '.join(columns)}; "
                           "it needs a label column and at least one feature column.")

@@ -54,11 +54,11 @@ def resolve_policy(policy: str, *, num_files: int, num_pipelines: int, what: str
         if not num_files:
             raise ConfigError(
                 f"shard_policy 'file' splits files between the input pipelines, but {what} is "
-                "not read from files; use --shard_policy=data (or auto).")
+                "not read from files; use shard_policy='data' (or 'auto').")
         raise ConfigError(
             f"shard_policy 'file' needs at least one file per input pipeline, but {what} has "
             f"{num_files} file(s) for {num_pipelines} input pipelines; write the data as at "
-            f"least {num_pipelines} files or use --shard_policy=data (or auto).")
+            f"least {num_pipelines} files or use shard_policy='data' (or 'auto').")
     return policy
 
 

@@ -20,8 +20,9 @@ from typing import Callable, Mapping, Optional, Sequence, Tuple, Union
 import tensorflow as tf
 
 from tfdist.config import ConfigError
-from tfdist.data.files import READ_ERRORS, FileSplit, describe_files, expand_files, tf_reason
+from tfdist.data.files import READ_ERRORS, FileSplit, describe_files, expand_files
 from tfdist.data.sources import DataSource, count_classes
+from tfdist.tf_errors import tf_reason
 
 _DTYPES = {"float32": tf.float32, "float": tf.float32, "int64": tf.int64, "int": tf.int64,
            "string": tf.string, "bytes": tf.string}
@@ -38,7 +39,7 @@ def parse_feature_spec(text: str) -> dict:
             raise ConfigError(
                 f"feature_spec entry {entry!r} must be NAME:DTYPE[:SHAPE] with DTYPE one of "
                 "float32, int64, string and SHAPE like 64 or 8x8, e.g. "
-                "--feature_spec=pixels:float32:8x8,label:int64.")
+                "feature_spec='pixels:float32:8x8,label:int64'.")
         shape = [int(d) for d in shape_text.split("x")] if shape_text else []
         spec[parts[0]] = tf.io.FixedLenFeature(shape, _DTYPES[parts[1]])
     return spec
@@ -112,7 +113,7 @@ def example_spec(spec: Mapping[str, tf.io.FixedLenFeature], *, label_key: str,
     if label_key not in spec:
         raise ConfigError(
             f"{what} has no feature {label_key!r} for the label (features: "
-            f"{', '.join(sorted(spec))}); pass --label_key=NAME or add it to --feature_spec.")
+            f"{', '.join(sorted(spec))}); pass label_key='NAME' or add it to feature_spec.")
     keys = tuple(sorted(k for k in spec if k not in (label_key, id_key)))
     if not keys:
         raise ConfigError(f"{what} has no feature besides the label {label_key!r}; the model "
@@ -122,7 +123,7 @@ def example_spec(spec: Mapping[str, tf.io.FixedLenFeature], *, label_key: str,
         raise ConfigError(
             f"{what} has string feature(s) {', '.join(text)}; the built-in models read "
             "numbers: give tfrecord_source(parse_fn=...) through the Python API, or "
-            "leave them out with --feature_spec.")
+            "leave them out of feature_spec.")
     return ExampleSpec(dict(spec), label_key, keys)
 
 
@@ -150,10 +151,10 @@ class TFRecordSplit(FileSplit):
     def explain(self, path, error):
         if isinstance(error, tf.errors.DataLossError):
             return (f"TFRecord file {path!r} is corrupt ({tf_reason(error)}); regenerate it "
-                    f"or leave it out of --{self._flag}.")
+                    f"or leave it out of {self._flag}.")
         return (f"TFRecord file {path!r} does not match the feature spec "
                 f"({tf_reason(error)}); its records hold {describe_records(path)}; fix "
-                "--feature_spec or --label_key.")
+                "feature_spec or label_key.")
 
 
 def _tfrecord_split(files, *, what, parse: Optional[ExampleSpec], parse_fn, id_key, flag,
@@ -182,10 +183,10 @@ def _first_example(path: str) -> tf.train.Example:
         first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
     except READ_ERRORS as error:
         raise ConfigError(f"TFRecord file {path!r} is corrupt ({tf_reason(error)}); "
-                          "regenerate it or leave it out of --train_files.") from None
+                          "regenerate it or leave it out of train_files.") from None
     if first is None:
         raise ConfigError(f"TFRecord file {path!r} holds no record; write examples into it "
-                          "or leave it out of --train_files.")
+                          "or leave it out of train_files.")
     try:
         return tf.train.Example.FromString(first.numpy())
     except Exception:  # noqa: BLE001 - protobuf's DecodeError has no stable import path.
@@ -275,7 +276,7 @@ def tfds_source(name: str, data_dir: Optional[str], known: Sequence[str]) -> Dat
         raise ConfigError(
             f"TFDS dataset {name!r} is not prepared on disk (looked in {builder.data_dir}) and "
             f"this machine cannot download it; run `tfds build {name} --data_dir=DIR` where "
-            "there is network, copy DIR here and pass --data_dir=DIR.")
+            "there is network, copy DIR here and pass data_dir='DIR'.")
     info = builder.info
     if "image" not in info.features or "label" not in info.features:
         raise ConfigError(

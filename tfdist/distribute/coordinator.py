@@ -15,24 +15,16 @@ from __future__ import annotations
 from absl import logging
 import tensorflow as tf
 
-# Errors a lost worker gives a coordinator-side copy of its result; TF's own
-# cluster_coordinator (_is_worker_failure) treats the same ones, naming a worker task, as
-# a worker failure. The InvalidArgument ones come from a worker restarted so fast that the
-# copy reached the new process, which never had the result.
-_LOST_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.CancelledError,
-                       tf.errors.AbortedError)
-_RESTARTED_WORKER_MESSAGES = ("unknown device", "Primary device is not remote",
-                              "Unable to find the relevant tensor remote_handle")
+from tfdist.tf_errors import is_lost_task_error, names_job
 
 
 def lost_worker(error: BaseException) -> bool:
-    """Whether ``error`` is a worker task lost mid-copy rather than a failing step."""
-    if "/job:worker" not in str(error):
-        return False
-    if isinstance(error, tf.errors.InvalidArgumentError):
-        return any(message.lower() in str(error).lower()
-                   for message in _RESTARTED_WORKER_MESSAGES)
-    return isinstance(error, _LOST_WORKER_ERRORS)
+    """Whether ``error`` is a worker task lost mid-copy rather than a failing step.
+
+    TF's own cluster_coordinator (``_is_worker_failure``) treats the same errors, naming
+    a worker task, as a worker failure; one naming a ps task is not survivable.
+    """
+    return names_job(error, "worker") and is_lost_task_error(error)
 
 
 def fetch_result(coordinator, result):

@@ -3,30 +3,16 @@
 Owns the ``variable_partitioner`` given to ParameterServerStrategy. Keras 3
 variables cannot be partitioned (a ``keras.Variable`` over a ``ShardedVariable``
 fails: "'ShardedVariable' object has no attribute 'handle'", TF 2.21), so this
-partitioner splits only the variables created inside ``sharding_tables()`` —
-the tables of ``tfdist.layers.ShardedEmbedding`` — and leaves every other
-variable whole on one ps.
+partitioner splits only the variables created inside
+``tfdist.layers.sharding_tables()`` — the tables of ``tfdist.layers.ShardedEmbedding``
+— and leaves every other variable whole on one ps.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-
 import tensorflow as tf
 
-_STATE = threading.local()
-
-
-@contextlib.contextmanager
-def sharding_tables():
-    """Variables created inside are split by an active TablePartitioner."""
-    previous = getattr(_STATE, "active", False)
-    _STATE.active = True
-    try:
-        yield
-    finally:
-        _STATE.active = previous
+from tfdist.layers import creating_tables
 
 
 class TablePartitioner:
@@ -43,6 +29,6 @@ class TablePartitioner:
             min_shard_bytes=min_shard_bytes, max_shards=max_shards)
 
     def __call__(self, shape, dtype):
-        if getattr(_STATE, "active", False):
+        if creating_tables():
             return self._split(shape, dtype)
         return [1] * len(shape)

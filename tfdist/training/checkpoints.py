@@ -10,16 +10,44 @@ the chief's latest checkpoint, so a restarted run resumes where it stopped.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Optional
 
+from absl import logging
 import tensorflow as tf
 
 from tfdist.config import ConfigError
 from tfdist.distribute.strategies import TaskRole
+from tfdist.tf_errors import tf_reason
 
 CHECKPOINT_SUBDIR = "checkpoints"
 EXPORT_NAME = "model.keras"
+_EXPORT_TEMP_NAME = ".model.keras-partial.keras"  # Keras insists on the .keras ending.
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint or the exported model could not be written (a full disk, say).
+
+    The message is one line: what was being written (the step), the path, why, and the
+    newest complete checkpoint, which the failed write left as it was.
+    """
+
+
+def _write_error(what: str, path: str, error: BaseException,
+                 newest: Optional[str]) -> CheckpointWriteError:
+    full = (isinstance(error, tf.errors.ResourceExhaustedError)
+            or getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT))
+    if full:
+        reason = "no space left on device"
+    elif isinstance(error, tf.errors.OpError):
+        reason = tf_reason(error)
+    else:
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+    resume = (f"the newest complete checkpoint is {newest}, unchanged; free space, then rerun "
+              "the same command to resume from it" if newest else
+              "there is no complete checkpoint yet; free space, then rerun the same command")
+    return CheckpointWriteError(f"{what} could not be written to {path}: {reason}; {resume}.")
 
 
 class CheckpointKeeper:
@@ -38,8 +66,8 @@ class CheckpointKeeper:
             tf.io.gfile.makedirs(self._write_dir)
         except tf.errors.OpError as error:
             raise ConfigError(
-                f"model_dir ({model_dir}) is not writable: {error.message}; "
-                "pass a --model_dir this process can write.") from None
+                f"model_dir ({model_dir}) is not writable: {tf_reason(error)}; "
+                "pass a model_dir this process can write.") from None
         self._manager = tf.train.CheckpointManager(checkpoint, self._write_dir,
                                                    max_to_keep=max_to_keep)
 
@@ -62,21 +90,19 @@ class CheckpointKeeper:
             try:
                 tf.train.load_checkpoint(path)  # Reads the index: fails on damaged files.
             except (tf.errors.OpError, ValueError) as error:
-                print(f"tfdist: warning: skipping unreadable checkpoint {path} "
-                      f"({str(error).splitlines()[0][:120]}); trying the one before.",
-                      flush=True)
+                logging.warning("skipping unreadable checkpoint %s (%s); trying the one before",
+                                path, tf_reason(error)[:120])
                 continue
             try:
                 self._checkpoint.restore(path).expect_partial()
             except (tf.errors.DataLossError, IndexError) as error:  # IndexError: truncated data.
-                print(f"tfdist: warning: skipping corrupt checkpoint {path} "
-                      f"({str(error).splitlines()[0][:120]}); trying the one before.",
-                      flush=True)
+                logging.warning("skipping corrupt checkpoint %s (%s); trying the one before",
+                                path, tf_reason(error)[:120])
                 continue
             except (tf.errors.OpError, ValueError, AssertionError) as error:
                 raise ConfigError(
-                    f"checkpoint {path} does not fit this model ({str(error).splitlines()[0]}); "
-                    "use another --model_dir or delete that checkpoint.") from None
+                    f"checkpoint {path} does not fit this model ({tf_reason(error)}); "
+                    "use another model_dir or delete that checkpoint.") from None
             return path
         return None
 
@@ -87,7 +113,13 @@ class CheckpointKeeper:
         manager rewrites its ``checkpoint`` index only after that, so a crash while
         saving leaves the previous checkpoint as the newest one.
         """
-        path = self._manager.save(checkpoint_number=step)
+        try:
+            path = self._manager.save(checkpoint_number=step)
+        except (tf.errors.OpError, OSError) as error:
+            prefix = os.path.join(self._write_dir, f"ckpt-{step}")
+            if tf.io.gfile.exists(prefix + "_temp"):  # TensorFlow's half-written shards.
+                tf.io.gfile.rmtree(prefix + "_temp")
+            raise _write_error(f"checkpoint at step {step}", prefix, error, self.latest) from None
         if not self._role.is_chief:
             tf.io.gfile.rmtree(self._write_dir)
             tf.io.gfile.makedirs(self._write_dir)
@@ -107,7 +139,22 @@ class CheckpointKeeper:
 
 
 def export_model(model, model_dir: str) -> str:
-    """Writes the final model as ``MODEL_DIR/model.keras``; call it on the chief only."""
+    """Writes the final model as ``MODEL_DIR/model.keras``; call it on the chief only.
+
+    The model is written under a temporary name and renamed, so a write that fails (a
+    full disk) leaves no half-written ``model.keras`` and an older one as it was.
+
+    Raises:
+        CheckpointWriteError: If the model cannot be written.
+    """
     path = os.path.join(model_dir, EXPORT_NAME)
-    model.save(path)
+    partial = os.path.join(model_dir, _EXPORT_TEMP_NAME)
+    try:
+        model.save(partial)
+        tf.io.gfile.rename(partial, path, overwrite=True)
+    except (tf.errors.OpError, OSError) as error:
+        if tf.io.gfile.exists(partial):
+            tf.io.gfile.remove(partial)
+        newest = tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_SUBDIR))
+        raise _write_error("the final model", path, error, newest) from None
     return path

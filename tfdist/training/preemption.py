@@ -21,7 +21,7 @@ class Preempted(Exception):
     """Training stopped on SIGTERM after saving a checkpoint."""
 
     def __init__(self, step: int, checkpoint: Optional[str]):
-        where = f"saved checkpoint {checkpoint}" if checkpoint else "no --model_dir, nothing saved"
+        where = f"saved checkpoint {checkpoint}" if checkpoint else "no model_dir, nothing saved"
         super().__init__(f"preempted (SIGTERM) at step {step}: {where}; rerun the same "
                          "command to resume.")
         self.step, self.checkpoint = step, checkpoint

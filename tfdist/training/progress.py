@@ -32,12 +32,6 @@ def format_epoch(log: "EpochLog", *, epochs: Optional[int] = None) -> str:
     return " - ".join(parts)
 
 
-def print_epoch(log: "EpochLog", *, epochs: Optional[int] = None,
-                stream: Optional[TextIO] = None) -> None:
-    """Prints ``format_epoch(log)`` to ``stream`` (default: the current ``sys.stdout``)."""
-    print(format_epoch(log, epochs=epochs), file=stream or sys.stdout, flush=True)
-
-
 def format_duration(seconds: float) -> str:
     """``75`` → ``1:15``; ``3725`` → ``1:02:05``."""
     minutes, secs = divmod(int(round(max(seconds, 0.0))), 60)

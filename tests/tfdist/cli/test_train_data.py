@@ -57,7 +57,7 @@ def test_each_file_dataset_trains_from_the_cli(tmp_path, files, dataset):
     (["--dataset=tfrecord", "--train_files=/no/such/dir/train-*.tfrecord"],
      "train_files ('/no/such/dir/train-*.tfrecord') matches no file"),
     (["--data_service", "--shard_policy=hash"],
-     "shard_policy ('hash') does not apply with data_service"),
+     "--shard_policy ('hash') does not apply with --data_service"),
     (["--image_size=32y32"], "image_size ('32y32') must be HEIGHT and WIDTH in pixels"),
 ])
 def test_settings_mistakes(capsys, args, message):

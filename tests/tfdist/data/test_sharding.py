@@ -112,10 +112,10 @@ def test_fewer_files_than_pipelines_under_file(uneven):
     with pytest.raises(ConfigError, match=r"shard_policy 'file' needs at least one file per "
                                           r"input pipeline, but train_files \('.*-\*\.tfrecord'\) "
                                           r"has 3 file\(s\) for 4 input pipelines; .*"
-                                          r"--shard_policy=data"):
+                                          r"shard_policy='data'"):
         _pass(uneven, "file", 4)
     assert resolve_policy("auto", num_files=3, num_pipelines=4, what="x") == "data"
-    with pytest.raises(ConfigError, match=r"is not read from files; use --shard_policy=data"):
+    with pytest.raises(ConfigError, match=r"is not read from files; use shard_policy='data'"):
         _pass(_source(), "file", 2)
 
 

@@ -97,7 +97,7 @@ def test_feature_spec_text():
 # ----- bad input: one line naming the file or field, and the fix -------------------------
 def test_glob_that_matches_nothing(tmp_path):
     with pytest.raises(ConfigError, match=r"train_files \('.*nothing-\*.tfrecord'\) matches "
-                                          r"no file .*--train_files='data/train-\*.tfrecord'"):
+                                          r"no file .* train_files='data/train-\*.tfrecord'"):
         load_source("tfrecord", train_files=str(tmp_path / "nothing-*.tfrecord"))
 
 
@@ -112,7 +112,7 @@ def test_corrupt_tfrecord_names_the_file(tmp_path):
     _corrupt(tmp_path / "train-001.tfrecord")
     with pytest.raises(ConfigError, match=r"TFRecord file '.*train-001.tfrecord' is corrupt "
                                           r"\(.*\); regenerate it or leave it out of "
-                                          r"--train_files"):
+                                          r"train_files\.$"):
         load_source("tfrecord", train_files=str(tmp_path / "*.tfrecord"))
 
 
@@ -121,10 +121,10 @@ def test_feature_spec_that_does_not_match(tmp_path):
     with pytest.raises(ConfigError, match=r"TFRecord file '.*train-000.tfrecord' does not "
                                           r"match the feature spec \(.*x.*\); its records "
                                           r"hold id: int64\[1\], label: int64\[1\], "
-                                          r"x: float32\[3\]; fix --feature_spec"):
+                                          r"x: float32\[3\]; fix feature_spec or label_key\.$"):
         load_source("tfrecord", train_files=pattern, feature_spec="x:float32:8,label:int64")
     with pytest.raises(ConfigError, match=r"has no feature 'target' for the label \(features: "
-                                          r"id, label, x\); pass --label_key"):
+                                          r"id, label, x\); pass label_key='NAME'"):
         load_source("tfrecord", train_files=pattern, label_key="target")
 
 
@@ -132,7 +132,7 @@ def test_csv_missing_column_or_field(tmp_path):
     pattern = data_files.write_csv(str(tmp_path / "a"), [3], header=["x0", "x1", "x2", "y", "z"])
     with pytest.raises(ConfigError, match=r"CSV file '.*train-000.csv' has no column 'label' "
                                           r"\(its columns: x0, x1, x2, y, z\); pass "
-                                          r"--label_key=NAME"):
+                                          r"label_key='NAME'"):
         load_source("csv", train_files=pattern)
     pattern = data_files.write_csv(str(tmp_path / "b"), [3])
     path = str(tmp_path / "b" / "train-000.csv")
@@ -166,6 +166,6 @@ def test_a_worker_with_an_empty_part_gets_one_line_not_a_traceback(tmp_path):
     fn = make_dataset_fn(source, "train", global_batch_size=8, training=True,
                          shard_policy="file")
     with pytest.raises(ConfigError, match=r"an input pipeline of dataset 'tfrecord' ran out of "
-                                          r"training examples .*--shard_policy=data"):
+                                          r"training examples .*shard_policy='data'"):
         with input_errors(source):
             next(iter(fn(tf.distribute.InputContext(2, 1, 2))))

@@ -99,7 +99,7 @@ def test_cli_writes_summaries_and_a_trace_under_model_dir(tmp_path, fresh_flags)
 
 @pytest.mark.parametrize("args, message", [
     (["--profile_steps=5"], "profile_steps ('5') must be two optimizer steps FIRST,LAST"),
-    (["--profile_steps=3,4"], "profile_steps ((3, 4)) needs model_dir"),
+    (["--profile_steps=3,4"], "--profile_steps ((3, 4)) needs --model_dir"),
 ])
 def test_cli_profile_steps_mistakes_exit_2_with_one_line(args, message, fresh_flags, capsys):
     assert _main(*args, "--epochs=1") == 2
