@@ -91,3 +91,31 @@ def whole_split_context() -> Optional[tf.distribute.InputContext]:
     """The input context of one process reading a whole split (the PSS coordinator)."""
     return tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
                                       num_replicas_in_sync=1)
+
+
+class StopVote:
+    """``model.stop_training`` agreed by every worker: any worker asking stops them all.
+
+    Keras callbacks decide from logs that are the same on every worker, but a user's
+    callback may ask on one worker only; under multi_worker the others would then wait
+    in the next collective. One small all-reduce per epoch settles it.
+    """
+
+    def __init__(self, distribution):
+        self._distribution = distribution
+        self._agree = None
+
+    def __call__(self, asked: bool) -> bool:
+        distribution = self._distribution
+        if distribution.is_async or distribution.num_workers < 2:
+            return asked
+        if self._agree is None:  # Compiled once: an eager collective is slow (and warns).
+            strategy = distribution.strategy
+
+            @tf.function
+            def agree(flag):
+                votes = strategy.run(lambda: tf.identity(flag))
+                return strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None)
+
+            self._agree = agree
+        return float(self._agree(tf.constant(1.0 if asked else 0.0))) > 0

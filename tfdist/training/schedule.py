@@ -2,7 +2,7 @@
 
 Owns the plan of loop calls (``steps_per_loop`` steps each) grouped into segments that
 end at checkpoint steps, what the epochs of one ``fit`` share (``EpochRun``), and the
-dataset function of a resumed run, which skips the batches already consumed. Running
+inputs of a run (``make_inputs``): a resumed run skips the batches already consumed. Running
 the calls is ``tfdist.training.trainer``'s.
 """
 
@@ -55,3 +55,31 @@ def skipping(train_fn, micro_steps: int):
         return train_fn(context).skip(micro_steps * per_pipeline)
 
     return resumed
+
+
+def make_inputs(distribution, train_fn, validation_fn, *, skip_micro_steps: int = 0):
+    """``(training iterator or None, validation dataset or None)`` for ``distribution``.
+
+    Training resumes after ``skip_micro_steps`` consumed micro-batches (sync strategies).
+    Under ``parameter_server`` every worker builds its own training dataset and the
+    coordinator reads the whole validation split; a process that feeds one CPU replica
+    reads its datasets directly (a distributed iterator only adds a copy per batch there).
+    """
+    from tfdist.data.pipeline import per_worker_dataset_fn
+    from tfdist.training.compiled import whole_split_context
+
+    strategy = distribution.strategy
+    if distribution.is_async:
+        train = iter(distribution.coordinator.create_per_worker_dataset(
+            per_worker_dataset_fn(train_fn, num_workers=distribution.num_workers)))
+        return train, validation_fn(whole_split_context()) if validation_fn else None
+    if train_fn is not None:
+        train_fn = skipping(train_fn, skip_micro_steps)
+    direct = distribution.direct_input_context()
+    if direct is not None:
+        return (iter(train_fn(direct)) if train_fn else None,
+                validation_fn(direct) if validation_fn else None)
+    train = iter(strategy.distribute_datasets_from_function(train_fn)) if train_fn else None
+    validation = (strategy.distribute_datasets_from_function(validation_fn)
+                  if validation_fn else None)
+    return train, validation

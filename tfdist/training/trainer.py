@@ -33,15 +33,15 @@ from tfdist.training.callbacks import Callback, CallbackList
 from tfdist.training.checkpoints import CheckpointKeeper, export_model
 from tfdist.distribute.communication import CommunicationConfig, GradientReducer
 from tfdist.config import ConfigError, check_positive, per_replica_batch_size
-from tfdist.data.pipeline import DatasetFn, per_worker_dataset_fn
+from tfdist.data.pipeline import DatasetFn
 from tfdist.training.history import EpochLog, History, TrainingDiverged
 from tfdist.optimizers import build_optimizer
 from tfdist.training.preemption import Preempted, PreemptionWatcher
 from tfdist.distribute.coordinator import fetch_result
-from tfdist.training.compiled import (check_own_steps as _check_own_steps, compiled_logs,
+from tfdist.training.compiled import (StopVote, check_own_steps as _check_own_steps, compiled_logs,
                                       overrides_steps as _overrides_steps, validates,
                                       whole_split_context)
-from tfdist.training.schedule import EpochRun, loop_segments, skipping
+from tfdist.training.schedule import EpochRun, loop_segments, make_inputs
 from tfdist.training.step import TOTALS, LossFn, StepFunctions, sparse_categorical_loss
 from tfdist.distribute.strategies import Distribution
 
@@ -83,11 +83,10 @@ class Trainer:
         ``(labels, outputs)`` of every training batch and reset each epoch (sync
         strategies only); their results are ``EpochLog.metrics``.
       callbacks: ``tfdist.training.callbacks.Callback`` objects, called on every task.
-      log: called with each EpochLog on the chief; None for silence.
     """
 
     def __init__(self, distribution: Distribution, *, model: keras.Model,
-                 optimizer: Union[str, keras.optimizers.Optimizer] = "adam",
+                 optimizer: Union[str, keras.optimizers.Optimizer, None] = None,
                  learning_rate: float = 1e-3, loss: Optional[LossFn] = None,
                  global_batch_size: int, steps_per_loop: int = 32, accuracy: bool = True,
                  grad_accum_steps: int = 1,
@@ -103,7 +102,7 @@ class Trainer:
             raise ConfigError(
                 f"grad_compression ({communication.grad_compression!r}) compresses the "
                 "all-reduce of sync strategies; parameter_server has none. Drop it or use "
-                "--strategy=multi_worker.")
+                "strategy='multi_worker'.")
         self.distribution = distribution
         self.model = model
         self.global_batch_size = global_batch_size
@@ -112,7 +111,7 @@ class Trainer:
         if metrics and distribution.is_async:
             raise ConfigError(
                 f"metrics ({[m.name for m in metrics]}) are updated in the replica step of "
-                "sync strategies only; drop them or use --strategy=multi_worker.")
+                "sync strategies only; drop them or use strategy='multi_worker'.")
         self.metrics = tuple(metrics)
         self.callbacks = tuple(callbacks)
         self.compiled = bool(getattr(model, "compiled", False)) and loss is None
@@ -156,7 +155,7 @@ class Trainer:
             reducer=self.reducer, accuracy=accuracy, metrics=self.metrics,
             compiled=self.compiled, own_steps=own_steps)
         self._accuracy = accuracy
-        self._agree = None  # Compiled when a stop must be agreed between workers.
+        self._stop_vote = StopVote(distribution)
         if distribution.is_async:
             self._train_loop = tf.function(self.steps.async_loop)
             self._eval_loop = tf.function(self.steps.local_eval)
@@ -236,7 +235,7 @@ class Trainer:
             self.epoch_totals.assign(totals)
             step = int(self.step.numpy())
             if not math.isfinite(float(totals[0])):
-                if self._stop_requested():  # A callback (TerminateOnNaN) stops it, as Keras.
+                if self._stop_vote(bool(getattr(self.model, "stop_training", False))):  # A callback (TerminateOnNaN) stops it, as Keras.
                     return totals
                 raise TrainingDiverged(step, epoch, run.keeper.latest if run.keeper else None)
             at_boundary = run.every and step % run.every == 0
@@ -278,25 +277,8 @@ class Trainer:
         return logs
 
     def _make_inputs(self, train_fn: Optional[DatasetFn], validation_fn: Optional[DatasetFn]):
-        strategy = self.distribution.strategy
-        if self.distribution.is_async:
-            coordinator = self.distribution.coordinator
-            train = iter(coordinator.create_per_worker_dataset(
-                per_worker_dataset_fn(train_fn, num_workers=self.distribution.num_workers)))
-            validation = validation_fn(whole_split_context()) if validation_fn else None
-            return train, validation
-        direct = self.distribution.direct_input_context()
-        train = None
-        if train_fn is not None:
-            train_fn = skipping(train_fn, int(self.step.numpy()) * self.grad_accum_steps)
-        if direct is not None:  # One CPU replica: its own dataset, no distributed iterator.
-            return (iter(train_fn(direct)) if train_fn else None,
-                    validation_fn(direct) if validation_fn else None)
-        if train_fn is not None:
-            train = iter(strategy.distribute_datasets_from_function(train_fn))
-        validation = (strategy.distribute_datasets_from_function(validation_fn)
-                      if validation_fn else None)
-        return train, validation
+        return make_inputs(self.distribution, train_fn, validation_fn,
+                           skip_micro_steps=int(self.step.numpy()) * self.grad_accum_steps)
 
     # ----- the outer loop ---------------------------------------------------------------
     def fit(self, train_fn: DatasetFn, *, epochs: int, steps_per_epoch: int,
@@ -362,7 +344,7 @@ class Trainer:
                                       run)
                 done_in_epoch = 0
                 history.epochs.append(log)
-                if self._stop_requested():
+                if self._stop_vote(bool(getattr(self.model, "stop_training", False))):
                     break
         history.final_step = int(self.step.numpy())
         hooks.fit_end(history)
@@ -395,22 +377,6 @@ class Trainer:
             run.keeper.save(log.global_step)
         run.hooks.epoch_end(log)
         return log
-
-    def _stop_requested(self) -> bool:
-        """``model.stop_training``, agreed by every worker (any of them asking stops all)."""
-        asked = bool(getattr(self.model, "stop_training", False))
-        if self.distribution.is_async or self.distribution.num_workers < 2:
-            return asked
-        if self._agree is None:  # Compiled once: an eager collective is slow (and warns).
-            strategy = self.distribution.strategy
-
-            @tf.function
-            def agree(flag):
-                votes = strategy.run(lambda: tf.identity(flag))
-                return strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None)
-
-            self._agree = agree
-        return float(self._agree(tf.constant(1.0 if asked else 0.0))) > 0
 
     def _traced(self, function, *args):
         """Calls ``function``, turning a user mistake found while tracing into ConfigError."""

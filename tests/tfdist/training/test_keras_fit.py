@@ -169,3 +169,20 @@ def test_user_mistakes_are_one_line(dist):
         tfdist.fit(model, X, Y, batch_size=4000, verbose=0)
     with pytest.raises(ConfigError, match=r"validation_split \(1.5\) must be in \[0, 1\)"):
         tfdist.fit(model, X, Y, validation_split=1.5, verbose=0)
+
+
+def test_the_compiled_optimizer_is_the_one_that_trains(dist):
+    keras.utils.set_random_seed(0)
+    with dist.scope():
+        model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
+                                  keras.layers.Dense(10, activation="softmax")])
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0),
+                      loss="sparse_categorical_crossentropy")
+    before = [w.numpy() for w in model.trainable_weights]
+    tfdist.fit(model, X[:640], Y[:640], batch_size=64, epochs=1, verbose=0)
+    for old, new in zip(before, model.trainable_weights):
+        np.testing.assert_array_equal(old, new.numpy())  # Learning rate 0: nothing moves.
+    assert model._tfdist_trainer[1].optimizer is model.optimizer
+    tfdist.fit(model, X[:640], Y[:640], batch_size=64, epochs=1, verbose=0,
+               callbacks=[keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.5)])
+    assert not np.array_equal(before[0], model.trainable_weights[0].numpy())
