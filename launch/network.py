@@ -1,11 +1,11 @@
 """A private network for a local cluster: every task in one Linux network namespace.
 
-TensorFlow's gRPC servers listen on all interfaces (``*:PORT`` even when TF_CONFIG says
-``localhost``) and accept any request without authentication. A local cluster needs
+TensorFlow's gRPC servers listen on all interfaces (`*:PORT` even when TF_CONFIG says
+`localhost`) and accept any request without authentication. A local cluster needs
 only loopback, so the launcher can run all its tasks in one fresh network namespace
-whose only interface is its own ``lo``: the tasks reach each other, and no other
+whose only interface is its own `lo`: the tasks reach each other, and no other
 machine (nor this machine's other namespaces) can reach them. This needs root (or
-CAP_SYS_ADMIN) and iproute2's ``ip``; where either is missing the cluster runs in
+CAP_SYS_ADMIN) and iproute2's `ip`; where either is missing the cluster runs in
 the host's network and the launcher says so. Standard library only.
 """
 
@@ -23,7 +23,7 @@ from launch.local import TaskLaunch
 
 @dataclasses.dataclass(frozen=True)
 class Isolation:
-    """What the launcher did about the network: ``namespace`` is None when it could not."""
+    """What the launcher did about the network: `namespace` is None when it could not."""
 
     namespace: Optional[str]
     reason: str
@@ -77,7 +77,7 @@ def private_network(enabled: bool = True) -> Iterator[Isolation]:
 
 
 def inside(launches: Sequence[TaskLaunch], isolation: Isolation) -> List[TaskLaunch]:
-    """The launches, each run through ``ip netns exec`` when the network is isolated."""
+    """The launches, each run through `ip netns exec` when the network is isolated."""
     if not isolation.namespace:
         return list(launches)
     prefix = ("ip", "netns", "exec", isolation.namespace)

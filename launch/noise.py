@@ -3,14 +3,14 @@
 Every TensorFlow process prints a few C++ log lines before any of its own: absl's
 "before absl::InitializeLog()" notice, oneDNN's numerics notice, the CUDA stub's
 "Could not find cuda drivers" and, on a machine without a GPU driver, "failed call
-to cuInit"; a parameter-server chief adds a ``function_handle_cache`` error each
+to cuInit"; a parameter-server chief adds a `function_handle_cache` error each
 epoch. The INFO lines are written before TensorFlow's logging reads
 TF_CPP_MIN_LOG_LEVEL, so no environment variable silences them: the launcher
 drops them from the output it forwards (`QuietOutput`), line by line, by source
 file and message, so any other line (a real error, the training's own warnings)
-still shows. The text of the tf.data options ``UserWarning`` that iterating a
+still shows. The text of the tf.data options `UserWarning` that iterating a
 dataset in a traced function triggers is `TF_DATA_OPTIONS_WARNING`, for a task's
-entry point to filter with ``warnings.filterwarnings``. Standard library only.
+entry point to filter with `warnings.filterwarnings`. Standard library only.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class QuietOutput:
 
     Args:
         target: The stream written to, or a function returning it (e.g.
-            ``lambda: sys.stdout``, resolved at each write, as `run_local` does for
+            `lambda: sys.stdout`, resolved at each write, as `run_local` does for
             its default).
         keep: Decides, for a line without its prefix, whether it is forwarded;
             default: every line that `is_noise` does not match.

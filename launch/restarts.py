@@ -1,9 +1,9 @@
 """Restarts: run a local cluster again from scratch when one of its tasks fails.
 
-Owns the restart policy of a local launch (like torchrun's ``--max-restarts``, for
-TF_CONFIG clusters): when any task fails, ``run_local`` has already stopped every
+Owns the restart policy of a local launch (like torchrun's `--max-restarts`, for
+TF_CONFIG clusters): when any task fails, `run_local` has already stopped every
 task; this module plans the cluster anew (fresh ports) and starts it again, at most
-``max_restarts`` times. The trainer resumes from its latest checkpoint, so a restart
+`max_restarts` times. The trainer resumes from its latest checkpoint, so a restart
 loses only the steps since then. A launch stopped by the user (SIGINT/SIGTERM to the
 launcher) is not restarted. Standard library only.
 """
@@ -53,7 +53,7 @@ class RestartReport:
 def run_with_restarts(plan: Callable[[], Sequence[TaskLaunch]], *, max_restarts: int,
                       output: TextIO | None = None, stop_timeout: float = 10.0,
                       run: Callable[..., LaunchResult] = run_local) -> RestartReport:
-    """Runs ``plan()``'s tasks; after a failure plans and runs them again, ``max_restarts`` times.
+    """Runs `plan()`'s tasks; after a failure plans and runs them again, `max_restarts` times.
 
     Args:
         plan: Returns a fresh set of launches (new ports) for each attempt.

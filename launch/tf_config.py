@@ -247,7 +247,7 @@ class ClusterConfig:
 
     @property
     def is_chief(self) -> bool:
-        """The chief writes checkpoints and summaries: ``chief``, else ``worker`` 0."""
+        """The chief writes checkpoints and summaries: `chief`, else `worker` 0."""
         if self.task.type == "chief":
             return True
         return "chief" not in self.jobs and self.task == TaskSpec("worker", 0)
@@ -314,8 +314,6 @@ def parse_tf_config(text: str | None) -> ClusterConfig | None:
         raise _malformed(f"not valid JSON ({error.msg} at character {error.pos})") from None
     except RecursionError:
         raise _malformed("it is nested too deeply") from None
-    except RecursionError:  # json's decoder recurses once per nested list or object.
-        raise _malformed("its JSON is nested too deeply to be a TF_CONFIG") from None
     if not isinstance(data, dict):
         raise _malformed("the top level must be a JSON object")
     if "cluster" not in data:

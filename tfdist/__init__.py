@@ -1,7 +1,7 @@
 """tfdist: train Keras 3 models under MirroredStrategy, MultiWorkerMirroredStrategy and
 ParameterServerStrategy with one custom training loop.
 
-The Python API is Keras' (imported lazily, so ``import tfdist`` starts no TensorFlow)::
+The Python API is Keras' (imported lazily, so `import tfdist` starts no TensorFlow):
 
     dist = tfdist.make_strategy("auto")        # multi_worker / parameter_server from TF_CONFIG
     with dist.scope():
@@ -11,7 +11,7 @@ The Python API is Keras' (imported lazily, so ``import tfdist`` starts no Tensor
     history = tfdist.fit(model, x, y, batch_size=64, epochs=5, validation_split=0.1)
     tfdist.evaluate(model, x_test, y_test, return_dict=True)
 
-``tfdist.Trainer`` (dataset functions, tfdist callbacks) is the lower-level API below it.
+`tfdist.Trainer` (dataset functions, tfdist callbacks) is the lower-level API below it.
 """
 
 import importlib

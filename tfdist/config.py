@@ -1,11 +1,11 @@
 """Settings of a training run and of the cluster it runs in.
 
 This module owns the vocabulary every other module shares: the valid strategy,
-optimizer and model-independent option names, the frozen ``TrainConfig`` the
+optimizer and model-independent option names, the frozen `TrainConfig` the
 command line builds, and the checks of single values every boundary uses. It
 is standard library only: it never imports TensorFlow, so the launcher and the
 command line can use it before TensorFlow starts. Reading TF_CONFIG belongs to
-``tfdist.distribute.cluster``.
+`tfdist.distribute.cluster`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def describe_choices(values) -> str:
 
 
 def check_choice(what: str, value: str, choices) -> str:
-    """Returns ``value`` if it is one of ``choices``; raises ConfigError listing them otherwise."""
+    """Returns `value` if it is one of `choices`; raises ConfigError listing them otherwise."""
     if value not in choices:
         raise ConfigError(
             f"Unknown {what} {value!r}. Expected one of: {describe_choices(choices)}.")
@@ -40,7 +40,7 @@ def check_choice(what: str, value: str, choices) -> str:
 
 
 def check_positive(what: str, value, *, allow_none: bool = False):
-    """Returns ``value`` if it is a positive number (or None when allowed)."""
+    """Returns `value` if it is a positive number (or None when allowed)."""
     if value is None and allow_none:
         return value
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
@@ -50,7 +50,7 @@ def check_positive(what: str, value, *, allow_none: bool = False):
 
 
 def nearest_multiples(value: int, divisor: int) -> str:
-    """Says the multiples of ``divisor`` on either side of ``value``: "28 or 32"."""
+    """Says the multiples of `divisor` on either side of `value`: "28 or 32"."""
     below = (value // divisor) * divisor
     above = below + divisor
     return f"{below} or {above}" if below > 0 else f"{above}"
@@ -67,7 +67,7 @@ def per_replica_batch_size(global_batch_size: int, num_replicas: int) -> int:
 
 
 def check_profile_steps(steps) -> Optional[Tuple[int, int]]:
-    """Returns ``steps`` as ``(first, last)`` optimizer steps to profile, or None."""
+    """Returns `steps` as `(first, last)` optimizer steps to profile, or None."""
     if steps is None:
         return None
     if (not isinstance(steps, (tuple, list)) or len(steps) != 2
@@ -80,7 +80,7 @@ def check_profile_steps(steps) -> Optional[Tuple[int, int]]:
 
 
 def parse_profile_steps(text: Optional[str]) -> Optional[Tuple[int, int]]:
-    """``"10,20"`` → ``(10, 20)``; None or empty → None (the ``--profile_steps`` flag)."""
+    """`"10,20"` → `(10, 20)`; None or empty → None (the `--profile_steps` flag)."""
     if text is None or not text.strip():
         return None
     try:
@@ -95,7 +95,7 @@ _FILES_EXAMPLES = {"tfrecord": "'data/train-*.tfrecord'", "csv": "'data/train-*.
 
 
 def check_image_size(size) -> Optional[Tuple[int, int]]:
-    """Returns ``size`` if it is None or ``(height, width)`` of positive ints."""
+    """Returns `size` if it is None or `(height, width)` of positive ints."""
     if size is None:
         return None
     if (not isinstance(size, (tuple, list)) or len(size) != 2
@@ -106,7 +106,7 @@ def check_image_size(size) -> Optional[Tuple[int, int]]:
 
 
 def parse_image_size(text: Optional[str]) -> Optional[Tuple[int, int]]:
-    """``"32x48"`` → ``(32, 48)``, ``"32"`` → ``(32, 32)``; None or empty → None."""
+    """`"32x48"` → `(32, 48)`, `"32"` → `(32, 32)`; None or empty → None."""
     if text is None or not text.strip():
         return None
     parts = text.lower().split("x")
@@ -124,9 +124,9 @@ class CommunicationConfig:
     """How gradients travel in a synchronous step.
 
     Attributes:
-      grad_compression: ``none``, ``fp16`` or ``bf16``: the dtype on the wire.
+      grad_compression: `none`, `fp16` or `bf16`: the dtype on the wire.
       all_reduce_pack_bytes: pack gradients into chunks of this many bytes (0: one pack).
-      collective_implementation: ``auto``, ``ring`` or ``nccl``.
+      collective_implementation: `auto`, `ring` or `nccl`.
       collective_timeout: seconds a collective may wait for its peers (None: forever).
     """
 
@@ -151,39 +151,39 @@ class TrainConfig:
     """Everything a run of the built-in job needs; field names equal the CLI flags.
 
     Attributes:
-      strategy: one of STRATEGIES; ``auto`` decides from TF_CONFIG and the devices.
+      strategy: one of STRATEGIES; `auto` decides from TF_CONFIG and the devices.
       num_workers: worker processes; above 1 without TF_CONFIG the CLI launches them. None:
         TF_CONFIG's workers when it is set (a given value must agree with it), else 1.
-      num_ps: parameter-server processes (``parameter_server`` only); at least 1 for a
+      num_ps: parameter-server processes (`parameter_server` only); at least 1 for a
         cluster the CLI launches. None: TF_CONFIG's ps tasks when it is set, else 0.
-      num_devices: replicas for ``mirrored``: GPUs when present, else logical CPUs.
+      num_devices: replicas for `mirrored`: GPUs when present, else logical CPUs.
         None means all GPUs, or 2 CPU replicas when there is no GPU.
       gpus_per_worker: GPUs the local launcher gives each worker process (through
         CUDA_VISIBLE_DEVICES); 0 leaves every worker all the GPUs it sees.
-      model: a registered model name (``mlp``, ``cnn`` or one a user registered).
-      dataset: ``digits``, ``synthetic`` or a TFDS name.
+      model: a registered model name (`mlp`, `cnn` or one a user registered).
+      dataset: `digits`, `synthetic` or a TFDS name.
       data_dir: where TFDS datasets are prepared (TFDS's default when None).
-      num_examples: size of the ``synthetic`` dataset.
+      num_examples: size of the `synthetic` dataset.
       train_files, validation_files: comma-separated globs of the files of a file dataset
-        (``FILE_DATASETS``); for ``image_folder``, a folder with one sub-folder per class.
+        (`FILE_DATASETS`); for `image_folder`, a folder with one sub-folder per class.
       label_key: the TFRecord feature, CSV column or npz array holding the label.
       id_key: the feature, column or array holding each example's id (hashed by the
-        ``hash`` shard policy); None keys examples by file and record number.
-      feature_spec: TFRecord features as ``NAME:DTYPE[:SHAPE],...`` (e.g.
-        ``pixels:float32:8x8,label:int64``); None infers them from the first record.
+        `hash` shard policy); None keys examples by file and record number.
+      feature_spec: TFRecord features as `NAME:DTYPE[:SHAPE],...` (e.g.
+        `pixels:float32:8x8,label:int64`); None infers them from the first record.
       num_classes: label classes; None counts them from the labels.
-      image_size: ``(height, width)`` ``image_folder`` images are resized to; None keeps
+      image_size: `(height, width)` `image_folder` images are resized to; None keeps
         the size of the first image.
       shard_policy: one of SHARD_POLICIES: how workers split the training data.
-      data_service: read training data through a tf.data service (``distributed_epoch``);
-        a local launch starts its dispatcher and ``data_service_workers`` data workers.
-      data_service_address: the dispatcher (``grpc://HOST:PORT``) of a running service;
-        implies ``data_service``.
+      data_service: read training data through a tf.data service (`distributed_epoch`);
+        a local launch starts its dispatcher and `data_service_workers` data workers.
+      data_service_address: the dispatcher (`grpc://HOST:PORT`) of a running service;
+        implies `data_service`.
       data_service_workers: data workers a local launch starts.
       global_batch_size: examples per update, over all replicas.
-      epochs: passes over ``steps_per_epoch`` steps.
+      epochs: passes over `steps_per_epoch` steps.
       steps_per_epoch: None means one pass over the training split.
-      steps_per_loop: training steps run inside one ``tf.function`` call.
+      steps_per_loop: training steps run inside one `tf.function` call.
       optimizer: one of OPTIMIZERS.
       learning_rate: the optimizer's learning rate.
       seed: seeds weights, shuffling and synthetic data.
@@ -191,8 +191,8 @@ class TrainConfig:
       grad_accum_steps: micro-batches summed into one update.
       grad_compression, all_reduce_pack_bytes, collective_implementation,
         collective_timeout: see CommunicationConfig.
-      mixed_precision: ``none``, ``mixed_float16`` (with loss scaling) or ``mixed_bfloat16``.
-      ps_shards: ``parameter_server``: parts each embedding table is split into across
+      mixed_precision: `none`, `mixed_float16` (with loss scaling) or `mixed_bfloat16`.
+      ps_shards: `parameter_server`: parts each embedding table is split into across
         the ps tasks; None means one per ps task.
       isolate_network: run a locally launched cluster in a private network namespace.
       checkpoint_every_steps: checkpoint every this many steps too (needs model_dir).
@@ -200,8 +200,8 @@ class TrainConfig:
       max_restarts: a locally launched cluster is started again this many times at most.
       model_dir: checkpoints and the exported model go here; None keeps nothing.
       metrics_json: path of a JSON summary written by the chief; None writes none.
-      profile_steps: ``(first, last)`` optimizer steps the chief traces with the
-        TensorFlow profiler into MODEL_DIR/tensorboard/train; needs ``model_dir``.
+      profile_steps: `(first, last)` optimizer steps the chief traces with the
+        TensorFlow profiler into MODEL_DIR/tensorboard/train; needs `model_dir`.
       verbose: every worker prints its progress, not only the chief.
     """
 
@@ -331,7 +331,7 @@ class TrainConfig:
     def needs_local_cluster(self, cluster) -> bool:
         """True when the CLI must start the processes itself (no TF_CONFIG, several tasks).
 
-        ``cluster`` is the parsed TF_CONFIG (a ``launch.tf_config.ClusterConfig``) or None.
+        `cluster` is the parsed TF_CONFIG (a `launch.tf_config.ClusterConfig`) or None.
         """
         if cluster is not None:
             return False
@@ -340,13 +340,13 @@ class TrainConfig:
     def check_cluster(self, cluster) -> None:
         """Checks these settings against the cluster (the parsed TF_CONFIG, or None).
 
-        With TF_CONFIG the cluster's shape comes from it: ``strategy`` must fit its layout
-        (``parameter_server`` needs ps tasks, ``multi_worker`` has none) and ``num_workers``
-        and ``num_ps``, when given, must agree with it. Without TF_CONFIG a cluster the CLI
-        launches for ``parameter_server`` needs ``num_ps`` of at least 1.
+        With TF_CONFIG the cluster's shape comes from it: `strategy` must fit its layout
+        (`parameter_server` needs ps tasks, `multi_worker` has none) and `num_workers`
+        and `num_ps`, when given, must agree with it. Without TF_CONFIG a cluster the CLI
+        launches for `parameter_server` needs `num_ps` of at least 1.
 
         Args:
-          cluster: a ``launch.tf_config.ClusterConfig`` (``read_tf_config()``), or None.
+          cluster: a `launch.tf_config.ClusterConfig` (`read_tf_config()`), or None.
 
         Raises:
           ConfigError: one line naming both values and the fix.

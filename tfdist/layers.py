@@ -1,11 +1,11 @@
 """Embedding tables that can live in parts on several parameter servers.
 
-Owns ``ShardedEmbedding``: a Keras 3 layer whose table is a plain ``tf.Variable``
-created inside ``sharding_tables()``, so ParameterServerStrategy with a
-``tfdist.distribute.partitioning.TablePartitioner`` (which asks
-``creating_tables()``) makes it a ``ShardedVariable`` split row-wise across
+Owns `ShardedEmbedding`: a Keras 3 layer whose table is a plain `tf.Variable`
+created inside `sharding_tables()`, so ParameterServerStrategy with a
+`tfdist.distribute.partitioning.TablePartitioner` (which asks
+`creating_tables()`) makes it a `ShardedVariable` split row-wise across
 the ps tasks (model parallelism: no ps holds the whole table). Lookups use
-``tf.nn.embedding_lookup``. Keras optimizers cannot update a ``ShardedVariable``,
+`tf.nn.embedding_lookup`. Keras optimizers cannot update a `ShardedVariable`,
 so the layer updates its own parts with sparse Adagrad, on the ps that holds
 each part. Without a partitioner (one ps, or a synchronous strategy) the table
 is an ordinary Keras weight trained by the model's optimizer.
@@ -27,7 +27,7 @@ _STATE = threading.local()
 
 @contextlib.contextmanager
 def sharding_tables():
-    """Variables created inside are split by an active ``TablePartitioner``."""
+    """Variables created inside are split by an active `TablePartitioner`."""
     previous = creating_tables()
     _STATE.active = True
     try:
@@ -37,16 +37,16 @@ def sharding_tables():
 
 
 def creating_tables() -> bool:
-    """Whether this thread is inside ``sharding_tables()``."""
+    """Whether this thread is inside `sharding_tables()`."""
     return getattr(_STATE, "active", False)
 
 
 @keras.saving.register_keras_serializable(package="tfdist")
 class ShardedEmbedding(keras.layers.Layer):
-    """Looks up rows of a ``(input_dim, output_dim)`` table, shardable across ps tasks.
+    """Looks up rows of a `(input_dim, output_dim)` table, shardable across ps tasks.
 
-    A saved model holds the whole table; ``import tfdist.layers`` before
-    ``keras.saving.load_model`` so Keras finds this class.
+    A saved model holds the whole table; `import tfdist.layers` before
+    `keras.saving.load_model` so Keras finds this class.
 
     Args:
       input_dim: rows (vocabulary size).
@@ -121,7 +121,7 @@ class ShardedEmbedding(keras.layers.Layer):
                 epsilon=1e-7, grad=values, indices=indices)
 
     def placement(self) -> list:
-        """Where each part lives: ``[{"device": ..., "rows": ...}, ...]``."""
+        """Where each part lives: `[{"device": ..., "rows": ...}, ...]`."""
         return [{"device": part.device, "rows": int(part.shape[0])} for part in self.parts()]
 
     def table_value(self) -> np.ndarray:
@@ -146,7 +146,7 @@ class ShardedEmbedding(keras.layers.Layer):
 
 
 def sharded_embeddings(model: keras.Model) -> List[ShardedEmbedding]:
-    """The ShardedEmbedding layers of ``model`` whose tables are updated sparsely (PSS)."""
+    """The ShardedEmbedding layers of `model` whose tables are updated sparsely (PSS)."""
     found, stack = [], [model]
     while stack:
         layer = stack.pop()

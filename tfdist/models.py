@@ -2,14 +2,14 @@
 
 This module owns the built-in networks and the name → builder registry. It is
 pure Keras: it receives no strategy and compiles nothing. The caller builds the
-model inside ``strategy.scope()`` so the variables are distributed; the trainer
+model inside `strategy.scope()` so the variables are distributed; the trainer
 owns the optimizer and the loss.
 
-A builder is any callable ``builder(*, input_shape, num_classes) -> keras.Model``;
-datasets of id features (``interactions``) also pass ``vocab_sizes``, the number
-of ids of each feature. ``build_model`` takes a registered name, a builder, or
-the user's own builder as an import path ``package.module:function`` (the CLI's
-``--model=my_models:build_model``), resolved by ``resolve_builder``.
+A builder is any callable `builder(*, input_shape, num_classes) -> keras.Model`;
+datasets of id features (`interactions`) also pass `vocab_sizes`, the number
+of ids of each feature. `build_model` takes a registered name, a builder, or
+the user's own builder as an import path `package.module:function` (the CLI's
+`--model=my_models:build_model`), resolved by `resolve_builder`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ _REGISTRY: Dict[str, ModelBuilder] = {}
 
 
 def register_model(name: str, builder: ModelBuilder = None):
-    """Registers ``builder`` under ``name``; usable as a decorator."""
+    """Registers `builder` under `name`; usable as a decorator."""
 
     def add(function: ModelBuilder) -> ModelBuilder:
         if not callable(function):
@@ -83,8 +83,8 @@ def build_recommender(*, input_shape: Sequence[int], num_classes: int,
                       embedding_dim: int = 16) -> keras.Model:
     """Matrix factorization: user and item embeddings, their dot product as the score.
 
-    The tables are ``ShardedEmbedding`` layers, split across parameter servers when
-    the strategy has a table partitioner (``--ps_shards``). Outputs two logits
+    The tables are `ShardedEmbedding` layers, split across parameter servers when
+    the strategy has a table partitioner (`--ps_shards`). Outputs two logits
     (dislike, like) so the classification loss and accuracy apply.
     """
     vocab_sizes = dict(vocab_sizes or {})
@@ -105,7 +105,7 @@ def build_recommender(*, input_shape: Sequence[int], num_classes: int,
 
 
 def resolve_builder(model: Union[str, ModelBuilder]) -> ModelBuilder:
-    """The builder ``model`` names: a registered name, ``package.module:function``, or itself.
+    """The builder `model` names: a registered name, `package.module:function`, or itself.
 
     Raises:
       ConfigError: an unknown name, an import path that does not resolve (naming the
@@ -150,9 +150,9 @@ def build_model(model: Union[str, ModelBuilder], *, input_shape: Sequence[int],
                 ) -> keras.Model:
     """Builds a model by registered name, import path or builder callable.
 
-    Call it inside ``strategy.scope()``. The builder is called as
-    ``builder(input_shape=..., num_classes=...)`` (keywords; ``vocab_sizes`` too
-    only when given) and must return an uncompiled ``keras.Model``.
+    Call it inside `strategy.scope()`. The builder is called as
+    `builder(input_shape=..., num_classes=...)` (keywords; `vocab_sizes` too
+    only when given) and must return an uncompiled `keras.Model`.
     """
     builder = resolve_builder(model)
     name = model if isinstance(model, str) else getattr(builder, "__name__", repr(builder))

@@ -1,4 +1,4 @@
-"""``python -m tfdist.scaling``: runs the scaling report (``tfdist.cli.scaling``)."""
+"""`python -m tfdist.scaling`: runs the scaling report (`tfdist.cli.scaling`)."""
 
 if __name__ == "__main__":
     import sys

@@ -1,4 +1,4 @@
-"""``python -m tfdist.server``: runs a parameter_server task's server (``tfdist.cli.server``)."""
+"""`python -m tfdist.server`: runs a parameter_server task's server (`tfdist.cli.server`)."""
 
 if __name__ == "__main__":
     import sys

@@ -1,7 +1,7 @@
 """TensorFlow's errors told apart by their text, where their type does not say enough.
 
 Owns every match on the wording of a TensorFlow error: one named predicate per case,
-and ``tf_reason``, the one line of an error that a tfdist message quotes. When a
+and `tf_reason`, the one line of an error that a tfdist message quotes. When a
 TensorFlow release rewords a message this is the one file to change;
 tests/tfdist/test_tf_errors.py produces each case with real TensorFlow where one
 process can. What to do about each case belongs to the caller: the strategies
@@ -33,7 +33,7 @@ def tf_reason(error: BaseException) -> str:
     """The line of a TensorFlow error that says what went wrong, without annotations.
 
     Skips a graph error's "Graph execution error:" and "Detected at node" traceback,
-    and drops ``{{function_node ...}}``, ``[[node ...]]`` and ``[Op:...]`` parts.
+    and drops `{{function_node ...}}`, `[[node ...]]` and `[Op:...]` parts.
     """
     text = getattr(error, "message", None) or str(error)
     lines = [line for line in text.splitlines() if line.strip()]
@@ -46,20 +46,20 @@ def tf_reason(error: BaseException) -> str:
 
 
 def is_server_start_failure(error: BaseException) -> bool:
-    """Whether ``error`` is this task's gRPC server failing to start ("Could not start
+    """Whether `error` is this task's gRPC server failing to start ("Could not start
     gRPC server": its port is taken or its address is not this machine's)."""
     return isinstance(error, tf.errors.UnknownError) and "gRPC server" in _text(error)
 
 
 def is_iterator_error(error: BaseException) -> bool:
-    """Whether ``error`` was raised by reading a ``tf.data`` iterator (``IteratorGetNext``),
-    eagerly or inside a ``tf.function``, rather than by a step's own ops."""
+    """Whether `error` was raised by reading a `tf.data` iterator (`IteratorGetNext`),
+    eagerly or inside a `tf.function`, rather than by a step's own ops."""
     text = _text(error)
     return "GetNext" in text or "Iterator" in text
 
 
 def is_infinite_input_exhausted(error: BaseException) -> bool:
-    """Whether ``error`` is a dataset asserted infinite (``assert_cardinality``) that ended:
+    """Whether `error` is a dataset asserted infinite (`assert_cardinality`) that ended:
     "Input dataset was expected to contain an infinite number of elements but contained
     only N elements"."""
     return (isinstance(error, tf.errors.FailedPreconditionError)
@@ -67,12 +67,12 @@ def is_infinite_input_exhausted(error: BaseException) -> bool:
 
 
 def names_job(error: BaseException, job: str) -> bool:
-    """Whether ``error``'s text names a task of ``job``, e.g. ``/job:worker/replica:0/task:1``."""
+    """Whether `error`'s text names a task of `job`, e.g. `/job:worker/replica:0/task:1`."""
     return f"/job:{job}" in _text(error)
 
 
 def is_lost_task_error(error: BaseException) -> bool:
-    """Whether ``error`` is how a copy from a task that died fails: unavailable, cancelled,
+    """Whether `error` is how a copy from a task that died fails: unavailable, cancelled,
     aborted, or (the task restarted already) an unknown device or remote handle."""
     if isinstance(error, tf.errors.InvalidArgumentError):
         text = _text(error).lower()

@@ -1,4 +1,4 @@
-"""``python -m tfdist.train``: runs the trainer's command line (``tfdist.cli.train``)."""
+"""`python -m tfdist.train`: runs the trainer's command line (`tfdist.cli.train`)."""
 
 if __name__ == "__main__":
     import sys

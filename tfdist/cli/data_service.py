@@ -1,9 +1,9 @@
-"""``python -m tfdist.data_service``: run a tf.data service dispatcher or data worker.
+"""`python -m tfdist.data_service`: run a tf.data service dispatcher or data worker.
 
 Owns the command line of the service's server processes; the servers themselves
-are ``tfdist.data.service``.
+are `tfdist.data.service`.
 
-Usage::
+Usage:
 
     python -m tfdist.data_service dispatcher --port=5050
     python -m tfdist.data_service worker --dispatcher_address=localhost:5050

@@ -1,9 +1,9 @@
-"""The built-in job: one ``TrainConfig`` run end to end in this process.
+"""The built-in job: one `TrainConfig` run end to end in this process.
 
 Owns the wiring from a frozen config to library calls (strategy, data, model,
-trainer) and the run's summary (the ``--metrics_json`` file). It reads no
+trainer) and the run's summary (the `--metrics_json` file). It reads no
 flags and starts no processes: the CLI decides whether to launch a cluster and
-calls ``run_job`` in each trainer process.
+calls `run_job` in each trainer process.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tfdist.training.trainer import Trainer
 
 
 def summarize(config: TrainConfig, distribution, history: History, wall_seconds: float) -> dict:
-    """The run's summary, as written to ``--metrics_json``."""
+    """The run's summary, as written to `--metrics_json`."""
     last = history.epochs[-1] if history.epochs else None
     replicas = distribution.num_replicas * (distribution.num_workers if distribution.is_async else 1)
     return {
@@ -66,8 +66,8 @@ def write_metrics_json(path: str, summary: dict) -> None:
 def build_callbacks(config: TrainConfig, distribution) -> list:
     """The job's callbacks for this task.
 
-    The chief shows progress and, with ``model_dir``, writes TensorBoard summaries;
-    other workers show progress only with ``verbose``.
+    The chief shows progress and, with `model_dir`, writes TensorBoard summaries;
+    other workers show progress only with `verbose`.
     """
     is_chief = distribution.role.is_chief
     callbacks = [ProgressBar()] if is_chief or config.verbose else []
@@ -78,7 +78,7 @@ def build_callbacks(config: TrainConfig, distribution) -> list:
 
 
 def source_from_config(config: TrainConfig):
-    """The source ``config`` names, with its file options."""
+    """The source `config` names, with its file options."""
     return load_source(config.dataset, data_dir=config.data_dir,
                        num_examples=config.num_examples, seed=config.seed,
                        train_files=config.train_files, validation_files=config.validation_files,
@@ -89,12 +89,12 @@ def source_from_config(config: TrainConfig):
 
 def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
             started_at: Optional[float] = None) -> dict:
-    """Trains ``config.model`` on ``config.dataset`` under ``config.strategy``; returns the summary.
+    """Trains `config.model` on `config.dataset` under `config.strategy`; returns the summary.
 
     Args:
       config: the run's settings.
       cluster: the parsed TF_CONFIG of this process, or None for a single process.
-      started_at: ``time.time()`` when the process started, for ``wall_seconds``.
+      started_at: `time.time()` when the process started, for `wall_seconds`.
     """
     started_at = time.time() if started_at is None else started_at
     communication = config.communication()

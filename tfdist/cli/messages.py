@@ -1,11 +1,11 @@
-"""Library errors in the CLI's words: the API's ``name='value'`` spelled as ``--name=value``.
+"""Library errors in the CLI's words: the API's `name='value'` spelled as `--name=value`.
 
-The library words its errors for a Python caller (``use strategy='parameter_server'``,
-``pass model_dir=...``); flag names equal the keyword arguments, so a command-line user
+The library words its errors for a Python caller (`use strategy='parameter_server'`,
+`pass model_dir=...`); flag names equal the keyword arguments, so a command-line user
 gets the same message with each argument that is one of the CLI's flags written as a
-flag: ``name='value'`` and ``name=value`` become ``--name=value`` (quoted for the shell
-when needed), and a bare name with an underscore (``model_dir``) becomes ``--model_dir``.
-Bare names without one (``strategy``, ``model``) are ordinary words too and stay.
+flag: `name='value'` and `name=value` become `--name=value` (quoted for the shell
+when needed), and a bare name with an underscore (`model_dir`) becomes `--model_dir`.
+Bare names without one (`strategy`, `model`) are ordinary words too and stay.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _assignment(match: re.Match) -> str:
 
 
 def with_flag_spellings(message: str, flag_names: Iterable[str]) -> str:
-    """``message`` with the arguments among ``flag_names`` written as flags."""
+    """`message` with the arguments among `flag_names` written as flags."""
     names = sorted(set(flag_names), key=len, reverse=True)
     if not names:
         return message

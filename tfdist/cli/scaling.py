@@ -3,12 +3,12 @@
     python -m tfdist.scaling --workers=1,2,4 --strategy=multi_worker --dataset=synthetic
 
 Owns running one trainer job per worker count as a local cluster (planned and
-run by ``launch`` as every launcher does: ``launch.plan.LaunchSpec`` and
-``launch.run_launch``, so with network isolation and ``--gpus_per_worker``; each
-run ``python -m tfdist.train --num_workers=N ... --metrics_json=...``, every
+run by `launch` as every launcher does: `launch.plan.LaunchSpec` and
+`launch.run_launch`, so with network isolation and `--gpus_per_worker`; each
+run `python -m tfdist.train --num_workers=N ... --metrics_json=...`, every
 other flag passed through to the trainer) and
-turning the runs' summaries into a report under ``--out_dir``: ``scaling.csv``,
-``scaling.md`` and ``scaling.png`` (throughput and scaling efficiency against
+turning the runs' summaries into a report under `--out_dir`: `scaling.csv`,
+`scaling.md` and `scaling.png` (throughput and scaling efficiency against
 the number of workers), plus each run's log and metrics JSON. Efficiency is
 throughput divided by (throughput of the smallest run x its share of the
 workers). It imports no TensorFlow; the plot needs matplotlib.
@@ -50,7 +50,7 @@ class ScalingRow:
 
 
 def parse_workers(text: str) -> List[int]:
-    """``"1,2,4"`` → ``[1, 2, 4]``: distinct positive counts, ascending."""
+    """`"1,2,4"` → `[1, 2, 4]`: distinct positive counts, ascending."""
     try:
         counts = [int(part) for part in text.split(",")]
     except ValueError:
@@ -136,7 +136,7 @@ def plot_scaling(rows: Sequence[ScalingRow], path: str, *, title: str) -> None:
 
 
 def run_paths(out_dir: str, num_workers: int) -> Tuple[str, str]:
-    """The metrics JSON and the log of the run on ``num_workers`` workers."""
+    """The metrics JSON and the log of the run on `num_workers` workers."""
     stem = os.path.join(out_dir, f"workers_{num_workers}")
     return f"{stem}.json", f"{stem}.log"
 
@@ -159,7 +159,7 @@ def run_spec(num_workers: int, *, strategy: str, num_ps: int, trainer_flags: Seq
 
 
 def run_size(spec: LaunchSpec, *, metrics: str, log_path: str) -> Tuple[int, Optional[dict]]:
-    """Runs one worker count's launch, its output into ``log_path``.
+    """Runs one worker count's launch, its output into `log_path`.
 
     Returns:
         The exit code and the run's metrics JSON, or None when the run failed.

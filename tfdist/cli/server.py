@@ -1,7 +1,7 @@
-"""``python -m tfdist.server``: run this process's ps or worker server from TF_CONFIG.
+"""`python -m tfdist.server`: run this process's ps or worker server from TF_CONFIG.
 
 Owns the command line of a parameter_server task's server; the server itself is
-``tfdist.distribute.server``.
+`tfdist.distribute.server`.
 """
 
 from __future__ import annotations

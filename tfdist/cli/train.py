@@ -1,12 +1,12 @@
-"""The command-line trainer: ``python -m tfdist.train`` (console script ``tfdist-train``).
+"""The command-line trainer: `python -m tfdist.train` (console script `tfdist-train`).
 
-Owns the absl flags and nothing else: flags become one frozen ``TrainConfig``;
+Owns the absl flags and nothing else: flags become one frozen `TrainConfig`;
 then, in this order, the process either launches a local cluster (several
 workers asked for and no TF_CONFIG), runs a parameter-server task's server
-(TF_CONFIG says this task is a ps or worker of a ``parameter_server`` cluster),
+(TF_CONFIG says this task is a ps or worker of a `parameter_server` cluster),
 or runs the job. User mistakes end with one line on stderr and exit code 2.
-TensorFlow is imported only when this process trains or serves. ``USAGE`` is what
-``--help`` prints (absl prints the main module's docstring; ``main`` sets it).
+TensorFlow is imported only when this process trains or serves. `USAGE` is what
+`--help` prints (absl prints the main module's docstring; `main` sets it).
 """
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ def _launch_local_cluster(config: TrainConfig, argv) -> int:
 
 
 def run(argv) -> int:
-    """Runs the trainer for already-parsed flags; ``argv`` is the full command line."""
+    """Runs the trainer for already-parsed flags; `argv` is the full command line."""
     config = config_from_flags()
     cluster = read_tf_config()
     config.check_cluster(cluster)  # With TF_CONFIG, the cluster's shape comes from it.
@@ -295,7 +295,7 @@ def _user_error_exit(error: Exception) -> int:
 
 def _task_output(config: TrainConfig):
     """Where a launched cluster's output goes: stdout, less TensorFlow's start-up noise
-    (``launch.noise``) unless --verbose."""
+    (`launch.noise`) unless --verbose."""
     from launch.noise import QuietOutput
 
     return None if config.verbose else QuietOutput(lambda: sys.stdout)
@@ -394,7 +394,7 @@ The trainer's own flags are those --helpfull lists under tfdist.cli.train.
 
 
 def main(argv=None) -> None:
-    """Console-script entry: parses flags (``--flagfile`` included) and exits with the status."""
+    """Console-script entry: parses flags (`--flagfile` included) and exits with the status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads; the CLI only.
     main_module = sys.modules.get("__main__")
     if main_module is not None:  # absl's --help prints the main module's docstring.

@@ -1,19 +1,19 @@
-"""The user's own data by import path: ``--dataset=package.module:function``.
+"""The user's own data by import path: `--dataset=package.module:function`.
 
 This module owns the contract of a *source function*, the CLI's way to train on
 your own data: a function of no arguments that returns
 
-- arrays ``(x_train, y_train)`` or ``(x_train, y_train, x_val, y_val)`` (``x`` an
-  array with one row per example, or a dict of such arrays; ``y`` integer class
-  labels), wrapped with ``numpy_source``; or
-- a ``DataSource``, e.g. ``tfdist.data.pipeline.numpy_source(...)`` or
-  ``csv_source(...)``, for ids, class counts or files.
+- arrays `(x_train, y_train)` or `(x_train, y_train, x_val, y_val)` (`x` an
+  array with one row per example, or a dict of such arrays; `y` integer class
+  labels), wrapped with `numpy_source`; or
+- a `DataSource`, e.g. `tfdist.data.pipeline.numpy_source(...)` or
+  `csv_source(...)`, for ids, class counts or files.
 
-It is not a ``dataset_fn(InputContext)``: the job makes the dataset function from
-the source (``tfdist.data.pipeline.make_dataset_fn``), so sharding between the
-workers (``shard_policy``), shuffling and epochs apply as to the built-in
+It is not a `dataset_fn(InputContext)`: the job makes the dataset function from
+the source (`tfdist.data.pipeline.make_dataset_fn`), so sharding between the
+workers (`shard_policy`), shuffling and epochs apply as to the built-in
 datasets and each training example is seen once per epoch. Resolving the path
-is ``tfdist.import_paths``'s; the sources are ``tfdist.data.sources``'.
+is `tfdist.import_paths`'s; the sources are `tfdist.data.sources`'.
 """
 
 from __future__ import annotations
@@ -48,11 +48,11 @@ def _check_no_arguments(path: str, function) -> None:
 
 
 def custom_source(path: str) -> DataSource:
-    """Calls the source function at ``path`` (``package.module:function``); returns its source.
+    """Calls the source function at `path` (`package.module:function`); returns its source.
 
     Raises:
       ConfigError: the path does not resolve, the function takes arguments, or it
-        returns something other than the arrays or a ``DataSource`` (named in the
+        returns something other than the arrays or a `DataSource` (named in the
         message with the expected form).
     """
     function = resolve(path, what="dataset", example="my_data:load_arrays")

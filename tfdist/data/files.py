@@ -1,13 +1,13 @@
 """File sources: what every file-backed split shares, CSV files and an image folder.
 
 This module owns finding a split's files (comma-separated globs, local or any
-``tf.io.gfile`` path), reading them a few at a time in a fixed order with each
-record keyed ``file:record`` (or by an id column), so ``tfdist.data.sharding`` can split
+`tf.io.gfile` path), reading them a few at a time in a fixed order with each
+record keyed `file:record` (or by an id column), so `tfdist.data.sharding` can split
 by file, by example or by key, and finding the file behind a read error. CSV
 files are checked once when the source is loaded (each is read to count its rows,
 so a missing column or a bad field is reported naming the file and the fix); an
 image that does not decode is found when it is read. TFRecord files and TFDS
-datasets are ``tfdist.data.tfrecords``'.
+datasets are `tfdist.data.tfrecords`'.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ READ_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError)
 
 
 def describe_files(flag: str, patterns) -> str:
-    """How the user named a split's files: ``train_files ('data/*.csv')``."""
+    """How the user named a split's files: `train_files ('data/*.csv')`."""
     text = patterns if isinstance(patterns, str) else ",".join(patterns)
     return f"{flag} ({text!r})"
 
 
 def expand_files(patterns: Union[str, Sequence[str]], flag: str) -> Tuple[str, ...]:
-    """The files ``patterns`` (comma-separated globs) match, sorted per glob, no repeats."""
+    """The files `patterns` (comma-separated globs) match, sorted per glob, no repeats."""
     parts = patterns.split(",") if isinstance(patterns, str) else list(patterns)
     files, seen = [], set()
     for pattern in (p.strip() for p in parts if p.strip()):
@@ -54,7 +54,7 @@ def expand_files(patterns: Union[str, Sequence[str]], flag: str) -> Tuple[str, .
 
 
 class FileSplit(SplitReader):
-    """A split stored as files, read ``_CYCLE`` files at a time in a fixed order."""
+    """A split stored as files, read `_CYCLE` files at a time in a fixed order."""
 
     def __init__(self, files, sizes, *, what: str, example_bytes: int):
         super().__init__(what=what, num_examples=sum(sizes), example_bytes=example_bytes)
@@ -64,7 +64,7 @@ class FileSplit(SplitReader):
         raise NotImplementedError
 
     def key(self, name: tf.Tensor, index: tf.Tensor, record) -> tf.Tensor:
-        """The example's key: ``file:record`` (subclasses use an id feature when given)."""
+        """The example's key: `file:record` (subclasses use an id feature when given)."""
         return tf.strings.join([name, tf.strings.as_string(index)], ":")
 
     def _keyed(self, path):
@@ -83,9 +83,9 @@ class FileSplit(SplitReader):
                 "regenerate it, or leave it out.")
 
     def count(self, labels_of: Callable[[str], tf.data.Dataset]) -> int:
-        """Reads every file once: sets ``sizes`` and ``num_examples``; returns the largest label.
+        """Reads every file once: sets `sizes` and `num_examples`; returns the largest label.
 
-        ``labels_of(path)`` gives a dataset of label batches of one file; a read error
+        `labels_of(path)` gives a dataset of label batches of one file; a read error
         there or while counting becomes a one-line ConfigError naming the file.
         """
         sizes, top = [], -1
@@ -128,7 +128,7 @@ def _header(path: str) -> Tuple[str, ...]:
 class CsvSplit(FileSplit):
     """CSV files with a header row: numeric feature columns, an integer label column.
 
-    Records are text lines, parsed a batch at a time (``tf.io.decode_csv``).
+    Records are text lines, parsed a batch at a time (`tf.io.decode_csv`).
     """
 
     def __init__(self, files, *, what, columns, label_key, id_key, flag):
@@ -215,7 +215,7 @@ def csv_source(*, train_files, validation_files=None, label_key: str = "label",
 
 # ----- image folder ---------------------------------------------------------------------
 class ImageFolderSplit(FileSplit):
-    """One image file per example; its label is the index of its folder in ``classes``."""
+    """One image file per example; its label is the index of its folder in `classes`."""
 
     batched_decode = False
 
@@ -275,10 +275,10 @@ def _image_files(root: str, flag: str, classes=None):
 def image_folder_source(*, train_files: str, validation_files: Optional[str] = None,
                         image_size: Optional[Tuple[int, int]] = None,
                         name: str = "image_folder") -> DataSource:
-    """A source of images in ``train_files/CLASS/*.png`` (jpeg, png, bmp, gif).
+    """A source of images in `train_files/CLASS/*.png` (jpeg, png, bmp, gif).
 
     Class indices follow the sorted folder names. Images are decoded to 1 or 3
-    channels, resized to ``image_size`` (default: the first image's size) and scaled
+    channels, resized to `image_size` (default: the first image's size) and scaled
     to [0, 1].
     """
     classes, train = _image_files(train_files, "train_files")

@@ -1,14 +1,14 @@
 """Training batches of an input pipeline's part held in memory: a permutation per pass.
 
-When a pipeline's decoded part fits in memory (``tfdist.data.sharding.fits_in_memory``),
-it is read once into one table, a nest of tensors with a leading ``[examples]``
+When a pipeline's decoded part fits in memory (`tfdist.data.sharding.fits_in_memory`),
+it is read once into one table, a nest of tensors with a leading `[examples]`
 axis. Each pass is then a seeded permutation of the table's rows, and a batch is one
-``tf.gather`` per feature of a slice of row indices. This replaces a per-example
-``shuffle`` + ``batch``, whose per-element work takes CPU time from the training step
-of a small model (``benchmarks/input_pipeline.py`` measures both).
+`tf.gather` per feature of a slice of row indices. This replaces a per-example
+`shuffle` + `batch`, whose per-element work takes CPU time from the training step
+of a small model (`benchmarks/input_pipeline.py` measures both).
 
-The stream is the one ``shuffle().take(epoch_examples).repeat().batch(batch)`` gives:
-pass ``i`` is the first ``min(rows, epoch_examples)`` rows of permutation ``i``, passes
+The stream is the one `shuffle().take(epoch_examples).repeat().batch(batch)` gives:
+pass `i` is the first `min(rows, epoch_examples)` rows of permutation `i`, passes
 follow one another and batches are cut from the stream; so a part larger than an
 epoch leaves other rows out each epoch, and a smaller one starts its next pass within
 the epoch (never a row twice within a pass).
@@ -24,7 +24,7 @@ _SEED_STRIDE = 1000  # seed * stride + pipeline: one seed per pipeline.
 
 
 def _table(examples: tf.data.Dataset, max_rows: int) -> tf.data.Dataset:
-    """One element: every example of ``examples`` stacked (read once, then cached)."""
+    """One element: every example of `examples` stacked (read once, then cached)."""
     return examples.batch(max(max_rows, 1)).take(1).cache()
 
 
@@ -35,14 +35,14 @@ def _rows(table) -> tf.Tensor:
 def epochs_in_memory(examples: tf.data.Dataset, *, max_rows: int, batch: int,
                      epoch_examples: Optional[int], shuffle: bool, seed: int,
                      pipeline: Union[int, tf.Tensor]) -> tf.data.Dataset:
-    """Batches of ``batch`` examples of the part, endlessly.
+    """Batches of `batch` examples of the part, endlessly.
 
     Args:
       examples: the pipeline's part, decoded, in a fixed order (not cached: the table is).
       max_rows: an upper bound of the examples in the part.
       batch: examples per batch.
       epoch_examples: examples per epoch; a pass is at most this long (None: whole passes).
-      shuffle: a new order each pass (seeded by ``seed``, ``pipeline`` and the pass);
+      shuffle: a new order each pass (seeded by `seed`, `pipeline` and the pass);
         else every pass starts again at the first row.
       seed: the run's data seed.
       pipeline: this pipeline's index (an int, or a tensor on a parameter-server worker).

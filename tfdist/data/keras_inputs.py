@@ -1,14 +1,14 @@
-"""What Keras' ``fit``/``evaluate``/``predict`` accept, turned into the data layer's sources.
+"""What Keras' `fit`/`evaluate`/`predict` accept, turned into the data layer's sources.
 
-Owns the translation of Keras-style inputs into ``DataSource``s: NumPy arrays, or dicts
-and lists of them, for ``x`` and ``y`` (any dtype: float, integer, one-hot, multi-label,
-strings for a ``TextVectorization`` layer inside the model), ``sample_weight``,
-``class_weight`` (turned into sample weights as Keras does), ``validation_split`` (the
+Owns the translation of Keras-style inputs into `DataSource`s: NumPy arrays, or dicts
+and lists of them, for `x` and `y` (any dtype: float, integer, one-hot, multi-label,
+strings for a `TextVectorization` layer inside the model), `sample_weight`,
+`class_weight` (turned into sample weights as Keras does), `validation_split` (the
 last fraction of the arrays, before shuffling, as Keras takes it) and
-``validation_data``; and a batched ``tf.data.Dataset``, whose batch is the global
-batch. A source's records are ``(x, y)`` or ``(x, y, sample_weight)``, so sharding,
+`validation_data`; and a batched `tf.data.Dataset`, whose batch is the global
+batch. A source's records are `(x, y)` or `(x, y, sample_weight)`, so sharding,
 shuffling, exact resume and the tf.data service apply to them as to every other
-source. Batching per replica and epochs belong to ``tfdist.data.pipeline``.
+source. Batching per replica and epochs belong to `tfdist.data.pipeline`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _DATASET_TYPES = (tf.data.Dataset,)
 
 
 class KerasArrays(SplitReader):
-    """A split of Keras-style arrays: records ``(x, y)`` or ``(x, y, sample_weight)``."""
+    """A split of Keras-style arrays: records `(x, y)` or `(x, y, sample_weight)`."""
 
     def __init__(self, record, *, what: str):
         leaves = [leaf for leaf in tf.nest.flatten(record) if leaf is not None]
@@ -45,7 +45,7 @@ class KerasArrays(SplitReader):
 
 
 class DatasetSplit(SplitReader):
-    """A split read from a user's batched ``tf.data.Dataset``, unbatched into examples."""
+    """A split read from a user's batched `tf.data.Dataset`, unbatched into examples."""
 
     def __init__(self, dataset: tf.data.Dataset, *, what: str, num_examples: int):
         super().__init__(what=what, num_examples=num_examples, example_bytes=1 << 30)
@@ -174,7 +174,7 @@ def _dataset_examples(dataset: tf.data.Dataset, batch: int, what: str) -> int:
 
 
 def dataset_source(dataset, *, validation=None, what: str = "dataset") -> tuple:
-    """``(DataSource, global batch)`` of a batched ``tf.data.Dataset`` (and its validation)."""
+    """`(DataSource, global batch)` of a batched `tf.data.Dataset` (and its validation)."""
     batch = dataset_batch_size(dataset)
     if batch is None:
         raise ConfigError(
@@ -188,7 +188,7 @@ def dataset_source(dataset, *, validation=None, what: str = "dataset") -> tuple:
 
 
 def validation_split_reader(validation, batch: Optional[int]) -> SplitReader:
-    """The reader of ``validation_data``: a dataset, or a tuple of arrays."""
+    """The reader of `validation_data`: a dataset, or a tuple of arrays."""
     if is_dataset(validation):
         size = dataset_batch_size(validation)
         if size is None:
@@ -215,10 +215,10 @@ def arrays_source(x, y=None, *, sample_weight=None, class_weight=None,
         regression, or a list/dict of them (several outputs); None when the model's
         loss needs none.
       sample_weight: one weight per example (or a list/dict per output).
-      class_weight: ``{class: weight}``; each example is weighted by its class.
+      class_weight: `{class: weight}`; each example is weighted by its class.
       validation_split: the fraction of the arrays, taken from their end, kept for
         validation.
-      validation_data: ``(x, y)``, ``(x, y, sample_weight)`` or a batched dataset.
+      validation_data: `(x, y)`, `(x, y, sample_weight)` or a batched dataset.
       name: the source's name in messages.
     """
     if not 0.0 <= validation_split < 1.0:
@@ -235,7 +235,7 @@ def arrays_source(x, y=None, *, sample_weight=None, class_weight=None,
 
 
 def inference_source(x, y=None, *, sample_weight=None, name: str) -> DataSource:
-    """A source of one ``train`` split for ``evaluate``/``predict`` (no shuffling)."""
+    """A source of one `train` split for `evaluate`/`predict` (no shuffling)."""
     if is_dataset(x):
         source, _ = dataset_source(x, what=name)
         return source

@@ -1,26 +1,26 @@
 """Data layer: named sources and the one dataset-function contract every strategy shares.
 
-A dataset function takes a ``tf.distribute.InputContext`` and returns a
-``tf.data.Dataset`` of per-replica batches of ``(features, labels)``; the trainer
-hands it to ``distribute_datasets_from_function`` (sync strategies) or, through
-``per_worker_dataset_fn``, to ``ClusterCoordinator.create_per_worker_dataset``
+A dataset function takes a `tf.distribute.InputContext` and returns a
+`tf.data.Dataset` of per-replica batches of `(features, labels)`; the trainer
+hands it to `distribute_datasets_from_function` (sync strategies) or, through
+`per_worker_dataset_fn`, to `ClusterCoordinator.create_per_worker_dataset`
 (parameter server). This module owns that contract: finding a source by name
-(``load_source``), the per-replica batch computed from the one
-``global_batch_size``, shuffling, and what an epoch is. Sources live in
-``tfdist.data.sources`` (in memory, generated), ``tfdist.data.files`` (CSV, images) and
-``tfdist.data.tfrecords`` (TFRecord, TFDS), sharding policies in ``tfdist.data.sharding``, the
-tf.data service in ``tfdist.data_service``.
+(`load_source`), the per-replica batch computed from the one
+`global_batch_size`, shuffling, and what an epoch is. Sources live in
+`tfdist.data.sources` (in memory, generated), `tfdist.data.files` (CSV, images) and
+`tfdist.data.tfrecords` (TFRecord, TFDS), sharding policies in `tfdist.data.sharding`, the
+tf.data service in `tfdist.data_service`.
 
-An epoch of training is ``steps_per_epoch`` global batches (by default
-``num_train // global_batch_size``). Each input pipeline reads its part of the
-split (``shard_policy``) once per epoch, reshuffled, and stops after its
-``steps_per_epoch * global_batch_size / num_pipelines`` examples, so epochs line
-up with passes: when the parts are equal and whole batches (``data`` and
-``random`` when ``global_batch_size`` divides ``num_train``; ``file`` with equal
+An epoch of training is `steps_per_epoch` global batches (by default
+`num_train // global_batch_size`). Each input pipeline reads its part of the
+split (`shard_policy`) once per epoch, reshuffled, and stops after its
+`steps_per_epoch * global_batch_size / num_pipelines` examples, so epochs line
+up with passes: when the parts are equal and whole batches (`data` and
+`random` when `global_batch_size` divides `num_train`; `file` with equal
 files), every training example is seen exactly once per epoch; otherwise each
 example at most once, and the few left over are other ones each epoch. Validation
 reads each pipeline's part once. A part that fits in memory is shuffled and batched
-as one table (``tfdist.data.in_memory``); a larger one is streamed (``streamed_epochs``).
+as one table (`tfdist.data.in_memory`); a larger one is streamed (`streamed_epochs`).
 """
 
 from __future__ import annotations
@@ -66,13 +66,13 @@ def load_source(name: str, *, data_dir: Optional[str] = None, num_examples: int 
                 seed: int = 0, train_files=None, validation_files=None,
                 label_key: str = "label", id_key: Optional[str] = None, feature_spec=None,
                 num_classes: Optional[int] = None, image_size=None) -> DataSource:
-    """Finds the dataset ``name``.
+    """Finds the dataset `name`.
 
-    ``digits``, ``synthetic`` (``num_examples``, ``seed``) and ``interactions`` are
-    built in; ``tfrecord``, ``csv``, ``npz`` and ``image_folder`` read
-    ``train_files``/``validation_files`` (see ``tfdist.data.files``); any other name
-    is a TFDS dataset prepared under ``data_dir``. ``package.module:function`` is the
-    user's own source function (``tfdist.data.custom``).
+    `digits`, `synthetic` (`num_examples`, `seed`) and `interactions` are
+    built in; `tfrecord`, `csv`, `npz` and `image_folder` read
+    `train_files`/`validation_files` (see `tfdist.data.files`); any other name
+    is a TFDS dataset prepared under `data_dir`. `package.module:function` is the
+    user's own source function (`tfdist.data.custom`).
     """
     if is_import_path(name):
         return custom_source(name)
@@ -128,22 +128,22 @@ def make_dataset_fn(source: DataSource, split: str, *, global_batch_size: int,
                     training: bool, seed: int = 0, shuffle: bool = True,
                     shard_policy: str = "auto", steps_per_epoch: Optional[int] = None,
                     data_service: Optional[ServiceTarget] = None) -> DatasetFn:
-    """The dataset function for ``split``: sharded per input pipeline, batched per replica.
+    """The dataset function for `split`: sharded per input pipeline, batched per replica.
 
     Args:
-      source: from ``load_source``.
-      split: ``train`` or ``validation``.
+      source: from `load_source`.
+      split: `train` or `validation`.
       global_batch_size: examples per step over all replicas (per worker step under
         parameter_server, whose context counts one replica per worker).
-      training: shuffle (each epoch differently, deterministic by ``seed``; not with
-        ``shuffle=False``), repeat without end in epochs of ``steps_per_epoch`` batches,
+      training: shuffle (each epoch differently, deterministic by `seed`; not with
+        `shuffle=False`), repeat without end in epochs of `steps_per_epoch` batches,
         and drop partial batches so every replica steps in lockstep. Otherwise each
         pipeline reads its part once, keeping the last partial batch.
-      shard_policy: how input pipelines split the data (``tfdist.data.sharding``).
-      steps_per_epoch: global batches per epoch; None: one pass (``num_train // batch``).
+      shard_policy: how input pipelines split the data (`tfdist.data.sharding`).
+      steps_per_epoch: global batches per epoch; None: one pass (`num_train // batch`).
       data_service: read training batches from this tf.data service job instead
-        (``distributed_epoch``: the service splits the data; ``shard_policy`` must be
-        ``auto`` or ``off``).
+        (`distributed_epoch`: the service splits the data; `shard_policy` must be
+        `auto` or `off`).
     """
     check_choice("shard_policy", shard_policy, SHARD_POLICIES)
     reader = source.split(split)
@@ -191,7 +191,7 @@ def make_dataset_fn(source: DataSource, split: str, *, global_batch_size: int,
 def streamed_epochs(examples: tf.data.Dataset, *, batch: int, epoch_examples: Optional[int],
                     shuffle: bool, seed: int, pipeline) -> tf.data.Dataset:
     """Batches of a part too large for memory, streamed: shuffled per example in a buffer,
-    passes of at most ``epoch_examples`` (None: whole passes) one after another."""
+    passes of at most `epoch_examples` (None: whole passes) one after another."""
     if shuffle:
         examples = examples.shuffle(_SHUFFLE_BUFFER, seed=_shuffle_seed(seed, pipeline),
                                     reshuffle_each_iteration=True)
@@ -209,9 +209,9 @@ def _quota(steps_per_epoch: int, global_batch_size: int, pipelines: int, batch: 
 def _shuffle_seed(seed: int, pipeline) -> int:
     """A seed per pipeline.
 
-    A tensor pipeline id (a parameter-server worker's index) cannot seed ``shuffle`` once a
+    A tensor pipeline id (a parameter-server worker's index) cannot seed `shuffle` once a
     global seed is set (TensorFlow compares seeds in Python), so those workers share one
-    seed: their parts differ, so their batches do too (not under ``off``).
+    seed: their parts differ, so their batches do too (not under `off`).
     """
     return seed * 1000 + (pipeline if isinstance(pipeline, int) else 0)
 
@@ -224,7 +224,7 @@ def _served(reader: SplitReader, batch: int, *, training: bool, shuffle: bool,
     training, repeat, so one service job covers the whole run. Its source gives the
     dispatcher coarse splits (files, or chunks of rows); nothing is cached, which
     would replay a worker's first splits instead of taking new ones. Elements travel
-    as batches of ``_SERVED_BATCH`` examples and are re-batched per replica here.
+    as batches of `_SERVED_BATCH` examples and are re-batched per replica here.
     """
     examples = decode(reader.service_records(), reader)
     if training:
@@ -238,12 +238,12 @@ def _served(reader: SplitReader, batch: int, *, training: bool, shuffle: bool,
 
 def per_worker_dataset_fn(dataset_fn: DatasetFn, *,
                           num_workers: int) -> Callable[[], tf.data.Dataset]:
-    """``dataset_fn`` for ``ClusterCoordinator.create_per_worker_dataset`` (parameter server).
+    """`dataset_fn` for `ClusterCoordinator.create_per_worker_dataset` (parameter server).
 
     The coordinator traces the returned function once and runs it on every worker;
-    its context says ``num_workers`` input pipelines, the pipeline id being the worker's
+    its context says `num_workers` input pipelines, the pipeline id being the worker's
     index (a tensor known when the dataset is created on the worker), and one replica
-    per worker (``global_batch_size`` is per worker step).
+    per worker (`global_batch_size` is per worker step).
     """
 
     def on_worker() -> tf.data.Dataset:
@@ -256,11 +256,11 @@ def per_worker_dataset_fn(dataset_fn: DatasetFn, *,
 
 @contextlib.contextmanager
 def input_errors(source: DataSource):
-    """Turns a read error of ``source``'s pipeline (a corrupt record, a bad CSV field, an
+    """Turns a read error of `source`'s pipeline (a corrupt record, a bad CSV field, an
     undecodable image) into a one-line ConfigError naming the file.
 
     The trainer first reads the pipeline inside its compiled loop, so errors surface
-    there; only errors of an iterator (``IteratorGetNext``) are translated.
+    there; only errors of an iterator (`IteratorGetNext`) are translated.
     """
     try:
         yield

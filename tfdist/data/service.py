@@ -1,14 +1,14 @@
 """tf.data service: read training data through a dispatcher and data workers.
 
-Owns the servers of a tf.data service (run as processes by ``python -m
-tfdist.data_service dispatcher|worker``, or both inside one process for a
+Owns the servers of a tf.data service (run as processes by `python -m
+tfdist.data_service dispatcher|worker`, or both inside one process for a
 single-process run), the
 job every trainer of a run shares, and wrapping a dataset so that its elements
-come from the service in ``distributed_epoch`` mode: the dispatcher hands the
+come from the service in `distributed_epoch` mode: the dispatcher hands the
 split's examples out to the data workers, each example goes to exactly one
 trainer per pass, and whichever trainer asks first gets the next batch.
-Building the pipeline the workers run is ``tfdist.data.pipeline``'s; starting the server
-processes of a local launch is ``launch.data_service``'s.
+Building the pipeline the workers run is `tfdist.data.pipeline`'s; starting the server
+processes of a local launch is `launch.data_service`'s.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class ServiceTarget:
     """Where and as which job the trainers of one run read.
 
     Attributes:
-      address: the dispatcher, ``grpc://HOST:PORT``.
+      address: the dispatcher, `grpc://HOST:PORT`.
       job_name: shared by every trainer of the run (they split one job's data).
     """
 
@@ -43,7 +43,7 @@ class ServiceTarget:
 
 
 def normalize_address(address: str, flag: str = "data_service_address") -> str:
-    """``host:port`` or ``grpc://host:port`` → ``grpc://host:port``."""
+    """`host:port` or `grpc://host:port` → `grpc://host:port`."""
     bare = address[len("grpc://"):] if address.startswith("grpc://") else address
     host, _, port = bare.rpartition(":")
     if not host or not port.isdigit():
@@ -67,7 +67,7 @@ def job_name_for(cluster: Optional["ClusterConfig"]) -> str:
 
 
 def distribute(dataset, target: ServiceTarget):
-    """``dataset`` served by the service: one job, ``distributed_epoch`` (each example once)."""
+    """`dataset` served by the service: one job, `distributed_epoch` (each example once)."""
     import tensorflow as tf
 
     return dataset.apply(tf.data.experimental.service.distribute(
@@ -95,7 +95,7 @@ class LocalService:
 
 def service_target(*, address: Optional[str], local_workers: int,
                    cluster: Optional["ClusterConfig"]):
-    """The run's ``(ServiceTarget, LocalService or None)``.
+    """The run's `(ServiceTarget, LocalService or None)`.
 
     Args:
       address: the dispatcher of a running service; None starts one in this process

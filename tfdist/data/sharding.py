@@ -1,26 +1,26 @@
 """Sharding policies: which examples of a split each input pipeline reads.
 
-This module owns splitting one split's records between ``num_pipelines`` input
-pipelines (one per worker under ``multi_worker`` and ``parameter_server``) so that
+This module owns splitting one split's records between `num_pipelines` input
+pipelines (one per worker under `multi_worker` and `parameter_server`) so that
 the parts are disjoint and together cover the split, and turning the records a
-pipeline keeps into decoded examples (vectorized decode, ``cache`` when the part
+pipeline keeps into decoded examples (vectorized decode, `cache` when the part
 fits in memory). The policies:
 
-- ``file``: pipeline ``p`` reads files ``p, p + P, ...``; needs at least as many files
+- `file`: pipeline `p` reads files `p, p + P, ...`; needs at least as many files
   as pipelines. Each pipeline reads only its own files.
-- ``data``: every pipeline reads the split in its fixed order and keeps examples
-  ``p, p + P, ...``. Parts differ in size by at most one.
-- ``hash``: a pipeline keeps the examples whose key (an id feature or column, else
-  ``file:record``) hashes to it (``tf.strings.to_hash_bucket_fast``): an example stays
+- `data`: every pipeline reads the split in its fixed order and keeps examples
+  `p, p + P, ...`. Parts differ in size by at most one.
+- `hash`: a pipeline keeps the examples whose key (an id feature or column, else
+  `file:record`) hashes to it (`tf.strings.to_hash_bucket_fast`): an example stays
   on the same pipeline whatever the order of the data.
-- ``random``: a seeded permutation of the positions ``0..N-1``
-  (``tf.random.experimental.index_shuffle``) dealt round robin: disjoint parts whose
+- `random`: a seeded permutation of the positions `0..N-1`
+  (`tf.random.experimental.index_shuffle`) dealt round robin: disjoint parts whose
   sizes differ by at most one, a different split for a different seed.
-- ``off``: every pipeline reads the whole split.
-- ``auto``: ``file`` when there are at least as many files as pipelines, else ``data``.
+- `off`: every pipeline reads the whole split.
+- `auto`: `file` when there are at least as many files as pipelines, else `data`.
 
-A reader (``tfdist.data.sources.SplitReader``) says what a split holds; batching,
-shuffling and epochs belong to ``tfdist.data.pipeline``. ``pipeline_id`` may be a tensor
+A reader (`tfdist.data.sources.SplitReader`) says what a split holds; batching,
+shuffling and epochs belong to `tfdist.data.pipeline`. `pipeline_id` may be a tensor
 (the worker index of a parameter-server worker, known only when the dataset is
 created on it).
 """
@@ -39,10 +39,10 @@ _RANDOM_SALT = 0x5EED
 
 
 def resolve_policy(policy: str, *, num_files: int, num_pipelines: int, what: str) -> str:
-    """The concrete policy for ``num_pipelines`` pipelines (``auto`` decided; ``file`` checked).
+    """The concrete policy for `num_pipelines` pipelines (`auto` decided; `file` checked).
 
     Args:
-      policy: one of ``SHARD_POLICIES``.
+      policy: one of `SHARD_POLICIES`.
       num_files: files of the split (0 when it is not read from files).
       num_pipelines: input pipelines that share the split.
       what: the split as the user named it, for error messages.
@@ -70,7 +70,7 @@ def part_size(num_examples: int, policy: str, num_pipelines: int) -> int:
 
 
 def fits_in_memory(reader, policy: str, num_pipelines: int) -> bool:
-    """Whether one pipeline's decoded part is at most ``CACHE_BYTES``."""
+    """Whether one pipeline's decoded part is at most `CACHE_BYTES`."""
     size = part_size(reader.num_examples, policy, num_pipelines) * reader.example_bytes
     return size <= CACHE_BYTES
 
@@ -81,9 +81,9 @@ def _keep(records: tf.data.Dataset, predicate) -> tf.data.Dataset:
 
 def shard_records(reader, *, policy: str, num_pipelines: int,
                   pipeline_id: Union[int, tf.Tensor], seed: int = 0) -> tf.data.Dataset:
-    """The records of ``reader``'s split that pipeline ``pipeline_id`` keeps under ``policy``.
+    """The records of `reader`'s split that pipeline `pipeline_id` keeps under `policy`.
 
-    ``policy`` must be resolved (``resolve_policy``). Records stay in the split's
+    `policy` must be resolved (`resolve_policy`). Records stay in the split's
     fixed order, so the parts are the same on every run.
     """
     if num_pipelines == 1 or policy == "off":
@@ -111,7 +111,7 @@ def shard_records(reader, *, policy: str, num_pipelines: int,
 
 
 def decode(records: tf.data.Dataset, reader) -> tf.data.Dataset:
-    """Decodes records into ``(features, label)``, in parallel, keeping their order."""
+    """Decodes records into `(features, label)`, in parallel, keeping their order."""
     if reader.decode is None:
         return records
     if reader.batched_decode:
@@ -124,15 +124,15 @@ def decode(records: tf.data.Dataset, reader) -> tf.data.Dataset:
 def sharded_examples(reader, *, policy: str, num_pipelines: int,
                      pipeline_id: Union[int, tf.Tensor], seed: int = 0,
                      cache: Optional[bool] = None) -> tf.data.Dataset:
-    """Pipeline ``pipeline_id``'s decoded ``(features, label)`` examples, in a fixed order.
+    """Pipeline `pipeline_id`'s decoded `(features, label)` examples, in a fixed order.
 
     Args:
-      reader: the split's ``SplitReader``.
+      reader: the split's `SplitReader`.
       policy: a resolved policy.
       num_pipelines: input pipelines sharing the split.
       pipeline_id: this pipeline (an int, or a tensor on a parameter-server worker).
-      seed: seeds the ``random`` policy.
-      cache: keep the decoded part in memory; None decides from its size (``CACHE_BYTES``).
+      seed: seeds the `random` policy.
+      cache: keep the decoded part in memory; None decides from its size (`CACHE_BYTES`).
     """
     records = shard_records(reader, policy=policy, num_pipelines=num_pipelines,
                             pipeline_id=pipeline_id, seed=seed)

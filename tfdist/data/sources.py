@@ -1,12 +1,12 @@
 """Sources: what a dataset holds and how to read each of its splits.
 
-This module owns the ``DataSource`` contract (a dataset's shape, classes and one
-``SplitReader`` per split) and the sources kept in memory or generated: the
-bundled ``digits``, ``synthetic`` and ``interactions`` tasks, NumPy arrays
-(``numpy_source``) and ``.npz`` files (``npz_source``). A reader gives a split's
+This module owns the `DataSource` contract (a dataset's shape, classes and one
+`SplitReader` per split) and the sources kept in memory or generated: the
+bundled `digits`, `synthetic` and `interactions` tasks, NumPy arrays
+(`numpy_source`) and `.npz` files (`npz_source`). A reader gives a split's
 records in a fixed order (optionally keyed by a stable example id) and how to
-decode them; splitting records between workers is ``tfdist.data.sharding``'s, files on
-disk are ``tfdist.data.files``', batching and epochs ``tfdist.data.pipeline``'s.
+decode them; splitting records between workers is `tfdist.data.sharding`'s, files on
+disk are `tfdist.data.files`', batching and epochs `tfdist.data.pipeline`'s.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ class SplitReader:
     """One split: its records in a fixed order and how to decode them.
 
     Attributes:
-      what: the split as the user named it, for messages (``train_files 'a/*.csv'``).
+      what: the split as the user named it, for messages (`train_files 'a/*.csv'`).
       num_examples: examples in the split.
       example_bytes: bytes of one decoded example (decides caching).
       files: the split's files, in order, when it is read from files (else empty).
-      decode: maps records to ``(features, label)``; None when records are examples.
-      batched_decode: ``decode`` takes a batch of records (vectorized) rather than one.
+      decode: maps records to `(features, label)`; None when records are examples.
+      batched_decode: `decode` takes a batch of records (vectorized) rather than one.
     """
 
     files: tuple = ()
@@ -51,17 +51,17 @@ class SplitReader:
 
     def records(self, files: Optional[tf.data.Dataset] = None, *,
                 keyed: bool = False) -> tf.data.Dataset:
-        """The records of ``files`` (a dataset of file names; None: the whole split).
+        """The records of `files` (a dataset of file names; None: the whole split).
 
-        With ``keyed``, each element is ``(key, record)``, ``key`` a string that names
-        the example whatever the order of the data (``tfdist.data.sharding``'s ``hash``).
+        With `keyed`, each element is `(key, record)`, `key` a string that names
+        the example whatever the order of the data (`tfdist.data.sharding`'s `hash`).
         """
         raise NotImplementedError
 
     def service_records(self) -> tf.data.Dataset:
         """All records, from a source the tf.data service splits in coarse pieces.
 
-        In ``distributed_epoch`` mode each element of the first dataset is a split the
+        In `distributed_epoch` mode each element of the first dataset is a split the
         data worker fetches from the dispatcher; files are coarse already, single
         examples would cost one request each.
         """
@@ -73,7 +73,7 @@ class SplitReader:
 
 
 def chunked(values, count: int, chunk: int = SERVICE_CHUNK) -> tf.data.Dataset:
-    """The rows of ``values`` (a nest of arrays), from a dataset of ``chunk``-row pieces."""
+    """The rows of `values` (a nest of arrays), from a dataset of `chunk`-row pieces."""
     def rows(start):
         index = tf.range(start, tf.minimum(start + chunk, count))
         return tf.nest.map_structure(lambda array: tf.gather(array, index), values)
@@ -104,7 +104,7 @@ class ArraySplit(SplitReader):
 
 
 class GeneratedSplit(SplitReader):
-    """Examples ``start .. start + count - 1`` made in the graph by ``batch_fn(indices, seed)``."""
+    """Examples `start .. start + count - 1` made in the graph by `batch_fn(indices, seed)`."""
 
     def __init__(self, batch_fn, *, start: int, count: int, seed: int, what: str,
                  example_bytes: int):
@@ -134,7 +134,7 @@ class DataSource:
       name: the dataset's name.
       input_shape: shape of one example's features.
       num_classes: number of label classes.
-      splits: ``train`` and, when there is one, ``validation``, each a ``SplitReader``.
+      splits: `train` and, when there is one, `validation`, each a `SplitReader`.
       vocab_sizes: for id features (a dict of features), the number of ids of each.
     """
 
@@ -162,7 +162,7 @@ class DataSource:
 
     def read(self, split: str, context: Optional[tf.distribute.InputContext] = None, *,
              shard_policy: str = "auto", seed: int = 0) -> tf.data.Dataset:
-        """The split's unbatched ``(features, label)`` examples for ``context``'s pipeline."""
+        """The split's unbatched `(features, label)` examples for `context`'s pipeline."""
         reader = self.split(split)
         pipelines = context.num_input_pipelines if context is not None else 1
         pipeline = context.input_pipeline_id if context is not None else 0
@@ -200,7 +200,7 @@ def digits_source() -> DataSource:
 
 
 def synthetic_batch(indices: tf.Tensor, seed: int):
-    """Examples ``indices`` of the synthetic task: uniform features, label = argmax(x·W)."""
+    """Examples `indices` of the synthetic task: uniform features, label = argmax(x·W)."""
     features = tf.random.stateless_uniform(
         [tf.shape(indices)[0], SYNTHETIC_FEATURES],
         seed=tf.stack([tf.cast(seed, tf.int64), indices[0]]))
@@ -211,9 +211,9 @@ def synthetic_batch(indices: tf.Tensor, seed: int):
 
 
 def interactions_batch(indices: tf.Tensor, seed: int):
-    """Examples ``indices`` of the interactions task: does user u like item i?
+    """Examples `indices` of the interactions task: does user u like item i?
 
-    Users and items have hidden factor vectors (fixed by ``seed``); the label is 1
+    Users and items have hidden factor vectors (fixed by `seed`); the label is 1
     when their dot product is positive, so matrix factorization can learn it.
     """
     count = tf.shape(indices)[0]
@@ -258,7 +258,7 @@ def interactions_source(num_examples: int, seed: int) -> DataSource:
 
 # ----- NumPy arrays and .npz files ----------------------------------------------------
 def count_classes(labels: np.ndarray, num_classes: Optional[int], what: str) -> int:
-    """``num_classes``, or the largest label + 1; labels must be ints in [0, num_classes)."""
+    """`num_classes`, or the largest label + 1; labels must be ints in [0, num_classes)."""
     labels = np.asarray(labels)
     if labels.size and (labels.min() < 0 or not np.issubdtype(labels.dtype, np.integer)):
         raise ConfigError(
@@ -287,7 +287,7 @@ def _model_features(arrays: Mapping[str, np.ndarray], what: str) -> np.ndarray:
 
 
 def _class_indices(labels) -> bool:
-    """Labels that are one integer class per example (what ``num_classes`` counts)."""
+    """Labels that are one integer class per example (what `num_classes` counts)."""
     return (not isinstance(labels, (dict, list, tuple)) and np.asarray(labels).ndim == 1
             and np.issubdtype(np.asarray(labels).dtype, np.integer))
 
@@ -295,14 +295,14 @@ def _class_indices(labels) -> bool:
 def numpy_source(features, labels, *, validation: Optional[tuple] = None,
                  ids: Optional[Sequence] = None, num_classes: Optional[int] = None,
                  name: str = "numpy") -> DataSource:
-    """A source from NumPy arrays (the Python API's ``NumPy arrays``).
+    """A source from NumPy arrays (the Python API's `NumPy arrays`).
 
     Args:
       features: an array with one row per example, or a dict of them.
       labels: one target per example of any kind: integer class labels, one-hot or
         multi-label rows, floats (regression), or a dict/list of them (several outputs).
-      validation: ``(features, labels)`` of a validation split, or None.
-      ids: one id per training example; the ``hash`` policy hashes them, so an example
+      validation: `(features, labels)` of a validation split, or None.
+      ids: one id per training example; the `hash` policy hashes them, so an example
         keeps its worker whatever the order of the arrays. None: the row number.
       num_classes: label classes of integer class labels; None counts them (for other
         targets it is the last dimension of a single target array, else None).
@@ -335,7 +335,7 @@ def numpy_source(features, labels, *, validation: Optional[tuple] = None,
 
 
 def _load_npz(files: Sequence[str], *, label_key: str, id_key: Optional[str], flag: str):
-    """Features, labels and ids of ``files``, joined in file order."""
+    """Features, labels and ids of `files`, joined in file order."""
     parts = []
     for path in files:
         try:
@@ -363,10 +363,10 @@ def _load_npz(files: Sequence[str], *, label_key: str, id_key: Optional[str], fl
 def npz_source(*, train_files: Sequence[str], validation_files: Sequence[str] = (),
                label_key: str = "label", id_key: Optional[str] = None,
                num_classes: Optional[int] = None, name: str = "npz") -> DataSource:
-    """A source from ``.npz`` files (``numpy.savez``), loaded whole into memory.
+    """A source from `.npz` files (`numpy.savez`), loaded whole into memory.
 
-    Each file holds the label array ``label_key`` and one features array (several are
-    flattened and joined), optionally ids under ``id_key``; the files of a split are
+    Each file holds the label array `label_key` and one features array (several are
+    flattened and joined), optionally ids under `id_key`; the files of a split are
     joined in order.
     """
     x, y, ids = _load_npz(train_files, label_key=label_key, id_key=id_key, flag="train_files")

@@ -1,13 +1,13 @@
-"""TFRecord sources: ``tf.train.Example`` files by glob, and prepared TFDS datasets.
+"""TFRecord sources: `tf.train.Example` files by glob, and prepared TFDS datasets.
 
-This module owns turning TFRecord records into ``(features, label)``: through a
-feature spec (inferred from the first record, given as ``NAME:DTYPE[:SHAPE],...``
-or as ``tf.io.FixedLenFeature``s) parsed a chunk at a time, or through the user's
+This module owns turning TFRecord records into `(features, label)`: through a
+feature spec (inferred from the first record, given as `NAME:DTYPE[:SHAPE],...`
+or as `tf.io.FixedLenFeature`s) parsed a chunk at a time, or through the user's
 parse function; and checking every file once when the source is loaded (each is
 read to count its records and labels, so a corrupt record or a spec that does
 not match is reported naming the file and the fix). TFDS datasets are read from
 their TFRecord shards with the dataset's own decoder. Reading files in order and
-keying records is ``tfdist.data.files``'.
+keying records is `tfdist.data.files`'.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ _DTYPES = {"float32": tf.float32, "float": tf.float32, "int64": tf.int64, "int":
 
 
 def parse_feature_spec(text: str) -> dict:
-    """``"pixels:float32:8x8,label:int64"`` → ``{name: tf.io.FixedLenFeature}``."""
+    """`"pixels:float32:8x8,label:int64"` → `{name: tf.io.FixedLenFeature}`."""
     spec = {}
     for entry in (e.strip() for e in text.split(",") if e.strip()):
         parts = entry.split(":")
@@ -46,7 +46,7 @@ def parse_feature_spec(text: str) -> dict:
 
 
 def describe_records(path: str) -> str:
-    """The features of the first ``tf.train.Example`` of ``path``: ``x: float32[3], ...``."""
+    """The features of the first `tf.train.Example` of `path`: `x: float32[3], ...`."""
     try:
         first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
         example = tf.train.Example.FromString(first.numpy()) if first is not None else None
@@ -76,7 +76,7 @@ def _infer_spec(example: tf.train.Example, scalars: Sequence[str]) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class ExampleSpec:
-    """How a ``tf.train.Example`` becomes ``(features, label)`` for the built-in models.
+    """How a `tf.train.Example` becomes `(features, label)` for the built-in models.
 
     One feature keeps its shape; several are flattened and joined (in name order).
     """
@@ -109,7 +109,7 @@ class ExampleSpec:
 
 def example_spec(spec: Mapping[str, tf.io.FixedLenFeature], *, label_key: str,
                  id_key: Optional[str], what: str) -> ExampleSpec:
-    """Checks ``spec`` for the built-in models: a label, numeric features."""
+    """Checks `spec` for the built-in models: a label, numeric features."""
     if label_key not in spec:
         raise ConfigError(
             f"{what} has no feature {label_key!r} for the label (features: "
@@ -159,7 +159,7 @@ class TFRecordSplit(FileSplit):
 
 def _tfrecord_split(files, *, what, parse: Optional[ExampleSpec], parse_fn, id_key, flag,
                     example_bytes) -> Tuple[TFRecordSplit, int]:
-    """The split of ``files`` (each read once: counted, checked) and its largest label."""
+    """The split of `files` (each read once: counted, checked) and its largest label."""
     id_feature = parse.spec.get(id_key) if parse and id_key else None
     split = TFRecordSplit(files, [0] * len(files), what=what, example_bytes=example_bytes,
                           decode=parse.decode_batch if parse else parse_fn,
@@ -178,7 +178,7 @@ def _tfrecord_split(files, *, what, parse: Optional[ExampleSpec], parse_fn, id_k
 
 
 def _first_example(path: str) -> tf.train.Example:
-    """The first record of ``path`` as a ``tf.train.Example`` (to infer the spec)."""
+    """The first record of `path` as a `tf.train.Example` (to infer the spec)."""
     try:
         first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
     except READ_ERRORS as error:
@@ -199,16 +199,16 @@ def tfrecord_source(*, train_files, validation_files=None,
                     parse_fn: Optional[Callable] = None, label_key: str = "label",
                     id_key: Optional[str] = None, num_classes: Optional[int] = None,
                     name: str = "tfrecord") -> DataSource:
-    """A source of TFRecord files of ``tf.train.Example`` records.
+    """A source of TFRecord files of `tf.train.Example` records.
 
     Args:
       train_files, validation_files: comma-separated globs (or lists) of files.
-      feature_spec: ``{name: tf.io.FixedLenFeature}`` or ``"NAME:DTYPE[:SHAPE],..."``;
+      feature_spec: `{name: tf.io.FixedLenFeature}` or `"NAME:DTYPE[:SHAPE],..."`;
         None infers it from the first record (each feature a vector, the label and id
         scalars).
-      parse_fn: instead of a spec, ``parse_fn(serialized) -> (features, label)``.
+      parse_fn: instead of a spec, `parse_fn(serialized) -> (features, label)`.
       label_key: the label feature (spec only).
-      id_key: a feature that names each example, hashed by the ``hash`` policy.
+      id_key: a feature that names each example, hashed by the `hash` policy.
       num_classes: label classes; None counts them.
       name: the source's name.
     """
@@ -263,7 +263,7 @@ class TfdsSplit(FileSplit):
 
 
 def tfds_source(name: str, data_dir: Optional[str], known: Sequence[str]) -> DataSource:
-    """A TFDS dataset prepared under ``data_dir`` with ``image`` and ``label`` features."""
+    """A TFDS dataset prepared under `data_dir` with `image` and `label` features."""
     import tensorflow_datasets as tfds
 
     try:

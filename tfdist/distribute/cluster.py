@@ -1,9 +1,9 @@
 """TF_CONFIG as tfdist reads it: the one place tfdist reads the environment variable.
 
-The schema (task types, ``ClusterSpec``, ``TaskSpec``, the parsed ``ClusterConfig``,
-its JSON both ways) is ``launch.tf_config``'s, shared with the launchers that write
-TF_CONFIG; this module only reads ``TF_CONFIG`` from the environment and turns the
-schema's ``LaunchError`` into tfdist's ``ConfigError`` with the same one-line
+The schema (task types, `ClusterSpec`, `TaskSpec`, the parsed `ClusterConfig`,
+its JSON both ways) is `launch.tf_config`'s, shared with the launchers that write
+TF_CONFIG; this module only reads `TF_CONFIG` from the environment and turns the
+schema's `LaunchError` into tfdist's `ConfigError` with the same one-line
 message ("TF_CONFIG is malformed: ... Expected JSON like ..."). Standard library only.
 """
 
@@ -19,7 +19,7 @@ from tfdist.config import ConfigError
 
 
 def parse_tf_config(text: Optional[str]) -> Optional[ClusterConfig]:
-    """Parses TF_CONFIG text (``launch.tf_config.parse_tf_config``); None or blank: no cluster.
+    """Parses TF_CONFIG text (`launch.tf_config.parse_tf_config`); None or blank: no cluster.
 
     Raises:
         ConfigError: The schema's one-line message, if the text is malformed.
@@ -31,7 +31,7 @@ def parse_tf_config(text: Optional[str]) -> Optional[ClusterConfig]:
 
 
 def read_tf_config(environ: Optional[Mapping[str, str]] = None) -> Optional[ClusterConfig]:
-    """Reads and parses ``TF_CONFIG`` from ``environ`` (default ``os.environ``); None if unset.
+    """Reads and parses `TF_CONFIG` from `environ` (default `os.environ`); None if unset.
 
     Raises:
         ConfigError: If TF_CONFIG is set but malformed.

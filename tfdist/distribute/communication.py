@@ -1,11 +1,11 @@
 """Gradient communication: the all-reduce of a synchronous step, compressed and tuned.
 
 Owns how a replica's gradients are summed across replicas: an optional cast to
-float16/bfloat16 for the all-reduce and back (as Horovod's ``Compression.fp16``
-does), the ``CommunicationOptions`` (pack size, timeout, implementation), and
+float16/bfloat16 for the all-reduce and back (as Horovod's `Compression.fp16`
+does), the `CommunicationOptions` (pack size, timeout, implementation), and
 the count of bytes each step sends into the all-reduce. The trainer calls the
 reducer in replica context and hands the summed gradients to the optimizer,
-whose own all-reduce is switched off (``disable_optimizer_all_reduce``) so the
+whose own all-reduce is switched off (`disable_optimizer_all_reduce`) so the
 gradients are reduced exactly once.
 """
 
@@ -26,7 +26,7 @@ _IMPLEMENTATION = {
 
 
 def collective_options(config: CommunicationConfig) -> tf.distribute.experimental.CommunicationOptions:
-    """The ``CommunicationOptions`` of ``config``: pack size, timeout, implementation."""
+    """The `CommunicationOptions` of `config`: pack size, timeout, implementation."""
     return tf.distribute.experimental.CommunicationOptions(
         bytes_per_pack=config.all_reduce_pack_bytes,
         timeout_seconds=config.collective_timeout,
@@ -67,7 +67,7 @@ def disable_optimizer_all_reduce(optimizer) -> None:
     """Stops a Keras 3 optimizer (and a LossScaleOptimizer's inner one) from all-reducing.
 
     Keras 3's TensorFlow optimizer sums gradients across replicas inside
-    ``apply_gradients`` (``_all_reduce_sum_gradients``). The trainer reduces them
+    `apply_gradients` (`_all_reduce_sum_gradients`). The trainer reduces them
     itself, before loss-scale finiteness checks and with compression, so the
     optimizer's own reduction would count them twice.
     """

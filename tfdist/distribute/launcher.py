@@ -1,23 +1,23 @@
-"""``tfdist.launch``: run a Python function as a local cluster and return the chief's result.
+"""`tfdist.launch`: run a Python function as a local cluster and return the chief's result.
 
 This module owns running one function of a notebook or script on every task of a
-local ``multi_worker`` or ``parameter_server`` cluster, as Accelerate's
-``notebook_launcher`` does for PyTorch: each task is a real process with its own
+local `multi_worker` or `parameter_server` cluster, as Accelerate's
+`notebook_launcher` does for PyTorch: each task is a real process with its own
 TF_CONFIG (free loopback ports), planned and run by the same code as
-``python -m launch`` (``launch.plan.LaunchSpec`` → ``launch.launcher.run_launch``).
-A function defined in a notebook's ``__main__`` cannot be imported by a child, so
+`python -m launch` (`launch.plan.LaunchSpec` → `launch.launcher.run_launch`).
+A function defined in a notebook's `__main__` cannot be imported by a child, so
 the function and its arguments are serialised by value (cloudpickle) into a
-temporary folder; each task runs ``python -m tfdist.distribute.launcher`` (this
-module's ``main``), which loads and calls it. Under ``parameter_server`` only the
-chief calls the function; ps and worker tasks run ``python -m tfdist.server``.
+temporary folder; each task runs `python -m tfdist.distribute.launcher` (this
+module's `main`), which loads and calls it. Under `parameter_server` only the
+chief calls the function; ps and worker tasks run `python -m tfdist.server`.
 
-Every task's output is forwarded with a ``[task]`` prefix, less TensorFlow's
-start-up noise unless ``verbose`` (``launch.noise``). The chief's return value
+Every task's output is forwarded with a `[task]` prefix, less TensorFlow's
+start-up noise unless `verbose` (`launch.noise`). The chief's return value
 comes back pickled; a failing task stops the others and raises one
-``LaunchFailed`` naming the task, its exit code and its last log lines, chained to
+`LaunchFailed` naming the task, its exit code and its last log lines, chained to
 the task's own exception when it could be pickled. Strategies, the model and the
-training are the function's business (``tfdist.make_strategy`` with
-``tfdist.read_tf_config()``); this module imports no TensorFlow.
+training are the function's business (`tfdist.make_strategy` with
+`tfdist.read_tf_config()`); this module imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -44,13 +44,13 @@ _TAIL_LINES = 12
 
 
 class LaunchFailed(RuntimeError):
-    """A task of a ``tfdist.launch`` cluster failed (or the launch was interrupted).
+    """A task of a `tfdist.launch` cluster failed (or the launch was interrupted).
 
     Attributes:
-      task: the root-cause task, e.g. ``"worker:1"``; None when interrupted.
-      exit_code: its exit status as ``subprocess`` reports it (negative: a signal).
+      task: the root-cause task, e.g. `"worker:1"`; None when interrupted.
+      exit_code: its exit status as `subprocess` reports it (negative: a signal).
       log_tail: its last output lines, TensorFlow's start-up noise left out.
-      result: the whole ``launch.result.LaunchResult``.
+      result: the whole `launch.result.LaunchResult`.
     """
 
     def __init__(self, message: str, *, task: Optional[str], exit_code: Optional[int],
@@ -101,11 +101,11 @@ def _python_path(environ: Mapping[str, str]) -> str:
 
 def task_env(*, verbose: bool, env: Optional[Mapping[str, str]] = None,
              environ: Optional[Mapping[str, str]] = None) -> dict:
-    """The environment every task starts from (the caller's ``os.environ`` is not written).
+    """The environment every task starts from (the caller's `os.environ` is not written).
 
-    It is ``environ`` (default ``os.environ``) with PYTHONPATH extended by this
-    interpreter's ``sys.path``, TF_CPP_MIN_LOG_LEVEL=2 unless already set or
-    ``verbose``, no TF_CONFIG (each task gets its own), and ``env`` on top.
+    It is `environ` (default `os.environ`) with PYTHONPATH extended by this
+    interpreter's `sys.path`, TF_CPP_MIN_LOG_LEVEL=2 unless already set or
+    `verbose`, no TF_CONFIG (each task gets its own), and `env` on top.
     """
     environ = dict(os.environ if environ is None else environ)
     environ.pop("TF_CONFIG", None)
@@ -150,35 +150,35 @@ def launch(fn: Callable[..., Any], *args, strategy: str = "multi_worker",
            env: Optional[Mapping[str, str]] = None, verbose: bool = False,
            isolate_network: bool = True, output: Optional[TextIO] = None,
            stop_timeout: float = 10.0) -> Any:
-    """Runs ``fn(*args, **kwargs)`` on every task of a local cluster; returns the chief's result.
+    """Runs `fn(*args, **kwargs)` on every task of a local cluster; returns the chief's result.
 
-    Each task is a process of this interpreter with its own TF_CONFIG, so ``fn``
-    builds its strategy with ``tfdist.make_strategy(strategy,
-    cluster=tfdist.read_tf_config())``. Under ``multi_worker`` every worker runs
-    ``fn`` (worker 0 is the chief); under ``parameter_server`` only the chief (the
-    coordinator) does, and the workers and ps run tfdist's server. ``fn`` and its
+    Each task is a process of this interpreter with its own TF_CONFIG, so `fn`
+    builds its strategy with `tfdist.make_strategy(strategy,
+    cluster=tfdist.read_tf_config())`. Under `multi_worker` every worker runs
+    `fn` (worker 0 is the chief); under `parameter_server` only the chief (the
+    coordinator) does, and the workers and ps run tfdist's server. `fn` and its
     arguments travel by value (cloudpickle), so a function defined in a notebook
     works; what it imports must be importable by the tasks (they get this
-    interpreter's ``sys.path``). Import TensorFlow inside ``fn``, not in the
+    interpreter's `sys.path`). Import TensorFlow inside `fn`, not in the
     notebook, when the notebook itself need not run TensorFlow.
 
     Args:
       fn: the function each computing task runs.
       *args: its positional arguments.
-      strategy: ``multi_worker`` or ``parameter_server``.
+      strategy: `multi_worker` or `parameter_server`.
       num_workers: worker tasks (at least 1).
-      num_ps: parameter-server tasks: 0 for ``multi_worker``, at least 1 for
-        ``parameter_server``.
+      num_ps: parameter-server tasks: 0 for `multi_worker`, at least 1 for
+        `parameter_server`.
       kwargs: its keyword arguments.
       env: variables set in every task's environment (on top of this process's).
       verbose: also forward TensorFlow's start-up log lines and warnings.
       isolate_network: run the tasks in a private loopback-only network namespace
-        where possible (root and iproute2), as ``python -m tfdist.train`` does.
-      output: where the tasks' prefixed output goes; None: ``sys.stdout``.
+        where possible (root and iproute2), as `python -m tfdist.train` does.
+      output: where the tasks' prefixed output goes; None: `sys.stdout`.
       stop_timeout: seconds a stopped task gets before it is killed.
 
     Returns:
-      What ``fn`` returned on the chief.
+      What `fn` returned on the chief.
 
     Raises:
       ConfigError: an argument is invalid (nothing is started).
@@ -218,7 +218,7 @@ def launch(fn: Callable[..., Any], *args, strategy: str = "multi_worker",
 
 
 def _dump(path: str, value) -> None:
-    """Writes ``value`` with cloudpickle (values of ``__main__`` classes too), atomically."""
+    """Writes `value` with cloudpickle (values of `__main__` classes too), atomically."""
     import cloudpickle
 
     with open(path + ".tmp", "wb") as f:
@@ -227,10 +227,10 @@ def _dump(path: str, value) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    """A task's entry point: loads the call from ``argv[1]``'s folder, runs it, saves the result.
+    """A task's entry point: loads the call from `argv[1]`'s folder, runs it, saves the result.
 
-    The chief writes the return value to ``result.pkl``; a task whose call raises
-    prints the traceback, saves the exception to ``error-TASK.pkl`` and exits 1.
+    The chief writes the return value to `result.pkl`; a task whose call raises
+    prints the traceback, saves the exception to `error-TASK.pkl` and exits 1.
     """
     folder = argv[1]
     with open(os.path.join(folder, _CALL_FILE), "rb") as f:

@@ -1,10 +1,10 @@
 """Partitioning of embedding tables across parameter servers.
 
-Owns the ``variable_partitioner`` given to ParameterServerStrategy. Keras 3
-variables cannot be partitioned (a ``keras.Variable`` over a ``ShardedVariable``
+Owns the `variable_partitioner` given to ParameterServerStrategy. Keras 3
+variables cannot be partitioned (a `keras.Variable` over a `ShardedVariable`
 fails: "'ShardedVariable' object has no attribute 'handle'", TF 2.21), so this
 partitioner splits only the variables created inside
-``tfdist.layers.sharding_tables()`` — the tables of ``tfdist.layers.ShardedEmbedding``
+`tfdist.layers.sharding_tables()` — the tables of `tfdist.layers.ShardedEmbedding`
 — and leaves every other variable whole on one ps.
 """
 
@@ -16,7 +16,7 @@ from tfdist.layers import creating_tables
 
 
 class TablePartitioner:
-    """Splits table variables into up to ``max_shards`` parts of at least ``min_shard_bytes``.
+    """Splits table variables into up to `max_shards` parts of at least `min_shard_bytes`.
 
     Args:
       max_shards: at most this many parts (usually the number of ps tasks).

@@ -1,6 +1,6 @@
 """The server of a parameter_server task.
 
-Owns running this process's ``tf.distribute.Server`` for a ps or worker task of
+Owns running this process's `tf.distribute.Server` for a ps or worker task of
 a ParameterServerStrategy cluster, as TF_CONFIG describes it, until it is
 stopped. The chief (coordinator) runs the trainer instead.
 """

@@ -1,10 +1,10 @@
-"""Strategies: one factory from a strategy kind to a ready ``tf.distribute`` setup.
+"""Strategies: one factory from a strategy kind to a ready `tf.distribute` setup.
 
 This module owns choosing and building the strategy (and, for the asynchronous
-``parameter_server`` kind, its ``ClusterCoordinator``), the logical CPU devices
-that let ``mirrored`` run on a machine without GPUs, and the task's role
+`parameter_server` kind, its `ClusterCoordinator`), the logical CPU devices
+that let `mirrored` run on a machine without GPUs, and the task's role
 (chief or not) as the cluster resolver sees it. It builds no model and reads no
-data: the caller enters ``distribution.strategy.scope()`` for that.
+data: the caller enters `distribution.strategy.scope()` for that.
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ class Distribution:
     """A built strategy with what the trainer needs to know about it.
 
     Attributes:
-      kind: the resolved strategy kind (never ``auto``).
-      strategy: the ``tf.distribute.Strategy``.
-      coordinator: the ``ClusterCoordinator`` for ``parameter_server``, else None.
+      kind: the resolved strategy kind (never `auto`).
+      strategy: the `tf.distribute.Strategy`.
+      coordinator: the `ClusterCoordinator` for `parameter_server`, else None.
       role: this process's task.
       num_workers: processes that compute steps.
-      input_pipeline_id: this process's input pipeline (``multi_worker``: chief 0, then
-        the workers), as ``distribute_datasets_from_function`` numbers them.
+      input_pipeline_id: this process's input pipeline (`multi_worker`: chief 0, then
+        the workers), as `distribute_datasets_from_function` numbers them.
     """
 
     kind: str
@@ -71,7 +71,7 @@ class Distribution:
         """The input context when this process feeds one CPU replica (None otherwise).
 
         Such a process can iterate its dataset directly and pass batches to
-        ``strategy.run``: a distributed dataset's iterator only adds a copy per batch
+        `strategy.run`: a distributed dataset's iterator only adds a copy per batch
         there (measured one process, synthetic + mlp: 13.6-13.9 against 14.9-16.5 CPU
         microseconds per example). GPUs keep it, for its prefetch to the device.
         """
@@ -86,7 +86,7 @@ class Distribution:
 
 
 def resolve_kind(kind: str, cluster: Optional[ClusterConfig], num_gpus: int) -> str:
-    """Turns ``auto`` into a concrete kind from TF_CONFIG and the devices present."""
+    """Turns `auto` into a concrete kind from TF_CONFIG and the devices present."""
     check_choice("strategy", kind, STRATEGIES)
     if kind != "auto":
         return kind
@@ -96,9 +96,9 @@ def resolve_kind(kind: str, cluster: Optional[ClusterConfig], num_gpus: int) -> 
 
 
 def configure_cpu_devices(count: int) -> list:
-    """Splits the CPU into ``count`` logical devices (before TensorFlow starts); returns names.
+    """Splits the CPU into `count` logical devices (before TensorFlow starts); returns names.
 
-    If TensorFlow already started with at least ``count`` logical CPUs, those are used.
+    If TensorFlow already started with at least `count` logical CPUs, those are used.
     """
     check_positive("num_devices", count)
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -252,7 +252,7 @@ _MADE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def distribution_of(strategy: tf.distribute.Strategy) -> Optional[Distribution]:
-    """The Distribution ``make_strategy`` built around ``strategy``, if it did."""
+    """The Distribution `make_strategy` built around `strategy`, if it did."""
     return _MADE.get(strategy)
 
 
@@ -260,22 +260,22 @@ def make_strategy(kind: str = "auto", *, num_devices: Optional[int] = None,
                   cluster=_FROM_ENVIRONMENT,
                   communication: Optional[CommunicationConfig] = None,
                   ps_shards: Optional[int] = None) -> Distribution:
-    """Builds the strategy ``kind`` for this process.
+    """Builds the strategy `kind` for this process.
 
     Args:
-      kind: one of ``auto``, ``one_device``, ``mirrored``, ``multi_worker``,
-        ``parameter_server``.
-      num_devices: replicas for ``mirrored`` (GPUs, else logical CPUs; default all
+      kind: one of `auto`, `one_device`, `mirrored`, `multi_worker`,
+        `parameter_server`.
+      num_devices: replicas for `mirrored` (GPUs, else logical CPUs; default all
         GPUs or 2 CPUs).
-      cluster: the parsed TF_CONFIG; by default this process's (``tfdist.read_tf_config()``,
-        so a script started by ``python -m launch`` finds its cluster); None: no cluster.
-      communication: collective options for ``multi_worker`` (implementation, pack
+      cluster: the parsed TF_CONFIG; by default this process's (`tfdist.read_tf_config()`,
+        so a script started by `python -m launch` finds its cluster); None: no cluster.
+      communication: collective options for `multi_worker` (implementation, pack
         size, timeout); the default config when None.
-      ps_shards: ``parameter_server``: split embedding tables into this many parts
+      ps_shards: `parameter_server`: split embedding tables into this many parts
         across the ps tasks (default: one part per ps task; 1 keeps them whole).
 
     Returns:
-      A Distribution; ``coordinator`` is set for ``parameter_server``.
+      A Distribution; `coordinator` is set for `parameter_server`.
     """
     communication = communication or CommunicationConfig()
     if cluster is _FROM_ENVIRONMENT:

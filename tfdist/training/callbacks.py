@@ -1,14 +1,14 @@
 """Callbacks: the hooks the trainer's outer loop calls, and what it tells them.
 
-Owns the hook interface (``Callback``: fit begins, a compiled loop begins and
-ends, an epoch ends, fit ends), the record of one loop (``LoopLog``), and
-``CallbackList``, which the trainer uses to time loops, count steps and
+Owns the hook interface (`Callback`: fit begins, a compiled loop begins and
+ends, an epoch ends, fit ends), the record of one loop (`LoopLog`), and
+`CallbackList`, which the trainer uses to time loops, count steps and
 examples, and call every callback in order. What a callback does belongs to its
-own module (``progress`` prints, ``summaries`` writes TensorBoard files).
+own module (`progress` prints, `summaries` writes TensorBoard files).
 
 The trainer calls the callbacks on every task it runs on; whoever builds them
-decides which task gets which (``job`` gives the chief its progress bar and
-summaries, and other workers a progress bar only with ``--verbose``).
+decides which task gets which (`job` gives the chief its progress bar and
+summaries, and other workers a progress bar only with `--verbose`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tfdist.training.history import EpochLog, History
 
 @dataclasses.dataclass(frozen=True)
 class LoopLog:
-    """What one ``tf.function`` loop of ``num_steps`` optimizer steps did.
+    """What one `tf.function` loop of `num_steps` optimizer steps did.
 
     Attributes:
       epoch: the epoch the loop belongs to (1-based).
@@ -33,7 +33,7 @@ class LoopLog:
       seconds: wall time of the loop (from the end of the previous one).
       examples: training examples the loop consumed, over all replicas and workers.
       loss: mean training loss of the epoch so far.
-      logs: returns the epoch's metrics so far as Keras logs them (``{"loss": ...}``);
+      logs: returns the epoch's metrics so far as Keras logs them (`{"loss": ...}`);
         under multi_worker reading them is a collective, so a callback that calls it
         must do so on every worker.
     """
@@ -58,13 +58,13 @@ class Callback:
 
     def on_fit_begin(self, *, epochs: int, steps_per_epoch: int, initial_epoch: int,
                      initial_step: int) -> None:
-        """Called once before the first epoch; ``initial_*`` are restored values (0 fresh)."""
+        """Called once before the first epoch; `initial_*` are restored values (0 fresh)."""
 
     def on_epoch_begin(self, epoch: int) -> None:
-        """Called before the epoch's first loop (``epoch`` is 1-based)."""
+        """Called before the epoch's first loop (`epoch` is 1-based)."""
 
     def on_loop_begin(self, step: int, num_steps: int) -> None:
-        """Called before a loop runs (or is scheduled) steps ``step + 1 .. step + num_steps``."""
+        """Called before a loop runs (or is scheduled) steps `step + 1 .. step + num_steps`."""
 
     def on_loop_end(self, loop: LoopLog) -> None:
         """Called after a loop's results are in."""
@@ -80,7 +80,7 @@ class CallbackList:
     """Calls callbacks in order; turns the trainer's running totals into LoopLogs.
 
     Args:
-      callbacks: objects with any of ``Callback``'s hooks (missing hooks are skipped).
+      callbacks: objects with any of `Callback`'s hooks (missing hooks are skipped).
     """
 
     def __init__(self, callbacks: Sequence[Callback] = ()):
@@ -100,7 +100,7 @@ class CallbackList:
 
     @property
     def wall_seconds(self) -> float:
-        """Seconds since ``fit_begin``."""
+        """Seconds since `fit_begin`."""
         return time.perf_counter() - self._fit_started
 
     def fit_begin(self, *, epochs: int, steps_per_epoch: int, initial_epoch: int,
@@ -122,9 +122,9 @@ class CallbackList:
         self._scheduled += num_steps
 
     def loop_end(self, num_steps: int, epoch_totals, logs_fn=None) -> None:
-        """After a loop; ``epoch_totals`` = [loss sum, correct, examples] of the epoch so far.
+        """After a loop; `epoch_totals` = [loss sum, correct, examples] of the epoch so far.
 
-        ``logs_fn(epoch_totals)`` gives the loop's Keras logs (``LoopLog.logs``).
+        `logs_fn(epoch_totals)` gives the loop's Keras logs (`LoopLog.logs`).
         """
         loss_sum, _, count = (float(value) for value in epoch_totals)
         now = time.perf_counter()

@@ -1,8 +1,8 @@
 """Checkpoints and the exported model, with the chief/worker rules of tf.distribute.
 
 Owns where each task writes: the chief keeps the real checkpoints under
-``MODEL_DIR/checkpoints`` (``tf.train.CheckpointManager``) and exports
-``MODEL_DIR/model.keras``; other MultiWorkerMirrored workers must take part in
+`MODEL_DIR/checkpoints` (`tf.train.CheckpointManager`) and exports
+`MODEL_DIR/model.keras`; other MultiWorkerMirrored workers must take part in
 every save (the save is collective) but write to a private temporary directory
 that is deleted right after, as TensorFlow requires. Every task restores from
 the chief's latest checkpoint, so a restarted run resumes where it stopped.
@@ -51,7 +51,7 @@ def _write_error(what: str, path: str, error: BaseException,
 
 
 class CheckpointKeeper:
-    """Saves and restores one ``tf.train.Checkpoint`` for one task of a run."""
+    """Saves and restores one `tf.train.Checkpoint` for one task of a run."""
 
     def __init__(self, checkpoint: tf.train.Checkpoint, *, model_dir: str, role: TaskRole,
                  max_to_keep: int = 3):
@@ -110,7 +110,7 @@ class CheckpointKeeper:
         """Saves on every task (the save is collective); only the chief's copy is kept.
 
         TensorFlow writes the files under a temporary name and renames them, and the
-        manager rewrites its ``checkpoint`` index only after that, so a crash while
+        manager rewrites its `checkpoint` index only after that, so a crash while
         saving leaves the previous checkpoint as the newest one.
         """
         try:
@@ -119,7 +119,15 @@ class CheckpointKeeper:
             prefix = os.path.join(self._write_dir, f"ckpt-{step}")
             if tf.io.gfile.exists(prefix + "_temp"):  # TensorFlow's half-written shards.
                 tf.io.gfile.rmtree(prefix + "_temp")
-            raise _write_error(f"checkpoint at step {step}", prefix, error, self.latest) from None
+            newest, what = self.latest, f"checkpoint at step {step}"
+            if not self._role.is_chief:
+                what = f"this task's copy of the checkpoint at step {step}"
+            elif newest and os.path.basename(newest) == f"ckpt-{step}":
+                # Ours is complete: under multi_worker the save also writes each peer's copy
+                # (on its device, in its .tmp folder), and one of those failed.
+                what = f"another task's copy of the checkpoint at step {step}"
+                prefix = os.path.join(os.path.dirname(self.chief_dir), ".tmp")
+            raise _write_error(what, prefix, error, newest) from None
         if not self._role.is_chief:
             tf.io.gfile.rmtree(self._write_dir)
             tf.io.gfile.makedirs(self._write_dir)
@@ -139,10 +147,10 @@ class CheckpointKeeper:
 
 
 def export_model(model, model_dir: str) -> str:
-    """Writes the final model as ``MODEL_DIR/model.keras``; call it on the chief only.
+    """Writes the final model as `MODEL_DIR/model.keras`; call it on the chief only.
 
     The model is written under a temporary name and renamed, so a write that fails (a
-    full disk) leaves no half-written ``model.keras`` and an older one as it was.
+    full disk) leaves no half-written `model.keras` and an older one as it was.
 
     Raises:
         CheckpointWriteError: If the model cannot be written.

@@ -1,11 +1,11 @@
-"""What the trainer needs to know about a model compiled with ``model.compile``.
+"""What the trainer needs to know about a model compiled with `model.compile`.
 
 Owns the checks and readings that concern a compiled Keras 3 model rather than the
-loop: whether it overrides ``train_step``/``test_step`` (then those run as they are,
-under the sync strategies only), the logs its metrics give (Keras' names: ``loss``,
-``accuracy``, ...), Keras' ``validation_freq`` rule, and the input context of a
-split read whole by one process. The step that uses them is ``tfdist.training.step``,
-the loop ``tfdist.training.trainer``.
+loop: whether it overrides `train_step`/`test_step` (then those run as they are,
+under the sync strategies only), the logs its metrics give (Keras' names: `loss`,
+`accuracy`, ...), Keras' `validation_freq` rule, and the input context of a
+split read whole by one process. The step that uses them is `tfdist.training.step`,
+the loop `tfdist.training.trainer`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tfdist.config import ConfigError
 
 
 def overrides_steps(model: keras.Model) -> bool:
-    """True when the model's class defines its own ``train_step`` or ``test_step``."""
+    """True when the model's class defines its own `train_step` or `test_step`."""
     cls = type(model)
     return any(getattr(cls, name) is not getattr(keras.Model, name)
                for name in ("train_step", "test_step"))
@@ -28,7 +28,7 @@ def overrides_steps(model: keras.Model) -> bool:
 
 def check_own_steps(model: keras.Model, distribution, grad_accum_steps: int,
                     communication) -> None:
-    """A model's own ``train_step`` runs only where Keras' contract holds."""
+    """A model's own `train_step` runs only where Keras' contract holds."""
     name = type(model).__name__
     if distribution.is_async:
         raise ConfigError(
@@ -48,16 +48,16 @@ def check_own_steps(model: keras.Model, distribution, grad_accum_steps: int,
 
 def compiled_logs(model: keras.Model, totals, *, metrics_updated: bool = True,
                   loss_from_totals: bool = False) -> dict:
-    """The model's metric results as Keras logs them (``loss`` first), as floats.
+    """The model's metric results as Keras logs them (`loss` first), as floats.
 
     Args:
       model: the compiled model.
-      totals: the trainer's ``[loss sum, correct, examples]`` of the same batches.
+      totals: the trainer's `[loss sum, correct, examples]` of the same batches.
       metrics_updated: False where the step could not update the metrics (training
-        under ``parameter_server`` with metrics whose variables do not sum): then only
-        the loss, from ``totals``, is logged.
-      loss_from_totals: the loss tracker was not updated (``parameter_server`` workers
-        do not touch it); the loss comes from ``totals``.
+        under `parameter_server` with metrics whose variables do not sum): then only
+        the loss, from `totals`, is logged.
+      loss_from_totals: the loss tracker was not updated (`parameter_server` workers
+        do not touch it); the loss comes from `totals`.
     """
     loss_sum, _, count = (float(v) for v in np.asarray(totals))
     if not metrics_updated:
@@ -94,7 +94,7 @@ def whole_split_context() -> Optional[tf.distribute.InputContext]:
 
 
 class StopVote:
-    """``model.stop_training`` agreed by every worker: any worker asking stops them all.
+    """`model.stop_training` agreed by every worker: any worker asking stops them all.
 
     Keras callbacks decide from logs that are the same on every worker, but a user's
     callback may ask on one worker only; under multi_worker the others would then wait

@@ -1,5 +1,5 @@
-"""What a ``fit`` reports: one ``EpochLog`` per epoch, the ``History`` of a run, and the
-``TrainingDiverged`` error that stops a run whose loss became NaN or infinite.
+"""What a `fit` reports: one `EpochLog` per epoch, the `History` of a run, and the
+`TrainingDiverged` error that stops a run whose loss became NaN or infinite.
 
 Plain records, no TensorFlow: callbacks, progress, summaries and the CLI read them.
 """
@@ -14,10 +14,10 @@ from typing import Dict, List, Optional
 class EpochLog:
     """What one epoch did; accuracies are None when the trainer does not measure them.
 
-    ``global_step`` is the optimizer step at the epoch's end, ``wall_seconds`` the
-    time since ``fit`` began (training, validation, callbacks), ``metrics`` the
+    `global_step` is the optimizer step at the epoch's end, `wall_seconds` the
+    time since `fit` began (training, validation, callbacks), `metrics` the
     results of the trainer's Keras metrics on this epoch's training batches (a compiled
-    model's metrics, by their Keras names), ``val_metrics`` the same on validation.
+    model's metrics, by their Keras names), `val_metrics` the same on validation.
     """
 
     epoch: int
@@ -35,7 +35,7 @@ class EpochLog:
     val_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
 
     def keras_logs(self) -> Dict[str, float]:
-        """The epoch's logs as Keras' fit gives them: ``loss``, metrics, ``val_*``."""
+        """The epoch's logs as Keras' fit gives them: `loss`, metrics, `val_*`."""
         logs = {"loss": self.train_loss}
         if self.train_accuracy is not None:
             logs["accuracy"] = self.train_accuracy
@@ -54,7 +54,7 @@ class EpochLog:
 
 @dataclasses.dataclass
 class History:
-    """The epochs a ``fit`` ran, in order, and the optimizer step it ended at."""
+    """The epochs a `fit` ran, in order, and the optimizer step it ended at."""
 
     epochs: List[EpochLog] = dataclasses.field(default_factory=list)
     final_step: int = 0

@@ -1,16 +1,16 @@
-"""Keras callbacks under the trainer: ``keras.callbacks`` objects driven by its hooks.
+"""Keras callbacks under the trainer: `keras.callbacks` objects driven by its hooks.
 
-Owns running a list of standard or user ``keras.callbacks.Callback`` objects (History,
+Owns running a list of standard or user `keras.callbacks.Callback` objects (History,
 the progress bar, EarlyStopping, ModelCheckpoint, ReduceLROnPlateau,
 LearningRateScheduler, CSVLogger, TensorBoard, TerminateOnNaN, LambdaCallback, ...)
-from ``tfdist.training.callbacks`` hooks, with the logs Keras' fit would give them.
+from `tfdist.training.callbacks` hooks, with the logs Keras' fit would give them.
 
 Distribution rules (the same on every strategy):
-- Every task runs the callbacks (under ``parameter_server`` only the coordinator runs
+- Every task runs the callbacks (under `parameter_server` only the coordinator runs
   the trainer, so only it does). Their logs are read from metrics aggregated over all
   replicas and workers, so a decision taken from them (EarlyStopping, a new learning
   rate) is the same on every worker.
-- Batch hooks run once per compiled loop (``steps_per_loop`` steps): ``batch`` is the
+- Batch hooks run once per compiled loop (`steps_per_loop` steps): `batch` is the
   index in the epoch of the loop's first step (begin) or last step (end).
 - Only the chief writes: on other workers ModelCheckpoint writes into a scratch
   folder (it still runs, so every worker reads the same variables), and CSVLogger
@@ -47,12 +47,12 @@ def _for_this_task(callbacks: Sequence[keras.callbacks.Callback], is_chief: bool
 
 
 class KerasCallbacks(Callback):
-    """Drives Keras callbacks (and a ``keras.callbacks.History``) from the trainer's hooks.
+    """Drives Keras callbacks (and a `keras.callbacks.History`) from the trainer's hooks.
 
     Args:
-      callbacks: ``keras.callbacks.Callback`` objects.
-      model: the model they watch (``callback.model``).
-      verbose: Keras' ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch.
+      callbacks: `keras.callbacks.Callback` objects.
+      model: the model they watch (`callback.model`).
+      verbose: Keras' `verbose`: 0 silent, 1 progress bar, 2 one line per epoch.
       epochs: the run's last epoch.
       steps_per_epoch: optimizer steps per epoch.
       is_chief: this task writes files and shows progress.

@@ -1,16 +1,16 @@
-"""The Keras front door: ``tfdist.fit``, ``tfdist.evaluate`` and ``tfdist.predict``.
+"""The Keras front door: `tfdist.fit`, `tfdist.evaluate` and `tfdist.predict`.
 
-Owns Keras' ``Model.fit``/``evaluate``/``predict`` signatures and meanings for a model
+Owns Keras' `Model.fit`/`evaluate`/`predict` signatures and meanings for a model
 built and compiled inside a tfdist strategy's scope, under every strategy
-(``one_device``, ``mirrored``, ``multi_worker``, ``parameter_server``): Keras-style
-inputs go through the data layer (``tfdist.data.keras_inputs``), so each example is
-read once per epoch across workers; training is the one ``Trainer`` loop (its step,
+(`one_device`, `mirrored`, `multi_worker`, `parameter_server`): Keras-style
+inputs go through the data layer (`tfdist.data.keras_inputs`), so each example is
+read once per epoch across workers; training is the one `Trainer` loop (its step,
 checkpoints, exact resume, preemption); Keras callbacks run through
-``tfdist.training.keras_callbacks``. ``batch_size`` is the global batch, as in Keras
+`tfdist.training.keras_callbacks`. `batch_size` is the global batch, as in Keras
 under a strategy; the last partial batch of an epoch is dropped when training (so
-every replica steps in lockstep) and kept by ``evaluate``/``predict``.
+every replica steps in lockstep) and kept by `evaluate`/`predict`.
 
-Example::
+Example:
 
     dist = tfdist.make_strategy("auto")
     with dist.scope():
@@ -40,7 +40,7 @@ from tfdist.training.trainer import Trainer
 
 
 def _distribution(model: keras.Model, distribution: Optional[Distribution]) -> Distribution:
-    """The Distribution whose scope built ``model`` (or the one given, which must match)."""
+    """The Distribution whose scope built `model` (or the one given, which must match)."""
     strategy = model.distribute_strategy
     if distribution is not None:
         if strategy is not distribution.strategy and distribution_of(strategy) is not None:
@@ -106,7 +106,7 @@ def _build(model, distribution, dataset_fn) -> None:
 
     Keras 3.14+ fails when a stateful optimizer's slots are first made while a
     distributed tf.function traces (keras-team/keras#23085); Keras' own fit builds
-    them first the same way (``_symbolic_build``).
+    them first the same way (`_symbolic_build`).
     """
     spec = dataset_fn(whole_split_context()).element_spec
     with distribution.scope():
@@ -180,28 +180,28 @@ def fit(model: keras.Model, x=None, y=None, *, batch_size: Optional[int] = None,
         steps_per_loop: int = 32, grad_accum_steps: int = 1,
         communication: Optional[CommunicationConfig] = None, shard_policy: str = "auto",
         seed: int = 0) -> keras.callbacks.History:
-    """Trains a compiled Keras model as ``model.fit`` would, under its tfdist strategy.
+    """Trains a compiled Keras model as `model.fit` would, under its tfdist strategy.
 
-    Arguments up to ``validation_freq`` are Keras' (``batch_size`` is the global batch;
-    ``validation_steps`` caps the validation batches of a dataset). tfdist's own:
+    Arguments up to `validation_freq` are Keras' (`batch_size` is the global batch;
+    `validation_steps` caps the validation batches of a dataset). tfdist's own:
 
     Args:
       distribution: the strategy the model was built under; by default the one of its
-        scope (``tfdist.make_strategy(...).scope()``).
+        scope (`tfdist.make_strategy(...).scope()`).
       model_dir: checkpoints and exact resume (a rerun continues where the last
-        checkpoint left off, mid-epoch included); ``model.keras`` is written at the end.
-        ``keras.callbacks.BackupAndRestore(backup_dir)`` means the same.
+        checkpoint left off, mid-epoch included); `model.keras` is written at the end.
+        `keras.callbacks.BackupAndRestore(backup_dir)` means the same.
       checkpoint_every_steps: also checkpoint every this many steps.
       keep_checkpoints: the newest checkpoints kept.
       steps_per_loop: optimizer steps inside one compiled call (Keras'
-        ``steps_per_execution``); batch hooks of callbacks run once per loop.
-      grad_accum_steps: micro-batches of ``batch_size`` summed into one update.
+        `steps_per_execution`); batch hooks of callbacks run once per loop.
+      grad_accum_steps: micro-batches of `batch_size` summed into one update.
       communication: gradient compression and collective options (sync strategies).
-      shard_policy: how workers split the arrays (``tfdist.data.sharding``).
+      shard_policy: how workers split the arrays (`tfdist.data.sharding`).
       seed: the shuffling seed (each epoch reshuffles, deterministically).
 
     Returns:
-      A ``keras.callbacks.History`` (also ``model.history``); ``history.tfdist`` holds
+      A `keras.callbacks.History` (also `model.history`); `history.tfdist` holds
       tfdist's own record (steps, examples/s, the checkpoint restored from).
     """
     _check_compiled(model, "fit")
@@ -261,7 +261,7 @@ def _inference_fn(model, x, y, sample_weight, batch_size, name):
 
 
 def _take(x, steps):
-    """Keras' ``steps`` of evaluate/predict: the first batches of a dataset."""
+    """Keras' `steps` of evaluate/predict: the first batches of a dataset."""
     if steps is None:
         return x
     if not is_dataset(x):
@@ -273,15 +273,15 @@ def _take(x, steps):
 def evaluate(model: keras.Model, x=None, y=None, *, batch_size: Optional[int] = None,
              verbose="auto", sample_weight=None, steps=None, callbacks=None,
              return_dict: bool = False, distribution: Optional[Distribution] = None):
-    """Evaluates a compiled model as ``model.evaluate`` would, every example exactly once.
+    """Evaluates a compiled model as `model.evaluate` would, every example exactly once.
 
-    Each worker reads its part of ``x`` once (the last partial batch kept, no padding);
-    metrics are summed over all replicas and workers. Under ``parameter_server`` the
+    Each worker reads its part of `x` once (the last partial batch kept, no padding);
+    metrics are summed over all replicas and workers. Under `parameter_server` the
     coordinator evaluates the whole split itself.
 
     Returns:
-      The loss and metrics: a dict with ``return_dict``, else a list (a scalar when
-      there is only the loss), in ``model.metrics_names`` order.
+      The loss and metrics: a dict with `return_dict`, else a list (a scalar when
+      there is only the loss), in `model.metrics_names` order.
     """
     _check_compiled(model, "evaluate")
     del verbose, callbacks
@@ -302,11 +302,11 @@ def evaluate(model: keras.Model, x=None, y=None, *, batch_size: Optional[int] = 
 
 def predict(model: keras.Model, x, *, batch_size: Optional[int] = None, verbose="auto",
             steps=None, callbacks=None, distribution: Optional[Distribution] = None):
-    """Predicts as ``model.predict`` would: NumPy outputs in the order of ``x``.
+    """Predicts as `model.predict` would: NumPy outputs in the order of `x`.
 
-    Each worker predicts a contiguous part of ``x`` once and the parts are gathered on
+    Each worker predicts a contiguous part of `x` once and the parts are gathered on
     every worker; one process with several replicas splits each batch between them;
-    under ``parameter_server`` the coordinator predicts itself.
+    under `parameter_server` the coordinator predicts itself.
     """
     del verbose, callbacks
     if not isinstance(model, keras.Model):

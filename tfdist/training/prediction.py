@@ -1,12 +1,12 @@
-"""Distributed ``predict``: outputs of every example once, in the order of the inputs.
+"""Distributed `predict`: outputs of every example once, in the order of the inputs.
 
-Owns splitting ``x`` for prediction and putting the outputs back in order: under
-``multi_worker`` each worker predicts a contiguous block of the examples and the
+Owns splitting `x` for prediction and putting the outputs back in order: under
+`multi_worker` each worker predicts a contiguous block of the examples and the
 blocks are all-gathered (padded to the longest, then trimmed), so every worker ends
 with all outputs; one process with several replicas splits each global batch
-between them (``experimental_distribute_dataset``) and concatenates the replicas'
-parts in order; the ``parameter_server`` coordinator predicts itself, reading the
-variables from the ps. The model's ``predict_step`` (overridden or not) makes the
+between them (`experimental_distribute_dataset`) and concatenates the replicas'
+parts in order; the `parameter_server` coordinator predicts itself, reading the
+variables from the ps. The model's `predict_step` (overridden or not) makes the
 outputs.
 """
 
@@ -23,7 +23,7 @@ from tfdist.data.keras_inputs import check_batch_size, dataset_batch_size, is_da
 
 
 def _inputs(x):
-    """``x`` as a nest of arrays, its row count; a dataset is read whole (unbatched)."""
+    """`x` as a nest of arrays, its row count; a dataset is read whole (unbatched)."""
     if is_dataset(x):
         batch = dataset_batch_size(x)
         if batch is None:
@@ -47,7 +47,7 @@ def _batches(arrays, batch: int) -> tf.data.Dataset:
 
 
 def _local_predict(model, strategy, dataset) -> list:
-    """Outputs of each batch of ``dataset``, replica by replica, in order."""
+    """Outputs of each batch of `dataset`, replica by replica, in order."""
     step = tf.function(lambda batch: strategy.run(model.predict_step, args=((batch,),)))
     parts = []
     for batch in strategy.experimental_distribute_dataset(dataset):
@@ -89,7 +89,7 @@ def _gather_blocks(distribution, block, counts):
 
 
 def predict_arrays(model, distribution, x, *, batch_size: Optional[int]):
-    """The model's outputs for every example of ``x``, in order, on every worker."""
+    """The model's outputs for every example of `x`, in order, on every worker."""
     arrays, rows, dataset_batch = _inputs(x)
     batch = dataset_batch or check_batch_size(batch_size)
     if distribution.is_async:

@@ -1,11 +1,11 @@
 """Preemption: SIGTERM makes a run save a checkpoint at an agreed step and stop cleanly.
 
-Owns the SIGTERM handler of a training process (installed only while ``fit`` runs,
+Owns the SIGTERM handler of a training process (installed only while `fit` runs,
 only from the main thread, the previous handler restored after) and the agreement
 between synchronous workers: a SIGTERM may reach one worker only, so every worker
 sums the flags of all (one scalar all-reduce per check) and all stop at the same
 step, or a collective would wait forever. The trainer checks between loop calls,
-saves, and raises ``Preempted``; the CLI exits with 128 + SIGTERM.
+saves, and raises `Preempted`; the CLI exits with 128 + SIGTERM.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ class Preempted(Exception):
 
 
 class PreemptionWatcher:
-    """Context manager: records SIGTERM; ``agreed()`` says whether any worker got one."""
+    """Context manager: records SIGTERM; `agreed()` says whether any worker got one."""
 
     def __init__(self, strategy: tf.distribute.Strategy, *, sync_workers: bool):
-        """``sync_workers``: several processes step together and must agree (multi_worker)."""
+        """`sync_workers`: several processes step together and must agree (multi_worker)."""
         self._strategy = strategy
         self._sync = sync_workers
         self._received = False

@@ -5,7 +5,7 @@ compiled loop (bar, steps, ETA, running loss, examples/s) and, at the end of
 each epoch, replaced by the epoch's summary line. Anywhere else (CI logs,
 files, the launcher's pipes, notebooks) only the summary line is printed, one
 per epoch, so logs stay readable. Which tasks show progress is the caller's
-choice (``job``: the chief; every worker with ``--verbose``).
+choice (`job`: the chief; every worker with `--verbose`).
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ def format_epoch(log: "EpochLog", *, epochs: Optional[int] = None) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """``75`` → ``1:15``; ``3725`` → ``1:02:05``."""
+    """`75` → `1:15`; `3725` → `1:02:05`."""
     minutes, secs = divmod(int(round(max(seconds, 0.0))), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def is_terminal(stream: TextIO) -> bool:
-    """Whether ``stream`` is an interactive terminal (False for pipes, files, notebooks)."""
+    """Whether `stream` is an interactive terminal (False for pipes, files, notebooks)."""
     isatty = getattr(stream, "isatty", None)
     try:
         return bool(isatty and isatty())
@@ -52,7 +52,7 @@ class ProgressBar(Callback):
     """A progress bar with ETA on a terminal; one line per epoch elsewhere.
 
     Args:
-      stream: where to write; None means the ``sys.stdout`` of the moment (so a
+      stream: where to write; None means the `sys.stdout` of the moment (so a
         notebook's or a test's captured stdout works).
       width: characters of the bar.
     """

@@ -1,9 +1,9 @@
 """How an epoch's steps are cut into compiled loop calls, and where a resumed run starts.
 
-Owns the plan of loop calls (``steps_per_loop`` steps each) grouped into segments that
-end at checkpoint steps, what the epochs of one ``fit`` share (``EpochRun``), and the
-inputs of a run (``make_inputs``): a resumed run skips the batches already consumed. Running
-the calls is ``tfdist.training.trainer``'s.
+Owns the plan of loop calls (`steps_per_loop` steps each) grouped into segments that
+end at checkpoint steps, what the epochs of one `fit` share (`EpochRun`), and the
+inputs of a run (`make_inputs`): a resumed run skips the batches already consumed. Running
+the calls is `tfdist.training.trainer`'s.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 
 def loop_segments(first_step: int, steps: int, *, every: Optional[int], steps_per_loop: int,
                   one_call_each: bool) -> List[List[int]]:
-    """Loop-call sizes for ``steps`` steps from ``first_step``, grouped into segments.
+    """Loop-call sizes for `steps` steps from `first_step`, grouped into segments.
 
-    A segment ends at each multiple of ``every`` (a checkpoint) and at the end; its
-    loop calls have at most ``steps_per_loop`` steps. Sync strategies check for
-    preemption after every call (``one_call_each``), so each call is its own segment there.
+    A segment ends at each multiple of `every` (a checkpoint) and at the end; its
+    loop calls have at most `steps_per_loop` steps. Sync strategies check for
+    preemption after every call (`one_call_each`), so each call is its own segment there.
     """
     segments, step, last = [], first_step, first_step + steps
     while step < last:
@@ -37,7 +37,7 @@ def loop_segments(first_step: int, steps: int, *, every: Optional[int], steps_pe
 
 @dataclasses.dataclass
 class EpochRun:
-    """What the epochs of one ``fit`` share."""
+    """What the epochs of one `fit` share."""
 
     keeper: Optional["CheckpointKeeper"]
     every: Optional[int]
@@ -46,7 +46,7 @@ class EpochRun:
 
 
 def skipping(train_fn, micro_steps: int):
-    """``train_fn`` with the batches of ``micro_steps`` steps already consumed skipped."""
+    """`train_fn` with the batches of `micro_steps` steps already consumed skipped."""
     if not micro_steps:
         return train_fn
 
@@ -58,10 +58,10 @@ def skipping(train_fn, micro_steps: int):
 
 
 def make_inputs(distribution, train_fn, validation_fn, *, skip_micro_steps: int = 0):
-    """``(training iterator or None, validation dataset or None)`` for ``distribution``.
+    """`(training iterator or None, validation dataset or None)` for `distribution`.
 
-    Training resumes after ``skip_micro_steps`` consumed micro-batches (sync strategies).
-    Under ``parameter_server`` every worker builds its own training dataset and the
+    Training resumes after `skip_micro_steps` consumed micro-batches (sync strategies).
+    Under `parameter_server` every worker builds its own training dataset and the
     coordinator reads the whole validation split; a process that feeds one CPU replica
     reads its datasets directly (a distributed iterator only adds a copy per batch there).
     """

@@ -2,17 +2,17 @@
 
 Owns what one replica does per micro-batch (forward pass, per-example loss
 averaged over the global batch, loss scaling for float16, gradients), how
-``grad_accum_steps`` micro-batches add up to one update, the all-reduce through
-``communication.GradientReducer`` and the optimizer update, and the
-``tf.function`` loops that run ``steps_per_loop`` updates per call: one for the
-synchronous strategies (``strategy.run``; totals summed into sync-on-read
+`grad_accum_steps` micro-batches add up to one update, the all-reduce through
+`communication.GradientReducer` and the optimizer update, and the
+`tf.function` loops that run `steps_per_loop` updates per call: one for the
+synchronous strategies (`strategy.run`; totals summed into sync-on-read
 variables) and one scheduled on parameter-server workers (totals returned).
-With a model compiled by ``model.compile`` (the ``tfdist.fit`` front door) the
-loss is the model's own (``compute_loss``: compiled losses, ``loss_weights``,
+With a model compiled by `model.compile` (the `tfdist.fit` front door) the
+loss is the model's own (`compute_loss`: compiled losses, `loss_weights`,
 sample weights, regularization), its compiled metrics and loss tracker are updated
-in the replica step, and a model that overrides ``train_step``/``test_step`` runs
-its own step inside ``strategy.run`` (sync strategies). Epochs, validation and
-checkpoints belong to ``trainer``.
+in the replica step, and a model that overrides `train_step`/`test_step` runs
+its own step inside `strategy.run` (sync strategies). Epochs, validation and
+checkpoints belong to `trainer`.
 """
 
 from __future__ import annotations
@@ -84,15 +84,15 @@ class StepFunctions:
     """Builds the per-replica step and the compiled loops for one model and optimizer.
 
     Args:
-      strategy: the ``tf.distribute`` strategy the variables were created under.
+      strategy: the `tf.distribute` strategy the variables were created under.
       model: the Keras 3 model.
-      optimizer: a built Keras optimizer (a ``LossScaleOptimizer`` scales the loss).
-      loss: ``loss(labels, outputs)`` → one loss per example.
+      optimizer: a built Keras optimizer (a `LossScaleOptimizer` scales the loss).
+      loss: `loss(labels, outputs)` → one loss per example.
       global_batch_size: examples of one micro-batch over all replicas.
       grad_accum_steps: micro-batches summed into each update.
       reducer: sums gradients across replicas.
       accuracy: also count argmax hits.
-      metrics: Keras metrics updated with ``(labels, outputs)`` of each training batch.
+      metrics: Keras metrics updated with `(labels, outputs)` of each training batch.
     """
 
     def __init__(self, *, strategy, model, optimizer, loss: Optional[LossFn],
@@ -109,7 +109,7 @@ class StepFunctions:
         self.accuracy = accuracy
         self.metrics = tuple(metrics)
         self.compiled = compiled
-        self._metric_state = None  # Set while an async loop traces (``async_metric_variables``).
+        self._metric_state = None  # Set while an async loop traces (`async_metric_variables`).
         self.own_steps = own_steps  # The model's train_step/test_step run as they are.
         self.trace_problem: Optional[str] = None
         self._scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
@@ -142,9 +142,9 @@ class StepFunctions:
         return losses
 
     def _compiled_loss(self, batch, training: bool):
-        """The model's own loss of one batch: ``(loss for gradients, totals, x, y, y_pred, sw)``.
+        """The model's own loss of one batch: `(loss for gradients, totals, x, y, y_pred, sw)`.
 
-        Keras' ``compute_loss`` averages over the local batch and divides by the replicas
+        Keras' `compute_loss` averages over the local batch and divides by the replicas
         in sync, so the summed gradients average over the global batch as in Keras' fit.
         """
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
@@ -208,10 +208,10 @@ class StepFunctions:
             offset += count
 
     def replica_step(self, batch, accumulated=None, apply=True, record=None):
-        """One micro-batch on one replica: gradients added to ``accumulated``, maybe applied.
+        """One micro-batch on one replica: gradients added to `accumulated`, maybe applied.
 
-        Returns ``(gradients, totals)``: gradients are None once applied; totals are
-        recorded through ``record`` when given (sync), else returned.
+        Returns `(gradients, totals)`: gradients are None once applied; totals are
+        recorded through `record` when given (sync), else returned.
         """
         if self.own_steps:
             self.model.train_step(batch)
@@ -245,7 +245,7 @@ class StepFunctions:
 
     # ----- compiled loops ---------------------------------------------------------------
     def _update(self, iterator, record=None) -> tf.Tensor:
-        """One optimizer update: ``grad_accum_steps`` micro-batches; returns local totals."""
+        """One optimizer update: `grad_accum_steps` micro-batches; returns local totals."""
         totals = tf.zeros([TOTALS])
         gradients = None
         for micro in range(self.grad_accum_steps):
@@ -257,7 +257,7 @@ class StepFunctions:
         return totals
 
     def sync_loop(self, iterator, num_updates, totals_variable) -> None:
-        """Runs ``num_updates`` updates; totals go to a sync-on-read variable."""
+        """Runs `num_updates` updates; totals go to a sync-on-read variable."""
         for _ in tf.range(num_updates):
             self._update(iterator, record=totals_variable.assign_add)
 
@@ -266,8 +266,8 @@ class StepFunctions:
 
         Workers do not update the ps-placed metric variables (two workers' read-then-write
         updates would race): each loop starts from zeros, returns the change of every
-        variable (``stateless_update_state``), and the coordinator adds the changes. This
-        holds for metrics whose variables sum (Keras' ``aggregation="sum"``: means,
+        variable (`stateless_update_state`), and the coordinator adds the changes. This
+        holds for metrics whose variables sum (Keras' `aggregation="sum"`: means,
         accuracies, confusion counts); others are not tracked while training.
         """
         metrics = getattr(self.model, "_compile_metrics", None)
@@ -279,10 +279,10 @@ class StepFunctions:
         return variables
 
     def async_loop(self, iterator, num_updates):
-        """Runs ``num_updates`` updates on a parameter-server worker.
+        """Runs `num_updates` updates on a parameter-server worker.
 
         Returns their totals, and with tracked compiled metrics also the change of each
-        metric variable (``async_metric_variables``).
+        metric variable (`async_metric_variables`).
         """
         totals = tf.zeros([TOTALS])
         tracked = self.async_metric_variables()

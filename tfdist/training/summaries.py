@@ -1,16 +1,16 @@
 """TensorBoard output of a run: scalar summaries and a profiler trace.
 
-Owns what goes under ``MODEL_DIR/tensorboard``: the run ``train`` (loss,
+Owns what goes under `MODEL_DIR/tensorboard`: the run `train` (loss,
 accuracy, learning_rate and the trainer's metrics each epoch; examples_per_sec
-and seconds_per_step each compiled loop) and the run ``validation`` (loss,
+and seconds_per_step each compiled loop) and the run `validation` (loss,
 accuracy each epoch), all at the optimizer step, written with
-``tf.summary.create_file_writer``; and, with ``profile_steps``, a TensorFlow
+`tf.summary.create_file_writer`; and, with `profile_steps`, a TensorFlow
 profiler trace of the loops that cover those steps, under
-``train/plugins/profile`` where TensorBoard's Profile tab finds it.
+`train/plugins/profile` where TensorBoard's Profile tab finds it.
 
 Scalars are written as tensors of TensorBoard's scalars plugin with TensorFlow
-alone, so writing needs no ``tensorboard`` package (viewing does). Which task
-writes is the caller's choice; only the chief should (``job`` does so).
+alone, so writing needs no `tensorboard` package (viewing does). Which task
+writes is the caller's choice; only the chief should (`job` does so).
 """
 
 from __future__ import annotations
@@ -32,17 +32,17 @@ _SCALAR = summary_pb2.SummaryMetadata(
 
 
 def tensorboard_dir(model_dir: str) -> str:
-    """Where a run under ``model_dir`` keeps its TensorBoard files."""
+    """Where a run under `model_dir` keeps its TensorBoard files."""
     return os.path.join(model_dir, TENSORBOARD_DIR)
 
 
 class Summaries(Callback):
-    """Writes TensorBoard scalars and, for ``profile_steps``, a profiler trace.
+    """Writes TensorBoard scalars and, for `profile_steps`, a profiler trace.
 
     Args:
-      log_dir: the TensorBoard directory (``tensorboard_dir(model_dir)``); runs
-        ``train`` and ``validation`` are written below it.
-      profile_steps: ``(first, last)`` optimizer steps (1-based, inclusive) to
+      log_dir: the TensorBoard directory (`tensorboard_dir(model_dir)`); runs
+        `train` and `validation` are written below it.
+      profile_steps: `(first, last)` optimizer steps (1-based, inclusive) to
         trace; every compiled loop that runs one of them is traced whole.
     """
 
@@ -57,7 +57,7 @@ class Summaries(Callback):
 
     @property
     def profile_dir(self) -> str:
-        """The run directory the profiler trace goes to (``plugins/profile`` below it)."""
+        """The run directory the profiler trace goes to (`plugins/profile` below it)."""
         return os.path.join(self.log_dir, "train")
 
     def _write(self, run: str, step: int, scalars: Dict[str, Optional[float]]) -> None:

@@ -1,23 +1,23 @@
 """Trainer: one custom training loop for Keras 3 models under every strategy.
 
 Owns the inner step (forward pass, loss averaged over the global batch,
-gradients, optimizer update) compiled once into a ``tf.function`` that runs
-``steps_per_loop`` steps per call, and the outer loop (epochs, validation,
-checkpoints, history). Sync strategies run the step with ``strategy.run`` and
-the Keras optimizer all-reduces the gradients; ``parameter_server`` schedules
-the same step on the workers with ``ClusterCoordinator.schedule`` and the
+gradients, optimizer update) compiled once into a `tf.function` that runs
+`steps_per_loop` steps per call, and the outer loop (epochs, validation,
+checkpoints, history). Sync strategies run the step with `strategy.run` and
+the Keras optimizer all-reduces the gradients; `parameter_server` schedules
+the same step on the workers with `ClusterCoordinator.schedule` and the
 updates land on the parameter servers. Loss and accuracy are summed on each
 replica and aggregated across replicas and workers after each loop; each loop
-and epoch is reported to the ``callbacks`` (``tfdist.training.callbacks``), and Keras
-``metrics`` are updated in the replica step (sync strategies).
+and epoch is reported to the `callbacks` (`tfdist.training.callbacks`), and Keras
+`metrics` are updated in the replica step (sync strategies).
 
-A model compiled with ``model.compile`` (``tfdist.fit``) trains with what compile
-set: its optimizer, its loss (``compute_loss``) and its metrics, whose results
-are the epoch's ``metrics`` and ``val_metrics``; a model that overrides
-``train_step``/``test_step`` runs them (sync strategies).
+A model compiled with `model.compile` (`tfdist.fit`) trains with what compile
+set: its optimizer, its loss (`compute_loss`) and its metrics, whose results
+are the epoch's `metrics` and `val_metrics`; a model that overrides
+`train_step`/`test_step` runs them (sync strategies).
 
-Building the strategy, the data and the model belongs to ``strategies``,
-``data`` and ``models``: the trainer receives them.
+Building the strategy, the data and the model belongs to `strategies`,
+`data` and `models`: the trainer receives them.
 """
 
 from __future__ import annotations
@@ -55,34 +55,34 @@ def _scalar(value) -> float:
 
 
 class Trainer:
-    """Trains a Keras 3 model built under ``distribution.strategy.scope()``.
+    """Trains a Keras 3 model built under `distribution.strategy.scope()`.
 
-    Under the ``mixed_float16`` Keras policy the optimizer is wrapped in a
-    ``LossScaleOptimizer`` (dynamic loss scaling); model outputs are cast to float32
+    Under the `mixed_float16` Keras policy the optimizer is wrapped in a
+    `LossScaleOptimizer` (dynamic loss scaling); model outputs are cast to float32
     before the loss.
 
     Args:
-      distribution: from ``tfdist.make_strategy``.
+      distribution: from `tfdist.make_strategy`.
       model: a Keras 3 model whose variables were created in the strategy's scope.
-        A model compiled in scope (``model.compile``) with no ``loss`` given here
+        A model compiled in scope (`model.compile`) with no `loss` given here
         trains with its compiled optimizer, loss and metrics.
-      optimizer: ``sgd``, ``adam``, ``rmsprop`` or a Keras optimizer created in scope;
-        None: the compiled model's optimizer, else ``adam``.
-      learning_rate: used when ``optimizer`` is a name.
-      loss: ``loss(labels, outputs)`` returning one loss per example; default: the
+      optimizer: `sgd`, `adam`, `rmsprop` or a Keras optimizer created in scope;
+        None: the compiled model's optimizer, else `adam`.
+      learning_rate: used when `optimizer` is a name.
+      loss: `loss(labels, outputs)` returning one loss per example; default: the
         compiled model's loss, else sparse categorical cross-entropy from logits.
       global_batch_size: examples per update over all replicas (per worker step for
-        ``parameter_server``); the loss is averaged over it.
-      steps_per_loop: steps run inside one ``tf.function`` call.
+        `parameter_server`); the loss is averaged over it.
+      steps_per_loop: steps run inside one `tf.function` call.
       accuracy: also count argmax accuracy (outputs are class scores, labels ints).
-      grad_accum_steps: micro-batches of ``global_batch_size`` summed into each update;
-        an update then covers ``grad_accum_steps * global_batch_size`` examples and
+      grad_accum_steps: micro-batches of `global_batch_size` summed into each update;
+        an update then covers `grad_accum_steps * global_batch_size` examples and
         the all-reduce runs once per update.
       communication: gradient compression and collective options (sync strategies).
       metrics: Keras metrics created in the strategy's scope, updated with
-        ``(labels, outputs)`` of every training batch and reset each epoch (sync
-        strategies only); their results are ``EpochLog.metrics``.
-      callbacks: ``tfdist.training.callbacks.Callback`` objects, called on every task.
+        `(labels, outputs)` of every training batch and reset each epoch (sync
+        strategies only); their results are `EpochLog.metrics`.
+      callbacks: `tfdist.training.callbacks.Callback` objects, called on every task.
     """
 
     def __init__(self, distribution: Distribution, *, model: keras.Model,
@@ -216,9 +216,9 @@ class Trainer:
         return {"loss": _ratio(totals[0], totals[2]) or 0.0}
 
     def _train_epoch(self, iterator, epoch: int, steps: int, run: "EpochRun") -> tf.Tensor:
-        """Trains ``steps`` steps of ``epoch``; checkpoints and stops as ``run`` says.
+        """Trains `steps` steps of `epoch`; checkpoints and stops as `run` says.
 
-        Starts from the totals of the epoch's steps before a resume (``epoch_totals``).
+        Starts from the totals of the epoch's steps before a resume (`epoch_totals`).
         """
         prior = tf.convert_to_tensor(self.epoch_totals)
         totals = prior
@@ -256,10 +256,10 @@ class Trainer:
         return tf.convert_to_tensor(self._val_totals)
 
     def evaluate(self, dataset_fn: DatasetFn) -> dict:
-        """Evaluates on every example of ``dataset_fn``'s data once; returns the logs.
+        """Evaluates on every example of `dataset_fn`'s data once; returns the logs.
 
-        Each input pipeline (worker) reads its part once; under ``parameter_server`` the
-        coordinator reads the whole split itself. Returns ``{"loss": ..., metric: ...}``.
+        Each input pipeline (worker) reads its part once; under `parameter_server` the
+        coordinator reads the whole split itself. Returns `{"loss": ..., metric: ...}`.
         """
         if self.distribution.is_async:
             dataset = dataset_fn(whole_split_context())
@@ -286,29 +286,29 @@ class Trainer:
             export: bool = True, checkpoint_every_steps: Optional[int] = None,
             keep_checkpoints: int = 3, validation_freq: int = 1,
             initial_epoch: int = 0) -> History:
-        """Trains for ``epochs`` epochs of ``steps_per_epoch`` steps.
+        """Trains for `epochs` epochs of `steps_per_epoch` steps.
 
-        With ``model_dir``, a rerun resumes exactly where the last checkpoint left off:
+        With `model_dir`, a rerun resumes exactly where the last checkpoint left off:
         step, epoch, optimizer state and (sync strategies) the position in the data,
         even in the middle of an epoch. SIGTERM saves a checkpoint at a step all workers
-        agree on and raises ``Preempted``; a NaN/inf loss raises ``TrainingDiverged``
+        agree on and raises `Preempted`; a NaN/inf loss raises `TrainingDiverged`
         before anything is saved, so the last good checkpoint stays the newest. A
-        callback that sets ``model.stop_training`` (Keras' ``EarlyStopping``) ends the
+        callback that sets `model.stop_training` (Keras' `EarlyStopping`) ends the
         run after the epoch, on every worker at once.
 
         Args:
-          train_fn: dataset function of ``InputContext``; its dataset must not run out
+          train_fn: dataset function of `InputContext`; its dataset must not run out
             and, for an exact resume, must give the same order when built again.
           epochs: the epoch to stop after; a restored run continues from its epoch.
           steps_per_epoch: optimizer steps per epoch (per worker step for PSS, all workers).
           validation_fn: dataset function read once per validated epoch, or None.
           model_dir: checkpoints and resume; None keeps nothing.
-          export: with ``model_dir``, the chief writes ``model_dir/model.keras`` at the end.
+          export: with `model_dir`, the chief writes `model_dir/model.keras` at the end.
           checkpoint_every_steps: also checkpoint every this many steps (epoch ends always).
           keep_checkpoints: the newest checkpoints kept.
           validation_freq: validate after every this many epochs (an int), or after the
             epochs listed (a collection of 1-based epoch numbers), as in Keras.
-          initial_epoch: epochs already done (0-based, as Keras' ``initial_epoch``) when
+          initial_epoch: epochs already done (0-based, as Keras' `initial_epoch`) when
             no checkpoint is restored.
 
         Returns:
@@ -355,7 +355,7 @@ class Trainer:
         return history
 
     def _run_epoch(self, epoch: int, steps: int, train, validation, run: "EpochRun") -> EpochLog:
-        """One epoch: its remaining ``steps``, validation, the epoch-end save, callbacks."""
+        """One epoch: its remaining `steps`, validation, the epoch-end save, callbacks."""
         started = time.perf_counter()
         run.hooks.epoch_begin(epoch)
         for metric in self.metrics:
@@ -379,7 +379,7 @@ class Trainer:
         return log
 
     def _traced(self, function, *args):
-        """Calls ``function``, turning a user mistake found while tracing into ConfigError."""
+        """Calls `function`, turning a user mistake found while tracing into ConfigError."""
         try:
             return function(*args)
         except Exception:
