@@ -43,6 +43,7 @@ class EpochRun:
     every: Optional[int]
     hooks: "CallbackList"
     watcher: "PreemptionWatcher"
+    diverged: bool = False  # The loss became NaN/inf and a callback stopped the run.
 
 
 def skipping(train_fn, micro_steps: int):

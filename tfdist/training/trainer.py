@@ -235,7 +235,8 @@ class Trainer:
             self.epoch_totals.assign(totals)
             step = int(self.step.numpy())
             if not math.isfinite(float(totals[0])):
-                if self._stop_vote(bool(getattr(self.model, "stop_training", False))):  # A callback (TerminateOnNaN) stops it, as Keras.
+                # A callback (Keras' TerminateOnNaN) stopping the run ends it as in Keras.
+                if self._stop_vote(bool(getattr(self.model, "stop_training", False))):
                     return totals
                 raise TrainingDiverged(step, epoch, run.keeper.latest if run.keeper else None)
             at_boundary = run.every and step % run.every == 0
@@ -350,7 +351,7 @@ class Trainer:
         hooks.fit_end(history)
         if keeper:
             keeper.close()
-        if model_dir and export and self.distribution.role.is_chief:
+        if model_dir and export and self.distribution.role.is_chief and not run.diverged:
             export_model(self.model, model_dir)
         return history
 
@@ -373,7 +374,8 @@ class Trainer:
                               wall_seconds=run.hooks.wall_seconds)
         self.epoch.assign(epoch)
         self.epoch_totals.assign(tf.zeros([TOTALS]))
-        if run.keeper:
+        run.diverged = not math.isfinite(float(train_totals[0]))  # Stopped by TerminateOnNaN.
+        if run.keeper and not run.diverged:  # The last good checkpoint stays the newest.
             run.keeper.save(log.global_step)
         run.hooks.epoch_end(log)
         return log
