@@ -28,9 +28,10 @@ import tensorflow as tf
 from tfdist.training.callbacks import Callback, CallbackList
 from tfdist.training.checkpoints import CheckpointKeeper, export_model
 from tfdist.distribute.communication import CommunicationConfig, GradientReducer
-from tfdist.config import ConfigError, check_positive, per_replica_batch_size
+from tfdist.config import ConfigError, LocalSGDConfig, check_positive, per_replica_batch_size
 from tfdist.data.pipeline import DatasetFn, per_worker_dataset_fn
 from tfdist.training.history import EpochLog, History, TrainingDiverged
+from tfdist.training.local_sgd import LocalSGD, check_local_sgd
 from tfdist.optimizers import build_optimizer
 from tfdist.training.preemption import Preempted, PreemptionWatcher
 from tfdist.distribute.coordinator import fetch_result
@@ -75,6 +76,13 @@ class Trainer:
         strategies only); their results are ``EpochLog.metrics``.
       callbacks: ``tfdist.training.callbacks.Callback`` objects, called on every task.
       log: called with each EpochLog on the chief; None for silence.
+      sync_every: local SGD (``mirrored``, ``multi_worker``): each replica takes this
+        many optimizer steps on its own batches, without a gradient all-reduce, then
+        the replicas average weights and optimizer slots in one all-reduce (and at the
+        end of each epoch). 1 is synchronous training. See
+        ``tfdist.training.local_sgd``.
+      outer_optimizer: ``none``, ``sgd`` or ``nesterov``: the DiLoCo outer step applied
+        at each synchronisation, with ``outer_learning_rate`` and ``outer_momentum``.
     """
 
     def __init__(self, distribution: Distribution, *, model: keras.Model,
@@ -85,7 +93,9 @@ class Trainer:
                  communication: Optional[CommunicationConfig] = None,
                  metrics: Sequence[keras.metrics.Metric] = (),
                  callbacks: Sequence[Callback] = (),
-                 log: Optional[Callable[[EpochLog], None]] = None):
+                 log: Optional[Callable[[EpochLog], None]] = None,
+                 sync_every: int = 1, outer_optimizer: str = "none",
+                 outer_learning_rate: float = 0.7, outer_momentum: float = 0.9):
         check_positive("global_batch_size", global_batch_size)
         check_positive("steps_per_loop", steps_per_loop)
         check_positive("grad_accum_steps", grad_accum_steps)
@@ -124,23 +134,44 @@ class Trainer:
             if not distribution.is_async:
                 self._train_totals = self._totals_variable("train_totals")
                 self._val_totals = self._totals_variable("val_totals")
+        self.local_sgd = self._make_local_sgd(
+            LocalSGDConfig(sync_every=sync_every, outer_optimizer=outer_optimizer,
+                           outer_learning_rate=outer_learning_rate,
+                           outer_momentum=outer_momentum), communication)
+        state = self.local_sgd.state if self.local_sgd else None
+        extra = {"local_sgd": state} if state is not None else {}
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer,
-                                              epoch=self.epoch, step=self.step)
+                                              epoch=self.epoch, step=self.step, **extra)
         self.reducer = GradientReducer(communication)
         self.steps = StepFunctions(
             strategy=strategy, model=model, optimizer=self.optimizer,
             loss=loss or sparse_categorical_loss, global_batch_size=global_batch_size,
-            grad_accum_steps=grad_accum_steps, reducer=self.reducer, accuracy=accuracy,
-            metrics=self.metrics)
+            grad_accum_steps=grad_accum_steps,
+            reducer=self.local_sgd.reducer if self.local_sgd else self.reducer,
+            accuracy=accuracy, metrics=self.metrics)
         self._accuracy = accuracy
         if distribution.is_async:
             self._train_loop = tf.function(self.steps.async_loop)
             self._eval_loop = tf.function(self.steps.local_eval)
+        elif self.local_sgd:
+            self._train_loop = tf.function(lambda iterator, n: self.local_sgd.loop(
+                self.steps, iterator, n, self.step, self._train_totals))
+            self._eval_loop = tf.function(
+                lambda dataset: self.steps.sync_eval(dataset, self._val_totals))
         else:
             self._train_loop = tf.function(
                 lambda iterator, n: self.steps.sync_loop(iterator, n, self._train_totals))
             self._eval_loop = tf.function(
                 lambda dataset: self.steps.sync_eval(dataset, self._val_totals))
+
+    def _make_local_sgd(self, config: LocalSGDConfig, communication) -> Optional[LocalSGD]:
+        if not config.enabled:
+            return None
+        check_local_sgd(config, is_async=self.distribution.is_async, optimizer=self.optimizer,
+                        grad_compression=communication.grad_compression)
+        with self.distribution.strategy.scope():
+            return LocalSGD(config, strategy=self.distribution.strategy, model=self.model,
+                            optimizer=self.optimizer, communication=communication)
 
     @property
     def allreduce_bytes_per_step(self) -> int:
@@ -161,6 +192,8 @@ class Trainer:
         loop calls have at most ``steps_per_loop`` steps. Sync strategies check for
         preemption after every call, so each call is its own segment there.
         """
+        if self.local_sgd:  # Segments end where the replicas agree.
+            return self.local_sgd.segments(first_step, steps, every, self.steps_per_loop)
         segments, step, last = [], first_step, first_step + steps
         while step < last:
             stop = last if not every else min(last, (step // every + 1) * every)
@@ -205,6 +238,8 @@ class Trainer:
                 totals = self._run_segment_sync(iterator, sizes, run.hooks)
             self.step.assign_add(sum(sizes))
             step = int(self.step.numpy())
+            if self.local_sgd:
+                self.local_sgd.settle(step)
             if not math.isfinite(float(totals[0])):
                 raise TrainingDiverged(step, epoch, run.keeper.latest if run.keeper else None)
             at_boundary = run.every and step % run.every == 0
@@ -277,6 +312,8 @@ class Trainer:
             keeper = CheckpointKeeper(self.checkpoint, model_dir=model_dir,
                                       role=self.distribution.role, max_to_keep=keep_checkpoints)
             history.restored_from = keeper.restore_latest()
+        if self.local_sgd:
+            self.local_sgd.start()
         first_epoch = int(self.epoch.numpy()) + 1
         done_in_epoch = int(self.step.numpy()) - (first_epoch - 1) * steps_per_epoch
         train, validation = self._make_inputs(train_fn, validation_fn)
