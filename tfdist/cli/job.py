@@ -43,6 +43,8 @@ def summarize(config: TrainConfig, distribution, history: History, wall_seconds:
         "grad_accum_steps": config.grad_accum_steps,
         "grad_compression": config.grad_compression,
         "mixed_precision": config.mixed_precision,
+        "sync_every": config.sync_every,
+        "outer_optimizer": config.outer_optimizer,
         "epochs": len(history.epochs),
         "steps": history.final_step,
         "train_loss": last.train_loss if last else None,
@@ -113,7 +115,10 @@ def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
                       global_batch_size=config.global_batch_size,
                       steps_per_loop=config.steps_per_loop,
                       grad_accum_steps=config.grad_accum_steps, communication=communication,
-                      callbacks=build_callbacks(config, distribution))
+                      callbacks=build_callbacks(config, distribution),
+                      sync_every=config.sync_every, outer_optimizer=config.outer_optimizer,
+                      outer_learning_rate=config.outer_learning_rate,
+                      outer_momentum=config.outer_momentum)
     service = local_service = None
     if config.uses_data_service:
         service, local_service = service_target(address=config.data_service_address,

@@ -135,6 +135,8 @@ class LocalSGD:
                              for i, v in enumerate(self._trainable)]
             self._momenta = [_local_copy(v, f"outer_momentum_{i}")
                              for i, v in enumerate(self._trainable)]
+        # The optimizer step the loop is at: set by ``start``, advanced by ``loop``.
+        self._position = tf.Variable(0, dtype=tf.int64, trainable=False, name="local_sgd_step")
         self._sync_fn = tf.function(lambda: strategy.run(self._sync_replica))
         self._start_fn = tf.function(lambda: strategy.run(self._start_replica))
         self.syncs = 0  # Synchronisations run from Python (epoch ends); in-loop ones are not.
@@ -176,8 +178,9 @@ class LocalSGD:
         return new
 
     # ----- called by the trainer ----------------------------------------------------------
-    def start(self) -> None:
-        """Sets the anchors from the weights (after a restore); call when ``fit`` starts."""
+    def start(self, step: int) -> None:
+        """Call when ``fit`` starts at ``step`` (after a restore): sets position and anchors."""
+        self._position.assign(step)
         if self._anchors:
             self._start_fn()
 
@@ -191,20 +194,21 @@ class LocalSGD:
         if step % self.sync_every:
             self.sync()
 
-    def loop(self, steps, iterator, num_updates, first_step, totals_variable) -> None:
-        """``num_updates`` local updates from ``first_step``, averaging at multiples of H.
+    def loop(self, steps, iterator, num_updates, totals_variable) -> None:
+        """``num_updates`` local updates, averaging at multiples of H.
 
         ``steps`` is the trainer's ``StepFunctions`` built with ``self.reducer``; runs
         inside the trainer's ``tf.function``.
         """
         every = tf.constant(self.sync_every, tf.int64)
-        first = tf.cast(first_step, tf.int64)
+        first = self._position.read_value()
         total = tf.cast(num_updates, tf.int64)
         done = tf.constant(0, tf.int64)
         while done < total:
             chunk = tf.minimum(total - done, every - (first + done) % every)
             steps.sync_loop(iterator, chunk, totals_variable)
             done += chunk
+            self._position.assign(first + done)
             if (first + done) % every == 0:
                 self._strategy.run(self._sync_replica)
 

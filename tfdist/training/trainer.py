@@ -155,7 +155,7 @@ class Trainer:
             self._eval_loop = tf.function(self.steps.local_eval)
         elif self.local_sgd:
             self._train_loop = tf.function(lambda iterator, n: self.local_sgd.loop(
-                self.steps, iterator, n, self.step, self._train_totals))
+                self.steps, iterator, n, self._train_totals))
             self._eval_loop = tf.function(
                 lambda dataset: self.steps.sync_eval(dataset, self._val_totals))
         else:
@@ -313,7 +313,7 @@ class Trainer:
                                       role=self.distribution.role, max_to_keep=keep_checkpoints)
             history.restored_from = keeper.restore_latest()
         if self.local_sgd:
-            self.local_sgd.start()
+            self.local_sgd.start(int(self.step.numpy()))
         first_epoch = int(self.epoch.numpy()) + 1
         done_in_epoch = int(self.step.numpy()) - (first_epoch - 1) * steps_per_epoch
         train, validation = self._make_inputs(train_fn, validation_fn)
