@@ -97,6 +97,31 @@ _FILES_EXAMPLES = {"tfrecord": "'data/train-*.tfrecord'", "csv": "'data/train-*.
                    "npz": "data/train.npz", "image_folder": "photos/train (one folder per class)"}
 
 
+def check_image_shape(shape) -> Optional[Tuple[int, int, int]]:
+    """Returns ``shape`` if it is None or ``(height, width, channels)`` of positive ints."""
+    if shape is None:
+        return None
+    if (not isinstance(shape, (tuple, list)) or len(shape) != 3
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape)):
+        raise ConfigError(
+            f"image_shape ({shape!r}) must be HEIGHT, WIDTH and CHANNELS, e.g. "
+            "--image_shape=32x32x3.")
+    return tuple(shape)
+
+
+def parse_image_shape(text: Optional[str]) -> Optional[Tuple[int, int, int]]:
+    """``"32x32x3"`` → ``(32, 32, 3)``; None or empty → None (``--image_shape``)."""
+    if text is None or not text.strip():
+        return None
+    try:
+        shape = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        return check_image_shape(text)  # Raises, naming what was typed.
+    return shape
+
+
 def check_image_size(size) -> Optional[Tuple[int, int]]:
     """Returns ``size`` if it is None or ``(height, width)`` of positive ints."""
     if size is None:
@@ -213,6 +238,8 @@ class TrainConfig:
       num_classes: label classes; None counts them from the labels.
       image_size: ``(height, width)`` ``image_folder`` images are resized to; None keeps
         the size of the first image.
+      image_shape: ``(height, width, channels)``: ``synthetic`` examples are images of
+        this shape (the compute-heavy reference job, with ``cnn``); None: 784 features.
       shard_policy: one of SHARD_POLICIES: how workers split the training data.
       data_service: read training data through a tf.data service (``distributed_epoch``);
         a local launch starts its dispatcher and ``data_service_workers`` data workers.
@@ -262,6 +289,7 @@ class TrainConfig:
     feature_spec: Optional[str] = None
     num_classes: Optional[int] = None
     image_size: Optional[Tuple[int, int]] = None
+    image_shape: Optional[Tuple[int, int, int]] = None
     shard_policy: str = "auto"
     data_service: bool = False
     data_service_address: Optional[str] = None
@@ -350,6 +378,11 @@ class TrainConfig:
         check_positive("num_classes", self.num_classes, allow_none=True)
         check_positive("data_service_workers", self.data_service_workers)
         check_image_size(self.image_size)
+        if check_image_shape(self.image_shape) and self.dataset != "synthetic":
+            raise ConfigError(
+                f"image_shape ({self.image_shape!r}) shapes the generated --dataset=synthetic "
+                f"examples, not {self.dataset!r}; drop --image_shape (image_folder images are "
+                "resized with --image_size).")
         if self.dataset in FILE_DATASETS and not self.train_files:
             example = _FILES_EXAMPLES[self.dataset]
             raise ConfigError(f"dataset {self.dataset!r} reads files: pass --train_files, e.g. "

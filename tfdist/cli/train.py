@@ -21,7 +21,7 @@ from absl import app, flags  # noqa: E402
 
 from tfdist.config import (COLLECTIVE_IMPLEMENTATIONS, COMPRESSIONS, OPTIMIZERS,  # noqa: E402
                            OUTER_OPTIMIZERS, PRECISIONS, SHARD_POLICIES, STRATEGIES, ConfigError, TrainConfig,
-                           parse_image_size, parse_profile_steps)
+                           parse_image_shape, parse_image_size, parse_profile_steps)
 from tfdist.distribute.cluster import read_tf_config  # noqa: E402
 
 _STRATEGY = flags.DEFINE_enum(
@@ -77,6 +77,10 @@ _NUM_CLASSES = flags.DEFINE_integer(
 _IMAGE_SIZE = flags.DEFINE_string(
     "image_size", None, "HEIGHTxWIDTH (or one number) --dataset=image_folder images are "
     "resized to; unset: the size of the first image.")
+_IMAGE_SHAPE = flags.DEFINE_string(
+    "image_shape", None,
+    "HEIGHTxWIDTHxCHANNELS, e.g. 32x32x3: --dataset=synthetic examples are images of this "
+    "shape (with --model=cnn, the compute-heavy reference job); unset: 784 features.")
 _SHARD_POLICY = flags.DEFINE_enum(
     "shard_policy", "auto", SHARD_POLICIES,
     "How the workers split the training data: file (files per worker), data (every N-th "
@@ -204,6 +208,7 @@ def config_from_flags() -> TrainConfig:
         train_files=_TRAIN_FILES.value, validation_files=_VALIDATION_FILES.value,
         label_key=_LABEL_KEY.value, id_key=_ID_KEY.value, feature_spec=_FEATURE_SPEC.value,
         num_classes=_NUM_CLASSES.value, image_size=parse_image_size(_IMAGE_SIZE.value),
+        image_shape=parse_image_shape(_IMAGE_SHAPE.value),
         shard_policy=_SHARD_POLICY.value, data_service=_DATA_SERVICE.value,
         data_service_address=_DATA_SERVICE_ADDRESS.value,
         data_service_workers=_DATA_SERVICE_WORKERS.value,
