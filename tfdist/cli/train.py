@@ -283,8 +283,9 @@ def run(argv) -> int:
     if config.needs_local_cluster(cluster):
         return _launch_local_cluster(config, argv)
     if cluster is not None and cluster.has_ps and cluster.task.type in ("ps", "worker"):
-        from tfdist.distribute.server import serve
+        from tfdist.distribute.server import serve, without_keras
 
+        without_keras()  # A server needs TensorFlow's runtime, not Keras.
         serve(cluster)
         return 0
     from tfdist.cli.job import run_job
