@@ -200,8 +200,9 @@ class LocalSGDConfig:
                 "1, e.g. 8 (1: synchronous training).")
         check_choice("outer_optimizer", self.outer_optimizer, OUTER_OPTIMIZERS)
         check_positive("outer_learning_rate", self.outer_learning_rate)
-        if (isinstance(self.outer_momentum, bool) or not isinstance(self.outer_momentum, (int, float))
-                or not 0 <= self.outer_momentum < 1):
+        momentum = self.outer_momentum
+        if (isinstance(momentum, bool) or not isinstance(momentum, (int, float))
+                or not 0 <= momentum < 1):
             raise ConfigError(
                 f"outer_momentum ({self.outer_momentum!r}) must be at least 0 and below 1, "
                 "e.g. 0.9.")

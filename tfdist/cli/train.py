@@ -20,8 +20,9 @@ _STARTED_AT = time.time()
 from absl import app, flags  # noqa: E402
 
 from tfdist.config import (COLLECTIVE_IMPLEMENTATIONS, COMPRESSIONS, OPTIMIZERS,  # noqa: E402
-                           OUTER_OPTIMIZERS, PRECISIONS, SHARD_POLICIES, STRATEGIES, ConfigError, TrainConfig,
-                           parse_image_shape, parse_image_size, parse_profile_steps)
+                           OUTER_OPTIMIZERS, PRECISIONS, SHARD_POLICIES, STRATEGIES,
+                           ConfigError, TrainConfig, parse_image_shape, parse_image_size,
+                           parse_profile_steps)
 from tfdist.distribute.cluster import read_tf_config  # noqa: E402
 
 _STRATEGY = flags.DEFINE_enum(

@@ -153,16 +153,14 @@ class Trainer:
         if distribution.is_async:
             self._train_loop = tf.function(self.steps.async_loop)
             self._eval_loop = tf.function(self.steps.local_eval)
-        elif self.local_sgd:
-            self._train_loop = tf.function(lambda iterator, n: self.local_sgd.loop(
-                self.steps, iterator, n, self._train_totals))
-            self._eval_loop = tf.function(
-                lambda dataset: self.steps.sync_eval(dataset, self._val_totals))
         else:
             self._train_loop = tf.function(
                 lambda iterator, n: self.steps.sync_loop(iterator, n, self._train_totals))
             self._eval_loop = tf.function(
                 lambda dataset: self.steps.sync_eval(dataset, self._val_totals))
+        if self.local_sgd:  # Local steps, the replicas averaged every sync_every steps.
+            self._train_loop = tf.function(lambda iterator, n: self.local_sgd.loop(
+                self.steps, iterator, n, self._train_totals))
 
     def _make_local_sgd(self, config: LocalSGDConfig, communication) -> Optional[LocalSGD]:
         if not config.enabled:

@@ -129,7 +129,7 @@ def test_replicas_drift_apart_between_synchronisations():
 
 @pytest.mark.parametrize("outer, factor", [("nesterov", 0.7 * 1.9), ("sgd", 0.7)])
 def test_outer_step_moves_the_anchor_along_the_averaged_change(outer, factor):
-    """One sync: new = anchor - lr * update, update = g (+ mu * g for Nesterov), g = anchor - avg."""
+    """One sync: new = anchor - lr * update; update = g (+ mu g, Nesterov); g = anchor - mean."""
     start = _weights(_trainer(optimizer="sgd", learning_rate=0.1))
     diloco = _trainer(optimizer="sgd", learning_rate=0.1, sync_every=3, outer_optimizer=outer)
     diloco.fit(_train_fn(), epochs=1, steps_per_epoch=3)
