@@ -139,7 +139,6 @@ class LocalSGD:
         self._position = tf.Variable(0, dtype=tf.int64, trainable=False, name="local_sgd_step")
         self._sync_fn = tf.function(lambda: strategy.run(self._sync_replica))
         self._start_fn = tf.function(lambda: strategy.run(self._start_replica))
-        self.syncs = 0  # Synchronisations run from Python (epoch ends); in-loop ones are not.
 
     @property
     def state(self) -> Optional[tf.train.Checkpoint]:
@@ -187,7 +186,6 @@ class LocalSGD:
     def sync(self) -> None:
         """Averages now (every task must call it: it is a collective)."""
         self._sync_fn()
-        self.syncs += 1
 
     def settle(self, step: int) -> None:
         """After a segment that ended at ``step``: syncs unless the loop just did."""
