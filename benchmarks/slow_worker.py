@@ -1,12 +1,13 @@
 """One worker at a third of its speed: multi_worker, --sync_every and parameter_server.
 
-    python benchmarks/slow_worker.py [--repeats 1] [--duty 0.33] [--period 0.3]
+    python benchmarks/slow_worker.py [--repeats 1] [--duty 0.33] [--period 0.3] [--plot PNG]
 
 Slows worker 1 of a local 2-worker launch by real means: from the harness, SIGSTOP and
 SIGCONT in a duty cycle (runs ``duty`` of every ``period`` seconds), from the moment the
 task process exists to the end. Each configuration runs unslowed and slowed back to
 back on the reference job (synthetic, MLP 784-256-10, Adam, global batch 256, 3 epochs);
-prints examples/s (epochs 2..3), the slowed/unslowed ratio of each, and one JSON line.
+prints examples/s (epochs 2..3), the slowed/unslowed ratio of each, and one JSON line;
+``--plot`` also draws them (matplotlib), ``--from_json`` redraws a printed JSON line.
 A benchmark, not a test.
 """
 
@@ -110,12 +111,46 @@ def run(flags, *, slow, duty, period):
             return json.load(f)["examples_per_sec"]
 
 
+def plot(report, path):
+    """Bars of the median examples/s, unslowed and slowed, per configuration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["results"])
+    figure, axis = plt.subplots(figsize=(7, 3.6))
+    for offset, kind in ((-0.2, "unslowed"), (0.2, "slowed")):
+        values = [statistics.median(report["results"][n][kind]) for n in names]
+        bars = axis.bar([i + offset for i in range(len(names))], values, width=0.4, label=kind)
+        if kind == "slowed":
+            for bar, name in zip(bars, names):
+                ratio = statistics.median(report["results"][name]["ratio"])
+                axis.annotate(f"{ratio:.2f}x", (bar.get_x() + bar.get_width() / 2,
+                                                bar.get_height()), ha="center", va="bottom")
+    axis.set_xticks(range(len(names)), names)
+    axis.set_ylabel("examples/s (epochs 2-3)")
+    axis.set_title(f"worker 1 runs {report['duty']:.2f} of every {report['period']} s "
+                   f"(SIGSTOP/SIGCONT), {len(report['results'][names[0]]['ratio'])} round(s)")
+    axis.set_ylim(0, 1.25 * max(statistics.median(report["results"][n]["unslowed"])
+                                for n in names))
+    axis.legend(loc="upper left", ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--duty", type=float, default=1 / 3)
     parser.add_argument("--period", type=float, default=0.3)
+    parser.add_argument("--plot", default=None, help="PNG path for a bar chart")
+    parser.add_argument("--from_json", default=None, help="a printed JSON line's file: replot")
     args = parser.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            plot(json.loads(f.read().strip().splitlines()[-1]), args.plot or "slow_worker.png")
+        return
     results = {name: {"unslowed": [], "slowed": []} for name in CONFIGS}
     for round_ in range(args.repeats):
         for name, flags in CONFIGS.items():
@@ -130,7 +165,10 @@ def main():
         values["ratio"] = ratios
         print(f"  {name:30s} {statistics.median(ratios):.3f} "
               f"({min(ratios):.3f}-{max(ratios):.3f})")
-    print(json.dumps({"duty": args.duty, "period": args.period, "results": results}))
+    report = {"duty": args.duty, "period": args.period, "results": results}
+    print(json.dumps(report))
+    if args.plot:
+        plot(report, args.plot)
 
 
 if __name__ == "__main__":
