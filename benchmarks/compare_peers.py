@@ -9,19 +9,28 @@ Pairs, each run back to back on this machine:
   one_process       tfdist one_device        vs Keras 3 model.fit, best steps_per_execution
   multi_worker      tfdist 2 local workers   vs legacy tf-keras fit under MWMS (spe 32)
   parameter_server  tfdist 2 workers + 1 ps  vs legacy tf-keras fit under PSS (spe 32)
+Each pair measures tfdist twice: its ``Trainer`` (``python -m tfdist.train``) and its
+Keras front door ``tfdist.fit`` (keras_fit_job.py: a compiled Keras model, NumPy arrays,
+the same steps per loop, through ``python -m launch`` for the clusters). The ratios
+``fit/peer`` and ``fit/Trainer`` say what the front door costs (issue #12 asks for
+>= 1.0x Keras 3 fit in one process and >= 0.95x the Trainer under each strategy).
 Prints one line per measurement, then a table of ratios and one JSON line. The tf-keras
 peers need `pip install tf-keras` (the `bench` extra). This is a benchmark, not a test:
 nothing here asserts a time.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 
 from _runs import REPO, run_trainer
+
+FIT_JOB = os.path.join(REPO, "benchmarks", "keras_fit_job.py")
 
 DEFAULT_PEERS = os.path.join(REPO, "..", "shared", "peers", "peer_bench.py")
 JOB = ["--dataset=synthetic", "--num_examples=60000", "--model=mlp", "--optimizer=adam",
@@ -31,6 +40,11 @@ OURS = {
     "multi_worker": ["--strategy=multi_worker", "--num_workers=2", "--steps_per_loop=234"],
     "parameter_server": ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1",
                          "--steps_per_loop=32"],
+}
+FIT_LAUNCH = {
+    "one_process": [],
+    "multi_worker": ["--strategy=multi_worker", "--num_workers=2"],
+    "parameter_server": ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1"],
 }
 PEERS = {
     "one_process": [["keras3_fit", "--spe", "1"], ["keras3_fit", "--spe", "32"],
@@ -48,27 +62,74 @@ def run_ours(flags):
     return run_trainer([*JOB, *flags])["examples_per_sec"]
 
 
+def _steps_per_loop(pair):
+    return next(f for f in OURS[pair] if f.startswith("--steps_per_loop=")).split("=")[1]
+
+
+def run_fit(pair):
+    """``tfdist.fit`` on the reference job (keras_fit_job.py); the chief's examples/s."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "fit.json")
+        job = [sys.executable, FIT_JOB, out, f"--steps_per_loop={_steps_per_loop(pair)}"]
+        launch = ([sys.executable, "-m", "launch", *FIT_LAUNCH[pair], "--"]
+                  if FIT_LAUNCH[pair] else [])
+        env = dict(_env(), PYTHONPATH=REPO)
+        env.pop("TF_CONFIG", None)
+        done = subprocess.run([*launch, *job], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=1200)
+        if done.returncode != 0 or not os.path.exists(out):
+            raise RuntimeError(f"tfdist.fit ({pair}) failed ({done.returncode}):\n"
+                               f"{(done.stdout + done.stderr)[-3000:]}")
+        with open(out) as f:
+            return json.load(f)["examples_per_sec"]
+
+
 def run_peer(peers_script, args):
     out = subprocess.run([sys.executable, peers_script, *args], env=_env(), check=True,
                          capture_output=True, text=True, timeout=900).stdout
     return json.loads(out.strip().splitlines()[-1])["examples_per_sec"]
 
 
+def _peers_here(pair):
+    """The peer variants of ``pair`` this machine can run (tf-keras ones need tf_keras)."""
+    has_tf_keras = importlib.util.find_spec("tf_keras") is not None
+    kept = [args for args in PEERS[pair] if has_tf_keras or not args[0].startswith("tfkeras")]
+    if len(kept) < len(PEERS[pair]):
+        print(f"  {pair:17s} tf-keras peers skipped: pip install tf-keras to run them",
+              flush=True)
+    return kept
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def _x(ratio):
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
 def measure(pair, peers_script, repeats):
-    """Median of ``repeats`` runs for ours and for each peer variant, interleaved."""
-    ours, peers = [], {" ".join(p): [] for p in PEERS[pair]}
+    """Median of ``repeats`` runs for ours (Trainer, fit) and each peer variant, interleaved."""
+    variants = _peers_here(pair)
+    ours, fits, peers = [], [], {" ".join(p): [] for p in variants}
     for _ in range(repeats):
-        for args in PEERS[pair]:
+        for args in variants:
             peers[" ".join(args)].append(run_peer(peers_script, args))
             print(f"  {pair:17s} peer {' '.join(args):40s} {peers[' '.join(args)][-1]:>9,.0f} ex/s",
                   flush=True)
         ours.append(run_ours(OURS[pair]))
         print(f"  {pair:17s} tfdist {' '.join(OURS[pair]):38s} {ours[-1]:>9,.0f} ex/s", flush=True)
+        fits.append(run_fit(pair))
+        print(f"  {pair:17s} tfdist.fit {_steps_per_loop(pair):>34s} {fits[-1]:>9,.0f} ex/s",
+              flush=True)
     peer_medians = {name: statistics.median(v) for name, v in peers.items()}
-    best_peer = max(peer_medians, key=peer_medians.get)
-    return {"pair": pair, "tfdist": statistics.median(ours), "peer": best_peer,
-            "peer_examples_per_sec": peer_medians[best_peer], "all_peers": peer_medians,
-            "ratio": statistics.median(ours) / peer_medians[best_peer]}
+    best_peer = max(peer_medians, key=peer_medians.get) if peer_medians else None
+    peer_rate = peer_medians.get(best_peer)
+    trainer, fit = statistics.median(ours), statistics.median(fits)
+    return {"pair": pair, "tfdist": trainer, "peer": best_peer,
+            "peer_examples_per_sec": peer_rate, "all_peers": peer_medians,
+            "ratio": _ratio(trainer, peer_rate), "fit": fit,
+            "fit_vs_peer": _ratio(fit, peer_rate), "fit_vs_trainer": _ratio(fit, trainer)}
 
 
 def main():
@@ -84,10 +145,13 @@ def main():
     if not os.path.exists(args.peers):
         parser.error(f"peer script not found at {args.peers}; pass --peers PATH")
     results = [measure(pair, args.peers, args.repeats) for pair in pairs]
-    print(f"\n| pair | tfdist ex/s | best peer | peer ex/s | ratio |\n|---|---|---|---|---|")
+    print("\n| pair | Trainer ex/s | tfdist.fit ex/s | best peer | peer ex/s | Trainer/peer "
+          "| fit/peer | fit/Trainer |\n|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['pair']} | {r['tfdist']:,.0f} | {r['peer']} | "
-              f"{r['peer_examples_per_sec']:,.0f} | {r['ratio']:.2f}x |")
+        peer_rate = r["peer_examples_per_sec"]
+        print(f"| {r['pair']} | {r['tfdist']:,.0f} | {r['fit']:,.0f} | {r['peer'] or '-'} | "
+              f"{'-' if peer_rate is None else f'{peer_rate:,.0f}'} | {_x(r['ratio'])} | "
+              f"{_x(r['fit_vs_peer'])} | {_x(r['fit_vs_trainer'])} |")
     print(json.dumps({"cpus": os.cpu_count(), "results": results}))
 
 

@@ -19,6 +19,7 @@ COMPRESSIONS = ("none", "fp16", "bf16")
 COLLECTIVE_IMPLEMENTATIONS = ("auto", "ring", "nccl")
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 SHARD_POLICIES = ("auto", "file", "data", "hash", "random", "off")
+OUTER_OPTIMIZERS = ("none", "sgd", "nesterov")
 FILE_DATASETS = ("tfrecord", "csv", "npz", "image_folder")
 DEFAULT_CPU_REPLICAS = 2
 
@@ -94,6 +95,31 @@ _FILES_EXAMPLES = {"tfrecord": "'data/train-*.tfrecord'", "csv": "'data/train-*.
                    "npz": "data/train.npz", "image_folder": "photos/train (one folder per class)"}
 
 
+def check_image_shape(shape) -> Optional[Tuple[int, int, int]]:
+    """Returns `shape` if it is None or `(height, width, channels)` of positive ints."""
+    if shape is None:
+        return None
+    if (not isinstance(shape, (tuple, list)) or len(shape) != 3
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape)):
+        raise ConfigError(
+            f"image_shape ({shape!r}) must be HEIGHT, WIDTH and CHANNELS, e.g. "
+            "--image_shape=32x32x3.")
+    return tuple(shape)
+
+
+def parse_image_shape(text: Optional[str]) -> Optional[Tuple[int, int, int]]:
+    """`"32x32x3"` → `(32, 32, 3)`; None or empty → None (`--image_shape`)."""
+    if text is None or not text.strip():
+        return None
+    try:
+        shape = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        return check_image_shape(text)  # Raises, naming what was typed.
+    return shape
+
+
 def check_image_size(size) -> Optional[Tuple[int, int]]:
     """Returns `size` if it is None or `(height, width)` of positive ints."""
     if size is None:
@@ -147,6 +173,45 @@ class CommunicationConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LocalSGDConfig:
+    """Local SGD: replicas step alone and average their weights every `sync_every` steps.
+
+    Attributes:
+      sync_every: optimizer steps each replica takes on its own batches between two
+        averages of the weights; 1 (and no outer optimizer) is synchronous training.
+      outer_optimizer: `none` (the average becomes the weights), `sgd` or
+        `nesterov`: the DiLoCo outer step, which treats the last synchronised weights
+        minus the average as a gradient.
+      outer_learning_rate, outer_momentum: the outer optimizer's settings.
+    """
+
+    sync_every: int = 1
+    outer_optimizer: str = "none"
+    outer_learning_rate: float = 0.7
+    outer_momentum: float = 0.9
+
+    def __post_init__(self):
+        if (isinstance(self.sync_every, bool) or not isinstance(self.sync_every, int)
+                or self.sync_every < 1):
+            raise ConfigError(
+                f"sync_every ({self.sync_every!r}) must be a whole number of steps of at least "
+                "1, e.g. 8 (1: synchronous training).")
+        check_choice("outer_optimizer", self.outer_optimizer, OUTER_OPTIMIZERS)
+        check_positive("outer_learning_rate", self.outer_learning_rate)
+        momentum = self.outer_momentum
+        if (isinstance(momentum, bool) or not isinstance(momentum, (int, float))
+                or not 0 <= momentum < 1):
+            raise ConfigError(
+                f"outer_momentum ({self.outer_momentum!r}) must be at least 0 and below 1, "
+                "e.g. 0.9.")
+
+    @property
+    def enabled(self) -> bool:
+        """False when this is plain synchronous training (the gradient all-reduce)."""
+        return self.sync_every > 1 or self.outer_optimizer != "none"
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything a run of the built-in job needs; field names equal the CLI flags.
 
@@ -174,6 +239,8 @@ class TrainConfig:
       num_classes: label classes; None counts them from the labels.
       image_size: `(height, width)` `image_folder` images are resized to; None keeps
         the size of the first image.
+      image_shape: `(height, width, channels)`: `synthetic` examples are images of
+        this shape (the compute-heavy reference job, with `cnn`); None: 784 features.
       shard_policy: one of SHARD_POLICIES: how workers split the training data.
       data_service: read training data through a tf.data service (`distributed_epoch`);
         a local launch starts its dispatcher and `data_service_workers` data workers.
@@ -191,6 +258,8 @@ class TrainConfig:
       grad_accum_steps: micro-batches summed into one update.
       grad_compression, all_reduce_pack_bytes, collective_implementation,
         collective_timeout: see CommunicationConfig.
+      sync_every, outer_optimizer, outer_learning_rate, outer_momentum: local SGD and
+        the DiLoCo outer step; see LocalSGDConfig.
       mixed_precision: `none`, `mixed_float16` (with loss scaling) or `mixed_bfloat16`.
       ps_shards: `parameter_server`: parts each embedding table is split into across
         the ps tasks; None means one per ps task.
@@ -221,6 +290,7 @@ class TrainConfig:
     feature_spec: Optional[str] = None
     num_classes: Optional[int] = None
     image_size: Optional[Tuple[int, int]] = None
+    image_shape: Optional[Tuple[int, int, int]] = None
     shard_policy: str = "auto"
     data_service: bool = False
     data_service_address: Optional[str] = None
@@ -238,6 +308,10 @@ class TrainConfig:
     all_reduce_pack_bytes: int = 0
     collective_implementation: str = "auto"
     collective_timeout: Optional[float] = None
+    sync_every: int = 1
+    outer_optimizer: str = "none"
+    outer_learning_rate: float = 0.7
+    outer_momentum: float = 0.9
     mixed_precision: str = "none"
     ps_shards: Optional[int] = None
     isolate_network: bool = True
@@ -270,6 +344,7 @@ class TrainConfig:
         check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
         self._check_data()
         self.communication()  # Validates the communication fields.
+        self._check_local_sgd()
         check_positive("steps_per_epoch", self.steps_per_epoch, allow_none=True)
         if check_profile_steps(self.profile_steps) and not self.model_dir:
             raise ConfigError(
@@ -301,6 +376,11 @@ class TrainConfig:
         check_positive("num_classes", self.num_classes, allow_none=True)
         check_positive("data_service_workers", self.data_service_workers)
         check_image_size(self.image_size)
+        if check_image_shape(self.image_shape) and self.dataset != "synthetic":
+            raise ConfigError(
+                f"image_shape ({self.image_shape!r}) shapes the generated --dataset=synthetic "
+                f"examples, not {self.dataset!r}; drop --image_shape (image_folder images are "
+                "resized with --image_size).")
         if self.dataset in FILE_DATASETS and not self.train_files:
             example = _FILES_EXAMPLES[self.dataset]
             raise ConfigError(f"dataset {self.dataset!r} reads files: pass --train_files, e.g. "
@@ -310,6 +390,37 @@ class TrainConfig:
                 f"shard_policy ({self.shard_policy!r}) does not apply with data_service: the "
                 "tf.data service splits the data between the workers itself "
                 "(distributed_epoch); drop --shard_policy.")
+
+    def _check_local_sgd(self) -> None:
+        local = self.local_sgd()
+        if not local.enabled:
+            return
+        if self.strategy == "parameter_server" or (self.strategy == "auto" and self.num_ps):
+            raise ConfigError(
+                f"sync_every ({self.sync_every}) and outer_optimizer ({self.outer_optimizer!r}) "
+                "are for the synchronous strategies (mirrored, multi_worker); parameter_server "
+                "workers already step without waiting for each other. Drop them or pass "
+                "--strategy=multi_worker.")
+        if self.checkpoint_every_steps and self.checkpoint_every_steps % self.sync_every:
+            raise ConfigError(
+                f"checkpoint_every_steps ({self.checkpoint_every_steps}) must be a multiple of "
+                f"sync_every ({self.sync_every}): checkpoints are taken where the replicas "
+                f"agree; use {nearest_multiples(self.checkpoint_every_steps, self.sync_every)}.")
+        if self.grad_compression != "none":
+            raise ConfigError(
+                f"grad_compression ({self.grad_compression!r}) compresses the gradient "
+                f"all-reduce, which sync_every ({self.sync_every}) replaces by averaging the "
+                "weights in float32; drop --grad_compression.")
+        if self.mixed_precision == "mixed_float16":
+            raise ConfigError(
+                f"mixed_precision 'mixed_float16' scales the loss by a factor the replicas must "
+                f"agree on at every step, which sync_every ({self.sync_every}) does not give; "
+                "use --mixed_precision=mixed_bfloat16 or none.")
+
+    def local_sgd(self) -> LocalSGDConfig:
+        return LocalSGDConfig(sync_every=self.sync_every, outer_optimizer=self.outer_optimizer,
+                              outer_learning_rate=self.outer_learning_rate,
+                              outer_momentum=self.outer_momentum)
 
     @property
     def uses_data_service(self) -> bool:

@@ -26,6 +26,7 @@ from tfdist.distribute.strategies import make_strategy
 from tfdist.training.progress import ProgressBar
 from tfdist.training.summaries import Summaries, tensorboard_dir
 from tfdist.training.history import History
+from tfdist.training.startup import FirstStepTimer, task_startup_seconds
 from tfdist.training.trainer import Trainer
 
 
@@ -43,6 +44,8 @@ def summarize(config: TrainConfig, distribution, history: History, wall_seconds:
         "grad_accum_steps": config.grad_accum_steps,
         "grad_compression": config.grad_compression,
         "mixed_precision": config.mixed_precision,
+        "sync_every": config.sync_every,
+        "outer_optimizer": config.outer_optimizer,
         "epochs": len(history.epochs),
         "steps": history.final_step,
         "train_loss": last.train_loss if last else None,
@@ -84,7 +87,7 @@ def source_from_config(config: TrainConfig):
                        train_files=config.train_files, validation_files=config.validation_files,
                        label_key=config.label_key, id_key=config.id_key,
                        feature_spec=config.feature_spec, num_classes=config.num_classes,
-                       image_size=config.image_size)
+                       image_size=config.image_size, image_shape=config.image_shape)
 
 
 def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
@@ -105,6 +108,7 @@ def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
     set_precision(config.mixed_precision)
     source = source_from_config(config)
     steps = config.steps_per_epoch or steps_per_epoch(source, config.global_batch_size)
+    first_step = FirstStepTimer(started_at)
     with distribution.strategy.scope():
         model = build_model(config.model, input_shape=source.input_shape,
                             num_classes=source.num_classes, vocab_sizes=source.vocab_sizes)
@@ -113,7 +117,10 @@ def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
                       global_batch_size=config.global_batch_size,
                       steps_per_loop=config.steps_per_loop,
                       grad_accum_steps=config.grad_accum_steps, communication=communication,
-                      callbacks=build_callbacks(config, distribution))
+                      callbacks=[*build_callbacks(config, distribution), first_step],
+                      sync_every=config.sync_every, outer_optimizer=config.outer_optimizer,
+                      outer_learning_rate=config.outer_learning_rate,
+                      outer_momentum=config.outer_momentum)
     service = local_service = None
     if config.uses_data_service:
         service, local_service = service_target(address=config.data_service_address,
@@ -139,6 +146,10 @@ def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
             local_service.stop()
     summary = summarize(config, distribution, history, time.time() - started_at)
     summary["allreduce_bytes_per_step"] = trainer.allreduce_bytes_per_step
+    # Process start to the end of the first loop call; every task's under multi_worker.
+    summary["startup_seconds"] = first_step.seconds
+    summary["first_step_unix_time"] = first_step.finished_at
+    summary["task_startup_seconds"] = task_startup_seconds(distribution, first_step.seconds)
     summary["data_service"] = service.address if service else None
     summary["tables"] = {layer.name: layer.placement() for layer in sharded_embeddings(model)}
     if distribution.role.is_chief and config.metrics_json:

@@ -32,7 +32,7 @@ from tfdist.config import ConfigError
 
 _SET_PER_RUN = ("--num_workers", "--metrics_json")  # Trainer flags this module sets.
 COLUMNS = ("workers", "replicas", "global_batch_size", "examples_per_sec", "speedup",
-           "efficiency", "val_accuracy", "wall_seconds")
+           "efficiency", "val_accuracy", "wall_seconds", "startup_seconds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +47,7 @@ class ScalingRow:
     efficiency: float
     val_accuracy: Optional[float]
     wall_seconds: float
+    startup_seconds: Optional[float] = None  # The chief's process start to first loop done.
 
 
 def parse_workers(text: str) -> List[int]:
@@ -73,7 +74,8 @@ def scaling_rows(summaries: Sequence[dict]) -> List[ScalingRow]:
             global_batch_size=summary["global_batch_size"],
             examples_per_sec=summary["examples_per_sec"], speedup=speedup,
             efficiency=speedup / (summary["num_workers"] / base["num_workers"]),
-            val_accuracy=summary["val_accuracy"], wall_seconds=summary["wall_seconds"]))
+            val_accuracy=summary["val_accuracy"], wall_seconds=summary["wall_seconds"],
+            startup_seconds=summary.get("startup_seconds")))
     return rows
 
 
@@ -94,12 +96,15 @@ def write_csv(rows: Sequence[ScalingRow], path: str) -> None:
 
 def markdown_table(rows: Sequence[ScalingRow]) -> str:
     lines = ["| workers | replicas | global batch | examples/s | speedup | efficiency "
-             "| val accuracy | wall s |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| val accuracy | wall s | first step s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         accuracy = "" if row.val_accuracy is None else f"{row.val_accuracy:.4f}"
+        startup = "" if row.startup_seconds is None else f"{row.startup_seconds:.1f}"
         lines.append(f"| {row.workers} | {row.replicas} | {row.global_batch_size} | "
                      f"{row.examples_per_sec:,.0f} | {row.speedup:.2f}x | "
-                     f"{row.efficiency:.0%} | {accuracy} | {row.wall_seconds:.1f} |")
+                     f"{row.efficiency:.0%} | {accuracy} | {row.wall_seconds:.1f} | "
+                     f"{startup} |")
     return "\n".join(lines)
 
 

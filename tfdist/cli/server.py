@@ -10,10 +10,11 @@ import sys
 
 from tfdist.config import ConfigError
 from tfdist.distribute.cluster import read_tf_config
-from tfdist.distribute.server import serve
+from tfdist.distribute.server import serve, without_keras
 
 
 def main() -> int:
+    without_keras()  # A server needs TensorFlow's runtime, not Keras.
     try:
         cluster = read_tf_config()
         if cluster is None:

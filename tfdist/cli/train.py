@@ -21,8 +21,9 @@ _STARTED_AT = time.time()
 from absl import app, flags  # noqa: E402
 
 from tfdist.config import (COLLECTIVE_IMPLEMENTATIONS, COMPRESSIONS, OPTIMIZERS,  # noqa: E402
-                           PRECISIONS, SHARD_POLICIES, STRATEGIES, ConfigError, TrainConfig,
-                           parse_image_size, parse_profile_steps)
+                           OUTER_OPTIMIZERS, PRECISIONS, SHARD_POLICIES, STRATEGIES,
+                           ConfigError, TrainConfig, parse_image_shape, parse_image_size,
+                           parse_profile_steps)
 from tfdist.distribute.cluster import read_tf_config  # noqa: E402
 
 _STRATEGY = flags.DEFINE_enum(
@@ -90,6 +91,10 @@ _NUM_CLASSES = flags.DEFINE_integer(
 _IMAGE_SIZE = flags.DEFINE_string(
     "image_size", None, "HEIGHTxWIDTH (or one number) --dataset=image_folder images are "
     "resized to; unset: the size of the first image.")
+_IMAGE_SHAPE = flags.DEFINE_string(
+    "image_shape", None,
+    "HEIGHTxWIDTHxCHANNELS, e.g. 32x32x3: --dataset=synthetic examples are images of this "
+    "shape (with --model=cnn, the compute-heavy reference job); unset: 784 features.")
 _SHARD_POLICY = flags.DEFINE_enum(
     "shard_policy", "auto", SHARD_POLICIES,
     "How the workers split the training data: file (files per worker), data (every N-th "
@@ -144,6 +149,24 @@ _COLLECTIVE_IMPLEMENTATION = flags.DEFINE_enum(
 _COLLECTIVE_TIMEOUT = flags.DEFINE_float(
     "collective_timeout", None,
     "multi_worker: seconds a collective waits for its peers before failing (default: forever).")
+_SYNC_EVERY = flags.DEFINE_integer(
+    "sync_every", 1,
+    "Local SGD for mirrored and multi_worker: each replica takes this many optimizer steps "
+    "on its own batches with no gradient all-reduce, then the replicas average weights and "
+    "optimizer slots in one all-reduce (also at each epoch end), so synchronisations fall "
+    "this many times. 1: synchronous training. --checkpoint_every_steps must be a multiple; "
+    "see --outer_optimizer.", lower_bound=1)
+_OUTER_OPTIMIZER = flags.DEFINE_enum(
+    "outer_optimizer", "none", OUTER_OPTIMIZERS,
+    "The DiLoCo outer step at each --sync_every synchronisation: none takes the average as "
+    "the weights; sgd or nesterov treat (last synchronised weights - average) as a gradient "
+    "and apply it with --outer_learning_rate and --outer_momentum.")
+_OUTER_LEARNING_RATE = flags.DEFINE_float(
+    "outer_learning_rate", 0.7, "Learning rate of --outer_optimizer (DiLoCo uses 0.7).",
+    lower_bound=0.0)
+_OUTER_MOMENTUM = flags.DEFINE_float(
+    "outer_momentum", 0.9, "Momentum of --outer_optimizer, in [0, 1) (DiLoCo uses 0.9).",
+    lower_bound=0.0)
 _MIXED_PRECISION = flags.DEFINE_enum(
     "mixed_precision", "none", PRECISIONS,
     "Compute in float16 (with dynamic loss scaling) or bfloat16, keeping float32 variables. "
@@ -201,6 +224,7 @@ def config_from_flags() -> TrainConfig:
         train_files=_TRAIN_FILES.value, validation_files=_VALIDATION_FILES.value,
         label_key=_LABEL_KEY.value, id_key=_ID_KEY.value, feature_spec=_FEATURE_SPEC.value,
         num_classes=_NUM_CLASSES.value, image_size=parse_image_size(_IMAGE_SIZE.value),
+        image_shape=parse_image_shape(_IMAGE_SHAPE.value),
         shard_policy=_SHARD_POLICY.value, data_service=_DATA_SERVICE.value,
         data_service_address=_DATA_SERVICE_ADDRESS.value,
         data_service_workers=_DATA_SERVICE_WORKERS.value,
@@ -213,6 +237,8 @@ def config_from_flags() -> TrainConfig:
         all_reduce_pack_bytes=_ALL_REDUCE_PACK_BYTES.value,
         collective_implementation=_COLLECTIVE_IMPLEMENTATION.value,
         collective_timeout=_COLLECTIVE_TIMEOUT.value, mixed_precision=_MIXED_PRECISION.value,
+        sync_every=_SYNC_EVERY.value, outer_optimizer=_OUTER_OPTIMIZER.value,
+        outer_learning_rate=_OUTER_LEARNING_RATE.value, outer_momentum=_OUTER_MOMENTUM.value,
         ps_shards=_PS_SHARDS.value, isolate_network=_ISOLATE_NETWORK.value,
         checkpoint_every_steps=_CHECKPOINT_EVERY_STEPS.value,
         keep_checkpoints=_KEEP_CHECKPOINTS.value, max_restarts=_MAX_RESTARTS.value)
@@ -265,8 +291,9 @@ def run(argv) -> int:
     if config.needs_local_cluster(cluster):
         return _launch_local_cluster(config, argv)
     if cluster is not None and cluster.has_ps and cluster.task.type in ("ps", "worker"):
-        from tfdist.distribute.server import serve
+        from tfdist.distribute.server import serve, without_keras
 
+        without_keras()  # A server needs TensorFlow's runtime, not Keras.
         serve(cluster)
         return 0
     from tfdist.cli.job import run_job

@@ -65,11 +65,12 @@ _SERVED_BATCH = 256
 def load_source(name: str, *, data_dir: Optional[str] = None, num_examples: int = 60000,
                 seed: int = 0, train_files=None, validation_files=None,
                 label_key: str = "label", id_key: Optional[str] = None, feature_spec=None,
-                num_classes: Optional[int] = None, image_size=None) -> DataSource:
+                num_classes: Optional[int] = None, image_size=None,
+                image_shape=None) -> DataSource:
     """Finds the dataset `name`.
 
-    `digits`, `synthetic` (`num_examples`, `seed`) and `interactions` are
-    built in; `tfrecord`, `csv`, `npz` and `image_folder` read
+    `digits`, `synthetic` (`num_examples`, `seed`; `image_shape` (H, W, C) makes
+    its examples images) and `interactions` are built in; `tfrecord`, `csv`, `npz` and `image_folder` read
     `train_files`/`validation_files` (see `tfdist.data.files`); any other name
     is a TFDS dataset prepared under `data_dir`. `package.module:function` is the
     user's own source function (`tfdist.data.custom`).
@@ -79,7 +80,7 @@ def load_source(name: str, *, data_dir: Optional[str] = None, num_examples: int 
     if name == "digits":
         return digits_source()
     if name == "synthetic":
-        return synthetic_source(num_examples, seed)
+        return synthetic_source(num_examples, seed, image_shape)
     if name == "interactions":
         return interactions_source(num_examples, seed)
     if name in FILE_DATASETS and not train_files:

@@ -199,14 +199,17 @@ def digits_source() -> DataSource:
     return DataSource("digits", images.shape[1:], 10, splits)
 
 
-def synthetic_batch(indices: tf.Tensor, seed: int):
-    """Examples `indices` of the synthetic task: uniform features, label = argmax(x·W)."""
+def synthetic_batch(indices: tf.Tensor, seed: int, shape=(SYNTHETIC_FEATURES,)):
+    """Examples `indices` of the synthetic task: uniform features of `shape`,
+    label = argmax(x·W) over the flattened features."""
+    size = int(np.prod(shape))
     features = tf.random.stateless_uniform(
-        [tf.shape(indices)[0], SYNTHETIC_FEATURES],
-        seed=tf.stack([tf.cast(seed, tf.int64), indices[0]]))
+        [tf.shape(indices)[0], size], seed=tf.stack([tf.cast(seed, tf.int64), indices[0]]))
     weights = tf.random.stateless_normal(
-        [SYNTHETIC_FEATURES, SYNTHETIC_CLASSES], seed=tf.constant([seed, -1], tf.int64))
+        [size, SYNTHETIC_CLASSES], seed=tf.constant([seed, -1], tf.int64))
     labels = tf.argmax(tf.matmul(features - 0.5, weights), axis=1, output_type=tf.int32)
+    if len(shape) > 1:
+        features = tf.reshape(features, [-1, *shape])
     return features, labels
 
 
@@ -244,10 +247,13 @@ def generated_source(name, batch_fn, num_examples, seed, *, example_bytes,
     return DataSource(name=name, splits=splits, **info)
 
 
-def synthetic_source(num_examples: int, seed: int) -> DataSource:
-    return generated_source("synthetic", synthetic_batch, num_examples, seed,
-                            example_bytes=4 * SYNTHETIC_FEATURES + 4,
-                            input_shape=(SYNTHETIC_FEATURES,), num_classes=SYNTHETIC_CLASSES)
+def synthetic_source(num_examples: int, seed: int, image_shape=None) -> DataSource:
+    """The synthetic task: 784 features, or images of `image_shape` (H, W, C) for a
+    compute-heavy job (`cnn`); labels are a fixed random linear rule of the pixels."""
+    shape = tuple(image_shape) if image_shape else (SYNTHETIC_FEATURES,)
+    return generated_source("synthetic", lambda i, s: synthetic_batch(i, s, shape),
+                            num_examples, seed, example_bytes=4 * int(np.prod(shape)) + 4,
+                            input_shape=shape, num_classes=SYNTHETIC_CLASSES)
 
 
 def interactions_source(num_examples: int, seed: int) -> DataSource:

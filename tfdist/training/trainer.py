@@ -32,9 +32,10 @@ import tensorflow as tf
 from tfdist.training.callbacks import Callback, CallbackList
 from tfdist.training.checkpoints import CheckpointKeeper, export_model
 from tfdist.distribute.communication import CommunicationConfig, GradientReducer
-from tfdist.config import ConfigError, check_positive, per_replica_batch_size
+from tfdist.config import ConfigError, LocalSGDConfig, check_positive, per_replica_batch_size
 from tfdist.data.pipeline import DatasetFn
 from tfdist.training.history import EpochLog, History, TrainingDiverged
+from tfdist.training.local_sgd import LocalSGD, check_local_sgd
 from tfdist.optimizers import build_optimizer
 from tfdist.training.preemption import Preempted, PreemptionWatcher
 from tfdist.distribute.coordinator import fetch_result
@@ -83,6 +84,13 @@ class Trainer:
         `(labels, outputs)` of every training batch and reset each epoch (sync
         strategies only); their results are `EpochLog.metrics`.
       callbacks: `tfdist.training.callbacks.Callback` objects, called on every task.
+      sync_every: local SGD (`mirrored`, `multi_worker`): each replica takes this
+        many optimizer steps on its own batches, without a gradient all-reduce, then
+        the replicas average weights and optimizer slots in one all-reduce (and at the
+        end of each epoch). 1 is synchronous training. See
+        `tfdist.training.local_sgd`.
+      outer_optimizer: `none`, `sgd` or `nesterov`: the DiLoCo outer step applied
+        at each synchronisation, with `outer_learning_rate` and `outer_momentum`.
     """
 
     def __init__(self, distribution: Distribution, *, model: keras.Model,
@@ -92,7 +100,9 @@ class Trainer:
                  grad_accum_steps: int = 1,
                  communication: Optional[CommunicationConfig] = None,
                  metrics: Sequence[keras.metrics.Metric] = (),
-                 callbacks: Sequence[Callback] = ()):
+                 callbacks: Sequence[Callback] = (),
+                 sync_every: int = 1, outer_optimizer: str = "none",
+                 outer_learning_rate: float = 0.7, outer_momentum: float = 0.9):
         check_positive("global_batch_size", global_batch_size)
         check_positive("steps_per_loop", steps_per_loop)
         check_positive("grad_accum_steps", grad_accum_steps)
@@ -144,16 +154,23 @@ class Trainer:
             if not distribution.is_async:
                 self._train_totals = self._totals_variable("train_totals")
                 self._val_totals = self._totals_variable("val_totals")
+        self.local_sgd = self._make_local_sgd(
+            LocalSGDConfig(sync_every=sync_every, outer_optimizer=outer_optimizer,
+                           outer_learning_rate=outer_learning_rate,
+                           outer_momentum=outer_momentum), communication)
+        state = self.local_sgd.state if self.local_sgd else None
+        extra = {"local_sgd": state} if state is not None else {}
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer,
                                               epoch=self.epoch, step=self.step,
-                                              epoch_totals=self.epoch_totals)
+                                              epoch_totals=self.epoch_totals, **extra)
         self.reducer = GradientReducer(communication)
         self.steps = StepFunctions(
             strategy=strategy, model=model, optimizer=self.optimizer,
             loss=None if self.compiled else (loss or sparse_categorical_loss),
             global_batch_size=global_batch_size, grad_accum_steps=grad_accum_steps,
-            reducer=self.reducer, accuracy=accuracy, metrics=self.metrics,
-            compiled=self.compiled, own_steps=own_steps)
+            reducer=self.local_sgd.reducer if self.local_sgd else self.reducer,
+            accuracy=accuracy, metrics=self.metrics, compiled=self.compiled,
+            own_steps=own_steps)
         self._accuracy = accuracy
         self._stop_vote = StopVote(distribution)
         if distribution.is_async:
@@ -164,6 +181,18 @@ class Trainer:
                 lambda iterator, n: self.steps.sync_loop(iterator, n, self._train_totals))
             self._eval_loop = tf.function(
                 lambda dataset: self.steps.sync_eval(dataset, self._val_totals))
+        if self.local_sgd:  # Local steps, the replicas averaged every sync_every steps.
+            self._train_loop = tf.function(lambda iterator, n: self.local_sgd.loop(
+                self.steps, iterator, n, self._train_totals))
+
+    def _make_local_sgd(self, config: LocalSGDConfig, communication) -> Optional[LocalSGD]:
+        if not config.enabled:
+            return None
+        check_local_sgd(config, is_async=self.distribution.is_async, optimizer=self.optimizer,
+                        grad_compression=communication.grad_compression)
+        with self.distribution.strategy.scope():
+            return LocalSGD(config, strategy=self.distribution.strategy, model=self.model,
+                            optimizer=self.optimizer, communication=communication)
 
     @property
     def allreduce_bytes_per_step(self) -> int:
@@ -177,6 +206,12 @@ class Trainer:
                            aggregation=tf.VariableAggregation.SUM)
 
     # ----- one epoch --------------------------------------------------------------------
+    def _segments(self, first_step: int, steps: int, every: Optional[int]) -> list:
+        if self.local_sgd:  # Segments end where the replicas agree.
+            return self.local_sgd.segments(first_step, steps, every, self.steps_per_loop)
+        return loop_segments(first_step, steps, every=every, steps_per_loop=self.steps_per_loop,
+                             one_call_each=not self.distribution.is_async)
+
     def _run_segment_sync(self, iterator, sizes, hooks: CallbackList, prior) -> tf.Tensor:
         for size in sizes:
             hooks.loop_begin(size)
@@ -224,9 +259,7 @@ class Trainer:
         totals = prior
         if not self.distribution.is_async:
             self._train_totals.assign(tf.zeros([TOTALS]))
-        for sizes in loop_segments(int(self.step.numpy()), steps, every=run.every,
-                                   steps_per_loop=self.steps_per_loop,
-                                   one_call_each=not self.distribution.is_async):
+        for sizes in self._segments(int(self.step.numpy()), steps, run.every):
             if self.distribution.is_async:
                 totals = self._run_segment_async(iterator, sizes, run.hooks, totals)
             else:
@@ -234,6 +267,8 @@ class Trainer:
             self.step.assign_add(sum(sizes))
             self.epoch_totals.assign(totals)
             step = int(self.step.numpy())
+            if self.local_sgd:
+                self.local_sgd.settle(step)
             if not math.isfinite(float(totals[0])):
                 # A callback (Keras' TerminateOnNaN) stopping the run ends it as in Keras.
                 if self._stop_vote(bool(getattr(self.model, "stop_training", False))):
@@ -328,6 +363,8 @@ class Trainer:
         if initial_epoch and not history.restored_from and int(self.epoch.numpy()) == 0:
             self.epoch.assign(initial_epoch)
             self.step.assign(initial_epoch * steps_per_epoch)
+        if self.local_sgd:
+            self.local_sgd.start(int(self.step.numpy()))
         first_epoch = int(self.epoch.numpy()) + 1
         done_in_epoch = int(self.step.numpy()) - (first_epoch - 1) * steps_per_epoch
         train, validation = self._make_inputs(train_fn, validation_fn)

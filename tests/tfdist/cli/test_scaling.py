@@ -10,7 +10,8 @@ from tfdist.cli import scaling
 
 def _summary(workers, examples_per_sec):
     return {"num_workers": workers, "num_replicas": workers, "global_batch_size": 256,
-            "examples_per_sec": examples_per_sec, "val_accuracy": 0.9, "wall_seconds": 10.0}
+            "examples_per_sec": examples_per_sec, "val_accuracy": 0.9, "wall_seconds": 10.0,
+            "startup_seconds": 4.0 + workers}
 
 
 SUMMARIES = [_summary(4, 20000.0), _summary(1, 10000.0), _summary(2, 16000.0)]
@@ -36,7 +37,8 @@ def test_report_files(tmp_path):
     assert [r["workers"] for r in table] == ["1", "2", "4"] and list(table[0]) == list(
         scaling.COLUMNS)
     markdown = (tmp_path / "scaling.md").read_text()
-    assert "| 2 | 2 | 256 | 16,000 | 1.60x | 80% | 0.9000 | 10.0 |" in markdown
+    assert "| 2 | 2 | 256 | 16,000 | 1.60x | 80% | 0.9000 | 10.0 | 6.0 |" in markdown
+    assert table[1]["startup_seconds"] == "6.0"
     assert "CPU cores" in markdown and "`python -m tfdist.scaling`" in markdown
     assert (tmp_path / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

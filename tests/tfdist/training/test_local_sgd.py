@@ -1,0 +1,239 @@
+"""Local SGD and the DiLoCo outer step under mirrored over two logical CPUs."""
+
+import itertools
+import os
+import signal
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfdist.config import ConfigError, LocalSGDConfig, TrainConfig
+from tfdist.data.pipeline import load_source, make_dataset_fn
+from tfdist.distribute.strategies import make_strategy
+from tfdist.models import build_model
+from tfdist.training.callbacks import Callback
+from tfdist.training.local_sgd import plan_segments
+from tfdist.training.preemption import Preempted
+from tfdist.training.trainer import Trainer
+
+DIGITS = load_source("digits")
+BATCH = 64
+_KEY_BASES = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def own_collective_keys(monkeypatch):
+    """Restores the collective key base ``_strategy`` moves."""
+    monkeypatch.setattr(tf.distribute.MirroredStrategy, "_collective_key_base", 0)
+
+
+def _strategy(kind):
+    """``make_strategy(kind)`` with collective keys no other strategy of this process uses.
+
+    Strategies made in one process number their collectives alike; two that all-reduce
+    different shapes under the same key fail ("Shape mismatch in the collective
+    instance"). TensorFlow's own tests set ``_collective_key_base`` for this.
+    """
+    tf.distribute.MirroredStrategy._collective_key_base = 10_000 * next(_KEY_BASES)
+    return make_strategy(kind)
+
+
+def _trainer(kind="mirrored", *, optimizer="adam", learning_rate=1e-3, steps_per_loop=8,
+             **kwargs):
+    distribution = _strategy(kind)
+    keras.utils.set_random_seed(0)
+    with distribution.strategy.scope():
+        model = build_model("mlp", input_shape=DIGITS.input_shape, num_classes=10)
+    return Trainer(distribution, model=model, optimizer=optimizer, learning_rate=learning_rate,
+                   global_batch_size=BATCH, steps_per_loop=steps_per_loop, **kwargs)
+
+
+def _train_fn(shuffle=False):
+    return make_dataset_fn(DIGITS, "train", global_batch_size=BATCH, training=True,
+                           shuffle=shuffle)
+
+
+def _weights(trainer):
+    return [w.numpy() for w in trainer.model.trainable_variables]
+
+
+def _components(variable):
+    return [c.numpy() for c in variable.value.values]
+
+
+def _local_sgd_reference(num_syncs, sync_every, learning_rate):
+    """Plain TensorFlow: two model copies, each SGD on its own batches, averaged every H."""
+    keras.utils.set_random_seed(0)
+    model = build_model("mlp", input_shape=DIGITS.input_shape, num_classes=10)
+    weights = [w.numpy() for w in model.trainable_variables]
+    context = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
+                                         num_replicas_in_sync=2)
+    batches = iter(_train_fn()(context))  # Element 2k goes to replica 0, 2k+1 to replica 1.
+    for _ in range(num_syncs):
+        replicas = [[w.copy() for w in weights] for _ in range(2)]
+        for _ in range(sync_every):
+            for replica in replicas:
+                features, labels = next(batches)
+                for variable, value in zip(model.trainable_variables, replica):
+                    variable.assign(value)
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+                        labels, model(features), from_logits=True))
+                grads = tape.gradient(loss, model.trainable_variables)
+                for i, g in enumerate(grads):
+                    replica[i] = replica[i] - learning_rate * g.numpy()
+        weights = [(a + b) / 2 for a, b in zip(*replicas)]
+    return weights
+
+
+def test_sync_every_1_is_synchronous_training_bit_for_bit():
+    plain, explicit = _trainer(), _trainer(sync_every=1)
+    assert explicit.local_sgd is None
+    for trainer in (plain, explicit):
+        trainer.fit(_train_fn(shuffle=True), epochs=2, steps_per_epoch=23)
+    for a, b in zip(_weights(plain), _weights(explicit)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_each_replica_steps_alone_then_the_weights_are_averaged():
+    trainer = _trainer(optimizer="sgd", learning_rate=0.1, sync_every=3)
+    trainer.fit(_train_fn(), epochs=1, steps_per_epoch=6)
+    reference = _local_sgd_reference(num_syncs=2, sync_every=3, learning_rate=0.1)
+    synchronous = _trainer(optimizer="sgd", learning_rate=0.1)
+    synchronous.fit(_train_fn(), epochs=1, steps_per_epoch=6)
+    for ours, theirs, sync in zip(_weights(trainer), reference, _weights(synchronous)):
+        np.testing.assert_allclose(ours, theirs, atol=2e-6, rtol=0)
+    assert max(np.abs(a - b).max() for a, b in zip(reference, _weights(synchronous))) > 1e-4
+    for variable in trainer.model.trainable_variables:  # Replicas leave a sync identical.
+        first, second = _components(variable)
+        np.testing.assert_array_equal(first, second)
+
+
+def test_replicas_drift_apart_between_synchronisations():
+    trainer = _trainer(optimizer="sgd", learning_rate=0.1, sync_every=4)
+    train = iter(trainer.distribution.strategy.distribute_datasets_from_function(_train_fn()))
+    trainer._train_loop(train, tf.constant(3))  # Three local steps, no sync yet.
+    first, second = _components(trainer.model.trainable_variables[0])
+    assert np.abs(first - second).max() > 1e-4
+    trainer._train_loop(train, tf.constant(1))  # A second call reaches step 4: a sync.
+    first, second = _components(trainer.model.trainable_variables[0])
+    np.testing.assert_array_equal(first, second)
+    trainer._train_loop(train, tf.constant(2))
+    trainer.local_sgd.sync()  # What the trainer does at the end of an epoch.
+    for variable in trainer.model.trainable_variables + trainer.optimizer.variables:
+        first, second = _components(variable)
+        np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("outer, factor", [("nesterov", 0.7 * 1.9), ("sgd", 0.7)])
+def test_outer_step_moves_the_anchor_along_the_averaged_change(outer, factor):
+    """One sync: new = anchor - lr * update; update = g (+ mu g, Nesterov); g = anchor - mean."""
+    start = _weights(_trainer(optimizer="sgd", learning_rate=0.1))
+    diloco = _trainer(optimizer="sgd", learning_rate=0.1, sync_every=3, outer_optimizer=outer)
+    diloco.fit(_train_fn(), epochs=1, steps_per_epoch=3)
+    average = _local_sgd_reference(num_syncs=1, sync_every=3, learning_rate=0.1)
+    for ours, anchor, mean in zip(_weights(diloco), start, average):
+        np.testing.assert_allclose(ours, anchor - factor * (anchor - mean), atol=2e-6, rtol=0)
+
+
+def test_outer_sgd_with_rate_1_and_no_momentum_is_plain_averaging():
+    averaging = _trainer(sync_every=4)
+    outer = _trainer(sync_every=4, outer_optimizer="sgd", outer_learning_rate=1.0,
+                     outer_momentum=0.0)
+    for trainer in (averaging, outer):
+        trainer.fit(_train_fn(shuffle=True), epochs=2, steps_per_epoch=23)
+    for a, b in zip(_weights(averaging), _weights(outer)):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_local_sgd_and_diloco_learn_digits():
+    validation = make_dataset_fn(DIGITS, "validation", global_batch_size=BATCH, training=False)
+    for kwargs in ({"sync_every": 8}, {"sync_every": 32, "outer_optimizer": "nesterov"}):
+        trainer = _trainer(**kwargs)
+        history = trainer.fit(_train_fn(shuffle=True), epochs=12, steps_per_epoch=23,
+                              validation_fn=validation)
+        assert history.epochs[-1].val_accuracy >= 0.93, kwargs
+
+
+class _SigtermAt(Callback):
+    """Sends this process SIGTERM once, when a loop call ends at or after ``step``."""
+
+    def __init__(self, step):
+        self.at, self.done = step, False
+
+    def on_loop_end(self, loop):
+        if loop.step >= self.at and not self.done:
+            self.done = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_preemption_saves_at_a_sync_point_and_resume_is_exact(tmp_path):
+    settings = dict(sync_every=4, outer_optimizer="nesterov", steps_per_loop=3)
+    reference = _trainer(**settings)
+    reference.fit(_train_fn(shuffle=True), epochs=2, steps_per_epoch=23)
+    stopped = _trainer(**settings, callbacks=[_SigtermAt(29)])
+    with pytest.raises(Preempted) as preempted:
+        stopped.fit(_train_fn(shuffle=True), epochs=2, steps_per_epoch=23,
+                    model_dir=str(tmp_path), checkpoint_every_steps=8)
+    # In epoch 2 calls end at 24, 27, 28, 31, 32; the SIGTERM after the call that ends at 31
+    # (inside a segment) stops the run at 32, the next sync point.
+    assert preempted.value.step == 32
+    resumed = _trainer(**settings)
+    history = resumed.fit(_train_fn(shuffle=True), epochs=2, steps_per_epoch=23,
+                          model_dir=str(tmp_path), checkpoint_every_steps=8)
+    assert history.restored_from.endswith("ckpt-32") and history.final_step == 46
+    for a, b in zip(_weights(reference), _weights(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_segments_end_at_sync_points():
+    # A call syncs inside at each multiple of H it passes; it ends at the end (where the
+    # trainer syncs) or, short of it, at the last multiple of H within steps_per_loop.
+    assert plan_segments(23, 23, steps_per_loop=32, sync_every=8) == [[23]]
+    assert plan_segments(0, 40, steps_per_loop=20, sync_every=8) == [[16], [16], [8]]
+    # H beyond steps_per_loop: calls of steps_per_loop grouped until the sync point.
+    assert plan_segments(0, 70, steps_per_loop=10, sync_every=32) == [
+        [10, 10, 10, 2], [10, 10, 10, 8]]
+    # Checkpoints (multiples of H) cut segments too; H=1 is one call per segment.
+    assert plan_segments(0, 20, steps_per_loop=32, sync_every=4, checkpoint_every=8) == [
+        [8], [8], [4]]
+    assert plan_segments(0, 10, steps_per_loop=4, sync_every=1) == [[4], [4], [2]]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"sync_every": 0}, r"sync_every \(0\) must be a whole number of steps of at least 1"),
+    ({"outer_optimizer": "adam"}, r"Unknown outer_optimizer 'adam'.*none, sgd, nesterov"),
+    ({"outer_momentum": 1.0}, r"outer_momentum \(1.0\) must be at least 0 and below 1"),
+])
+def test_local_sgd_settings_are_checked(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        LocalSGDConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"strategy": "parameter_server", "num_ps": 1, "sync_every": 8},
+     r"sync_every \(8\).*synchronous strategies.*--strategy=multi_worker"),
+    ({"sync_every": 8, "checkpoint_every_steps": 20, "model_dir": "m"},
+     r"checkpoint_every_steps \(20\) must be a multiple of sync_every \(8\).*16 or 24"),
+    ({"sync_every": 8, "grad_compression": "fp16"}, r"grad_compression \('fp16'\).*drop"),
+    ({"sync_every": 8, "mixed_precision": "mixed_float16"}, r"mixed_float16.*mixed_bfloat16"),
+])
+def test_train_config_rejects_what_local_sgd_cannot_do(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_trainer_rejects_loss_scaling_and_checkpoints_off_sync_points(tmp_path):
+    distribution = _strategy("mirrored")
+    with distribution.strategy.scope():
+        model = build_model("mlp", input_shape=DIGITS.input_shape, num_classes=10)
+        scaled = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD())
+    with pytest.raises(ConfigError, match=r"LossScaleOptimizer.*mixed_bfloat16"):
+        Trainer(distribution, model=model, optimizer=scaled, global_batch_size=BATCH,
+                sync_every=4)
+    trainer = _trainer(sync_every=4)
+    with pytest.raises(ConfigError, match=r"checkpoint_every_steps \(6\) must be a multiple"):
+        trainer.fit(_train_fn(), epochs=1, steps_per_epoch=8, model_dir=str(tmp_path),
+                    checkpoint_every_steps=6)

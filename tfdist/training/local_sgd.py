@@ -1,0 +1,248 @@
+"""Local SGD with periodic model averaging, and the DiLoCo outer step.
+
+Owns what changes when replicas synchronise every `sync_every` (H) steps
+instead of every step: each replica applies its own gradients (no all-reduce),
+so the components of each mirrored variable drift apart; every H steps one
+all-reduce (MEAN) averages them again. With an outer optimizer (DiLoCo,
+Douillard et al., 2023) the average is not taken as is: `anchor - average`
+is an outer gradient, applied to the last synchronised weights (the anchor) by
+SGD or Nesterov momentum.
+
+How it works under `mirrored` and `multi_worker`: Keras 3 creates weights
+and optimizer slots with aggregation `none`, so an update made in replica
+context (or in the optimizer's per-device update) writes only that replica's
+component. The trainer's gradient all-reduce is what normally keeps them
+equal; here a `LocalGradients` reducer takes its place (it only rescales the
+replica's gradient to the mean over its own batch), and `LocalSGD.sync`
+reads each replica's components, all-reduces them in one call and writes the
+result back to every component.
+
+Optimizer slots (Adam's moments, momentum) are averaged with the weights at
+every synchronisation. A checkpoint stores one copy of a mirrored variable, so
+with slots kept local a resumed run would start every replica from the first
+replica's slots and differ from the run it resumes; averaged, all replicas
+leave a synchronisation identical and a checkpoint there holds the whole
+state. It costs bytes in the one all-reduce, and bytes are not the limit on
+these links (latency is: FACTS.md). The DiLoCo outer momentum is checkpointed;
+the anchor equals the weights at every synchronisation point, so it is set from
+them when `fit` starts.
+
+Synchronisation points are the multiples of H and the end of each epoch (so
+validation, epoch checkpoints and the exported model see one model). Loop calls
+end only at synchronisation points or inside a segment that does
+(`segments`), so checkpoints and preemption stops land where the replicas
+agree, and an exact resume stays exact. The loops and epochs belong to
+`trainer`, the per-replica step to `step`.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import keras
+import tensorflow as tf
+
+from tfdist.config import ConfigError, LocalSGDConfig
+from tfdist.distribute.communication import collective_options
+
+
+class LocalGradients:
+    """Stands in for `GradientReducer`: a replica's gradients, not summed with others.
+
+    The step averages the loss over the global batch, so a replica's gradient is
+    `1 / num_replicas` of the mean over its own batch; this scales it back.
+    """
+
+    bytes_per_step = 0
+
+    def __init__(self, num_replicas: int):
+        self._factor = float(num_replicas)
+
+    def __call__(self, gradients):
+        if self._factor == 1.0:
+            return list(gradients)
+        return [_scaled(g, self._factor) for g in gradients]
+
+
+def _scaled(gradient, factor):
+    if gradient is None:
+        return None
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
+
+
+def _local_copy(variable, name: str) -> tf.Variable:
+    """A mirrored variable like `variable` whose replica-context writes stay local."""
+    return tf.Variable(tf.zeros(variable.shape, variable.dtype), trainable=False, name=name,
+                       aggregation=tf.VariableAggregation.NONE)
+
+
+def _is_float(variable) -> bool:
+    return tf.as_dtype(variable.dtype).is_floating
+
+
+def check_local_sgd(config: LocalSGDConfig, *, is_async: bool, optimizer,
+                    grad_compression: str) -> None:
+    """Raises ConfigError when `config` cannot run with these settings."""
+    what = f"sync_every ({config.sync_every}), outer_optimizer ({config.outer_optimizer!r})"
+    if is_async:
+        raise ConfigError(
+            f"{what} are for strategy='mirrored' or 'multi_worker'; parameter_server workers "
+            "already step without waiting for each other. Drop them or use "
+            "strategy='multi_worker'.")
+    if grad_compression != "none":
+        raise ConfigError(
+            f"grad_compression ({grad_compression!r}) compresses the gradient all-reduce, which "
+            f"{what} replace by averaging the weights in full precision; drop grad_compression.")
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        raise ConfigError(
+            f"{what} cannot run with a LossScaleOptimizer (mixed_float16): its loss scale must "
+            "be agreed at every step; use mixed_bfloat16 or float32.")
+
+
+class LocalSGD:
+    """Averages the replicas' weights (and slots) every `sync_every` steps.
+
+    Build it in the strategy's scope, after the optimizer is built.
+
+    Args:
+      config: the settings (`config.enabled` must be true).
+      strategy: the sync strategy the model was built under.
+      model: the Keras model.
+      optimizer: the built Keras optimizer.
+      communication: collective options of the averaging all-reduce.
+    """
+
+    def __init__(self, config: LocalSGDConfig, *, strategy, model, optimizer, communication):
+        self.config = config
+        self.sync_every = config.sync_every
+        self.reducer = LocalGradients(strategy.num_replicas_in_sync)
+        self._strategy = strategy
+        self._options = collective_options(communication)
+        self._trainable = list(model.trainable_variables)
+        trainable_ids = {id(v) for v in self._trainable}
+        self._others = [v for v in model.variables
+                        if id(v) not in trainable_ids and _is_float(v)]
+        # Slots: Keras creates them with aggregation "none"; iterations and the learning
+        # rate are "only_first_replica" and equal on every replica anyway.
+        self._others += [v for v in optimizer.variables
+                         if v.aggregation == "none" and _is_float(v)]
+        self._anchors: List[tf.Variable] = []
+        self._momenta: List[tf.Variable] = []
+        if config.outer_optimizer != "none":
+            self._anchors = [_local_copy(v, f"outer_anchor_{i}")
+                             for i, v in enumerate(self._trainable)]
+            self._momenta = [_local_copy(v, f"outer_momentum_{i}")
+                             for i, v in enumerate(self._trainable)]
+        # The optimizer step the loop is at: set by `start`, advanced by `loop`.
+        self._position = tf.Variable(0, dtype=tf.int64, trainable=False, name="local_sgd_step")
+        self._sync_fn = tf.function(lambda: strategy.run(self._sync_replica))
+        self._start_fn = tf.function(lambda: strategy.run(self._start_replica))
+
+    @property
+    def state(self) -> Optional[tf.train.Checkpoint]:
+        """What a checkpoint must hold beyond model and optimizer (None: nothing)."""
+        return tf.train.Checkpoint(momenta=self._momenta) if self._momenta else None
+
+    # ----- in replica context -------------------------------------------------------------
+    def _start_replica(self):
+        for anchor, weight in zip(self._anchors, self._trainable):
+            anchor.assign(tf.identity(weight.value))
+
+    def _sync_replica(self):
+        context = tf.distribute.get_replica_context()
+        variables = self._trainable + self._others
+        local = [tf.identity(v.value) for v in variables]  # This replica's components.
+        means = context.all_reduce(tf.distribute.ReduceOp.MEAN, local, options=self._options)
+        count = len(self._trainable)
+        if self._anchors:
+            means[:count] = [self._outer_step(i, mean) for i, mean in enumerate(means[:count])]
+        for variable, mean in zip(variables, means):
+            variable.assign(mean)
+
+    def _outer_step(self, index: int, mean):
+        """DiLoCo: the anchor moved by the outer optimizer along `anchor - mean`."""
+        anchor, momentum = self._anchors[index], self._momenta[index]
+        outer_gradient = tf.identity(anchor.value()) - mean
+        mu = self.config.outer_momentum
+        velocity = mu * momentum.value() + outer_gradient
+        momentum.assign(velocity)
+        if self.config.outer_optimizer == "nesterov":
+            update = outer_gradient + mu * velocity
+        else:
+            update = velocity
+        new = anchor.value() - self.config.outer_learning_rate * update
+        anchor.assign(new)
+        return new
+
+    # ----- called by the trainer ----------------------------------------------------------
+    def start(self, step: int) -> None:
+        """Call when `fit` starts at `step` (after a restore): sets position and anchors."""
+        self._position.assign(step)
+        if self._anchors:
+            self._start_fn()
+
+    def sync(self) -> None:
+        """Averages now (every task must call it: it is a collective)."""
+        self._sync_fn()
+
+    def settle(self, step: int) -> None:
+        """After a segment that ended at `step`: syncs unless the loop just did."""
+        if step % self.sync_every:
+            self.sync()
+
+    def loop(self, steps, iterator, num_updates, totals_variable) -> None:
+        """`num_updates` local updates, averaging at multiples of H.
+
+        `steps` is the trainer's `StepFunctions` built with `self.reducer`; runs
+        inside the trainer's `tf.function`.
+        """
+        every = tf.constant(self.sync_every, tf.int64)
+        first = self._position.read_value()
+        total = tf.cast(num_updates, tf.int64)
+        done = tf.constant(0, tf.int64)
+        while done < total:
+            chunk = tf.minimum(total - done, every - (first + done) % every)
+            steps.sync_loop(iterator, chunk, totals_variable)
+            done += chunk
+            self._position.assign(first + done)
+            if (first + done) % every == 0:
+                self._strategy.run(self._sync_replica)
+
+    def segments(self, first_step: int, steps: int, checkpoint_every: Optional[int],
+                 steps_per_loop: int) -> List[List[int]]:
+        """Loop-call sizes for `steps` steps from `first_step`, grouped into segments.
+
+        Each segment ends at a synchronisation point (a multiple of `sync_every`, or
+        the end, where the trainer calls `settle`), and so at every multiple of
+        `checkpoint_every` (itself a multiple of `sync_every`). A call has at most
+        `steps_per_loop` steps and, when a synchronisation point lies within that
+        reach, ends at the last one, so the trainer checks for preemption there.
+        """
+        return plan_segments(first_step, steps, steps_per_loop=steps_per_loop,
+                             sync_every=self.sync_every, checkpoint_every=checkpoint_every)
+
+
+def plan_segments(first_step: int, steps: int, *, steps_per_loop: int, sync_every: int,
+                  checkpoint_every: Optional[int] = None) -> List[List[int]]:
+    """See `LocalSGD.segments`; with `sync_every=1`, one call per segment as usual."""
+    if checkpoint_every and checkpoint_every % sync_every:
+        raise ConfigError(
+            f"checkpoint_every_steps ({checkpoint_every}) must be a multiple of sync_every "
+            f"({sync_every}): checkpoints are taken where the replicas agree.")
+    segments, current = [], []
+    step, last = first_step, first_step + steps
+    while step < last:
+        stop = last
+        if checkpoint_every:
+            stop = min(last, (step // checkpoint_every + 1) * checkpoint_every)
+        end = min(stop, step + steps_per_loop)
+        if end < stop and end // sync_every * sync_every > step:
+            end = end // sync_every * sync_every
+        current.append(end - step)
+        step = end
+        if step % sync_every == 0 or step == stop:
+            segments.append(current)
+            current = []
+    return segments
