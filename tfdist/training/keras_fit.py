@@ -73,6 +73,7 @@ class _TrainerKey:
     steps_per_loop: int
     grad_accum_steps: int
     communication: CommunicationConfig
+    local_sgd: tuple = (1, "none", 0.7, 0.9)
 
 
 def _check_compiled(model: keras.Model, what: str) -> None:
@@ -85,9 +86,9 @@ def _check_compiled(model: keras.Model, what: str) -> None:
 
 
 def _trainer(model, distribution, *, global_batch_size, steps_per_loop, grad_accum_steps,
-             communication, callbacks=()) -> Trainer:
+             communication, callbacks=(), local_sgd=(1, "none", 0.7, 0.9)) -> Trainer:
     key = _TrainerKey(id(distribution.strategy), global_batch_size, steps_per_loop,
-                      grad_accum_steps, communication)
+                      grad_accum_steps, communication, tuple(local_sgd))
     cached = getattr(model, "_tfdist_trainer", None)
     if cached is not None and cached[0] == key:
         trainer = cached[1]
@@ -179,7 +180,9 @@ def fit(model: keras.Model, x=None, y=None, *, batch_size: Optional[int] = None,
         checkpoint_every_steps: Optional[int] = None, keep_checkpoints: int = 3,
         steps_per_loop: int = 32, grad_accum_steps: int = 1,
         communication: Optional[CommunicationConfig] = None, shard_policy: str = "auto",
-        seed: int = 0) -> keras.callbacks.History:
+        seed: int = 0, sync_every: int = 1, outer_optimizer: str = "none",
+        outer_learning_rate: float = 0.7,
+        outer_momentum: float = 0.9) -> keras.callbacks.History:
     """Trains a compiled Keras model as `model.fit` would, under its tfdist strategy.
 
     Arguments up to `validation_freq` are Keras' (`batch_size` is the global batch;
@@ -199,6 +202,9 @@ def fit(model: keras.Model, x=None, y=None, *, batch_size: Optional[int] = None,
       communication: gradient compression and collective options (sync strategies).
       shard_policy: how workers split the arrays (`tfdist.data.sharding`).
       seed: the shuffling seed (each epoch reshuffles, deterministically).
+      sync_every, outer_optimizer, outer_learning_rate, outer_momentum: local SGD and the
+        DiLoCo outer step (`mirrored`, `multi_worker`): replicas take `sync_every` steps
+        alone, then average (`tfdist.training.local_sgd`).
 
     Returns:
       A `keras.callbacks.History` (also `model.history`); `history.tfdist` holds
@@ -230,7 +236,9 @@ def fit(model: keras.Model, x=None, y=None, *, batch_size: Optional[int] = None,
         hooks.append(Summaries(tensorboard_dir(model_dir)))
     trainer = _trainer(model, distribution, global_batch_size=batch,
                        steps_per_loop=steps_per_loop, grad_accum_steps=grad_accum_steps,
-                       communication=communication or CommunicationConfig(), callbacks=hooks)
+                       communication=communication or CommunicationConfig(), callbacks=hooks,
+                       local_sgd=(sync_every, outer_optimizer, outer_learning_rate,
+                                  outer_momentum))
     if not model_dir:  # A new fit starts at initial_epoch, as Keras' does.
         trainer.epoch.assign(initial_epoch)
         trainer.step.assign(initial_epoch * steps)

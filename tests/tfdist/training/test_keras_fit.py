@@ -186,3 +186,12 @@ def test_the_compiled_optimizer_is_the_one_that_trains(dist):
     tfdist.fit(model, X[:640], Y[:640], batch_size=64, epochs=1, verbose=0,
                callbacks=[keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.5)])
     assert not np.array_equal(before[0], model.trainable_weights[0].numpy())
+
+
+def test_local_sgd_through_fit(dist):
+    model = _mlp(dist)
+    history = tfdist.fit(model, X[:1500], Y[:1500], batch_size=64, epochs=8, verbose=0,
+                         validation_split=0.2, sync_every=4, outer_optimizer="nesterov")
+    assert history.history["val_accuracy"][-1] > 0.8
+    replicas = dist.strategy.experimental_local_results(model.trainable_weights[0].value)
+    np.testing.assert_array_equal(replicas[0].numpy(), replicas[1].numpy())  # Synced.
