@@ -47,7 +47,7 @@ def check_own_steps(model: keras.Model, distribution, grad_accum_steps: int,
 
 
 def compiled_logs(model: keras.Model, totals, *, metrics_updated: bool = True,
-                  loss_from_totals: bool = False) -> dict:
+                  loss_from_totals: bool = False, read=None) -> dict:
     """The model's metric results as Keras logs them (`loss` first), as floats.
 
     Args:
@@ -63,7 +63,7 @@ def compiled_logs(model: keras.Model, totals, *, metrics_updated: bool = True,
     if not metrics_updated:
         return {"loss": loss_sum / count if count else 0.0}
     logs = {}
-    for name, value in model.get_metrics_result().items():
+    for name, value in (read or model.get_metrics_result)().items():
         value = np.asarray(value)
         logs[name] = float(value) if value.size == 1 else value.tolist()
     if ("loss" not in logs or loss_from_totals) and count:

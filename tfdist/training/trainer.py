@@ -173,6 +173,10 @@ class Trainer:
             own_steps=own_steps)
         self._accuracy = accuracy
         self._stop_vote = StopVote(distribution)
+        # Under multi_worker a metric read is a collective: compiled once, not run eagerly.
+        self._read_metrics = (tf.function(model.get_metrics_result)
+                              if distribution.num_workers > 1 and not distribution.is_async
+                              else model.get_metrics_result)
         if distribution.is_async:
             self._train_loop = tf.function(self.steps.async_loop)
             self._eval_loop = tf.function(self.steps.local_eval)
@@ -244,7 +248,7 @@ class Trainer:
     def _batch_logs(self, totals) -> dict:
         """The logs Keras callbacks get at a batch's end: the epoch's metrics so far."""
         if self.compiled:
-            return compiled_logs(self.model, totals,
+            return compiled_logs(self.model, totals, read=self._read_metrics,
                                  loss_from_totals=self.distribution.is_async,
                                  metrics_updated=bool(self.steps.async_metric_variables())
                                  or not self.distribution.is_async)
@@ -306,7 +310,7 @@ class Trainer:
 
     def _eval_logs(self, totals) -> dict:
         if self.compiled:
-            return compiled_logs(self.model, totals)
+            return compiled_logs(self.model, totals, read=self._read_metrics)
         logs = {"loss": _ratio(totals[0], totals[2])}
         if self._accuracy:
             logs["accuracy"] = _ratio(totals[1], totals[2])

@@ -195,3 +195,14 @@ def test_local_sgd_through_fit(dist):
     assert history.history["val_accuracy"][-1] > 0.8
     replicas = dist.strategy.experimental_local_results(model.trainable_weights[0].value)
     np.testing.assert_array_equal(replicas[0].numpy(), replicas[1].numpy())  # Synced.
+
+
+def test_a_model_built_outside_any_scope_trains_on_one_device():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    history = tfdist.fit(model, X[:640], Y[:640], batch_size=64, epochs=2, verbose=0)
+    assert len(history.history["accuracy"]) == 2
+    assert tfdist.predict(model, X[:10], batch_size=4).shape == (10, 10)
