@@ -152,9 +152,9 @@ _COLLECTIVE_TIMEOUT = flags.DEFINE_float(
 _SYNC_EVERY = flags.DEFINE_integer(
     "sync_every", 1,
     "Local SGD for mirrored and multi_worker: each replica takes this many optimizer steps "
-    "on its own batches with no gradient all-reduce, then the replicas average weights and "
-    "optimizer slots in one all-reduce (also at each epoch end), so synchronisations fall "
-    "this many times. 1: synchronous training. --checkpoint_every_steps must be a multiple; "
+    "on its own batches with no gradient all-reduce, then the replicas average their weights "
+    "in one all-reduce (also at each epoch end; optimizer slots at the end of each loop "
+    "call), so synchronisations fall this many times. 1: synchronous training. --checkpoint_every_steps must be a multiple; "
     "see --outer_optimizer.", lower_bound=1)
 _OUTER_OPTIMIZER = flags.DEFINE_enum(
     "outer_optimizer", "none", OUTER_OPTIMIZERS,

@@ -17,15 +17,18 @@ replica's gradient to the mean over its own batch), and `LocalSGD.sync`
 reads each replica's components, all-reduces them in one call and writes the
 result back to every component.
 
-Optimizer slots (Adam's moments, momentum) are averaged with the weights at
-every synchronisation. A checkpoint stores one copy of a mirrored variable, so
-with slots kept local a resumed run would start every replica from the first
-replica's slots and differ from the run it resumes; averaged, all replicas
-leave a synchronisation identical and a checkpoint there holds the whole
-state. It costs bytes in the one all-reduce, and bytes are not the limit on
-these links (latency is: FACTS.md). The DiLoCo outer momentum is checkpointed;
-the anchor equals the weights at every synchronisation point, so it is set from
-them when `fit` starts.
+Optimizer slots (Adam's moments, momentum) stay local between syncs and are
+averaged at the end of every segment (`segments`: at most `steps_per_loop`
+steps, rounded to a multiple of H, and at every epoch end), the only places a
+checkpoint or a preemption stop can happen. A checkpoint stores one copy of a
+mirrored variable, so with slots never averaged a resumed run would start every
+replica from the first replica's slots and differ from the run it resumes;
+averaged there, a checkpoint holds the whole state and resume stays exact. Not
+at every sync, because bytes count at these sizes: one all-reduce of the MLP's
+weights takes 3.2 ms on loopback here, with Adam's two slots 7.4 ms
+(`benchmarks/collective_latency.py`). The DiLoCo outer momentum is
+checkpointed; the anchor equals the weights at every synchronisation point, so
+it is set from them when `fit` starts.
 
 Synchronisation points are the multiples of H and the end of each epoch (so
 validation, epoch checkpoints and the exported model see one model). Loop calls
@@ -126,8 +129,8 @@ class LocalSGD:
                         if id(v) not in trainable_ids and _is_float(v)]
         # Slots: Keras creates them with aggregation "none"; iterations and the learning
         # rate are "only_first_replica" and equal on every replica anyway.
-        self._others += [v for v in optimizer.variables
-                         if v.aggregation == "none" and _is_float(v)]
+        self._slots = [v for v in optimizer.variables
+                       if v.aggregation == "none" and _is_float(v)]
         self._anchors: List[tf.Variable] = []
         self._momenta: List[tf.Variable] = []
         if config.outer_optimizer != "none":
@@ -137,7 +140,8 @@ class LocalSGD:
                              for i, v in enumerate(self._trainable)]
         # The optimizer step the loop is at: set by `start`, advanced by `loop`.
         self._position = tf.Variable(0, dtype=tf.int64, trainable=False, name="local_sgd_step")
-        self._sync_fn = tf.function(lambda: strategy.run(self._sync_replica))
+        self._sync_fn = tf.function(lambda: strategy.run(self._sync_replica, args=(True,)))
+        self._slots_fn = tf.function(lambda: strategy.run(self._average_slots))
         self._start_fn = tf.function(lambda: strategy.run(self._start_replica))
 
     @property
@@ -150,11 +154,19 @@ class LocalSGD:
         for anchor, weight in zip(self._anchors, self._trainable):
             anchor.assign(tf.identity(weight.value))
 
-    def _sync_replica(self):
+    def _mean(self, variables):
+        """The MEAN over replicas of each variable's component on this replica."""
         context = tf.distribute.get_replica_context()
-        variables = self._trainable + self._others
         local = [tf.identity(v.value) for v in variables]  # This replica's components.
-        means = context.all_reduce(tf.distribute.ReduceOp.MEAN, local, options=self._options)
+        return context.all_reduce(tf.distribute.ReduceOp.MEAN, local, options=self._options)
+
+    def _average_slots(self):
+        for slot, mean in zip(self._slots, self._mean(self._slots) if self._slots else ()):
+            slot.assign(mean)
+
+    def _sync_replica(self, with_slots: bool = False):
+        variables = self._trainable + self._others + (self._slots if with_slots else [])
+        means = self._mean(variables)
         count = len(self._trainable)
         if self._anchors:
             means[:count] = [self._outer_step(i, mean) for i, mean in enumerate(means[:count])]
@@ -184,13 +196,19 @@ class LocalSGD:
             self._start_fn()
 
     def sync(self) -> None:
-        """Averages now (every task must call it: it is a collective)."""
+        """Averages weights and slots now (every task must call it: it is a collective)."""
         self._sync_fn()
 
     def settle(self, step: int) -> None:
-        """After a segment that ended at `step`: syncs unless the loop just did."""
+        """After a segment that ended at `step`: the replicas leave it identical.
+
+        The loop synced the weights if `step` is a multiple of H; the slots are
+        averaged here in any case (a collective: every task calls it).
+        """
         if step % self.sync_every:
             self.sync()
+        elif self._slots:
+            self._slots_fn()
 
     def loop(self, steps, iterator, num_updates, totals_variable) -> None:
         """`num_updates` local updates, averaging at multiples of H.

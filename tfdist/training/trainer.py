@@ -86,9 +86,9 @@ class Trainer:
       callbacks: `tfdist.training.callbacks.Callback` objects, called on every task.
       sync_every: local SGD (`mirrored`, `multi_worker`): each replica takes this
         many optimizer steps on its own batches, without a gradient all-reduce, then
-        the replicas average weights and optimizer slots in one all-reduce (and at the
-        end of each epoch). 1 is synchronous training. See
-        `tfdist.training.local_sgd`.
+        the replicas average their weights in one all-reduce (and at the end of each
+        epoch); optimizer slots are averaged at the end of each loop segment. 1 is
+        synchronous training. See `tfdist.training.local_sgd`.
       outer_optimizer: `none`, `sgd` or `nesterov`: the DiLoCo outer step applied
         at each synchronisation, with `outer_learning_rate` and `outer_momentum`.
     """

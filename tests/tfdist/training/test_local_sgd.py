@@ -127,6 +127,18 @@ def test_replicas_drift_apart_between_synchronisations():
         np.testing.assert_array_equal(first, second)
 
 
+def test_slots_stay_local_between_syncs_and_are_averaged_at_segment_ends():
+    trainer = _trainer(sync_every=2)  # Adam: two slots per weight.
+    train = iter(trainer.distribution.strategy.distribute_datasets_from_function(_train_fn()))
+    trainer._train_loop(train, tf.constant(4))  # Syncs the weights at steps 2 and 4.
+    kernel, momentum = trainer.model.trainable_variables[0], trainer.optimizer.variables[2]
+    np.testing.assert_array_equal(*_components(kernel))
+    assert np.abs(np.subtract(*_components(momentum))).max() > 1e-6
+    trainer.local_sgd.settle(4)  # What the trainer does at the end of a segment.
+    for variable in trainer.optimizer.variables:
+        np.testing.assert_array_equal(*_components(variable))
+
+
 @pytest.mark.parametrize("outer, factor", [("nesterov", 0.7 * 1.9), ("sgd", 0.7)])
 def test_outer_step_moves_the_anchor_along_the_averaged_change(outer, factor):
     """One sync: new = anchor - lr * update; update = g (+ mu g, Nesterov); g = anchor - mean."""
