@@ -7,6 +7,8 @@ human-readable report. It starts and inspects no process.
 import dataclasses
 import signal
 
+from launch.noise import is_noise
+
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
@@ -117,7 +119,8 @@ class LaunchResult:
             extra = f"  ({', '.join(notes)})" if notes else ""
             lines.append(f"  {task.name:<{width}}  {pid:<10}  {task.describe()}{extra}")
         if self.root_cause is not None:
-            tail = self.root_cause.log_tail
+            # TensorFlow's start-up lines say nothing about why the task failed.
+            tail = [line for line in self.root_cause.log_tail if not is_noise(line)]
             if tail:
                 lines.append(f"last {_plural(len(tail), 'log line')} of {self.root_cause.name}:")
                 lines.extend(f"  {line}" for line in tail)

@@ -32,6 +32,6 @@ def test_fewer_files_than_workers_stops_the_cluster_with_one_line(tmp_path):
                              "--shard_policy=file", timeout=120)
     assert process.returncode == 2, explain(process)
     assert "failed with exit code 2 (root cause)" in process.stderr, explain(process)
-    assert ("error: shard_policy 'file' needs at least one file per input pipeline, but "
-            f"train_files ('{pattern}') has 1 file(s) for 2 input pipelines"
+    assert ("error: --shard_policy 'file' needs at least one file per input pipeline, but "
+            f"--train_files ('{pattern}') has 1 file(s) for 2 input pipelines"
             in process.stdout + process.stderr), explain(process)
