@@ -7,6 +7,9 @@ chief's port has been open and then stays closed. Computing TF_CONFIG is each
 engine's job; running a whole local cluster is `launch.local`'s.
 """
 
+from __future__ import annotations
+
+import os
 import signal
 import socket
 import subprocess
@@ -75,3 +78,28 @@ def serve_until_chief_exits(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return 128 - child.returncode if child.returncode < 0 else child.returncode
+
+
+def run_task(command: Sequence[str], env: Mapping[str, str], *, chief: str | None,
+             prog: str) -> int:
+    """Runs this task's `command` with `env`: execs it, or serves until the chief exits.
+
+    Args:
+        command: The user's command.
+        env: The task's environment (its TF_CONFIG included).
+        chief: The chief's address when this task is a parameter_server ps or worker
+            task, whose server runs until the chief is gone; None execs `command`.
+        prog: The entry point's name, for messages.
+
+    Returns:
+        The exit code (exec does not return; 127 when the command cannot run).
+    """
+    try:
+        if chief is not None:
+            return serve_until_chief_exits(command, env, chief, prog=prog)
+        os.execvpe(command[0], list(command), dict(env))
+    except OSError as error:
+        print(f"{prog}: error: cannot run {command[0]!r}: {error}", file=sys.stderr, flush=True)
+        return 127
+    return 0  # Not reached: execvpe replaces this process.
+

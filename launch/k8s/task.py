@@ -21,7 +21,7 @@ from typing import Sequence
 
 from launch.errors import LaunchError
 from launch.k8s.job import DEFAULT_PORT, pod_task_spec
-from launch.servers import serve_until_chief_exits
+from launch.servers import run_task
 from launch.tf_config import tf_config_json
 
 _PROG = "launch.k8s.task"
@@ -94,14 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{_PROG}: {_INDEX_VAR} {index} on {host} is {args.task_type}:{index} of a "
           f"{args.strategy} cluster at {cluster.jobs[args.task_type][index]}.",
           file=sys.stderr, flush=True)
-    try:
-        if args.strategy == "parameter_server" and args.task_type in ("ps", "worker"):
-            return serve_until_chief_exits(command, env, cluster.jobs["chief"][0], prog=_PROG)
-        os.execvpe(command[0], command, env)
-    except OSError as error:
-        print(f"{_PROG}: error: cannot run {command[0]!r}: {error}", file=sys.stderr, flush=True)
-        return 127
-    return 0  # Not reached: execvpe replaces this process.
+    serves = args.strategy == "parameter_server" and args.task_type in ("ps", "worker")
+    return run_task(command, env, chief=cluster.jobs["chief"][0] if serves else None,
+                    prog=_PROG)
 
 
 if __name__ == "__main__":

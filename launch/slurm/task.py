@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 from launch.errors import LaunchError
 from launch.gpus import assign_gpus, check_gpus_per_worker, visible_gpu_ids
-from launch.servers import port_open, serve_until_chief_exits  # noqa: F401 (the helpers' API)
+from launch.servers import port_open, run_task, serve_until_chief_exits  # noqa: F401 (the helpers' API)
 from launch.slurm.sbatch import DEFAULT_PORT_BASE, SLURM_STRATEGIES, SlurmTaskSpec, slurm_task_spec
 
 _PROG = "launch.slurm.task"
@@ -98,15 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = "the mirrored task" if spec.cluster is None else f"{spec.task_type}:{spec.index}"
     print(f"{_PROG}: SLURM_PROCID {os.environ['SLURM_PROCID']} on {spec.host} is {name} of "
           f"a {args.strategy} cluster.", file=sys.stderr, flush=True)
-    try:
-        if args.strategy == "parameter_server" and spec.task_type in ("ps", "worker"):
-            return serve_until_chief_exits(command, env, spec.cluster.jobs["chief"][0],
-                                           prog=_PROG)
-        os.execvpe(command[0], command, env)
-    except OSError as error:
-        print(f"{_PROG}: error: cannot run {command[0]!r}: {error}", file=sys.stderr, flush=True)
-        return 127
-    return 0  # Not reached: execvpe replaces this process.
+    serves = args.strategy == "parameter_server" and spec.task_type in ("ps", "worker")
+    return run_task(command, env, chief=spec.cluster.jobs["chief"][0] if serves else None,
+                    prog=_PROG)
 
 
 if __name__ == "__main__":
