@@ -56,6 +56,12 @@ def _non_negative_int(text: str) -> int:
     return int(text)
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer of at least 1")
+    return int(text)
+
+
 def _add_gpus_per_worker(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--gpus_per_worker", type=_non_negative_int, default=0,
@@ -95,6 +101,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="Host name or IPv4 address in every task's address.")
     parser.add_argument("--stop_timeout", type=_positive_seconds, default=10.0,
                         help="Seconds a task gets to exit after SIGTERM before SIGKILL.")
+    parser.add_argument(
+        "--max_restarts", type=_non_negative_int, default=0,
+        help="When a task fails, stop them all and start the cluster again (fresh ports, a "
+             "fresh TF_CONFIG), at most this many times; COMMAND resumes from its own "
+             "checkpoints. 0: the launch fails at the first failure.")
+    parser.add_argument(
+        "--min_workers", type=_positive_int, default=None,
+        help="--strategy=multi_worker only: when a worker fails again after --max_restarts "
+             "restarts, go on without it while at least this many workers remain (the "
+             "cluster is planned again with one worker fewer and gets --max_restarts "
+             "restarts of its own). Unset: the launch fails then.")
     parser.add_argument("--isolate_network", action=argparse.BooleanOptionalAction,
                         default=True,
                         help="Run every task in one private network namespace (loopback "
@@ -113,6 +130,8 @@ def _finish(report) -> int:
     """Prints the failed attempt's summary; returns the launch's exit code."""
     if report.exit_code:
         print(report.attempts[-1].summary(), file=sys.stderr, flush=True)
+        if report.restarts:
+            print(report.summary(), file=sys.stderr, flush=True)
     return report.exit_code
 
 
@@ -145,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "No command to launch: put it after '--', e.g. python -m launch "
                 "--strategy=multi_worker --num_workers=2 -- python train.py.")
         report = run_launch(local_spec(args, command, os.environ), announce=_announce,
-                            stop_timeout=args.stop_timeout)
+                            stop_timeout=args.stop_timeout, max_restarts=args.max_restarts,
+                            min_workers=args.min_workers)
     except (LaunchError, _UsageError) as error:
         print(f"launch: error: {error}", file=sys.stderr)
         return 2

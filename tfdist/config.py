@@ -11,6 +11,7 @@ command line can use it before TensorFlow starts. Reading TF_CONFIG belongs to
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Optional, Tuple
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "parameter_server")
@@ -267,6 +268,9 @@ class TrainConfig:
       checkpoint_every_steps: checkpoint every this many steps too (needs model_dir).
       keep_checkpoints: the newest checkpoints kept.
       max_restarts: a locally launched cluster is started again this many times at most.
+      min_workers: `multi_worker`, a locally launched cluster: when a worker's restarts
+        are spent, go on without it while at least this many workers remain (same
+        global batch, from the last checkpoint); None ends the job then.
       model_dir: checkpoints and the exported model go here; None keeps nothing.
       metrics_json: path of a JSON summary written by the chief; None writes none.
       profile_steps: `(first, last)` optimizer steps the chief traces with the
@@ -318,6 +322,7 @@ class TrainConfig:
     checkpoint_every_steps: Optional[int] = None
     keep_checkpoints: int = 3
     max_restarts: int = 0
+    min_workers: Optional[int] = None
     model_dir: Optional[str] = None
     metrics_json: Optional[str] = None
     profile_steps: Optional[Tuple[int, int]] = None
@@ -342,6 +347,7 @@ class TrainConfig:
                 f"checkpoint_every_steps ({self.checkpoint_every_steps}) needs somewhere to "
                 "write; pass --model_dir=DIR.")
         check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        self._check_min_workers()
         self._check_data()
         self.communication()  # Validates the communication fields.
         self._check_local_sgd()
@@ -370,6 +376,34 @@ class TrainConfig:
             raise ConfigError(
                 f"num_workers ({self.num_workers}) needs a multi-process strategy, not "
                 f"{self.strategy!r}; pass --strategy=multi_worker or --strategy=parameter_server.")
+
+    def _check_min_workers(self) -> None:
+        """`min_workers` fits the launch: multi_worker, at most num_workers, same global batch."""
+        if check_positive("min_workers", self.min_workers, allow_none=True) is None:
+            return
+        if self.launch_strategy() != "multi_worker" or self.strategy in ("one_device",
+                                                                          "mirrored"):
+            raise ConfigError(
+                f"min_workers ({self.min_workers}) is for strategy 'multi_worker', not "
+                f"{self.strategy!r}"
+                + (": a parameter_server worker is restarted in place while the others go on"
+                   if self.launch_strategy() == "parameter_server" else "")
+                + "; drop min_workers.")
+        workers = self.num_workers or 1
+        if self.min_workers > workers:
+            raise ConfigError(
+                f"min_workers ({self.min_workers}) must be at most num_workers ({workers}); "
+                f"pass min_workers={workers} or fewer.")
+        per_worker = max(1, self.gpus_per_worker)
+        counts = [n * per_worker for n in range(self.min_workers, workers + 1)]
+        bad = [n for n in counts if self.global_batch_size % n]
+        if bad:
+            every = math.lcm(*counts)
+            raise ConfigError(
+                f"global_batch_size ({self.global_batch_size}) must be divisible by the number "
+                f"of replicas of every cluster size from min_workers ({self.min_workers}) to "
+                f"num_workers ({workers}), since a smaller cluster keeps the global batch, "
+                f"but not by {bad[0]}; use {nearest_multiples(self.global_batch_size, every)}.")
 
     def _check_data(self) -> None:
         check_choice("shard_policy", self.shard_policy, SHARD_POLICIES)
@@ -471,6 +505,11 @@ class TrainConfig:
                     "pass num_ps=1, or set TF_CONFIG for a cluster you started.")
             return
         jobs = ", ".join(cluster.jobs)
+        if self.min_workers is not None:
+            raise ConfigError(
+                f"min_workers ({self.min_workers}) resizes a cluster tfdist launches itself, "
+                "not one given by TF_CONFIG (its engine, e.g. Slurm or Kubernetes, restarts "
+                "or resizes it); drop min_workers or unset TF_CONFIG.")
         if self.strategy == "multi_worker" and cluster.has_ps:
             raise ConfigError(
                 f"strategy 'multi_worker' cannot run in the TF_CONFIG cluster ({jobs}), which "

@@ -36,6 +36,14 @@ PSS = ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1"]
      "argument --stop_timeout: '0' is not a positive number of seconds"),
     (["--strategy=multi_worker", "--num_workers=1", "--bogus", "--", PY],
      "unrecognized arguments: --bogus"),
+    (["--strategy=multi_worker", "--num_workers=2", "--min_workers=0", "--", PY],
+     "argument --min_workers: '0' is not an integer of at least 1"),
+    (["--strategy=multi_worker", "--num_workers=2", "--max_restarts=-1", "--", PY],
+     "argument --max_restarts: '-1' is not an integer of at least 0"),
+    (["--strategy=multi_worker", "--num_workers=2", "--min_workers=3", "--", PY],
+     "min_workers (3) must be at most num_workers (2); pass --min_workers=2 or fewer."),
+    ([*PSS, "--min_workers=1", "--", PY],
+     "min_workers (1) is for strategy 'multi_worker', not 'parameter_server'"),
 ])
 def test_argument_errors_are_one_line_and_exit_2(capsys, argv, match):
     assert main(argv) == 2
@@ -57,6 +65,19 @@ def test_runs_the_command_on_every_worker(capsys):
     assert "[worker:0] {'type': 'worker', 'index': 0}" in captured.out
     assert "[worker:1] {'type': 'worker', 'index': 1}" in captured.out
     assert captured.err.startswith("launch: starting multi_worker cluster: worker:0 at localhost:")
+
+
+def test_min_workers_goes_on_with_the_workers_left(capsys):
+    code = ("import json, os, sys; c = json.loads(os.environ['TF_CONFIG']); "
+            "n = len(c['cluster']['worker']); sys.exit(7 if c['task']['index'] == 2 else 0)")
+
+    assert main(["--strategy=multi_worker", "--num_workers=3", "--max_restarts=1",
+                 "--min_workers=2", "--", PY, "-c", code]) == 0
+
+    captured = capsys.readouterr()
+    assert "restarting the cluster (1/1)" in captured.out
+    assert "going on without it with 2 of 3 workers (--min_workers=2)" in captured.out
+    assert captured.err.count("launch: starting multi_worker cluster") == 3
 
 
 def test_parameter_server_stops_servers_after_the_chief(capsys):

@@ -24,10 +24,28 @@ def test_defaults_are_valid():
     ({"gpus_per_worker": -1}, r"gpus_per_worker \(-1\) must be an integer of at least 0"),
     ({"strategy": "mirrored", "gpus_per_worker": 1},
      r"gpus_per_worker \(1\) is for worker processes, not strategy 'mirrored'; use --num_devices"),
+    ({"strategy": "multi_worker", "num_workers": 2, "min_workers": 3},
+     r"^min_workers \(3\) must be at most num_workers \(2\); pass min_workers=2 or fewer\.$"),
+    ({"strategy": "parameter_server", "num_workers": 2, "num_ps": 1, "min_workers": 1},
+     r"^min_workers \(1\) is for strategy 'multi_worker', not 'parameter_server': a "
+     r"parameter_server worker is restarted in place"),
+    ({"strategy": "multi_worker", "num_workers": 3, "min_workers": 0},
+     r"^min_workers \(0\) must be a positive number"),
+    ({"strategy": "multi_worker", "num_workers": 3, "min_workers": 2, "global_batch_size": 64},
+     r"^global_batch_size \(64\) must be divisible by the number of replicas of every cluster "
+     r"size from min_workers \(2\) to num_workers \(3\), .* but not by 3; use 60 or 66\.$"),
+    ({"strategy": "multi_worker", "num_workers": 2, "min_workers": 1, "gpus_per_worker": 2,
+      "global_batch_size": 6}, r"but not by 4; use 4 or 8\.$"),
 ])
 def test_bad_settings_name_the_value_and_fix(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**kwargs)
+
+
+def test_min_workers_with_a_batch_every_cluster_size_divides():
+    config = TrainConfig(strategy="multi_worker", num_workers=4, min_workers=2,
+                         global_batch_size=96)
+    assert config.min_workers == 2
 
 
 def test_per_replica_batch_names_valid_sizes():
@@ -96,6 +114,9 @@ def test_tf_config_gives_the_shape_and_given_counts_agree(kwargs):
      r"has only: worker; add them to TF_CONFIG or pass strategy='multi_worker'.$"),
     (dict(strategy="multi_worker", num_workers=3), {"chief": ["h:1"], "worker": ["h:2"]},
      r"num_workers \(3\) does not agree with TF_CONFIG, whose cluster has 2 worker\(s\)"),
+    (dict(strategy="multi_worker", min_workers=1), {"worker": ["h:1", "h:2"]},
+     r"^min_workers \(1\) resizes a cluster tfdist launches itself, not one given by "
+     r"TF_CONFIG .*; drop min_workers or unset TF_CONFIG\.$"),
 ])
 def test_settings_that_disagree_with_tf_config(kwargs, jobs, message):
     task = ("chief", 0) if "chief" in jobs else ("worker", 0)

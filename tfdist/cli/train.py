@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from typing import Sequence
 
 _STARTED_AT = time.time()
 
@@ -195,6 +196,13 @@ _MAX_RESTARTS = flags.DEFINE_integer(
     "When the trainer launches a local cluster: if a task fails, stop all, start the cluster "
     "again (it resumes from the latest checkpoint under --model_dir), at most this many "
     "times; then fail with a summary of every failure.", lower_bound=0)
+_MIN_WORKERS = flags.DEFINE_integer(
+    "min_workers", None,
+    "With --strategy=multi_worker and a local cluster: when a worker fails again after "
+    "--max_restarts restarts, go on without it while at least this many workers remain: the "
+    "cluster is planned again with one worker fewer and resumes from the latest checkpoint "
+    "with the same --global_batch_size (which every cluster size's replicas must divide), "
+    "with --max_restarts restarts of its own. Unset: the job fails then.", lower_bound=1)
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None,
     "Checkpoints go to MODEL_DIR/checkpoints each epoch (a rerun resumes from the latest) "
@@ -241,7 +249,8 @@ def config_from_flags() -> TrainConfig:
         outer_learning_rate=_OUTER_LEARNING_RATE.value, outer_momentum=_OUTER_MOMENTUM.value,
         ps_shards=_PS_SHARDS.value, isolate_network=_ISOLATE_NETWORK.value,
         checkpoint_every_steps=_CHECKPOINT_EVERY_STEPS.value,
-        keep_checkpoints=_KEEP_CHECKPOINTS.value, max_restarts=_MAX_RESTARTS.value)
+        keep_checkpoints=_KEEP_CHECKPOINTS.value, max_restarts=_MAX_RESTARTS.value,
+        min_workers=_MIN_WORKERS.value)
 
 
 def _plan_data_service(config: TrainConfig):
@@ -254,27 +263,51 @@ def _plan_data_service(config: TrainConfig):
                              num_workers=config.data_service_workers, base_env=dict(os.environ))
 
 
+def without_flag(args: Sequence[str], name: str) -> list[str]:
+    """`args` without absl flag `name` in any spelling: --name=V, -name=V, --name V, -name V."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in (f"--{name}", f"-{name}"):
+            skip = True
+        elif not arg.startswith((f"--{name}=", f"-{name}=")):
+            kept.append(arg)
+    return kept
+
+
+def _task_command(argv, service, num_workers: int) -> list[str]:
+    """A launched task's command: the user's flags (less the launcher's --min_workers), the
+    tf.data service's address, and this attempt's --num_workers (the last one wins)."""
+    return [sys.executable, "-m", "tfdist.train", *without_flag(argv[1:], "min_workers"),
+            *(service.trainer_args if service else ()), f"--num_workers={num_workers}"]
+
+
 def _launch_local_cluster(config: TrainConfig, argv) -> int:
     from launch import LaunchSpec, run_launch, tfdist_server_command, visible_gpu_ids
 
     gpu_ids = visible_gpu_ids(environ=os.environ)
 
-    def spec() -> LaunchSpec:  # Planned anew for each attempt: fresh service ports too.
+    def spec(num_workers: int = config.num_workers or 1) -> LaunchSpec:
+        # Planned anew for each attempt: fresh service ports too.
         service = _plan_data_service(config)
         return LaunchSpec(
             strategy=config.launch_strategy(),
-            command=[sys.executable, "-m", "tfdist.train", *argv[1:],
-                     *(service.trainer_args if service else ())],
-            server_command=tfdist_server_command(), num_workers=config.num_workers or 1,
+            command=_task_command(argv, service, num_workers),
+            server_command=tfdist_server_command(), num_workers=num_workers,
             num_ps=(config.num_ps or 0) if config.launch_strategy() == "parameter_server" else 0,
             base_env=dict(os.environ), gpus_per_worker=config.gpus_per_worker, gpu_ids=gpu_ids,
             worker_restarts=config.max_restarts, isolate_network=config.isolate_network,
             extra_tasks=service.launches if service else ())
 
-    if config.max_restarts and not config.model_dir:
-        print(f"tfdist.train: warning: --max_restarts={config.max_restarts} without "
-              "--model_dir restarts from step 0: nothing is checkpointed.", flush=True)
-    report = run_launch(spec, max_restarts=config.max_restarts, output=_task_output(config),
+    if (config.max_restarts or config.min_workers) and not config.model_dir:
+        what = (f"--max_restarts={config.max_restarts}" if config.max_restarts
+                else f"--min_workers={config.min_workers}")
+        print(f"tfdist.train: warning: {what} without --model_dir restarts from step 0: "
+              "nothing is checkpointed.", flush=True)
+    report = run_launch(spec, max_restarts=config.max_restarts, min_workers=config.min_workers,
+                        resize=lambda _, num_workers: spec(num_workers),
+                        output=_task_output(config),
                         announce=lambda line: print(f"tfdist.train: {line}", flush=True))
     if report.exit_code:
         print(report.attempts[-1].summary(), file=sys.stderr, flush=True)

@@ -29,10 +29,26 @@ def _one_line_error(capsys, pattern):
      "global_batch_size (33) must be divisible by the number of replicas (2); use 32 or 34"),
     (["--strategy=parameter_server", "--num_ps=0"], "num_ps (0) must be at least 1"),
     (["--model=cnn", "--dataset=synthetic"], "model 'cnn' needs image input"),
+    (["--strategy=parameter_server", "--num_workers=2", "--num_ps=1", "--min_workers=1"],
+     "--min_workers (1) is for strategy 'multi_worker', not 'parameter_server'"),
+    (["--num_workers=3", "--min_workers=2", "--global_batch_size=64"],
+     "but not by 3; use 60 or 66."),
+    (["--num_workers=2", "--min_workers=3"],
+     "--min_workers (3) must be at most --num_workers (2); pass --min_workers=2 or fewer."),
 ])
 def test_user_mistakes_exit_2_with_one_line(capsys, args, message):
     assert _run(*args, "--epochs=1") == 2
     _one_line_error(capsys, message)
+
+
+@pytest.mark.parametrize("argv, kept", [
+    (["--num_workers=3", "--min_workers=2", "--epochs=1"], ["--num_workers=3", "--epochs=1"]),
+    (["--min_workers", "2", "-min_workers=1", "-min_workers", "3", "--min_workersx=1"],
+     ["--min_workersx=1"]),
+    ([], []),
+])
+def test_launched_tasks_do_not_get_the_launchers_min_workers(argv, kept):
+    assert train.without_flag(argv, "min_workers") == kept
 
 
 def test_unknown_strategy_fails_at_flag_parsing(capsys):
