@@ -8,16 +8,18 @@ namespace when the plan allows it (`launch.network`), the start-up line
 `announce`, and a failed attempt is planned anew (fresh free ports) and run
 again up to `max_restarts` times (`launch.restarts`); with `min_workers` a
 `multi_worker` cluster planned here goes on with fewer workers when one cannot
-come back (`resize` makes the smaller spec). Spawning and watching the tasks is
+come back (`resize` makes the smaller spec; the GPUs the launcher gave a lost
+worker are left out of the next plans). Spawning and watching the tasks is
 `launch.local.run_local`'s. Standard library only.
 """
 
 import contextlib
 import dataclasses
-from typing import Callable, ContextManager, TextIO
+from typing import Callable, ContextManager, Sequence, TextIO
 
 from launch.errors import LaunchError, check_count
 from launch.network import Isolation, inside, private_network
+from launch.local import TaskLaunch
 from launch.plan import LaunchPlan, LaunchSpec, plan_launch
 from launch.restarts import RestartReport, run_with_restarts
 
@@ -36,6 +38,15 @@ def _network(plan: LaunchPlan) -> ContextManager[Isolation | None]:
 def with_workers(spec: LaunchSpec, num_workers: int) -> LaunchSpec:
     """`spec` with `num_workers` workers: the default `resize` of `run_launch`."""
     return dataclasses.replace(spec, num_workers=num_workers)
+
+
+def _without_gpus_of(spec: LaunchSpec, lost: Sequence[TaskLaunch]) -> LaunchSpec:
+    """`spec` without the GPUs the launcher gave the lost workers: one may be what failed."""
+    if not spec.gpus_per_worker or spec.gpu_ids is None:
+        return spec
+    gone = {gpu for launch in lost
+            for gpu in launch.env.get("CUDA_VISIBLE_DEVICES", "").split(",") if gpu}
+    return dataclasses.replace(spec, gpu_ids=[gpu for gpu in spec.gpu_ids if gpu not in gone])
 
 
 def check_min_workers(spec: LaunchSpec, min_workers: int | None) -> None:
@@ -106,12 +117,14 @@ def run_launch(
     check_min_workers(first, min_workers)
     plans = [plan_launch(first)]
 
-    def next_spec(lost: int) -> LaunchSpec:
+    def next_spec(lost: tuple[TaskLaunch, ...]) -> LaunchSpec:
         fresh = make_spec()
-        return resize(fresh, fresh.num_workers - lost) if lost else fresh
+        if not lost:
+            return fresh
+        return _without_gpus_of(resize(fresh, fresh.num_workers - len(lost)), lost)
 
     with _network(plans[0]) as isolation:
-        def attempt(lost: int):
+        def attempt(lost: tuple[TaskLaunch, ...]):
             plan = plans.pop() if plans else plan_launch(next_spec(lost))
             if announce is not None:
                 network = "" if isolation is None else "; " + isolation.describe(

@@ -70,6 +70,10 @@ def _num_workers(launches: Sequence[TaskLaunch]) -> int:
     return sum(launch.task_type == "worker" for launch in launches)
 
 
+def _launch_of(launches: Sequence[TaskLaunch], name: str) -> TaskLaunch:
+    return next(launch for launch in launches if launch.name == name)
+
+
 def _can_drop(result: LaunchResult, workers: int, min_workers: int | None) -> bool:
     """Whether the failed attempt's root cause is a worker the launch may go on without."""
     cause = result.root_cause
@@ -77,16 +81,17 @@ def _can_drop(result: LaunchResult, workers: int, min_workers: int | None) -> bo
             and cause.name.startswith("worker:") and workers - 1 >= min_workers)
 
 
-def run_with_restarts(plan: Callable[[int], Sequence[TaskLaunch]], *, max_restarts: int,
+def run_with_restarts(plan: Callable[[tuple[TaskLaunch, ...]], Sequence[TaskLaunch]], *,
+                      max_restarts: int,
                       min_workers: int | None = None, output: TextIO | None = None,
                       stop_timeout: float = 10.0,
                       run: Callable[..., LaunchResult] = run_local) -> RestartReport:
-    """Runs `plan(0)`'s tasks; after a failure plans and runs them again, `max_restarts` times.
+    """Runs `plan(())`'s tasks; after a failure plans and runs them again, `max_restarts` times.
 
     Args:
-        plan: Returns a fresh set of launches (new ports) for each attempt, given how
-            many workers have been lost: `plan(lost)` has `lost` workers fewer than
-            `plan(0)`.
+        plan: Returns a fresh set of launches (new ports) for each attempt, given the
+            workers lost so far (their launches, e.g. to leave their GPUs out):
+            `plan(lost)` has `len(lost)` workers fewer than `plan(())`.
         max_restarts: Restarts allowed after the first attempt (with `min_workers`: of
             each cluster size); 0 means none.
         min_workers: The fewest workers to go on with when a worker's restarts are spent
@@ -100,15 +105,15 @@ def run_with_restarts(plan: Callable[[int], Sequence[TaskLaunch]], *, max_restar
         check_count("min_workers", min_workers, 1, fix="pass --min_workers=1")
     out = output or sys.stdout
     attempts: list[LaunchResult] = []
-    lost: list[str] = []
+    lost: list[TaskLaunch] = []
     restarts = 0  # Of the current cluster size.
     while True:
-        launches = plan(len(lost))
+        launches = plan(tuple(lost))
         workers = _num_workers(launches)
         result = run(launches, output=output, stop_timeout=stop_timeout)
         attempts.append(result)
         if result.succeeded or result.interrupted_by:
-            return RestartReport(tuple(attempts), tuple(lost))
+            return RestartReport(tuple(attempts), tuple(launch.name for launch in lost))
         cause = result.root_cause
         failed = f"attempt {len(attempts)} failed ({cause.name} {cause.describe()})"
         if restarts < max_restarts:
@@ -117,8 +122,8 @@ def run_with_restarts(plan: Callable[[int], Sequence[TaskLaunch]], *, max_restar
                   file=out, flush=True)
             continue
         if not _can_drop(result, workers, min_workers):
-            return RestartReport(tuple(attempts), tuple(lost))
-        lost.append(cause.name)
+            return RestartReport(tuple(attempts), tuple(launch.name for launch in lost))
+        lost.append(_launch_of(launches, cause.name))
         restarts = 0
         print(f"launch: {failed}; its restarts are spent: going on without it with "
               f"{workers - 1} of {workers} workers (--min_workers={min_workers}), from the "

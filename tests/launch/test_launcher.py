@@ -96,3 +96,20 @@ def test_resize_makes_the_smaller_spec():
 def test_a_wrong_min_workers_raises_before_anything_starts(spec, min_workers, message):
     with pytest.raises(LaunchError, match=message):
         run_launch(spec, min_workers=min_workers)
+
+
+def test_the_gpus_of_a_lost_worker_leave_the_plan():
+    # The worker given GPU "b" fails wherever it runs, as a broken GPU would make it.
+    code = ("import os, sys; g = os.environ['CUDA_VISIBLE_DEVICES']; print('gpu', g); "
+            "sys.exit(3 if g == 'b' else 0)")
+    output = io.StringIO()
+    spec = LaunchSpec(strategy="multi_worker", command=[PY, "-c", code], num_workers=3,
+                      base_env={}, gpus_per_worker=1, gpu_ids=["a", "b", "c"],
+                      isolate_network=False)
+
+    report = run_launch(spec, output=output, min_workers=2)
+
+    assert report.exit_code == 0 and report.workers_lost == ("worker:1",)
+    last = report.attempts[-1]
+    assert [task.name for task in last.tasks] == ["worker:0", "worker:1"]
+    assert "[worker:1] gpu c" in output.getvalue()
