@@ -1,0 +1,104 @@
+"""Where a synchronous multi_worker step's time goes, against TensorFlow's own floor.
+
+    python benchmarks/sync_cost.py [--repeats 3]
+
+On the reference job (synthetic 784 features, MLP 784-256-10, Adam, global batch 256,
+3 epochs, examples/s of epochs 2..3), each round runs, back to back:
+  one process   ``--strategy=one_device``, the CPUs' threads: the baseline
+  compute pair  two ``one_device`` trainers at once, per-worker batch 128, one thread
+                each, as a 2-worker launch gives its workers: a worker's step without
+                any synchronisation, on the same shared CPUs
+  multi_worker  ``--strategy=multi_worker --num_workers=2``
+  all-reduce    ``benchmarks/collective_latency.py``: one all-reduce of the MLP's
+                gradient (203,530 float32) between two bare MWMS processes
+and prints milliseconds per step of each (medians of the rounds, min-max), the sync
+cost (multi_worker step - compute pair step), what is left after TensorFlow's
+all-reduce (sync cost - all-reduce), and the ratio a 2-worker job could reach with no
+overhead at all beyond that all-reduce: one process step / (compute step + all-reduce).
+A benchmark, not a test: nothing here asserts a time.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+from _runs import REPO, run_trainer
+
+JOB = ["--dataset=synthetic", "--num_examples=60000", "--model=mlp", "--optimizer=adam",
+       "--global_batch_size=256", "--epochs=3", "--steps_per_loop=234"]
+GLOBAL_BATCH = 256
+ALL_REDUCE = "mlp gradient (203,530)"
+
+
+def _ms_per_step(examples_per_sec, batch):
+    return 1000.0 * batch / examples_per_sec
+
+
+def compute_pair():
+    """Two one-thread one_device trainers at once (batch 128 each); their mean ms per step."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1",
+               OMP_NUM_THREADS="1")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [os.path.join(tmp, f"{i}.json") for i in range(2)]
+        flags = [flag for flag in JOB if not flag.startswith("--global_batch_size")]
+        processes = [subprocess.Popen(
+            [sys.executable, "-m", "tfdist.train", *flags, "--strategy=one_device",
+             f"--global_batch_size={GLOBAL_BATCH // 2}", f"--steps_per_loop={234 * 2}",
+             f"--seed={i}", f"--metrics_json={path}"], cwd=REPO, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for i, path in enumerate(paths)]
+        for process in processes:
+            _, err = process.communicate(timeout=1200)
+            if process.returncode:
+                raise RuntimeError(f"a compute-pair trainer failed:\n{err[-3000:]}")
+        rates = [json.load(open(path))["examples_per_sec"] for path in paths]
+    return statistics.mean(_ms_per_step(rate, GLOBAL_BATCH // 2) for rate in rates)
+
+
+def all_reduce_ms():
+    """TensorFlow's all-reduce of the MLP gradient between two bare processes, in ms."""
+    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks",
+                                                        "collective_latency.py")],
+                          cwd=REPO, capture_output=True, text=True, timeout=1200)
+    if done.returncode:
+        raise RuntimeError(f"collective_latency.py failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])[ALL_REDUCE]
+
+
+def one_round():
+    one = _ms_per_step(run_trainer([*JOB, "--strategy=one_device"])["examples_per_sec"],
+                       GLOBAL_BATCH)
+    compute = compute_pair()
+    multi = _ms_per_step(run_trainer([*JOB, "--strategy=multi_worker", "--num_workers=2",
+                                      "--noisolate_network"])["examples_per_sec"],
+                         GLOBAL_BATCH)
+    reduce_ms = all_reduce_ms()
+    row = {"one process": one, "compute pair": compute, "multi_worker": multi,
+           "all-reduce": reduce_ms, "sync cost": multi - compute,
+           "left after the all-reduce": multi - compute - reduce_ms,
+           "multi_worker / one process": one / multi,
+           "bound: one / (compute + all-reduce)": one / (compute + reduce_ms)}
+    print(json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    rounds = [one_round() for _ in range(args.repeats)]
+    print(f"\nms per step and ratios, median of {len(rounds)} round(s) (min-max):")
+    summary = {}
+    for key in rounds[0]:
+        values = [r[key] for r in rounds]
+        summary[key] = statistics.median(values)
+        print(f"  {key:38s} {summary[key]:7.2f}  ({min(values):.2f}-{max(values):.2f})")
+    print(json.dumps({k: round(v, 3) for k, v in summary.items()}))
+
+
+if __name__ == "__main__":
+    main()
