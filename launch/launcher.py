@@ -112,6 +112,7 @@ def run_launch(
     Raises:
         LaunchError: If the spec or `min_workers` is invalid; nothing is started then.
     """
+    check_count("max_restarts", max_restarts, 0)
     make_spec = spec if callable(spec) else (lambda: spec)
     first = make_spec()
     check_min_workers(first, min_workers)

@@ -108,3 +108,35 @@ def test_a_function_of_a_scripts_main_runs_by_value_without_start_up_noise(tmp_p
     lines = (process.stdout + process.stderr).splitlines()
     noise = [line for line in lines if is_noise(line.split("] ", 1)[-1])]
     assert noise == [], noise
+
+
+def workers_seen(marker):
+    """worker:2 of a 3-worker cluster fails, and worker:1 fails once (the `marker` file)."""
+    import pathlib
+
+    config = json.loads(os.environ["TF_CONFIG"])
+    workers, index = len(config["cluster"]["worker"]), config["task"]["index"]
+    if index == 1 and not pathlib.Path(marker).exists():
+        pathlib.Path(marker).touch()
+        raise RuntimeError("worker:1 fails on the first attempt")
+    if workers == 3 and index == 2:
+        raise RuntimeError("worker:2 cannot run")
+    return workers
+
+
+def test_launch_restarts_and_goes_on_with_fewer_workers(tmp_path):
+    output = io.StringIO()
+
+    workers = tfdist.launch(workers_seen, str(tmp_path / "failed_once"), num_workers=3,
+                            max_restarts=1, min_workers=2, output=output)
+
+    assert workers == 2, output.getvalue()[-3000:]
+    text = output.getvalue()
+    assert "restarting the cluster (1/1)" in text
+    assert "going on without it with 2 of 3 workers" in text
+
+
+def test_launch_without_restarts_fails_at_the_first_failure(tmp_path):
+    with pytest.raises(tfdist.LaunchFailed, match="worker:1 fails on the first attempt"):
+        tfdist.launch(workers_seen, str(tmp_path / "failed_once"), num_workers=2,
+                      output=io.StringIO())

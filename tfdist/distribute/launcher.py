@@ -149,7 +149,8 @@ def launch(fn: Callable[..., Any], *args, strategy: str = "multi_worker",
            num_workers: int = 2, num_ps: int = 0, kwargs: Optional[Mapping[str, Any]] = None,
            env: Optional[Mapping[str, str]] = None, verbose: bool = False,
            isolate_network: bool = True, output: Optional[TextIO] = None,
-           stop_timeout: float = 10.0) -> Any:
+           stop_timeout: float = 10.0, max_restarts: int = 0,
+           min_workers: Optional[int] = None) -> Any:
     """Runs `fn(*args, **kwargs)` on every task of a local cluster; returns the chief's result.
 
     Each task is a process of this interpreter with its own TF_CONFIG, so `fn`
@@ -176,6 +177,12 @@ def launch(fn: Callable[..., Any], *args, strategy: str = "multi_worker",
         where possible (root and iproute2), as `python -m tfdist.train` does.
       output: where the tasks' prefixed output goes; None: `sys.stdout`.
       stop_timeout: seconds a stopped task gets before it is killed.
+      max_restarts: when a task fails, stop every task and run the cluster again (fresh
+        ports) at most this many times; `fn` resumes from its own checkpoints (e.g.
+        `tfdist.fit(..., model_dir=...)`).
+      min_workers: `multi_worker`: when a worker fails again after `max_restarts`
+        restarts, go on without it while at least this many workers remain (the
+        cluster is planned again with one worker fewer); None: fail then.
 
     Returns:
       What `fn` returned on the chief.
@@ -206,7 +213,8 @@ def launch(fn: Callable[..., Any], *args, strategy: str = "multi_worker",
         forward = stream if verbose else QuietOutput(stream)
         try:
             report = run_launch(
-                spec, output=forward, stop_timeout=stop_timeout,
+                spec, output=forward, stop_timeout=stop_timeout, max_restarts=max_restarts,
+                min_workers=min_workers,
                 announce=lambda line: print(f"tfdist.launch: {line}", file=(
                     output if output is not None else sys.stdout), flush=True))
         except LaunchError as error:

@@ -25,6 +25,10 @@ def _fn():
     (dict(strategy="parameter_server"),
      "num_ps (0) must be at least 1 for strategy='parameter_server'; pass num_ps=1"),
     (dict(num_ps=1), "num_ps (1) is only used by strategy='parameter_server'"),
+    (dict(min_workers=3), "min_workers (3) must be at most num_workers (2)"),
+    (dict(strategy="parameter_server", num_ps=1, min_workers=1),
+     "min_workers (1) is for strategy 'multi_worker', not 'parameter_server'"),
+    (dict(max_restarts=-1), "max_restarts (-1) must be an integer of at least 0"),
 ])
 def test_bad_options_fail_before_anything_starts(kwargs, message):
     with pytest.raises(ConfigError) as raised:
