@@ -50,16 +50,20 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see --help).")
 
 
-def _non_negative_int(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer of at least 0")
-    return int(text)
+def _int_of_at_least(least: int):
+    """An argparse type: a plain decimal integer (ASCII digits) of at least `least`."""
+    def parse(text: str) -> int:
+        if not (text.isascii() and text.isdigit()) or int(text) < least:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer of at least {least}")
+        return int(text)
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer of at least 1")
-    return int(text)
+_non_negative_int = _int_of_at_least(0)
+
+
+_positive_int = _int_of_at_least(1)
 
 
 def _add_gpus_per_worker(parser: argparse.ArgumentParser, what: str) -> None:

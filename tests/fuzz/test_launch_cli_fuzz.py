@@ -61,7 +61,7 @@ def _local(draw):
     extra = ["--no-isolate_network"]
     kind = draw(st.sampled_from(["missing", "strategy", "num_workers", "num_ps", "host",
                                  "stop_timeout", "gpus_per_worker", "unknown", "no_command",
-                                 "boolean_value"]))
+                                 "boolean_value", "max_restarts", "min_workers"]))
     if kind == "missing":
         del flags[draw(st.sampled_from(["strategy", "num_workers"]))]
     elif kind == "strategy":
@@ -82,10 +82,19 @@ def _local(draw):
     elif kind == "gpus_per_worker":
         flags["gpus_per_worker"] = draw(_NOT_INT | st.integers(-10**6, -1).map(str)
                                         | st.integers(10**4, 10**6).map(str))
+    elif kind == "max_restarts":
+        flags["max_restarts"] = draw(_NOT_INT | st.integers(-10**6, -1).map(str))
+    elif kind == "min_workers":
+        # Not an integer, below 1, above --num_workers, or with parameter_server at all.
+        too_many = st.integers(int(flags["num_workers"]) + 1, 10**6)
+        flags["min_workers"] = draw(
+            (_NOT_INT | st.integers(-10**6, 0).map(str) | too_many.map(str))
+            if strategy == "multi_worker" else st.integers(1, 3).map(str))
     elif kind == "unknown":
         extra.append("--" + draw(st.from_regex(r"[a-z][a-z_]{2,12}", fullmatch=True).filter(
             lambda n: n not in ("strategy", "num_workers", "num_ps", "host", "stop_timeout",
-                                "isolate_network", "gpus_per_worker", "help"))))
+                                "isolate_network", "gpus_per_worker", "help", "max_restarts",
+                                "min_workers"))))
     elif kind == "boolean_value":
         extra[0] = f"--isolate_network={draw(_TEXT)}"
     command = [] if kind == "no_command" else COMMAND
