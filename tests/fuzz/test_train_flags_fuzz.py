@@ -105,6 +105,9 @@ def _refused_combination(draw):
         ["--strategy=parameter_server", "--num_ps=0"],
         [f"--gpus_per_worker={count}", f"--strategy={draw(st.sampled_from(['one_device', 'mirrored']))}"],  # noqa: E501
         [f"--num_workers={count + 1}", f"--strategy={draw(st.sampled_from(['one_device', 'mirrored']))}"],  # noqa: E501
+        [f"--num_workers={count}", f"--min_workers={count + 1}"],           # More than workers.
+        ["--num_workers=3", "--min_workers=2", f"--global_batch_size={6 * count + 2}"],  # 3 doesn't divide.  # noqa: E501
+        ["--strategy=parameter_server", "--num_ps=1", f"--min_workers={count}"],
     ]))
 
 
