@@ -12,6 +12,13 @@ pass `i` is the first `min(rows, epoch_examples)` rows of permutation `i`, passe
 follow one another and batches are cut from the stream; so a part larger than an
 epoch leaves other rows out each epoch, and a smaller one starts its next pass within
 the epoch (never a row twice within a pass).
+
+Dealt (`deal=P`, the `data` policy of the sync strategies when the whole split fits):
+the table is the whole split, each pass is one seeded permutation of it, the same on
+every pipeline, and pipeline `p` keeps positions `p, p + P, ...` of it, as PyTorch's
+`DistributedSampler` deals an epoch. Global step `t` then reads positions
+`t * B .. (t + 1) * B - 1` of the pass's permutation whatever `P` is: a resumed run with
+fewer workers (`--min_workers`) reads exactly the examples its epoch has left.
 """
 
 from __future__ import annotations
@@ -34,20 +41,24 @@ def _rows(table) -> tf.Tensor:
 
 def epochs_in_memory(examples: tf.data.Dataset, *, max_rows: int, batch: int,
                      epoch_examples: Optional[int], shuffle: bool, seed: int,
-                     pipeline: Union[int, tf.Tensor]) -> tf.data.Dataset:
+                     pipeline: Union[int, tf.Tensor], deal: int = 1) -> tf.data.Dataset:
     """Batches of `batch` examples of the part, endlessly.
 
     Args:
-      examples: the pipeline's part, decoded, in a fixed order (not cached: the table is).
-      max_rows: an upper bound of the examples in the part.
+      examples: the pipeline's part, decoded, in a fixed order (not cached: the table is);
+        with `deal` above 1, the whole split.
+      max_rows: an upper bound of the examples in `examples`.
       batch: examples per batch.
       epoch_examples: examples per epoch; a pass is at most this long (None: whole passes).
-      shuffle: a new order each pass (seeded by `seed`, `pipeline` and the pass);
-        else every pass starts again at the first row.
+      shuffle: a new order each pass (seeded by `seed`, `pipeline` and the pass; by `seed`
+        and the pass when dealt); else every pass starts again at the first row.
       seed: the run's data seed.
       pipeline: this pipeline's index (an int, or a tensor on a parameter-server worker).
+      deal: pipelines a pass of the whole split is dealt among (see the module
+        docstring); 1: `examples` is this pipeline's own part.
     """
-    base = tf.cast(seed * _SEED_STRIDE, tf.int64) + tf.cast(pipeline, tf.int64)
+    dealt = deal > 1
+    base = tf.cast(seed * _SEED_STRIDE, tf.int64) + tf.cast(0 if dealt else pipeline, tf.int64)
     table = _table(examples, max_rows)
 
     def one_pass(number, rows_table):
@@ -58,6 +69,8 @@ def epochs_in_memory(examples: tf.data.Dataset, *, max_rows: int, batch: int,
             order = tf.argsort(keys, stable=True)
         else:
             order = tf.range(rows)
+        if dealt:
+            order = order[pipeline::deal]
         return order if epoch_examples is None else order[:epoch_examples]
 
     def cut(leftover, numbered_table):

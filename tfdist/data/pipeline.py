@@ -21,6 +21,10 @@ files), every training example is seen exactly once per epoch; otherwise each
 example at most once, and the few left over are other ones each epoch. Validation
 reads each pipeline's part once. A part that fits in memory is shuffled and batched
 as one table (`tfdist.data.in_memory`); a larger one is streamed (`streamed_epochs`).
+Under the `data` policy with shuffling, when the whole split fits in memory, the sync
+strategies' pipelines instead deal each epoch's permutation of the whole split among
+themselves (as PyTorch's `DistributedSampler`): a global step reads the same examples
+whatever the number of workers, so a run resumed with fewer workers stays exactly once.
 """
 
 from __future__ import annotations
@@ -173,6 +177,13 @@ def make_dataset_fn(source: DataSource, split: str, *, global_batch_size: int,
         # A pass stops after the pipeline's share of an epoch (off: each reads everything).
         quota = _quota(steps_per_epoch, global_batch_size, pipelines, batch)
         epoch = quota if policy != "off" and quota else None
+        if _dealt(policy, shuffle, pipelines, pipeline, reader):
+            whole = sharded_examples(reader, policy="off", num_pipelines=1, pipeline_id=0,
+                                     cache=False)
+            dataset = epochs_in_memory(
+                whole, max_rows=reader.num_examples, batch=batch, epoch_examples=epoch,
+                shuffle=True, seed=seed, pipeline=pipeline, deal=pipelines)
+            return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
         in_memory = fits_in_memory(reader, policy, pipelines)
         examples = sharded_examples(reader, policy=policy, num_pipelines=pipelines,
                                     pipeline_id=pipeline, seed=seed, cache=False)
@@ -187,6 +198,17 @@ def make_dataset_fn(source: DataSource, split: str, *, global_batch_size: int,
         return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
     return dataset_fn
+
+
+def _dealt(policy: str, shuffle: bool, pipelines: int, pipeline, reader) -> bool:
+    """Whether each epoch's permutation of the whole split is dealt among the pipelines.
+
+    So under the `data` policy when shuffling, for the sync strategies (a Python pipeline
+    index; parameter-server workers do not step in lockstep, so their parts stay fixed),
+    when the whole split fits in memory (`tfdist.data.in_memory`).
+    """
+    return (policy == "data" and shuffle and pipelines > 1 and isinstance(pipeline, int)
+            and fits_in_memory(reader, "off", 1))
 
 
 def streamed_epochs(examples: tf.data.Dataset, *, batch: int, epoch_examples: Optional[int],

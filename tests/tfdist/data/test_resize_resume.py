@@ -8,12 +8,13 @@ pipelines from S, as the job does, and count how often each example is read per 
 
 - epochs that end before S, and every epoch after the interrupted one: each example
   exactly once (the 3-way, then the 2-way partition);
-- the interrupted epoch reads as many examples as any epoch, and with `shuffle=False`
-  and the `data` policy each exactly once as well (step t reads positions
-  [t*B, (t+1)*B) of the split whatever the number of pipelines);
-- with shuffling (the default), the examples before S follow the 3-way partition's
-  order and those after it the 2-way one's: in that epoch some examples are read twice
-  and as many not at all.
+- under the `data` policy (`auto` on arrays) the interrupted epoch too, shuffled or not:
+  each epoch's order of the whole split is dealt among the pipelines, so step t reads
+  positions [t*B, (t+1)*B) of it whatever the number of pipelines;
+- under a policy whose parts are fixed and shuffled apart (`random`, `file`, `hash`),
+  the examples before S follow the 3-way partition and those after it the 2-way one:
+  the interrupted epoch reads as many examples as any epoch, some twice and as many not
+  at all.
 """
 
 import collections
@@ -58,20 +59,32 @@ def _exactly_once(counts):
     return sorted(counts) == list(range(NUM_EXAMPLES)) and set(counts.values()) == {1}
 
 
-@pytest.mark.parametrize("shuffle", [False, True])
-def test_epochs_before_and_after_the_interrupted_one_see_each_example_once(shuffle):
-    first, _, third = _run(shuffle)
+@pytest.mark.parametrize("shuffle, policy", [(False, "data"), (True, "data"), (True, "random")])
+def test_epochs_before_and_after_the_interrupted_one_see_each_example_once(shuffle, policy):
+    first, _, third = _run(shuffle, policy)
     assert _exactly_once(first) and _exactly_once(third)
 
 
-def test_without_shuffling_the_interrupted_epoch_sees_each_example_once_too():
-    _, interrupted, _ = _run(shuffle=False)
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_under_the_data_policy_the_interrupted_epoch_sees_each_example_once_too(shuffle):
+    _, interrupted, _ = _run(shuffle, "data")
     assert _exactly_once(interrupted)
 
 
-def test_with_shuffling_the_interrupted_epoch_may_repeat_some_examples_and_miss_as_many():
-    _, interrupted, _ = _run(shuffle=True)
+def test_with_fixed_parts_the_interrupted_epoch_repeats_some_examples_and_misses_as_many():
+    _, interrupted, _ = _run(True, "random")
     assert sum(interrupted.values()) == NUM_EXAMPLES  # As many reads as any epoch.
     twice = [i for i, count in interrupted.items() if count == 2]
     missed = NUM_EXAMPLES - len(interrupted)
     assert max(interrupted.values()) <= 2 and len(twice) == missed > 0
+
+
+def test_under_the_data_policy_a_step_reads_the_same_examples_for_any_number_of_workers():
+    ids = np.arange(NUM_EXAMPLES)
+    source = numpy_source(ids[:, None].astype(np.float32), ids % 4)
+    dataset_fn = make_dataset_fn(source, "train", global_batch_size=GLOBAL_BATCH,
+                                 training=True, shuffle=True, seed=3)
+    steps = {pipelines: [sorted(step) for step in _steps(dataset_fn, pipelines, 25)]
+             for pipelines in (1, 2, 3)}
+    assert steps[1] == steps[2] == steps[3]
+    assert steps[1][0] != steps[1][STEPS_PER_EPOCH]  # Each epoch is dealt in a new order.
