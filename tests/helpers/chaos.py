@@ -156,6 +156,7 @@ class Chaos:
         """Waits until the killed task runs again (a new pid for it); records when."""
         deadline = time.time() + timeout
         while time.time() < deadline and self._running():
+            self._sample()
             now = task_pids(self.process.pid)
             if now.get(kill.task) not in (None, *old_pids):
                 kill.restarted_after = time.time() - kill.at
@@ -257,8 +258,9 @@ class Chaos:
         for number, kill in enumerate(self.kills, 1):
             # A cluster restart resumes from the newest checkpoint: the steps since it are
             # lost. A worker restarted in place loses nothing: the coordinator reschedules.
-            lost = 0 if kill.in_place else min(checkpoint_every,
-                                                round(kill.newest_age * steps_per_second))
+            paced = steps_per_second == steps_per_second  # NaN: too few checkpoints seen.
+            lost = 0 if kill.in_place else (min(checkpoint_every, round(
+                kill.newest_age * steps_per_second)) if paced else "?")
             interval = checkpoint_every / steps_per_second
             restarted = ("-" if kill.restarted_after is None
                          else f"{kill.restarted_after:.1f} s")
