@@ -21,21 +21,42 @@ if TYPE_CHECKING:
 
 
 def loop_segments(first_step: int, steps: int, *, every: Optional[int], steps_per_loop: int,
-                  one_call_each: bool) -> List[List[int]]:
+                  one_call_each: bool, free_workers: int = 0) -> List[List[int]]:
     """Loop-call sizes for `steps` steps from `first_step`, grouped into segments.
 
     A segment ends at each multiple of `every` (a checkpoint) and at the end; its
     loop calls have at most `steps_per_loop` steps. Sync strategies check for
     preemption after every call (`one_call_each`), so each call is its own segment there.
+    With `free_workers` (parameter_server: each free worker takes the next call) a
+    segment's last calls shrink (`shrinking_calls`).
     """
     segments, step, last = [], first_step, first_step + steps
     while step < last:
         stop = last if not every else min(last, (step // every + 1) * every)
-        full, rest = divmod(stop - step, steps_per_loop)
-        calls = [steps_per_loop] * full + ([rest] if rest else [])
+        if free_workers:
+            calls = shrinking_calls(stop - step, steps_per_loop, free_workers)
+        else:
+            full, rest = divmod(stop - step, steps_per_loop)
+            calls = [steps_per_loop] * full + ([rest] if rest else [])
         segments.extend([[c] for c in calls] if one_call_each else [calls])
         step = stop
     return segments
+
+
+def shrinking_calls(steps: int, steps_per_loop: int, workers: int) -> List[int]:
+    """Calls of `steps` steps for `workers` workers that each take the next call when free.
+
+    A segment waits for its last call, so a slow worker that takes a long last call
+    holds the others back. Each call is a share of the steps still to schedule
+    (a quarter per worker, guided self-scheduling), at most `steps_per_loop` and at
+    least an eighth of it: full calls first, then shorter ones toward the end.
+    """
+    calls, left = [], steps
+    smallest = max(1, steps_per_loop // 8)
+    while left:
+        calls.append(min(left, steps_per_loop, max(smallest, -(-left // (2 * workers)))))
+        left -= calls[-1]
+    return calls
 
 
 @dataclasses.dataclass

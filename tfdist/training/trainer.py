@@ -218,8 +218,10 @@ class Trainer:
     def _segments(self, first_step: int, steps: int, every: Optional[int]) -> list:
         if self.local_sgd:  # Segments end where the replicas agree.
             return self.local_sgd.segments(first_step, steps, every, self.steps_per_loop)
+        is_async = self.distribution.is_async
         return loop_segments(first_step, steps, every=every, steps_per_loop=self.steps_per_loop,
-                             one_call_each=not self.distribution.is_async)
+                             one_call_each=not is_async,
+                             free_workers=self.distribution.num_workers if is_async else 0)
 
     def _run_segment_sync(self, iterator, sizes, hooks: CallbackList, prior) -> tf.Tensor:
         for size in sizes:

@@ -1,12 +1,13 @@
-"""WorkerSteps: each parameter-server worker's steps, kept across checkpoints.
+"""The plan of loop calls (shorter toward a segment's end under parameter_server), and
+WorkerSteps: each parameter-server worker's steps, kept across checkpoints.
 
 The counting from real scheduled results runs as processes in
-tests/e2e/test_slow_worker_e2e.py; here the bookkeeping and its checkpoint.
+tests/e2e/test_slow_worker_e2e.py; here the plan, the bookkeeping and its checkpoint.
 """
 
 import tensorflow as tf
 
-from tfdist.training.schedule import WorkerSteps
+from tfdist.training.schedule import WorkerSteps, loop_segments, shrinking_calls
 
 
 def test_steps_are_added_per_worker_and_written_on_commit():
@@ -47,3 +48,19 @@ def test_a_checkpoint_of_more_workers_keeps_their_counts(tmp_path):
     steps = _restored(_saved(tmp_path, [30, 10, 6]), 2)
     steps.add(1, 4)
     assert steps.counts == [30, 14, 6] and sum(steps.counts) == 50
+
+
+def test_calls_for_free_workers_shrink_toward_the_segments_end():
+    calls = shrinking_calls(234, 32, 2)
+    assert sum(calls) == 234 and max(calls) == 32 and calls[:4] == [32] * 4
+    assert calls == sorted(calls, reverse=True) and calls[-2] == 4  # At least 32 // 8 but the rest.
+    assert shrinking_calls(10, 32, 2) == [4, 4, 2]
+    assert shrinking_calls(3, 1, 2) == [1, 1, 1]
+
+
+def test_parameter_server_segments_still_end_at_checkpoints():
+    segments = loop_segments(0, 100, every=40, steps_per_loop=8, one_call_each=False,
+                             free_workers=2)
+    assert [sum(s) for s in segments] == [40, 40, 20]
+    assert segments[0] == shrinking_calls(40, 8, 2)
+    assert loop_segments(0, 20, every=None, steps_per_loop=8, one_call_each=False) == [[8, 8, 4]]
