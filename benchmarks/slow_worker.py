@@ -87,11 +87,15 @@ def _bars(axis, report, key, label):
     names = list(report["results"])
     top = 0.0
     for offset, kind in ((-0.2, "unslowed"), (0.2, "slowed")):
-        values = []
+        values, reached = [], []
         for name in names:
             found = report["results"][name]
-            found = [v for v in (found[key][kind] if key else found[kind]) if v is not None]
-            values.append(statistics.median(found) if found else 0.0)
+            found = found[key][kind] if key else found[kind]
+            reached.append([v for v in found if v is not None])
+            values.append(statistics.median(reached[-1]) if reached[-1] else 0.0)
+            if key and len(reached[-1]) < len(found):
+                axis.annotate(f"{len(reached[-1])} of {len(found)}\nreached",
+                              (len(values) - 1 + offset, values[-1]), ha="center", va="bottom")
         top = max(top, *values)
         bars = axis.bar([i + offset for i in range(len(names))], values, width=0.4, label=kind)
         if kind == "slowed" and not key:
