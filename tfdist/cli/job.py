@@ -48,6 +48,7 @@ def summarize(config: TrainConfig, distribution, history: History, wall_seconds:
         "outer_optimizer": config.outer_optimizer,
         "epochs": len(history.epochs),
         "steps": history.final_step,
+        "steps_by_worker": history.steps_by_worker,
         "train_loss": last.train_loss if last else None,
         "train_accuracy": last.train_accuracy if last else None,
         "val_loss": last.val_loss if last else None,

@@ -54,11 +54,17 @@ class EpochLog:
 
 @dataclasses.dataclass
 class History:
-    """The epochs a `fit` ran, in order, and the optimizer step it ended at."""
+    """The epochs a `fit` ran, in order, and the optimizer step it ended at.
+
+    `steps_by_worker` (`parameter_server` only, else None): how many of the steps each
+    worker ran, by worker index, resumed runs' earlier steps included; it sums to
+    `final_step` unless `initial_epoch` skipped steps no worker ran.
+    """
 
     epochs: List[EpochLog] = dataclasses.field(default_factory=list)
     final_step: int = 0
     restored_from: Optional[str] = None
+    steps_by_worker: Optional[List[int]] = None
 
     def examples_per_sec(self) -> float:
         """Training throughput after the first epoch (warm-up), or of the only epoch."""

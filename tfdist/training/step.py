@@ -6,7 +6,8 @@ averaged over the global batch, loss scaling for float16, gradients), how
 `communication.GradientReducer` and the optimizer update, and the
 `tf.function` loops that run `steps_per_loop` updates per call: one for the
 synchronous strategies (`strategy.run`; totals summed into sync-on-read
-variables) and one scheduled on parameter-server workers (totals returned).
+variables) and one scheduled on parameter-server workers (totals and the index
+of the worker that ran the call returned).
 With a model compiled by `model.compile` (the `tfdist.fit` front door) the
 loss is the model's own (`compute_loss`: compiled losses, `loss_weights`,
 sample weights, regularization), its compiled metrics and loss tracker are updated
@@ -278,25 +279,28 @@ class StepFunctions:
             return []
         return variables
 
-    def async_loop(self, iterator, num_updates):
+    def async_loop(self, iterator, num_updates) -> dict:
         """Runs `num_updates` updates on a parameter-server worker.
 
-        Returns their totals, and with tracked compiled metrics also the change of each
-        metric variable (`async_metric_variables`).
+        Returns `{"totals": ..., "worker": ...}`: their totals and the index of the
+        worker that ran them (so the coordinator counts each worker's steps from the
+        results it fetches), and with tracked compiled metrics `"metrics"`, the change
+        of each metric variable (`async_metric_variables`).
         """
+        worker = tf.distribute.coordinator.experimental_get_current_worker_index()
         totals = tf.zeros([TOTALS])
         tracked = self.async_metric_variables()
         if not tracked:
             for _ in tf.range(num_updates):
                 totals += self._update(iterator)
-            return totals
+            return {"totals": totals, "worker": worker}
         state = [tf.zeros(v.shape, v.dtype) for v in tracked]
         for _ in tf.range(num_updates):
             self._metric_state = state
             totals += self._update(iterator)
             state = self._metric_state
         self._metric_state = None
-        return totals, state
+        return {"totals": totals, "worker": worker, "metrics": state}
 
     def sync_eval(self, dataset, totals_variable) -> None:
         for batch in dataset:

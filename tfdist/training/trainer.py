@@ -42,7 +42,7 @@ from tfdist.distribute.coordinator import fetch_result
 from tfdist.training.compiled import (StopVote, check_own_steps as _check_own_steps, compiled_logs,
                                       overrides_steps as _overrides_steps, validates,
                                       whole_split_context)
-from tfdist.training.schedule import EpochRun, loop_segments, make_inputs
+from tfdist.training.schedule import EpochRun, WorkerSteps, loop_segments, make_inputs
 from tfdist.training.step import TOTALS, LossFn, StepFunctions, sparse_categorical_loss
 from tfdist.distribute.strategies import Distribution
 
@@ -154,12 +154,17 @@ class Trainer:
             if not distribution.is_async:
                 self._train_totals = self._totals_variable("train_totals")
                 self._val_totals = self._totals_variable("val_totals")
+            # Under parameter_server, how many of the steps each worker ran.
+            self.worker_steps = (WorkerSteps(distribution.num_workers)
+                                 if distribution.is_async else None)
         self.local_sgd = self._make_local_sgd(
             LocalSGDConfig(sync_every=sync_every, outer_optimizer=outer_optimizer,
                            outer_learning_rate=outer_learning_rate,
                            outer_momentum=outer_momentum), communication)
         state = self.local_sgd.state if self.local_sgd else None
         extra = {"local_sgd": state} if state is not None else {}
+        if self.worker_steps is not None:
+            extra["worker_steps"] = self.worker_steps.variable
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer,
                                               epoch=self.epoch, step=self.step,
                                               epoch_totals=self.epoch_totals, **extra)
@@ -213,8 +218,10 @@ class Trainer:
     def _segments(self, first_step: int, steps: int, every: Optional[int]) -> list:
         if self.local_sgd:  # Segments end where the replicas agree.
             return self.local_sgd.segments(first_step, steps, every, self.steps_per_loop)
+        is_async = self.distribution.is_async
         return loop_segments(first_step, steps, every=every, steps_per_loop=self.steps_per_loop,
-                             one_call_each=not self.distribution.is_async)
+                             one_call_each=not is_async,
+                             free_workers=self.distribution.num_workers if is_async else 0)
 
     def _run_segment_sync(self, iterator, sizes, hooks: CallbackList, prior) -> tf.Tensor:
         for size in sizes:
@@ -236,13 +243,13 @@ class Trainer:
         tracked = self.steps.async_metric_variables()
         for size, result in zip(sizes, results):  # In order, as each loop's result comes in.
             fetched = fetch_result(coordinator, result)
-            if tracked:
-                fetched, changes = fetched
-                for variable, change in zip(tracked, changes):
-                    variable.assign(variable + change)  # The coordinator: the only writer.
-            totals += tf.convert_to_tensor(fetched)
+            for variable, change in zip(tracked, fetched.get("metrics", ())):
+                variable.assign(variable + change)  # The coordinator: the only writer.
+            self.worker_steps.add(int(fetched["worker"]), size)
+            totals += tf.convert_to_tensor(fetched["totals"])
             hooks.loop_end(size, totals, self._batch_logs)
         coordinator.join()
+        self.worker_steps.commit()
         return totals
 
     def _batch_logs(self, totals) -> dict:
@@ -369,6 +376,8 @@ class Trainer:
             self.step.assign(initial_epoch * steps_per_epoch)
         if self.local_sgd:
             self.local_sgd.start(int(self.step.numpy()))
+        if self.worker_steps is not None:
+            self.worker_steps.start()
         first_epoch = int(self.epoch.numpy()) + 1
         done_in_epoch = int(self.step.numpy()) - (first_epoch - 1) * steps_per_epoch
         train, validation = self._make_inputs(train_fn, validation_fn)
@@ -389,6 +398,8 @@ class Trainer:
                 if self._stop_vote(bool(getattr(self.model, "stop_training", False))):
                     break
         history.final_step = int(self.step.numpy())
+        history.steps_by_worker = (self.worker_steps.counts if self.worker_steps is not None
+                                   else None)
         hooks.fit_end(history)
         if keeper:
             keeper.close()
