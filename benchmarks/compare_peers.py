@@ -9,11 +9,18 @@ Pairs, each run back to back on this machine:
   one_process       tfdist one_device        vs Keras 3 model.fit, best steps_per_execution
   multi_worker      tfdist 2 local workers   vs legacy tf-keras fit under MWMS (spe 32)
   parameter_server  tfdist 2 workers + 1 ps  vs legacy tf-keras fit under PSS (spe 32)
-Each pair measures tfdist twice: its ``Trainer`` (``python -m tfdist.train``) and its
-Keras front door ``tfdist.fit`` (keras_fit_job.py: a compiled Keras model, NumPy arrays,
-the same steps per loop, through ``python -m launch`` for the clusters). The ratios
-``fit/peer`` and ``fit/Trainer`` say what the front door costs (issue #12 asks for
->= 1.0x Keras 3 fit in one process and >= 0.95x the Trainer under each strategy).
+Each pair measures tfdist three times. Its ``Trainer`` from the command line
+(``python -m tfdist.train --dataset=synthetic``: examples generated in the graph), the
+row compared with the peers as before. Its Keras front door ``tfdist.fit``
+(keras_fit_job.py: a compiled Keras model, the peers' 60,000 x 784 NumPy arrays, the same
+steps per loop, through ``python -m launch`` for the clusters). And the ``Trainer`` on those
+same arrays through its Python API (keras_fit_job.py ``--loop trainer``: ``numpy_source``,
+the same network and optimizer), so that ``fit/Trainer`` compares two runs that differ
+only by the front door, not by their input (arrays go through the data layer as a
+constant of the pipeline; the synthetic source is made in the graph). ``fit/peer`` and
+``fit/Trainer`` say what the front door costs (issue #12 asks for >= 1.0x Keras 3 fit in
+one process and >= 0.95x the Trainer under each strategy); ``arrays/synthetic`` is the
+Trainer on the arrays against the command line's Trainer, the input's own cost.
 Prints one line per measurement, then a table of ratios and one JSON line. The tf-keras
 peers need `pip install tf-keras` (the `bench` extra). This is a benchmark, not a test:
 nothing here asserts a time.
@@ -66,11 +73,13 @@ def _steps_per_loop(pair):
     return next(f for f in OURS[pair] if f.startswith("--steps_per_loop=")).split("=")[1]
 
 
-def run_fit(pair):
-    """``tfdist.fit`` on the reference job (keras_fit_job.py); the chief's examples/s."""
+def run_job(pair, loop="fit"):
+    """keras_fit_job.py's ``--loop`` (``fit`` or ``trainer``) on the reference job's arrays;
+    the chief's examples/s."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "fit.json")
-        job = [sys.executable, FIT_JOB, out, f"--steps_per_loop={_steps_per_loop(pair)}"]
+        out = os.path.join(tmp, "job.json")
+        job = [sys.executable, FIT_JOB, out, f"--steps_per_loop={_steps_per_loop(pair)}",
+               f"--loop={loop}"]
         launch = ([sys.executable, "-m", "launch", *FIT_LAUNCH[pair], "--"]
                   if FIT_LAUNCH[pair] else [])
         env = dict(_env(), PYTHONPATH=REPO)
@@ -78,8 +87,8 @@ def run_fit(pair):
         done = subprocess.run([*launch, *job], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=1200)
         if done.returncode != 0 or not os.path.exists(out):
-            raise RuntimeError(f"tfdist.fit ({pair}) failed ({done.returncode}):\n"
-                               f"{(done.stdout + done.stderr)[-3000:]}")
+            raise RuntimeError(f"keras_fit_job.py --loop={loop} ({pair}) failed "
+                               f"({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
         with open(out) as f:
             return json.load(f)["examples_per_sec"]
 
@@ -108,28 +117,45 @@ def _x(ratio):
     return "-" if ratio is None else f"{ratio:.2f}x"
 
 
+def _show(pair, what, rate):
+    print(f"  {pair:17s} {what:45s} {rate:>9,.0f} ex/s", flush=True)
+
+
 def measure(pair, peers_script, repeats):
-    """Median of ``repeats`` runs for ours (Trainer, fit) and each peer variant, interleaved."""
+    """Median of ``repeats`` runs of each peer variant and of ours (the command line's
+    Trainer, tfdist.fit, the Trainer on fit's arrays), interleaved."""
     variants = _peers_here(pair)
-    ours, fits, peers = [], [], {" ".join(p): [] for p in variants}
+    ours, fits, arrays = [], [], []
+    peers = {" ".join(p): [] for p in variants}
     for _ in range(repeats):
         for args in variants:
             peers[" ".join(args)].append(run_peer(peers_script, args))
-            print(f"  {pair:17s} peer {' '.join(args):40s} {peers[' '.join(args)][-1]:>9,.0f} ex/s",
-                  flush=True)
+            _show(pair, f"peer {' '.join(args)}", peers[" ".join(args)][-1])
         ours.append(run_ours(OURS[pair]))
-        print(f"  {pair:17s} tfdist {' '.join(OURS[pair]):38s} {ours[-1]:>9,.0f} ex/s", flush=True)
-        fits.append(run_fit(pair))
-        print(f"  {pair:17s} tfdist.fit {_steps_per_loop(pair):>34s} {fits[-1]:>9,.0f} ex/s",
-              flush=True)
+        _show(pair, f"tfdist {' '.join(OURS[pair])}", ours[-1])
+        fits.append(run_job(pair, "fit"))
+        _show(pair, f"tfdist.fit, arrays, {_steps_per_loop(pair)} steps/loop", fits[-1])
+        arrays.append(run_job(pair, "trainer"))
+        _show(pair, f"Trainer, arrays, {_steps_per_loop(pair)} steps/loop", arrays[-1])
     peer_medians = {name: statistics.median(v) for name, v in peers.items()}
     best_peer = max(peer_medians, key=peer_medians.get) if peer_medians else None
     peer_rate = peer_medians.get(best_peer)
     trainer, fit = statistics.median(ours), statistics.median(fits)
+    on_arrays = statistics.median(arrays)
+    # Per round (runs back to back), then the median and range of the rounds' ratios.
+    rounds = [f / t for f, t in zip(fits, arrays)]
     return {"pair": pair, "tfdist": trainer, "peer": best_peer,
             "peer_examples_per_sec": peer_rate, "all_peers": peer_medians,
-            "ratio": _ratio(trainer, peer_rate), "fit": fit,
-            "fit_vs_peer": _ratio(fit, peer_rate), "fit_vs_trainer": _ratio(fit, trainer)}
+            "ratio": _ratio(trainer, peer_rate), "fit": fit, "trainer_arrays": on_arrays,
+            "fit_vs_peer": _ratio(fit, peer_rate), "fit_vs_trainer": _ratio(fit, on_arrays),
+            "fit_vs_trainer_rounds": rounds,
+            "fit_vs_trainer_round_median": statistics.median(rounds),
+            "arrays_vs_synthetic": _ratio(on_arrays, trainer),
+            "runs": {"tfdist": ours, "fit": fits, "trainer_arrays": arrays, **peers}}
+
+
+def _range(values):
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
 
 
 def main():
@@ -145,13 +171,16 @@ def main():
     if not os.path.exists(args.peers):
         parser.error(f"peer script not found at {args.peers}; pass --peers PATH")
     results = [measure(pair, args.peers, args.repeats) for pair in pairs]
-    print("\n| pair | Trainer ex/s | tfdist.fit ex/s | best peer | peer ex/s | Trainer/peer "
-          "| fit/peer | fit/Trainer |\n|---|---|---|---|---|---|---|---|")
+    print("\n| pair | Trainer ex/s | Trainer, arrays ex/s | tfdist.fit ex/s | best peer "
+          "| peer ex/s | Trainer/peer | fit/peer | fit/Trainer (arrays) | per round "
+          "| arrays/synthetic |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         peer_rate = r["peer_examples_per_sec"]
-        print(f"| {r['pair']} | {r['tfdist']:,.0f} | {r['fit']:,.0f} | {r['peer'] or '-'} | "
+        print(f"| {r['pair']} | {r['tfdist']:,.0f} | {r['trainer_arrays']:,.0f} | "
+              f"{r['fit']:,.0f} | {r['peer'] or '-'} | "
               f"{'-' if peer_rate is None else f'{peer_rate:,.0f}'} | {_x(r['ratio'])} | "
-              f"{_x(r['fit_vs_peer'])} | {_x(r['fit_vs_trainer'])} |")
+              f"{_x(r['fit_vs_peer'])} | {_x(r['fit_vs_trainer'])} | "
+              f"{_range(r['fit_vs_trainer_rounds'])} | {_x(r['arrays_vs_synthetic'])} |")
     print(json.dumps({"cpus": os.cpu_count(), "results": results}))
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdist.config import ConfigError, check_positive
-from tfdist.data.sources import DataSource, SplitReader, chunked
+from tfdist.data.sources import DataSource, HeldArrays, SplitReader, chunked
 
 _DATASET_TYPES = (tf.data.Dataset,)
 
@@ -33,9 +33,10 @@ class KerasArrays(SplitReader):
         super().__init__(what=what, num_examples=len(leaves[0]),
                          example_bytes=sum(leaf[:1].nbytes for leaf in leaves) or 1)
         self.record = record
+        self._held = HeldArrays(record)
 
     def records(self, files=None, *, keyed=False):
-        dataset = tf.data.Dataset.from_tensor_slices(self.record)
+        dataset = self._held.slices()
         if not keyed:
             return dataset
         return dataset.enumerate().map(lambda index, rec: (tf.strings.as_string(index), rec))

@@ -81,6 +81,28 @@ def chunked(values, count: int, chunk: int = SERVICE_CHUNK) -> tf.data.Dataset:
     return tf.data.Dataset.range(0, count, chunk).map(rows).unbatch()
 
 
+class HeldArrays:
+    """A nest of NumPy arrays a split holds, sliced into examples for its datasets.
+
+    Building a dataset eagerly (every sync strategy) converts the arrays to tensors
+    once and every later dataset shares them: `from_tensor_slices` of NumPy arrays copies
+    them into each dataset (a 188 MB array once more for each dataset built, twice while
+    it is built). Inside a trace (a parameter-server worker's dataset function) the
+    arrays stay NumPy, so they become constants of the graph the workers receive.
+    """
+
+    def __init__(self, arrays):
+        self.arrays = arrays
+        self._tensors = None
+
+    def slices(self) -> tf.data.Dataset:
+        if not tf.executing_eagerly():
+            return tf.data.Dataset.from_tensor_slices(self.arrays)
+        if self._tensors is None:
+            self._tensors = tf.nest.map_structure(tf.convert_to_tensor, self.arrays)
+        return tf.data.Dataset.from_tensor_slices(self._tensors)
+
+
 class ArraySplit(SplitReader):
     """A split held in memory as arrays (features may be a dict of arrays)."""
 
@@ -89,10 +111,11 @@ class ArraySplit(SplitReader):
         super().__init__(what=what, num_examples=len(leaves[-1]),
                          example_bytes=sum(a[:1].nbytes for a in leaves) or 1)
         self._arrays = (features, labels)
+        self._held = HeldArrays(self._arrays)
         self._ids = None if ids is None else np.asarray(ids).astype(str)
 
     def records(self, files=None, *, keyed=False):
-        dataset = tf.data.Dataset.from_tensor_slices(self._arrays)
+        dataset = self._held.slices()
         if not keyed:
             return dataset
         if self._ids is not None:

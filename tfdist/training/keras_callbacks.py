@@ -11,7 +11,12 @@ Distribution rules (the same on every strategy):
   replicas and workers, so a decision taken from them (EarlyStopping, a new learning
   rate) is the same on every worker.
 - Batch hooks run once per compiled loop (`steps_per_loop` steps): `batch` is the
-  index in the epoch of the loop's first step (begin) or last step (end).
+  index in the epoch of the loop's first step (begin) or last step (end). The metrics
+  are read for a batch's logs only when something uses them (the progress bar of
+  `verbose=1`, a callback with its own `on_train_batch_end`/`on_batch_end`); otherwise
+  its logs hold the loss only, which the trainer has already. The rule looks at the
+  callbacks given, before the chief-only ones are left out, so every task reads (a
+  collective under multi_worker) or none does.
 - Only the chief writes: on other workers ModelCheckpoint writes into a scratch
   folder (it still runs, so every worker reads the same variables), and CSVLogger
   and TensorBoard are left out; the progress bar shows on the chief only.
@@ -29,6 +34,18 @@ from tfdist.training.callbacks import Callback, LoopLog
 from tfdist.training.history import EpochLog
 
 _WRITE_ON_CHIEF_ONLY = (keras.callbacks.CSVLogger, keras.callbacks.TensorBoard)
+
+
+def _uses_batch_logs(callback: keras.callbacks.Callback) -> bool:
+    """Whether `callback` does something at a training batch's end (reads its logs)."""
+    base = keras.callbacks.Callback
+    return any(getattr(getattr(callback, name), "__func__", None) is not getattr(base, name)
+               for name in ("on_train_batch_end", "on_batch_end"))
+
+
+def needs_batch_logs(callbacks: Sequence[keras.callbacks.Callback], verbose: int) -> bool:
+    """Whether a batch's logs must hold the metrics: the progress bar, or a callback's hook."""
+    return verbose == 1 or any(_uses_batch_logs(callback) for callback in callbacks)
 
 
 def _for_this_task(callbacks: Sequence[keras.callbacks.Callback], is_chief: bool) -> list:
@@ -67,6 +84,7 @@ class KerasCallbacks(Callback):
             [*_for_this_task(callbacks, is_chief), self.history], add_progbar=show != 0,
             model=model, verbose=show, epochs=epochs, steps=steps_per_epoch)
         self._scheduled = 0
+        self._read_batch_logs = needs_batch_logs(callbacks, verbose)
 
     def on_fit_begin(self, *, epochs, steps_per_epoch, initial_epoch, initial_step):
         self.model.stop_training = False
@@ -81,7 +99,8 @@ class KerasCallbacks(Callback):
         self._scheduled += num_steps
 
     def on_loop_end(self, loop: LoopLog) -> None:
-        logs = loop.logs() if loop.logs is not None else {"loss": loop.loss}
+        read = self._read_batch_logs and loop.logs is not None
+        logs = loop.logs() if read else {"loss": loop.loss}
         self.callbacks.on_train_batch_end(loop.epoch_steps - 1, logs)
 
     def on_epoch_end(self, log: EpochLog) -> None:

@@ -178,6 +178,7 @@ class Trainer:
             own_steps=own_steps)
         self._accuracy = accuracy
         self._stop_vote = StopVote(distribution)
+        self._held_metric_changes = None  # PSS: loops' metric changes not yet on the ps.
         # Under multi_worker a metric read is a collective: compiled once, not run eagerly.
         self._read_metrics = (tf.function(model.get_metrics_result)
                               if distribution.num_workers > 1 and not distribution.is_async
@@ -240,20 +241,36 @@ class Trainer:
             results.append(coordinator.schedule(self._train_loop,
                                                 args=(iterator, tf.constant(size))))
         totals = before
-        tracked = self.steps.async_metric_variables()
+        tracked = bool(self.steps.async_metric_variables())
         for size, result in zip(sizes, results):  # In order, as each loop's result comes in.
             fetched = fetch_result(coordinator, result)
-            for variable, change in zip(tracked, fetched.get("metrics", ())):
-                variable.assign(variable + change)  # The coordinator: the only writer.
+            if tracked:
+                self._hold_metric_changes(fetched["metrics"])
             self.worker_steps.add(int(fetched["worker"]), size)
             totals += tf.convert_to_tensor(fetched["totals"])
             hooks.loop_end(size, totals, self._batch_logs)
         coordinator.join()
+        self._apply_metric_changes()
         self.worker_steps.commit()
         return totals
 
+    def _hold_metric_changes(self, changes) -> None:
+        """Adds a loop's metric changes (PSS) to those not yet written to the ps."""
+        held = self._held_metric_changes
+        self._held_metric_changes = (list(changes) if held is None
+                                     else [a + b for a, b in zip(held, changes)])
+
+    def _apply_metric_changes(self) -> None:
+        """Writes the held metric changes into the ps variables (the coordinator: the only
+        writer), once per segment or when logs read the metrics, not after every loop."""
+        held, self._held_metric_changes = self._held_metric_changes, None
+        if held is not None:
+            for variable, change in zip(self.steps.async_metric_variables(), held):
+                variable.assign(variable + change)
+
     def _batch_logs(self, totals) -> dict:
         """The logs Keras callbacks get at a batch's end: the epoch's metrics so far."""
+        self._apply_metric_changes()
         if self.compiled:
             return compiled_logs(self.model, totals, read=self._read_metrics,
                                  loss_from_totals=self.distribution.is_async,

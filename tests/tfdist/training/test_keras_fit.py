@@ -206,3 +206,65 @@ def test_a_model_built_outside_any_scope_trains_on_one_device():
     history = tfdist.fit(model, X[:640], Y[:640], batch_size=64, epochs=2, verbose=0)
     assert len(history.history["accuracy"]) == 2
     assert tfdist.predict(model, X[:10], batch_size=4).shape == (10, 10)
+
+
+class _Batches(keras.callbacks.Callback):
+    """Keeps the logs of every training batch's end."""
+
+    def __init__(self):
+        super().__init__()
+        self.logs = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.logs.append(dict(logs or {}))
+
+
+class _EpochsOnly(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+
+def test_batch_logs_are_read_only_when_a_callback_or_the_progress_bar_uses_them():
+    from tfdist.training.keras_callbacks import needs_batch_logs
+
+    assert not needs_batch_logs([], verbose=0)
+    assert not needs_batch_logs([_EpochsOnly(), keras.callbacks.EarlyStopping()], verbose=2)
+    assert needs_batch_logs([], verbose=1)  # The progress bar shows the metrics.
+    assert needs_batch_logs([_EpochsOnly(), _Batches()], verbose=0)
+    assert needs_batch_logs([keras.callbacks.TerminateOnNaN()], verbose=0)  # on_batch_end.
+    assert needs_batch_logs([keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: None)], verbose=0)
+    assert not needs_batch_logs([keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: None)], verbose=0)
+
+
+@pytest.mark.parametrize("with_batch_callback", [False, True])
+def test_fit_reads_the_metrics_per_loop_only_for_batch_logs(with_batch_callback):
+    reads = []
+
+    class CountingReads(keras.Sequential):
+        def get_metrics_result(self):
+            if tf.executing_eagerly():  # Not Keras' compute_metrics while a step traces.
+                reads.append(1)
+            return super().get_metrics_result()
+
+    dist = tfdist.make_strategy("one_device", cluster=None)
+    keras.utils.set_random_seed(0)
+    with dist.scope():
+        model = CountingReads([keras.Input((8, 8)), keras.layers.Flatten(),
+                               keras.layers.Dense(10, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    batches = _Batches()
+    callbacks = [batches] if with_batch_callback else [_EpochsOnly()]
+    history = tfdist.fit(model, X[:1280], Y[:1280], batch_size=64, epochs=2, verbose=0,
+                         steps_per_loop=5, callbacks=callbacks)
+    loops = 20 // 5
+    assert len(history.history["accuracy"]) == 2  # The epoch's logs: one read per epoch.
+    if with_batch_callback:
+        assert len(reads) == 2 * (loops + 1)
+        assert len(batches.logs) == 2 * loops
+        assert all(set(logs) == {"loss", "accuracy"} for logs in batches.logs)
+        assert batches.logs[-1]["accuracy"] == pytest.approx(history.history["accuracy"][-1])
+    else:
+        assert len(reads) == 2
