@@ -16,17 +16,22 @@ fds and threads still being added). Each life is checked:
 
 - RSS: for a life lasting ``MIN_STEADY_S`` or more after warm-up, its RSS at its last
   sample is below ``MAX_GROWTH`` x its RSS at the end of warm-up.
-- Threads and open fds: a life's *floor* is the least it has over its *steady phase* (from
-  the end of warm-up to the first kill after it, or to its last checkpoint): what the
-  process holds throughout. gRPC's and TensorFlow's pools start and stop threads on
-  demand (single samples of one life move by 1 to 5) and sockets come and go, so single
-  samples would compare noise. The floor of a task's last life must not exceed that of
-  its first life that resumed from a checkpoint (its second; the first with a steady
-  phase); no slack. The first life is printed but is not the same phase: a life that
-  restores a checkpoint holds one more TensorFlow pool thread (``tf_Compute``: 9, not 8,
-  in every resumed life of a multi_worker worker), a constant, not a growth. The launcher
-  lives through the whole run; its floors during the lead task's (``worker:0``,
-  ``chief:0``) first and last lives are compared.
+- Threads and open fds: a life's *floor* is the least it has over its *steady phase*
+  (from the end of warm-up to the first kill after it, or to 2 s before its last
+  checkpoint): what the process holds throughout. gRPC's and TensorFlow's pools start and
+  stop threads on demand (single samples of one life move by 1 to 5) and sockets come and
+  go, so single samples would compare noise. The floor of a task's last life must not
+  exceed that of its first life that resumed from a checkpoint (its second; the first
+  with a steady phase): fds by none, threads by at most one. That one is measured: a pool
+  thread that TensorFlow or gRPC starts lazily and then keeps, at a different moment in
+  each life without any restart (the ps: 102 threads, then 103 from 31 s, 18 s, or not
+  within 57 s, into the three lives of one run), so a short baseline phase may end before
+  it comes. A leak of even one thread per restart still fails: the last life comes 3 or 4
+  restarts after the baseline. The first life is printed but is not the same phase: a
+  life that restores a checkpoint holds one more TensorFlow pool thread (``tf_Compute``:
+  9, not 8, in every resumed life of a multi_worker worker), a constant, not a growth.
+  The launcher lives through the whole run; its floors during the lead task's
+  (``worker:0``, ``chief:0``) first and last lives are compared.
 
 A parameter_server worker restarted in place makes TensorFlow's coordinator update its
 cluster (``context.update_server_def``), which leaves threads behind in the chief (and at
@@ -53,6 +58,8 @@ MIN_STEADY_S = 10.0      # Seconds after warm-up a life needs for its RSS to be 
 MIN_PHASE_S = 3.0        # Seconds of steady phase the last life and the baseline need.
 MIN_THREADS = 10         # A process with this many threads runs TensorFlow's runtime.
 WARM_EPOCHS = 2          # Epoch-end checkpoints a life sees before it is warm.
+END_MARGIN_S = 2.0       # A steady phase ends this long before a life's last checkpoint.
+SLACK = {"threads": 1, "fds": 0}  # More held than the baseline a last life may have (above).
 DEADLINE_S = 400         # The whole job, kills included; it fails, never hangs, past that.
 KILL_AT = (0.2, 0.33, 0.46, 0.59, 0.72)  # Fractions of the planned steps.
 COMMON = ["--global_batch_size=32", "--steps_per_loop=5", "--seed=3", "--max_restarts=8",
@@ -134,14 +141,15 @@ def _warm_up_end(samples: list[Sample], marks: list) -> float | None:
 
 def _lives(sampler: Sampler, task: str, kills: list[Kill]) -> list[Life]:
     """The task's lives; a steady phase ends at the first kill after warm-up (of this task,
-    or another's) or at the life's last checkpoint, before the process stops."""
+    or another's) or ``END_MARGIN_S`` before the life's last checkpoint: the end of the
+    training (the last evaluation, the final save, the servers stopped) starts about then."""
     lives = []
     for samples in sampler.lives(task):
         warm = _first_at(samples, _warm_up_end(samples, sampler.marks))
         last_mark = max((at for at, _ in sampler.marks if samples[0].at <= at <= samples[-1].at),
                         default=samples[-1].at)
         kills_after = [kill.at for kill in kills if warm and kill.at > warm.at]
-        lives.append(Life(task, samples, warm, min([last_mark, *kills_after])))
+        lives.append(Life(task, samples, warm, min([last_mark - END_MARGIN_S, *kills_after])))
     return lives
 
 
@@ -270,8 +278,8 @@ def _check(tasks: dict[str, list[Life]]) -> None:
             assert not life.checked or life.growth < MAX_GROWTH - 1.0, (
                 f"{task}: RSS {_mb(life.warm.rss)} MB after warm-up, {_mb(life.last.rss)} MB "
                 f"at the end of the life: +{100 * life.growth:.1f}% ({_brief(life)})")
-        for what in ("threads", "fds"):
-            assert last.floor(what) <= baseline.floor(what), (
+        for what, slack in SLACK.items():
+            assert last.floor(what) <= baseline.floor(what) + slack, (
                 f"{task}: {baseline.floor(what)} {what} throughout the steady phase of its first "
                 f"resumed life, {last.floor(what)} in its last")
 
