@@ -31,7 +31,7 @@ fds and threads still being added). Each life is checked:
   life that restores a checkpoint holds one more TensorFlow pool thread (``tf_Compute``:
   9, not 8, in every resumed life of a multi_worker worker), a constant, not a growth.
   The launcher lives through the whole run; its floors during the lead task's
-  (``worker:0``, ``chief:0``) first and last lives are compared.
+  (``worker:0``, ``chief:0``) baseline and last lives are compared.
 
 A parameter_server worker restarted in place makes TensorFlow's coordinator update its
 cluster (``context.update_server_def``), which leaves threads behind in the chief (and at
@@ -153,11 +153,11 @@ def _lives(sampler: Sampler, task: str, kills: list[Kill]) -> list[Life]:
     return lives
 
 
-def _launcher_phases(sampler: Sampler, lead: list[Life]) -> list[Life]:
-    """The launcher's one life, during the lead task's first and its last life."""
+def _launcher_phases(sampler: Sampler, lead_task: str, lead: list[Life]) -> list[Life]:
+    """The launcher's one life, during the lead task's baseline life and its last life."""
     samples = sampler.lives(LAUNCHER)[0]
     phases = []
-    for life in (lead[0], lead[-1]):
+    for life in (_baseline(lead_task, lead) or lead[0], lead[-1]):
         during = [sample for sample in samples if life.samples[0].at <= sample.at <= life.last.at]
         warm = _first_at(during, life.warm and life.warm.at)
         phases.append(Life(LAUNCHER, during or samples, warm, life.until))
@@ -261,7 +261,7 @@ def _floors(task: str, lives: list[Life], what: str) -> str:
 
 def _baseline(task: str, lives: list[Life]) -> Life | None:
     """The life a task's last life is compared with: its first life that resumed from a
-    checkpoint and has a steady phase (the launcher: its phase in the lead's first life)."""
+    checkpoint and has a steady phase (the launcher: its phase in the lead's baseline)."""
     if task == LAUNCHER:
         return lives[0]
     return next((life for life in lives[1:] if life.has_phase), None)
@@ -271,7 +271,7 @@ def _check(tasks: dict[str, list[Life]]) -> None:
     """RSS of every long enough life; threads and fds of each task's last life."""
     for task, lives in tasks.items():
         last, baseline = lives[-1], _baseline(task, lives)
-        assert last.checked and last.has_phase and baseline is not None, (
+        assert last.checked and last.has_phase and baseline and baseline.has_phase, (
             f"{task}: its last life must last {MIN_STEADY_S} s after warm-up, and a resumed "
             f"life have {MIN_PHASE_S} s of steady phase: {[_brief(life) for life in lives]}")
         for life in lives:
@@ -294,7 +294,7 @@ def _run_and_check(tmp_path, flags, plan, *, lead: str, seed: int) -> None:
     chaos, sampler, code = _long_run(tmp_path, flags, plan, seed=seed)
     tasks = {task: _lives(sampler, task, chaos.kills)
              for task in sampler.tasks() if task != LAUNCHER}
-    tasks[LAUNCHER] = _launcher_phases(sampler, tasks[lead])
+    tasks[LAUNCHER] = _launcher_phases(sampler, lead, tasks[lead])
     print(_report(chaos, tasks, tmp_path / "long_run.json"))
     assert code == 0, chaos.output()[-4000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
