@@ -43,7 +43,8 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _task_name(pid: int) -> str | None:
+def task_name(pid: int) -> str | None:
+    """The task ("worker:1") of the TF_CONFIG in the process's environment; None if none."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             environ = f.read().split(b"\0")
@@ -63,7 +64,7 @@ def task_pids(launcher_pid: int) -> dict[str, int]:
     """{"worker:1": pid, ...}: the launcher's task processes (the deepest with a TF_CONFIG)."""
     tasks = {}
     for pid in _descendants(launcher_pid):  # Parents come before their children.
-        name = _task_name(pid)
+        name = task_name(pid)
         if name:
             tasks[name] = pid
     return tasks
@@ -241,6 +242,17 @@ class Chaos:
             last.recovered_after = self._index_mtime() - last.at
         self._log.close()
         return self.process.returncode
+
+    def kill_all(self) -> None:
+        """SIGKILLs the launcher, then every process under it (each task has its own session)."""
+        below = _descendants(self.process.pid)  # Before the launcher dies and they move away.
+        for pid in [self.process.pid, *below]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait()
+        self._log.close()
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
