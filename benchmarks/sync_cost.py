@@ -11,9 +11,14 @@ On the reference job (synthetic 784 features, MLP 784-256-10, Adam, global batch
   multi_worker  ``--strategy=multi_worker --num_workers=2``
   all-reduce    ``benchmarks/collective_latency.py``: one all-reduce of the MLP's
                 gradient (203,530 float32) between two bare MWMS processes
-and prints milliseconds per step of each (medians of the rounds, min-max), the sync
-cost (multi_worker step - compute pair step), what is left after TensorFlow's
-all-reduce (sync cost - all-reduce), and the ratio a 2-worker job could reach with no
+  bare MWMS     two processes running the same step without tfdist: a Keras MLP and Adam
+                under MultiWorkerMirroredStrategy, one fixed batch of 128 per worker (no
+                input pipeline), gradients all-reduced by the optimizer, 234 steps per
+                ``tf.function`` call: TensorFlow's own synchronous step
+and prints milliseconds per step of each (medians of the rounds, min-max), tfdist's
+multi_worker step less the bare MWMS one, the sync cost (multi_worker step - compute
+pair step), what is left after TensorFlow's all-reduce (sync cost - all-reduce), and
+the ratio a 2-worker job could reach with no
 overhead at all beyond that all-reduce: one process step / (compute step + all-reduce).
 A benchmark, not a test: nothing here asserts a time.
 """
@@ -69,6 +74,67 @@ def all_reduce_ms():
     return json.loads(done.stdout.strip().splitlines()[-1])[ALL_REDUCE]
 
 
+def bare_worker(steps: int) -> None:
+    """One process of the bare MWMS step (run with TF_CONFIG); prints ms per step."""
+    import time
+
+    import keras
+    import tensorflow as tf
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, "relu"),
+                                  keras.layers.Dense(10)])
+        optimizer = keras.optimizers.Adam(1e-3)
+        optimizer.build(model.trainable_variables)
+    x = tf.random.uniform([GLOBAL_BATCH // 2, 784])
+    y = tf.random.uniform([GLOBAL_BATCH // 2], maxval=10, dtype=tf.int32)
+
+    def step():
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
+                y, logits, from_logits=True)) / GLOBAL_BATCH
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+    @tf.function
+    def loop():
+        for _ in tf.range(steps):
+            strategy.run(step)
+
+    loop()  # Trace and warm up.
+    started = time.perf_counter()
+    for _ in range(2):
+        loop()
+    print(json.dumps({"ms_per_step": 1000 * (time.perf_counter() - started) / (2 * steps)}),
+          flush=True)
+
+
+def bare_mwms(steps: int = 234) -> float:
+    """The bare MWMS step between two local processes, in ms (the chief's)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(2)]
+    for sock in sockets:
+        sock.bind(("localhost", 0))
+    addresses = [f"localhost:{sock.getsockname()[1]}" for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    processes = []
+    for index in range(2):
+        config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+        env = dict(os.environ, TF_CONFIG=json.dumps(config), TF_CPP_MIN_LOG_LEVEL="2",
+                   TF_NUM_INTRAOP_THREADS="1", OMP_NUM_THREADS="1")
+        processes.append(subprocess.Popen(
+            [sys.executable, __file__, "--bare_worker", str(steps)], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [process.communicate(timeout=1200) for process in processes]
+    if any(process.returncode for process in processes):
+        raise RuntimeError(f"a bare MWMS worker failed:\n{outputs[0][1][-3000:]}")
+    return json.loads(outputs[0][0].strip().splitlines()[-1])["ms_per_step"]
+
+
 def one_round():
     one = _ms_per_step(run_trainer([*JOB, "--strategy=one_device"])["examples_per_sec"],
                        GLOBAL_BATCH)
@@ -77,8 +143,10 @@ def one_round():
                                       "--noisolate_network"])["examples_per_sec"],
                          GLOBAL_BATCH)
     reduce_ms = all_reduce_ms()
+    bare = bare_mwms()
     row = {"one process": one, "compute pair": compute, "multi_worker": multi,
-           "all-reduce": reduce_ms, "sync cost": multi - compute,
+           "all-reduce": reduce_ms, "bare MWMS": bare,
+           "multi_worker - bare MWMS": multi - bare, "sync cost": multi - compute,
            "left after the all-reduce": multi - compute - reduce_ms,
            "multi_worker / one process": one / multi,
            "bound: one / (compute + all-reduce)": one / (compute + reduce_ms)}
@@ -89,7 +157,10 @@ def one_round():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bare_worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bare_worker:
+        return bare_worker(args.bare_worker)
     rounds = [one_round() for _ in range(args.repeats)]
     print(f"\nms per step and ratios, median of {len(rounds)} round(s) (min-max):")
     summary = {}
