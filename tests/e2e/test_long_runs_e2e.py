@@ -60,11 +60,13 @@ MIN_THREADS = 10         # A process with this many threads runs TensorFlow's ru
 WARM_EPOCHS = 2          # Epoch-end checkpoints a life sees before it is warm.
 END_MARGIN_S = 2.0       # A steady phase ends this long before a life's last checkpoint.
 SLACK = {"threads": 1, "fds": 0}  # More held than the baseline a last life may have (above).
-DEADLINE_S = 400         # The whole job, kills included; it fails, never hangs, past that.
+DEADLINE_S = 600         # The whole job, kills included; it fails, never hangs, past that.
 KILL_AT = (0.2, 0.33, 0.46, 0.59, 0.72)  # Fractions of the planned steps.
 COMMON = ["--global_batch_size=32", "--steps_per_loop=5", "--seed=3", "--max_restarts=8",
           f"--steps_per_epoch={STEPS_PER_EPOCH}"]
-SYNC_JOB = ["--num_workers=4", "--epochs=18", "--checkpoint_every_steps=150", *COMMON]
+# 30 epochs: a life between two kills spans ~3.9 epochs, so it warms up (WARM_EPOCHS epoch
+# ends) with a steady phase left, however fast the machine runs an epoch.
+SYNC_JOB = ["--num_workers=4", "--epochs=30", "--checkpoint_every_steps=150", *COMMON]
 PS_JOB = ["--strategy=parameter_server", "--num_workers=4", "--num_ps=1", "--epochs=100",
           "--checkpoint_every_steps=250", *COMMON]
 
