@@ -55,7 +55,7 @@ from proc_stats import LAUNCHER, Sample, Sampler
 STEPS_PER_EPOCH = 230    # Five passes over digits' 1,500 training examples at batch 32.
 MAX_GROWTH = 1.10        # RSS at the end of a life over RSS at the end of its warm-up.
 MIN_STEADY_S = 10.0      # Seconds after warm-up a life needs for its RSS to be checked.
-MIN_PHASE_S = 3.0        # Seconds of steady phase the last life and the baseline need.
+MIN_PHASE_S = 2.0        # Seconds of steady phase the last life and the baseline need.
 MIN_THREADS = 10         # A process with this many threads runs TensorFlow's runtime.
 WARM_EPOCHS = 2          # Epoch-end checkpoints a life sees before it is warm.
 END_MARGIN_S = 2.0       # A steady phase ends this long before a life's last checkpoint.
@@ -64,9 +64,9 @@ DEADLINE_S = 600         # The whole job, kills included; it fails, never hangs,
 KILL_AT = (0.2, 0.33, 0.46, 0.59, 0.72)  # Fractions of the planned steps.
 COMMON = ["--global_batch_size=32", "--steps_per_loop=5", "--seed=3", "--max_restarts=8",
           f"--steps_per_epoch={STEPS_PER_EPOCH}"]
-# 30 epochs: a life between two kills spans ~3.9 epochs, so it warms up (WARM_EPOCHS epoch
-# ends) with a steady phase left, however fast the machine runs an epoch.
-SYNC_JOB = ["--num_workers=4", "--epochs=30", "--checkpoint_every_steps=150", *COMMON]
+# 40 epochs: a life between two kills spans ~5 epochs, so it warms up (WARM_EPOCHS epoch
+# ends) with a steady phase of ~3 epochs left (30 left ~2.5 s on a quiet machine).
+SYNC_JOB = ["--num_workers=4", "--epochs=40", "--checkpoint_every_steps=150", *COMMON]
 PS_JOB = ["--strategy=parameter_server", "--num_workers=4", "--num_ps=1", "--epochs=100",
           "--checkpoint_every_steps=250", *COMMON]
 
