@@ -13,13 +13,18 @@ On the reference job (synthetic 784 features, MLP 784-256-10, Adam, global batch
                 gradient (203,530 float32) between two bare MWMS processes
   bare MWMS     two processes running the same step without tfdist: a Keras MLP and Adam
                 under MultiWorkerMirroredStrategy, one fixed batch of 128 per worker (no
-                input pipeline), gradients all-reduced by the optimizer, 234 steps per
+                input pipeline), gradients all-reduced by the optimizer, 232 steps per
                 ``tf.function`` call: TensorFlow's own synchronous step
+  multi_worker --sync_every=8   tfdist's local SGD (``--sync_every=8``)
+  bare local SGD  the bare MWMS step with the optimizer's all-reduce switched off, and
+                every 8 steps one all-reduce (MEAN) of the weights written back: TensorFlow's
+                own local SGD at H=8, without tfdist
 and prints milliseconds per step of each (medians of the rounds, min-max), tfdist's
 multi_worker step less the bare MWMS one, the sync cost (multi_worker step - compute
 pair step), what is left after TensorFlow's all-reduce (sync cost - all-reduce), and
 the ratio a 2-worker job could reach with no
-overhead at all beyond that all-reduce: one process step / (compute step + all-reduce).
+overhead at all beyond that all-reduce: one process step / (compute step + all-reduce),
+and the same ratios of the local-SGD pair.
 A benchmark, not a test: nothing here asserts a time.
 """
 
@@ -37,6 +42,7 @@ JOB = ["--dataset=synthetic", "--num_examples=60000", "--model=mlp", "--optimize
        "--global_batch_size=256", "--epochs=3", "--steps_per_loop=234"]
 GLOBAL_BATCH = 256
 ALL_REDUCE = "mlp gradient (203,530)"
+SYNC_EVERY = 8
 
 
 def _ms_per_step(examples_per_sec, batch):
@@ -74,8 +80,12 @@ def all_reduce_ms():
     return json.loads(done.stdout.strip().splitlines()[-1])[ALL_REDUCE]
 
 
-def bare_worker(steps: int) -> None:
-    """One process of the bare MWMS step (run with TF_CONFIG); prints ms per step."""
+def bare_worker(steps: int, sync_every: int = 1) -> None:
+    """One process of the bare MWMS step (run with TF_CONFIG); prints ms per step.
+
+    With `sync_every` H > 1, local SGD: each worker applies its own gradients and every
+    H steps one all-reduce (MEAN) of the weights is written back.
+    """
     import time
 
     import keras
@@ -87,6 +97,9 @@ def bare_worker(steps: int) -> None:
                                   keras.layers.Dense(10)])
         optimizer = keras.optimizers.Adam(1e-3)
         optimizer.build(model.trainable_variables)
+    if sync_every > 1:  # Local steps: the optimizer must not all-reduce the gradients.
+        optimizer._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
+    weights = model.trainable_variables
     x = tf.random.uniform([GLOBAL_BATCH // 2, 784])
     y = tf.random.uniform([GLOBAL_BATCH // 2], maxval=10, dtype=tf.int32)
 
@@ -98,10 +111,20 @@ def bare_worker(steps: int) -> None:
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
 
+    def average():
+        local = [tf.identity(w.value) for w in weights]
+        means = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.MEAN,
+                                                               local)
+        for weight, mean in zip(weights, means):
+            weight.assign(mean)
+
     @tf.function
     def loop():
-        for _ in tf.range(steps):
-            strategy.run(step)
+        for _ in tf.range(steps // sync_every):
+            for _ in tf.range(sync_every):
+                strategy.run(step)
+            if sync_every > 1:
+                strategy.run(average)
 
     loop()  # Trace and warm up.
     started = time.perf_counter()
@@ -111,7 +134,7 @@ def bare_worker(steps: int) -> None:
           flush=True)
 
 
-def bare_mwms(steps: int = 234) -> float:
+def bare_mwms(steps: int = 232, sync_every: int = 1) -> float:
     """The bare MWMS step between two local processes, in ms (the chief's)."""
     import socket
 
@@ -127,7 +150,8 @@ def bare_mwms(steps: int = 234) -> float:
         env = dict(os.environ, TF_CONFIG=json.dumps(config), TF_CPP_MIN_LOG_LEVEL="2",
                    TF_NUM_INTRAOP_THREADS="1", OMP_NUM_THREADS="1")
         processes.append(subprocess.Popen(
-            [sys.executable, __file__, "--bare_worker", str(steps)], env=env,
+            [sys.executable, __file__, "--bare_worker", str(steps),
+             f"--sync_every={sync_every}"], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [process.communicate(timeout=1200) for process in processes]
     if any(process.returncode for process in processes):
@@ -144,12 +168,22 @@ def one_round():
                          GLOBAL_BATCH)
     reduce_ms = all_reduce_ms()
     bare = bare_mwms()
+    local = _ms_per_step(run_trainer([*JOB, "--strategy=multi_worker", "--num_workers=2",
+                                      f"--sync_every={SYNC_EVERY}", "--noisolate_network"]
+                                     )["examples_per_sec"], GLOBAL_BATCH)
+    bare_local = bare_mwms(sync_every=SYNC_EVERY)
     row = {"one process": one, "compute pair": compute, "multi_worker": multi,
            "all-reduce": reduce_ms, "bare MWMS": bare,
+           f"multi_worker --sync_every={SYNC_EVERY}": local,
+           f"bare local SGD H={SYNC_EVERY}": bare_local,
            "multi_worker - bare MWMS": multi - bare, "sync cost": multi - compute,
            "left after the all-reduce": multi - compute - reduce_ms,
            "multi_worker / one process": one / multi,
-           "bound: one / (compute + all-reduce)": one / (compute + reduce_ms)}
+           "bound: one / (compute + all-reduce)": one / (compute + reduce_ms),
+           f"sync_every={SYNC_EVERY} / one process": one / local,
+           f"bare local SGD H={SYNC_EVERY} / one process": one / bare_local,
+           f"bound: one / (compute + all-reduce / {SYNC_EVERY})":
+               one / (compute + reduce_ms / SYNC_EVERY)}
     print(json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)
     return row
 
@@ -158,9 +192,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bare_worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sync_every", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_worker:
-        return bare_worker(args.bare_worker)
+        return bare_worker(args.bare_worker, args.sync_every)
     rounds = [one_round() for _ in range(args.repeats)]
     print(f"\nms per step and ratios, median of {len(rounds)} round(s) (min-max):")
     summary = {}

@@ -1,0 +1,203 @@
+"""Where a parameter_server step's time goes, against TensorFlow's own floor.
+
+    python benchmarks/ps_cost.py [--repeats 3]
+
+On the reference job (synthetic 784 features, MLP 784-256-10, Adam, global batch 256,
+3 epochs, examples/s of epochs 2..3), each round runs, back to back:
+  one process       ``--strategy=one_device``, the CPUs' threads: the baseline
+  parameter_server  ``--strategy=parameter_server --num_workers=2 --num_ps=1``
+                    (steps_per_loop 32, as benchmarks/compare_peers.py runs it)
+  bare PSS          the same cluster without tfdist: a chief, 2 worker servers and 1 ps
+                    server as local processes with the launcher's thread budget (one
+                    intra-op thread each), a Keras MLP and Adam built under
+                    ParameterServerStrategy, one fixed batch of 256 per worker (no input
+                    pipeline, no totals), 32 steps per scheduled ``tf.function``:
+                    TensorFlow's own asynchronous step
+  bare PSS, no ps   the same workers' step on variables of their own (no ps reads or
+                    updates): what the two workers compute, scheduled the same way
+and prints examples/s of each (medians of the rounds, min-max), each as a ratio of one
+process, and tfdist's parameter_server against the bare PSS step. A benchmark, not a
+test: nothing here asserts a time.
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+from _runs import run_trainer
+
+JOB = ["--dataset=synthetic", "--num_examples=60000", "--model=mlp", "--optimizer=adam",
+       "--global_batch_size=256", "--epochs=3"]
+GLOBAL_BATCH = 256
+STEPS_PER_CALL = 32
+CALLS = 80  # Per timed pass: 80 x 32 x 256 = 655,360 examples, about 11 epochs of 60,000.
+
+
+def _ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("localhost", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def server(task_type: str, index: int) -> None:
+    """A worker or ps task (run with TF_CONFIG): serves until killed."""
+    import tensorflow as tf
+
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    tf.distribute.Server(resolver.cluster_spec(), job_name=task_type, task_index=index,
+                         protocol="grpc", start=True).join()
+
+
+def chief(local_variables: bool) -> None:
+    """The coordinator (run with TF_CONFIG): prints examples/s of the timed passes."""
+    import keras
+    import tensorflow as tf
+
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
+    coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, "relu"),
+                                  keras.layers.Dense(10)])
+        optimizer = keras.optimizers.Adam(1e-3)
+        optimizer.build(model.trainable_variables)  # Eagerly, in scope (keras#23085).
+
+    def batches():
+        x = tf.random.uniform([GLOBAL_BATCH, 784], seed=1)
+        y = tf.random.uniform([GLOBAL_BATCH], maxval=10, dtype=tf.int32, seed=2)
+        return tf.data.Dataset.from_tensors((x, y)).repeat()
+
+    iterator = iter(coordinator.create_per_worker_dataset(batches))
+
+    def loss_of(x, y, logits):
+        return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+            y, logits, from_logits=True))
+
+    @tf.function
+    def remote_call(it):
+        def step(batch):
+            x, y = batch
+            with tf.GradientTape() as tape:
+                loss = loss_of(x, y, model(x, training=True))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        total = tf.constant(0.0)
+        for _ in tf.range(STEPS_PER_CALL):
+            total += strategy.run(step, args=(next(it),))
+        return total
+
+    @tf.function
+    def local_call(it):
+        """The same step on worker-local weights: compute only, nothing crosses to a ps."""
+        kernel = tf.random.uniform([784, 256], -0.05, 0.05, seed=3)
+        bias = tf.zeros([256])
+        head = tf.random.uniform([256, 10], -0.1, 0.1, seed=4)
+        head_bias = tf.zeros([10])
+        weights = [kernel, bias, head, head_bias]
+        m = [tf.zeros_like(w) for w in weights]
+        v = [tf.zeros_like(w) for w in weights]
+        total = tf.constant(0.0)
+        for _ in tf.range(STEPS_PER_CALL):
+            x, y = next(it)
+            with tf.GradientTape() as tape:
+                tape.watch(weights)
+                hidden = tf.nn.relu(tf.matmul(x, weights[0]) + weights[1])
+                loss = loss_of(x, y, tf.matmul(hidden, weights[2]) + weights[3])
+            grads = tape.gradient(loss, weights)
+            m = [0.9 * a + 0.1 * g for a, g in zip(m, grads)]  # Adam's arithmetic.
+            v = [0.999 * b + 0.001 * g * g for b, g in zip(v, grads)]
+            weights = [w - 1e-3 * a / (tf.sqrt(b) + 1e-7) for w, a, b in zip(weights, m, v)]
+            total += loss
+        return total
+
+    call = local_call if local_variables else remote_call
+
+    def one_pass():
+        for _ in range(CALLS):
+            coordinator.schedule(call, args=(iterator,))
+        coordinator.join()
+
+    one_pass()  # Trace and warm up every worker.
+    started = time.perf_counter()
+    one_pass()
+    seconds = time.perf_counter() - started
+    print(json.dumps({"examples_per_sec": CALLS * STEPS_PER_CALL * GLOBAL_BATCH / seconds}),
+          flush=True)
+
+
+def bare_pss(local_variables: bool = False) -> float:
+    """examples/s of the bare PSS step: chief + 2 workers + 1 ps as local processes."""
+    chief_port, w0, w1, ps = _ports(4)
+    cluster = {"chief": [f"localhost:{chief_port}"],
+               "worker": [f"localhost:{w0}", f"localhost:{w1}"], "ps": [f"localhost:{ps}"]}
+    base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1",
+                OMP_NUM_THREADS="1")
+
+    def start(task_type, index, role):
+        config = {"cluster": cluster, "task": {"type": task_type, "index": index}}
+        return subprocess.Popen(
+            [sys.executable, __file__, f"--{role}", task_type, str(index),
+             *(["--local_variables"] if local_variables else [])],
+            env=dict(base, TF_CONFIG=json.dumps(config)), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+
+    servers = [start("worker", 0, "serve"), start("worker", 1, "serve"), start("ps", 0, "serve")]
+    try:
+        coordinator = start("chief", 0, "coordinate")
+        out, err = coordinator.communicate(timeout=1200)
+        if coordinator.returncode:
+            raise RuntimeError(f"the bare PSS chief failed:\n{err[-3000:]}")
+        return json.loads(out.strip().splitlines()[-1])["examples_per_sec"]
+    finally:
+        for process in servers:
+            process.kill()
+            process.wait()
+
+
+def one_round():
+    one = run_trainer([*JOB, "--strategy=one_device", "--steps_per_loop=234"])
+    ps = run_trainer([*JOB, "--strategy=parameter_server", "--num_workers=2", "--num_ps=1",
+                      f"--steps_per_loop={STEPS_PER_CALL}", "--noisolate_network"])
+    row = {"one process": one["examples_per_sec"], "parameter_server": ps["examples_per_sec"],
+           "bare PSS": bare_pss(), "bare PSS, no ps": bare_pss(local_variables=True)}
+    for key in ("parameter_server", "bare PSS", "bare PSS, no ps"):
+        row[f"{key} / one process"] = row[key] / row["one process"]
+    row["parameter_server / bare PSS"] = row["parameter_server"] / row["bare PSS"]
+    print(json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--coordinate", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--local_variables", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        return server(args.serve[0], int(args.serve[1]))
+    if args.coordinate:
+        return chief(args.local_variables)
+    rounds = [one_round() for _ in range(args.repeats)]
+    print(f"\nexamples/s and ratios, median of {len(rounds)} round(s) (min-max):")
+    summary = {}
+    for key in rounds[0]:
+        values = [r[key] for r in rounds]
+        summary[key] = statistics.median(values)
+        print(f"  {key:34s} {summary[key]:10.3f}  ({min(values):.3f}-{max(values):.3f})")
+    print(json.dumps({k: round(v, 3) for k, v in summary.items()}))
+
+
+if __name__ == "__main__":
+    main()
