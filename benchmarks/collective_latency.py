@@ -12,22 +12,13 @@ step of the trainer cannot cost less than one of these. A benchmark, not a test.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
+from _runs import free_ports
+
 SIZES = {"scalar": 1, "mlp gradient (203,530)": 203_530, "weights + 2 slots (610,590)": 610_590}
-
-
-def _ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def worker(iterations):
@@ -64,7 +55,7 @@ def main():
     args = parser.parse_args()
     if args.worker:
         return worker(args.iterations)
-    addresses = [f"localhost:{port}" for port in _ports(2)]
+    addresses = [f"localhost:{port}" for port in free_ports(2)]
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}

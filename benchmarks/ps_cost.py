@@ -13,6 +13,10 @@ On the reference job (synthetic 784 features, MLP 784-256-10, Adam, global batch
                     ParameterServerStrategy, one fixed batch of 256 per worker (no input
                     pipeline, no totals), 32 steps per scheduled ``tf.function``:
                     TensorFlow's own asynchronous step
+  bare PSS, tfdist's calls  the bare PSS step scheduled as tfdist schedules an epoch:
+                    234 steps in the trainer's call sizes (``shrinking_calls``: full calls,
+                    then shorter ones toward the end), each result fetched, one join per
+                    epoch: what that schedule costs when no worker is slow
   bare PSS, no ps   the same workers' step on variables of their own (no ps reads or
                     updates): what the two workers compute, scheduled the same way
 and prints examples/s of each (medians of the rounds, min-max), each as a ratio of one
@@ -23,29 +27,18 @@ test: nothing here asserts a time.
 import argparse
 import json
 import os
-import socket
-import statistics
 import subprocess
 import sys
 import time
 
-from _runs import run_trainer
+from _runs import REPO, free_ports, print_medians, run_trainer
 
 JOB = ["--dataset=synthetic", "--num_examples=60000", "--model=mlp", "--optimizer=adam",
        "--global_batch_size=256", "--epochs=3"]
 GLOBAL_BATCH = 256
 STEPS_PER_CALL = 32
+EPOCH_STEPS = 234  # 60,000 // 256, the reference job's epoch.
 CALLS = 80  # Per timed pass: 80 x 32 x 256 = 655,360 examples, about 11 epochs of 60,000.
-
-
-def _ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("localhost", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def server(task_type: str, index: int) -> None:
@@ -57,7 +50,7 @@ def server(task_type: str, index: int) -> None:
                          protocol="grpc", start=True).join()
 
 
-def chief(local_variables: bool) -> None:
+def chief(local_variables: bool, tfdist_calls: bool) -> None:
     """The coordinator (run with TF_CONFIG): prints examples/s of the timed passes."""
     import keras
     import tensorflow as tf
@@ -83,7 +76,7 @@ def chief(local_variables: bool) -> None:
             y, logits, from_logits=True))
 
     @tf.function
-    def remote_call(it):
+    def remote_call(it, steps):
         def step(batch):
             x, y = batch
             with tf.GradientTape() as tape:
@@ -93,12 +86,12 @@ def chief(local_variables: bool) -> None:
             return loss
 
         total = tf.constant(0.0)
-        for _ in tf.range(STEPS_PER_CALL):
+        for _ in tf.range(steps):
             total += strategy.run(step, args=(next(it),))
         return total
 
     @tf.function
-    def local_call(it):
+    def local_call(it, steps):
         """The same step on worker-local weights: compute only, nothing crosses to a ps."""
         kernel = tf.random.uniform([784, 256], -0.05, 0.05, seed=3)
         bias = tf.zeros([256])
@@ -108,7 +101,7 @@ def chief(local_variables: bool) -> None:
         m = [tf.zeros_like(w) for w in weights]
         v = [tf.zeros_like(w) for w in weights]
         total = tf.constant(0.0)
-        for _ in tf.range(STEPS_PER_CALL):
+        for _ in tf.range(steps):
             x, y = next(it)
             with tf.GradientTape() as tape:
                 tape.watch(weights)
@@ -123,22 +116,35 @@ def chief(local_variables: bool) -> None:
 
     call = local_call if local_variables else remote_call
 
-    def one_pass():
+    def full_calls():
         for _ in range(CALLS):
-            coordinator.schedule(call, args=(iterator,))
+            coordinator.schedule(call, args=(iterator, tf.constant(STEPS_PER_CALL)))
         coordinator.join()
+        return CALLS * STEPS_PER_CALL
 
+    def tfdist_epochs():
+        from tfdist.training.schedule import shrinking_calls
+
+        epochs = round(CALLS * STEPS_PER_CALL / EPOCH_STEPS)
+        for _ in range(epochs):
+            results = [coordinator.schedule(call, args=(iterator, tf.constant(size)))
+                       for size in shrinking_calls(EPOCH_STEPS, STEPS_PER_CALL, 2)]
+            for result in results:  # In order, as the trainer fetches them.
+                result.fetch()
+            coordinator.join()
+        return epochs * EPOCH_STEPS
+
+    one_pass = tfdist_epochs if tfdist_calls else full_calls
     one_pass()  # Trace and warm up every worker.
     started = time.perf_counter()
-    one_pass()
+    steps = one_pass()
     seconds = time.perf_counter() - started
-    print(json.dumps({"examples_per_sec": CALLS * STEPS_PER_CALL * GLOBAL_BATCH / seconds}),
-          flush=True)
+    print(json.dumps({"examples_per_sec": steps * GLOBAL_BATCH / seconds}), flush=True)
 
 
-def bare_pss(local_variables: bool = False) -> float:
+def bare_pss(local_variables: bool = False, tfdist_calls: bool = False) -> float:
     """examples/s of the bare PSS step: chief + 2 workers + 1 ps as local processes."""
-    chief_port, w0, w1, ps = _ports(4)
+    chief_port, w0, w1, ps = free_ports(4)
     cluster = {"chief": [f"localhost:{chief_port}"],
                "worker": [f"localhost:{w0}", f"localhost:{w1}"], "ps": [f"localhost:{ps}"]}
     base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1",
@@ -148,19 +154,21 @@ def bare_pss(local_variables: bool = False) -> float:
         config = {"cluster": cluster, "task": {"type": task_type, "index": index}}
         return subprocess.Popen(
             [sys.executable, __file__, f"--{role}", task_type, str(index),
-             *(["--local_variables"] if local_variables else [])],
-            env=dict(base, TF_CONFIG=json.dumps(config)), stdout=subprocess.PIPE,
+             *(["--local_variables"] if local_variables else []),
+             *(["--tfdist_calls"] if tfdist_calls else [])],
+            cwd=REPO, env=dict(base, TF_CONFIG=json.dumps(config)), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
 
-    servers = [start("worker", 0, "serve"), start("worker", 1, "serve"), start("ps", 0, "serve")]
+    processes = [start("worker", 0, "serve"), start("worker", 1, "serve"), start("ps", 0, "serve")]
     try:
         coordinator = start("chief", 0, "coordinate")
+        processes.append(coordinator)
         out, err = coordinator.communicate(timeout=1200)
         if coordinator.returncode:
             raise RuntimeError(f"the bare PSS chief failed:\n{err[-3000:]}")
         return json.loads(out.strip().splitlines()[-1])["examples_per_sec"]
     finally:
-        for process in servers:
+        for process in processes:
             process.kill()
             process.wait()
 
@@ -170,10 +178,12 @@ def one_round():
     ps = run_trainer([*JOB, "--strategy=parameter_server", "--num_workers=2", "--num_ps=1",
                       f"--steps_per_loop={STEPS_PER_CALL}", "--noisolate_network"])
     row = {"one process": one["examples_per_sec"], "parameter_server": ps["examples_per_sec"],
-           "bare PSS": bare_pss(), "bare PSS, no ps": bare_pss(local_variables=True)}
+           "bare PSS": bare_pss(), "bare PSS, tfdist's calls": bare_pss(tfdist_calls=True),
+           "bare PSS, no ps": bare_pss(local_variables=True)}
     for key in ("parameter_server", "bare PSS", "bare PSS, no ps"):
         row[f"{key} / one process"] = row[key] / row["one process"]
     row["parameter_server / bare PSS"] = row["parameter_server"] / row["bare PSS"]
+    row["tfdist's calls / full calls (bare)"] = row["bare PSS, tfdist's calls"] / row["bare PSS"]
     print(json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)
     return row
 
@@ -184,19 +194,13 @@ def main():
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--coordinate", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--local_variables", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tfdist_calls", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         return server(args.serve[0], int(args.serve[1]))
     if args.coordinate:
-        return chief(args.local_variables)
-    rounds = [one_round() for _ in range(args.repeats)]
-    print(f"\nexamples/s and ratios, median of {len(rounds)} round(s) (min-max):")
-    summary = {}
-    for key in rounds[0]:
-        values = [r[key] for r in rounds]
-        summary[key] = statistics.median(values)
-        print(f"  {key:34s} {summary[key]:10.3f}  ({min(values):.3f}-{max(values):.3f})")
-    print(json.dumps({k: round(v, 3) for k, v in summary.items()}))
+        return chief(args.local_variables, args.tfdist_calls)
+    print_medians([one_round() for _ in range(args.repeats)], "examples/s and ratios")
 
 
 if __name__ == "__main__":

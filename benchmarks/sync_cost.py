@@ -1,6 +1,6 @@
 """Where a synchronous multi_worker step's time goes, against TensorFlow's own floor.
 
-    python benchmarks/sync_cost.py [--repeats 3]
+    python benchmarks/sync_cost.py [--repeats 3] [--inputs]
 
 On the reference job (synthetic 784 features, MLP 784-256-10, Adam, global batch 256,
 3 epochs, examples/s of epochs 2..3), each round runs, back to back:
@@ -25,6 +25,12 @@ pair step), what is left after TensorFlow's all-reduce (sync cost - all-reduce),
 the ratio a 2-worker job could reach with no
 overhead at all beyond that all-reduce: one process step / (compute step + all-reduce),
 and the same ratios of the local-SGD pair.
+
+With ``--inputs``, each round instead runs the bare local SGD at H=8 with each input in
+``INPUTS``: the constant batch above, one batch repeated or tfdist's in-memory pipeline
+(synthetic, global batch 256), each through a plain iterator of the worker's own dataset
+(what tfdist's one-CPU-replica workers use) or MWMS's distributed iterator, and prints
+ms per step of each: what reading batches costs two one-thread workers.
 A benchmark, not a test: nothing here asserts a time.
 """
 
@@ -36,13 +42,15 @@ import subprocess
 import sys
 import tempfile
 
-from _runs import REPO, run_trainer
+from _runs import REPO, free_ports, print_medians, run_trainer
 
 JOB = ["--dataset=synthetic", "--num_examples=60000", "--model=mlp", "--optimizer=adam",
        "--global_batch_size=256", "--epochs=3", "--steps_per_loop=234"]
 GLOBAL_BATCH = 256
 ALL_REDUCE = "mlp gradient (203,530)"
 SYNC_EVERY = 8
+INPUTS = ("constant", "repeated plain", "repeated distributed", "pipeline plain",
+          "pipeline distributed")
 
 
 def _ms_per_step(examples_per_sec, batch):
@@ -80,11 +88,29 @@ def all_reduce_ms():
     return json.loads(done.stdout.strip().splitlines()[-1])[ALL_REDUCE]
 
 
-def bare_worker(steps: int, sync_every: int = 1) -> None:
+def _batches(strategy, source: str, iterator: str):
+    """An iterator of this worker's batches: one batch repeated, or tfdist's pipeline."""
+    import tensorflow as tf
+
+    from tfdist.data.pipeline import load_source, make_dataset_fn
+
+    dataset_fn = make_dataset_fn(load_source("synthetic", num_examples=60000), "train",
+                                 global_batch_size=GLOBAL_BATCH, training=True, seed=0)
+    if source == "repeated":
+        pipeline_fn = dataset_fn
+        dataset_fn = lambda context: pipeline_fn(context).take(1).cache().repeat()  # noqa: E731
+    if iterator == "distributed":
+        return iter(strategy.distribute_datasets_from_function(dataset_fn))
+    task = strategy.cluster_resolver.task_id
+    return iter(dataset_fn(tf.distribute.InputContext(2, task, 2)))
+
+
+def bare_worker(steps: int, sync_every: int = 1, input_kind: str = "constant") -> None:
     """One process of the bare MWMS step (run with TF_CONFIG); prints ms per step.
 
     With `sync_every` H > 1, local SGD: each worker applies its own gradients and every
-    H steps one all-reduce (MEAN) of the weights is written back.
+    H steps one all-reduce (MEAN) of the weights is written back. `input_kind` is one of
+    `INPUTS`.
     """
     import time
 
@@ -100,10 +126,12 @@ def bare_worker(steps: int, sync_every: int = 1) -> None:
     if sync_every > 1:  # Local steps: the optimizer must not all-reduce the gradients.
         optimizer._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
     weights = model.trainable_variables
-    x = tf.random.uniform([GLOBAL_BATCH // 2, 784])
-    y = tf.random.uniform([GLOBAL_BATCH // 2], maxval=10, dtype=tf.int32)
+    constant = (tf.random.uniform([GLOBAL_BATCH // 2, 784]),
+                tf.random.uniform([GLOBAL_BATCH // 2], maxval=10, dtype=tf.int32))
+    batches = None if input_kind == "constant" else _batches(strategy, *input_kind.split())
 
-    def step():
+    def step(batch=constant):
+        x, y = batch
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
             loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
@@ -122,7 +150,7 @@ def bare_worker(steps: int, sync_every: int = 1) -> None:
     def loop():
         for _ in tf.range(steps // sync_every):
             for _ in tf.range(sync_every):
-                strategy.run(step)
+                strategy.run(step, args=() if batches is None else (next(batches),))
             if sync_every > 1:
                 strategy.run(average)
 
@@ -134,16 +162,9 @@ def bare_worker(steps: int, sync_every: int = 1) -> None:
           flush=True)
 
 
-def bare_mwms(steps: int = 232, sync_every: int = 1) -> float:
+def bare_mwms(steps: int = 232, sync_every: int = 1, input_kind: str = "constant") -> float:
     """The bare MWMS step between two local processes, in ms (the chief's)."""
-    import socket
-
-    sockets = [socket.socket() for _ in range(2)]
-    for sock in sockets:
-        sock.bind(("localhost", 0))
-    addresses = [f"localhost:{sock.getsockname()[1]}" for sock in sockets]
-    for sock in sockets:
-        sock.close()
+    addresses = [f"localhost:{port}" for port in free_ports(2)]
     processes = []
     for index in range(2):
         config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
@@ -151,7 +172,7 @@ def bare_mwms(steps: int = 232, sync_every: int = 1) -> float:
                    TF_NUM_INTRAOP_THREADS="1", OMP_NUM_THREADS="1")
         processes.append(subprocess.Popen(
             [sys.executable, __file__, "--bare_worker", str(steps),
-             f"--sync_every={sync_every}"], env=env,
+             f"--sync_every={sync_every}", f"--input={input_kind}"], cwd=REPO, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [process.communicate(timeout=1200) for process in processes]
     if any(process.returncode for process in processes):
@@ -192,18 +213,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bare_worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--inputs", action="store_true",
+                        help="time the bare local SGD's inputs instead (see above)")
     parser.add_argument("--sync_every", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--input", default="constant", choices=INPUTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_worker:
-        return bare_worker(args.bare_worker, args.sync_every)
-    rounds = [one_round() for _ in range(args.repeats)]
-    print(f"\nms per step and ratios, median of {len(rounds)} round(s) (min-max):")
-    summary = {}
-    for key in rounds[0]:
-        values = [r[key] for r in rounds]
-        summary[key] = statistics.median(values)
-        print(f"  {key:38s} {summary[key]:7.2f}  ({min(values):.2f}-{max(values):.2f})")
-    print(json.dumps({k: round(v, 3) for k, v in summary.items()}))
+        return bare_worker(args.bare_worker, args.sync_every, args.input)
+    if args.inputs:
+        rounds = [{kind: bare_mwms(sync_every=SYNC_EVERY, input_kind=kind) for kind in INPUTS}
+                  for _ in range(args.repeats)]
+        return print_medians(rounds, f"bare local SGD H={SYNC_EVERY}, ms per step",
+                             digits=2)
+    print_medians([one_round() for _ in range(args.repeats)], "ms per step and ratios",
+                  digits=2)
 
 
 if __name__ == "__main__":
