@@ -17,12 +17,18 @@ def run_trainer(flags, *, timeout=1200):
     with tempfile.TemporaryDirectory() as tmp:
         metrics = os.path.join(tmp, "metrics.json")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        done = subprocess.run([sys.executable, "-m", "tfdist.train", *flags,
-                               f"--metrics_json={metrics}"], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-m", "tfdist.train", *flags, f"--metrics_json={metrics}"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if done.returncode != 0:
-            raise RuntimeError(f"tfdist.train {' '.join(flags)} failed ({done.returncode}):\n"
-                               f"{done.stderr[-3000:]}")
+            raise RuntimeError(
+                f"tfdist.train {' '.join(flags)} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+            )
         with open(metrics) as f:
             return json.load(f)
 
@@ -45,7 +51,9 @@ def print_medians(rounds, what, *, width=38, digits=3):
     for key in rounds[0]:
         values = [r[key] for r in rounds]
         summary[key] = statistics.median(values)
-        print(f"  {key:{width}s} {summary[key]:10.{digits}f}  "
-              f"({min(values):.{digits}f}-{max(values):.{digits}f})")
+        print(
+            f"  {key:{width}s} {summary[key]:10.{digits}f}  "
+            f"({min(values):.{digits}f}-{max(values):.{digits}f})"
+        )
     print(json.dumps({k: round(v, 3) for k, v in summary.items()}))
     return summary

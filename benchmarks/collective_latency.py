@@ -30,10 +30,11 @@ def worker(iterations):
         value = tf.ones([size])
 
         @tf.function
-        def loop(value=value):
+        def loop(value=value, size=size):
             def step(v):
                 return tf.distribute.get_replica_context().all_reduce(
-                    tf.distribute.ReduceOp.SUM, tf.identity(v))  # On the replica device.
+                    tf.distribute.ReduceOp.SUM, tf.identity(v)
+                )  # On the replica device.
 
             total = tf.zeros([size])
             for _ in tf.range(iterations):
@@ -60,9 +61,15 @@ def main():
     for index in range(2):
         tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
         env = dict(os.environ, TF_CONFIG=json.dumps(tf_config), TF_CPP_MIN_LOG_LEVEL="2")
-        processes.append(subprocess.Popen(
-            [sys.executable, __file__, "--worker", f"--iterations={args.iterations}"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, __file__, "--worker", f"--iterations={args.iterations}"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=900)[0] for p in processes]
     chief = json.loads(outputs[0].strip().splitlines()[-1])
     for name, ms in chief.items():

@@ -30,23 +30,41 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
-    base = ["--strategy=multi_worker", f"--num_workers={args.workers}", "--dataset=synthetic",
-            "--num_examples=60000", "--global_batch_size=256", f"--epochs={args.epochs}",
-            "--steps_per_loop=64"]
+    base = [
+        "--strategy=multi_worker",
+        f"--num_workers={args.workers}",
+        "--dataset=synthetic",
+        "--num_examples=60000",
+        "--global_batch_size=256",
+        f"--epochs={args.epochs}",
+        "--steps_per_loop=64",
+    ]
     rows = []
     for name, flags in OPTIONS.items():
         summary = run_trainer(base + flags)
-        rows.append({"option": name, "examples_per_sec": summary["examples_per_sec"],
-                     "allreduce_bytes_per_step": summary["allreduce_bytes_per_step"],
-                     "steps": summary["steps"], "val_accuracy": summary["val_accuracy"]})
-        print(f"  {name:34s} {rows[-1]['examples_per_sec']:>9,.0f} ex/s  "
-              f"{rows[-1]['allreduce_bytes_per_step']:>9,d} B/update", flush=True)
+        rows.append(
+            {
+                "option": name,
+                "examples_per_sec": summary["examples_per_sec"],
+                "allreduce_bytes_per_step": summary["allreduce_bytes_per_step"],
+                "steps": summary["steps"],
+                "val_accuracy": summary["val_accuracy"],
+            }
+        )
+        print(
+            f"  {name:34s} {rows[-1]['examples_per_sec']:>9,.0f} ex/s  "
+            f"{rows[-1]['allreduce_bytes_per_step']:>9,d} B/update",
+            flush=True,
+        )
     plain = rows[0]["examples_per_sec"]
     print("\n| option | examples/s | vs plain | all-reduce bytes/update | val_accuracy |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['option']} | {r['examples_per_sec']:,.0f} | {r['examples_per_sec'] / plain:.2f}x "
-              f"| {r['allreduce_bytes_per_step']:,d} | {r['val_accuracy']:.3f} |")
+        print(
+            f"| {r['option']} | {r['examples_per_sec']:,.0f} "
+            f"| {r['examples_per_sec'] / plain:.2f}x "
+            f"| {r['allreduce_bytes_per_step']:,d} | {r['val_accuracy']:.3f} |"
+        )
     print(json.dumps({"workers": args.workers, "rows": rows}))
 
 

@@ -40,13 +40,24 @@ from _runs import REPO, run_trainer
 FIT_JOB = os.path.join(REPO, "benchmarks", "keras_fit_job.py")
 
 DEFAULT_PEERS = os.path.join(REPO, "..", "shared", "peers", "peer_bench.py")
-JOB = ["--dataset=synthetic", "--num_examples=60000", "--model=mlp", "--optimizer=adam",
-       "--learning_rate=0.001", "--global_batch_size=256", "--epochs=3"]
+JOB = [
+    "--dataset=synthetic",
+    "--num_examples=60000",
+    "--model=mlp",
+    "--optimizer=adam",
+    "--learning_rate=0.001",
+    "--global_batch_size=256",
+    "--epochs=3",
+]
 OURS = {
     "one_process": ["--strategy=one_device", "--steps_per_loop=234"],
     "multi_worker": ["--strategy=multi_worker", "--num_workers=2", "--steps_per_loop=234"],
-    "parameter_server": ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1",
-                         "--steps_per_loop=32"],
+    "parameter_server": [
+        "--strategy=parameter_server",
+        "--num_workers=2",
+        "--num_ps=1",
+        "--steps_per_loop=32",
+    ],
 }
 FIT_LAUNCH = {
     "one_process": [],
@@ -54,8 +65,11 @@ FIT_LAUNCH = {
     "parameter_server": ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1"],
 }
 PEERS = {
-    "one_process": [["keras3_fit", "--spe", "1"], ["keras3_fit", "--spe", "32"],
-                    ["keras3_fit", "--spe", "234"]],
+    "one_process": [
+        ["keras3_fit", "--spe", "1"],
+        ["keras3_fit", "--spe", "32"],
+        ["keras3_fit", "--spe", "234"],
+    ],
     "multi_worker": [["tfkeras_mwms", "--workers", "2", "--spe", "32"]],
     "parameter_server": [["tfkeras_pss", "--workers", "2", "--ps", "1", "--spe", "32"]],
 }
@@ -78,24 +92,39 @@ def run_job(pair, loop="fit"):
     the chief's examples/s."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "job.json")
-        job = [sys.executable, FIT_JOB, out, f"--steps_per_loop={_steps_per_loop(pair)}",
-               f"--loop={loop}"]
-        launch = ([sys.executable, "-m", "launch", *FIT_LAUNCH[pair], "--"]
-                  if FIT_LAUNCH[pair] else [])
+        job = [
+            sys.executable,
+            FIT_JOB,
+            out,
+            f"--steps_per_loop={_steps_per_loop(pair)}",
+            f"--loop={loop}",
+        ]
+        launch = (
+            [sys.executable, "-m", "launch", *FIT_LAUNCH[pair], "--"] if FIT_LAUNCH[pair] else []
+        )
         env = dict(_env(), PYTHONPATH=REPO)
         env.pop("TF_CONFIG", None)
-        done = subprocess.run([*launch, *job], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=1200)
+        done = subprocess.run(
+            [*launch, *job], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200
+        )
         if done.returncode != 0 or not os.path.exists(out):
-            raise RuntimeError(f"keras_fit_job.py --loop={loop} ({pair}) failed "
-                               f"({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
+            raise RuntimeError(
+                f"keras_fit_job.py --loop={loop} ({pair}) failed "
+                f"({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}"
+            )
         with open(out) as f:
             return json.load(f)["examples_per_sec"]
 
 
 def run_peer(peers_script, args):
-    out = subprocess.run([sys.executable, peers_script, *args], env=_env(), check=True,
-                         capture_output=True, text=True, timeout=900).stdout
+    out = subprocess.run(
+        [sys.executable, peers_script, *args],
+        env=_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])["examples_per_sec"]
 
 
@@ -104,8 +133,7 @@ def _peers_here(pair):
     has_tf_keras = importlib.util.find_spec("tf_keras") is not None
     kept = [args for args in PEERS[pair] if has_tf_keras or not args[0].startswith("tfkeras")]
     if len(kept) < len(PEERS[pair]):
-        print(f"  {pair:17s} tf-keras peers skipped: pip install tf-keras to run them",
-              flush=True)
+        print(f"  {pair:17s} tf-keras peers skipped: pip install tf-keras to run them", flush=True)
     return kept
 
 
@@ -143,15 +171,23 @@ def measure(pair, peers_script, repeats):
     trainer, fit = statistics.median(ours), statistics.median(fits)
     on_arrays = statistics.median(arrays)
     # Per round (runs back to back), then the median and range of the rounds' ratios.
-    rounds = [f / t for f, t in zip(fits, arrays)]
-    return {"pair": pair, "tfdist": trainer, "peer": best_peer,
-            "peer_examples_per_sec": peer_rate, "all_peers": peer_medians,
-            "ratio": _ratio(trainer, peer_rate), "fit": fit, "trainer_arrays": on_arrays,
-            "fit_vs_peer": _ratio(fit, peer_rate), "fit_vs_trainer": _ratio(fit, on_arrays),
-            "fit_vs_trainer_rounds": rounds,
-            "fit_vs_trainer_round_median": statistics.median(rounds),
-            "arrays_vs_synthetic": _ratio(on_arrays, trainer),
-            "runs": {"tfdist": ours, "fit": fits, "trainer_arrays": arrays, **peers}}
+    rounds = [f / t for f, t in zip(fits, arrays, strict=False)]
+    return {
+        "pair": pair,
+        "tfdist": trainer,
+        "peer": best_peer,
+        "peer_examples_per_sec": peer_rate,
+        "all_peers": peer_medians,
+        "ratio": _ratio(trainer, peer_rate),
+        "fit": fit,
+        "trainer_arrays": on_arrays,
+        "fit_vs_peer": _ratio(fit, peer_rate),
+        "fit_vs_trainer": _ratio(fit, on_arrays),
+        "fit_vs_trainer_rounds": rounds,
+        "fit_vs_trainer_round_median": statistics.median(rounds),
+        "arrays_vs_synthetic": _ratio(on_arrays, trainer),
+        "runs": {"tfdist": ours, "fit": fits, "trainer_arrays": arrays, **peers},
+    }
 
 
 def _range(values):
@@ -171,16 +207,20 @@ def main():
     if not os.path.exists(args.peers):
         parser.error(f"peer script not found at {args.peers}; pass --peers PATH")
     results = [measure(pair, args.peers, args.repeats) for pair in pairs]
-    print("\n| pair | Trainer ex/s | Trainer, arrays ex/s | tfdist.fit ex/s | best peer "
-          "| peer ex/s | Trainer/peer | fit/peer | fit/Trainer (arrays) | per round "
-          "| arrays/synthetic |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| pair | Trainer ex/s | Trainer, arrays ex/s | tfdist.fit ex/s | best peer "
+        "| peer ex/s | Trainer/peer | fit/peer | fit/Trainer (arrays) | per round "
+        "| arrays/synthetic |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    )
     for r in results:
         peer_rate = r["peer_examples_per_sec"]
-        print(f"| {r['pair']} | {r['tfdist']:,.0f} | {r['trainer_arrays']:,.0f} | "
-              f"{r['fit']:,.0f} | {r['peer'] or '-'} | "
-              f"{'-' if peer_rate is None else f'{peer_rate:,.0f}'} | {_x(r['ratio'])} | "
-              f"{_x(r['fit_vs_peer'])} | {_x(r['fit_vs_trainer'])} | "
-              f"{_range(r['fit_vs_trainer_rounds'])} | {_x(r['arrays_vs_synthetic'])} |")
+        print(
+            f"| {r['pair']} | {r['tfdist']:,.0f} | {r['trainer_arrays']:,.0f} | "
+            f"{r['fit']:,.0f} | {r['peer'] or '-'} | "
+            f"{'-' if peer_rate is None else f'{peer_rate:,.0f}'} | {_x(r['ratio'])} | "
+            f"{_x(r['fit_vs_peer'])} | {_x(r['fit_vs_trainer'])} | "
+            f"{_range(r['fit_vs_trainer_rounds'])} | {_x(r['arrays_vs_synthetic'])} |"
+        )
     print(json.dumps({"cpus": os.cpu_count(), "results": results}))
 
 

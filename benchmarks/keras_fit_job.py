@@ -23,10 +23,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-import tfdist  # noqa: E402
+import tfdist
 
 EXAMPLES, BATCH, EPOCHS = 60000, 256, 3
 
@@ -51,23 +51,37 @@ class EpochTimes(keras.callbacks.Callback):
 
 
 def network():
-    return keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, activation="relu"),
-                             keras.layers.Dense(10)])
+    return keras.Sequential(
+        [keras.Input((784,)), keras.layers.Dense(256, activation="relu"), keras.layers.Dense(10)]
+    )
 
 
 def run_fit(dist, x, y, steps_per_loop):
     """``tfdist.fit`` of a compiled model; returns the summary the chief writes."""
     with dist.scope():
         model = network()
-        model.compile(keras.optimizers.Adam(1e-3),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
+        model.compile(
+            keras.optimizers.Adam(1e-3),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
     timer = EpochTimes()
-    history = tfdist.fit(model, x, y, batch_size=BATCH, epochs=EPOCHS, verbose=0,
-                         steps_per_loop=steps_per_loop, callbacks=[timer])
+    history = tfdist.fit(
+        model,
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=EPOCHS,
+        verbose=0,
+        steps_per_loop=steps_per_loop,
+        callbacks=[timer],
+    )
     wall = (EPOCHS - 1) * (EXAMPLES // BATCH) * BATCH / (timer.times[-1] - timer.times[1])
-    return {"examples_per_sec": history.tfdist.examples_per_sec(),
-            "wall_examples_per_sec": wall, "final_accuracy": history.history["accuracy"][-1]}
+    return {
+        "examples_per_sec": history.tfdist.examples_per_sec(),
+        "wall_examples_per_sec": wall,
+        "final_accuracy": history.history["accuracy"][-1],
+    }
 
 
 def run_trainer(dist, x, y, steps_per_loop):
@@ -77,13 +91,19 @@ def run_trainer(dist, x, y, steps_per_loop):
     with dist.scope():
         model = network()
         optimizer = keras.optimizers.Adam(1e-3)
-    trainer = tfdist.Trainer(dist, model=model, optimizer=optimizer, global_batch_size=BATCH,
-                             steps_per_loop=steps_per_loop)
-    train_fn = make_dataset_fn(numpy_source(x, y), "train", global_batch_size=BATCH,
-                               training=True)
+    trainer = tfdist.Trainer(
+        dist,
+        model=model,
+        optimizer=optimizer,
+        global_batch_size=BATCH,
+        steps_per_loop=steps_per_loop,
+    )
+    train_fn = make_dataset_fn(numpy_source(x, y), "train", global_batch_size=BATCH, training=True)
     history = trainer.fit(train_fn, epochs=EPOCHS, steps_per_epoch=EXAMPLES // BATCH)
-    return {"examples_per_sec": history.examples_per_sec(),
-            "final_accuracy": history.epochs[-1].train_accuracy}
+    return {
+        "examples_per_sec": history.examples_per_sec(),
+        "final_accuracy": history.epochs[-1].train_accuracy,
+    }
 
 
 def main():

@@ -29,20 +29,43 @@ import time
 
 from _runs import REPO, run_trainer
 
-MLP_JOB = ["--dataset=synthetic", "--num_examples=60000", "--model=mlp", "--optimizer=adam",
-           "--global_batch_size=256", "--epochs=3", "--steps_per_loop=234"]
-CNN_JOB = ["--dataset=synthetic", "--image_shape=32x32x3", "--num_examples=6144",
-           "--model=cnn", "--optimizer=adam", "--global_batch_size=256", "--epochs=3",
-           "--steps_per_loop=24"]
+MLP_JOB = [
+    "--dataset=synthetic",
+    "--num_examples=60000",
+    "--model=mlp",
+    "--optimizer=adam",
+    "--global_batch_size=256",
+    "--epochs=3",
+    "--steps_per_loop=234",
+]
+CNN_JOB = [
+    "--dataset=synthetic",
+    "--image_shape=32x32x3",
+    "--num_examples=6144",
+    "--model=cnn",
+    "--optimizer=adam",
+    "--global_batch_size=256",
+    "--epochs=3",
+    "--steps_per_loop=24",
+]
 RUNS = {
     "one process": ["--strategy=one_device"],
     "multi_worker x2": ["--strategy=multi_worker", "--num_workers=2"],
-    "multi_worker x2 --sync_every=8": ["--strategy=multi_worker", "--num_workers=2",
-                                       "--sync_every=8"],
+    "multi_worker x2 --sync_every=8": [
+        "--strategy=multi_worker",
+        "--num_workers=2",
+        "--sync_every=8",
+    ],
 }
-DIGITS_JOB = ["--strategy=multi_worker", "--num_workers=2", "--dataset=digits",
-              "--global_batch_size=32", "--epochs=8", "--steps_per_epoch=96",
-              "--steps_per_loop=96"]
+DIGITS_JOB = [
+    "--strategy=multi_worker",
+    "--num_workers=2",
+    "--dataset=digits",
+    "--global_batch_size=32",
+    "--epochs=8",
+    "--steps_per_epoch=96",
+    "--steps_per_loop=96",
+]
 ACCURACY_RUNS = {
     "synchronous": [],
     "--sync_every=8": ["--sync_every=8"],
@@ -61,10 +84,15 @@ def throughput(job, repeats):
         for name, flags in RUNS.items():
             summary = run_trainer([*job, *flags])
             results[name].append(summary["examples_per_sec"])
-            print(f"  round {round_ + 1} {name:32s} {summary['examples_per_sec']:>9,.0f} ex/s",
-                  flush=True)
+            print(
+                f"  round {round_ + 1} {name:32s} {summary['examples_per_sec']:>9,.0f} ex/s",
+                flush=True,
+            )
     base = results["one process"]
-    ratios = {name: [v / b for v, b in zip(values, base)] for name, values in results.items()}
+    ratios = {
+        name: [v / b for v, b in zip(values, base, strict=False)]
+        for name, values in results.items()
+    }
     return {"examples_per_sec": results, "vs_one_process": ratios}
 
 
@@ -74,18 +102,28 @@ def accuracy(repeats):
         for name, flags in ACCURACY_RUNS.items():
             summary = run_trainer([*DIGITS_JOB, f"--seed={round_}", *flags])
             results[name].append(summary["val_accuracy"])
-            print(f"  seed {round_} {name:24s} val_accuracy {summary['val_accuracy']:.4f} "
-                  f"({summary['history'][-1]['global_step']} steps)", flush=True)
+            print(
+                f"  seed {round_} {name:24s} val_accuracy {summary['val_accuracy']:.4f} "
+                f"({summary['history'][-1]['global_step']} steps)",
+                flush=True,
+            )
     base = results["synchronous"]
-    points = {name: [100 * (v - b) for v, b in zip(values, base)]
-              for name, values in results.items()}
+    points = {
+        name: [100 * (v - b) for v, b in zip(values, base, strict=False)]
+        for name, values in results.items()
+    }
     return {"val_accuracy": results, "points_vs_synchronous": points}
 
 
 def _import_tensorflow_seconds():
     started = time.time()
-    subprocess.run([sys.executable, "-c", "import tensorflow"], check=True, cwd=REPO,
-                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", "import tensorflow"],
+        check=True,
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True,
+    )
     return time.time() - started
 
 
@@ -93,11 +131,24 @@ def _launch_first_step_seconds():
     with tempfile.TemporaryDirectory() as tmp:
         metrics = os.path.join(tmp, "metrics.json")
         started = time.time()
-        subprocess.run([sys.executable, "-m", "tfdist.train", "--num_workers=2",
-                        "--strategy=multi_worker", "--dataset=digits", "--epochs=1",
-                        "--steps_per_epoch=1", "--steps_per_loop=1",
-                        f"--metrics_json={metrics}"], check=True, cwd=REPO,
-                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tfdist.train",
+                "--num_workers=2",
+                "--strategy=multi_worker",
+                "--dataset=digits",
+                "--epochs=1",
+                "--steps_per_epoch=1",
+                "--steps_per_loop=1",
+                f"--metrics_json={metrics}",
+            ],
+            check=True,
+            cwd=REPO,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+            capture_output=True,
+        )
         with open(metrics) as f:
             summary = json.load(f)
     return summary["first_step_unix_time"] - started, summary["task_startup_seconds"]
@@ -110,12 +161,17 @@ def startup(repeats):
         launch, per_task = _launch_first_step_seconds()
         launches.append(launch)
         tasks.append(per_task)
-        print(f"  round {round_ + 1} import tensorflow {imports[-1]:.2f} s, 2-worker launch to "
-              f"first step {launch:.2f} s (tasks, own start to first step: {per_task})",
-              flush=True)
-    return {"import_tensorflow_s": imports, "launch_first_step_s": launches,
-            "task_startup_s": tasks,
-            "launch_vs_import": [a / b for a, b in zip(launches, imports)]}
+        print(
+            f"  round {round_ + 1} import tensorflow {imports[-1]:.2f} s, 2-worker launch to "
+            f"first step {launch:.2f} s (tasks, own start to first step: {per_task})",
+            flush=True,
+        )
+    return {
+        "import_tensorflow_s": imports,
+        "launch_first_step_s": launches,
+        "task_startup_s": tasks,
+        "launch_vs_import": [a / b for a, b in zip(launches, imports, strict=False)],
+    }
 
 
 def main():
@@ -124,8 +180,11 @@ def main():
     parser.add_argument("--only", default="throughput,cnn,accuracy,startup")
     args = parser.parse_args()
     sections = args.only.split(",")
-    report = {"repeats": args.repeats, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "cpus": os.cpu_count()}
+    report = {
+        "repeats": args.repeats,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpus": os.cpu_count(),
+    }
     if "throughput" in sections:
         print("reference job (MLP):", flush=True)
         report["throughput"] = throughput(MLP_JOB, args.repeats)
@@ -144,11 +203,15 @@ def main():
             print(f"  {key:10s} {name:32s} vs one process: {_spread(ratios)}")
     for name, points in report.get("accuracy", {}).get("points_vs_synchronous", {}).items():
         accuracies = report["accuracy"]["val_accuracy"][name]
-        print(f"  accuracy   {name:32s} {_spread(accuracies)}; points vs synchronous: "
-              f"{_spread(points)}")
+        print(
+            f"  accuracy   {name:32s} {_spread(accuracies)}; points vs synchronous: "
+            f"{_spread(points)}"
+        )
     if "startup" in report:
-        print(f"  startup    2-worker launch / import tensorflow: "
-              f"{_spread(report['startup']['launch_vs_import'])}")
+        print(
+            f"  startup    2-worker launch / import tensorflow: "
+            f"{_spread(report['startup']['launch_vs_import'])}"
+        )
     print(json.dumps(report))
 
 

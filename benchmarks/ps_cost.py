@@ -33,8 +33,14 @@ import time
 
 from _runs import REPO, free_ports, print_medians, run_trainer
 
-JOB = ["--dataset=synthetic", "--num_examples=60000", "--model=mlp", "--optimizer=adam",
-       "--global_batch_size=256", "--epochs=3"]
+JOB = [
+    "--dataset=synthetic",
+    "--num_examples=60000",
+    "--model=mlp",
+    "--optimizer=adam",
+    "--global_batch_size=256",
+    "--epochs=3",
+]
 GLOBAL_BATCH = 256
 STEPS_PER_CALL = 32
 EPOCH_STEPS = 234  # 60,000 // 256, the reference job's epoch.
@@ -46,8 +52,9 @@ def server(task_type: str, index: int) -> None:
     import tensorflow as tf
 
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    tf.distribute.Server(resolver.cluster_spec(), job_name=task_type, task_index=index,
-                         protocol="grpc", start=True).join()
+    tf.distribute.Server(
+        resolver.cluster_spec(), job_name=task_type, task_index=index, protocol="grpc", start=True
+    ).join()
 
 
 def chief(local_variables: bool, tfdist_calls: bool) -> None:
@@ -59,8 +66,9 @@ def chief(local_variables: bool, tfdist_calls: bool) -> None:
     strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
     coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
     with strategy.scope():
-        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, "relu"),
-                                  keras.layers.Dense(10)])
+        model = keras.Sequential(
+            [keras.Input((784,)), keras.layers.Dense(256, "relu"), keras.layers.Dense(10)]
+        )
         optimizer = keras.optimizers.Adam(1e-3)
         optimizer.build(model.trainable_variables)  # Eagerly, in scope (keras#23085).
 
@@ -72,8 +80,9 @@ def chief(local_variables: bool, tfdist_calls: bool) -> None:
     iterator = iter(coordinator.create_per_worker_dataset(batches))
 
     def loss_of(x, y, logits):
-        return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-            y, logits, from_logits=True))
+        return tf.reduce_mean(
+            keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        )
 
     @tf.function
     def remote_call(it, steps):
@@ -82,7 +91,7 @@ def chief(local_variables: bool, tfdist_calls: bool) -> None:
             with tf.GradientTape() as tape:
                 loss = loss_of(x, y, model(x, training=True))
             grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=False))
             return loss
 
         total = tf.constant(0.0)
@@ -108,9 +117,11 @@ def chief(local_variables: bool, tfdist_calls: bool) -> None:
                 hidden = tf.nn.relu(tf.matmul(x, weights[0]) + weights[1])
                 loss = loss_of(x, y, tf.matmul(hidden, weights[2]) + weights[3])
             grads = tape.gradient(loss, weights)
-            m = [0.9 * a + 0.1 * g for a, g in zip(m, grads)]  # Adam's arithmetic.
-            v = [0.999 * b + 0.001 * g * g for b, g in zip(v, grads)]
-            weights = [w - 1e-3 * a / (tf.sqrt(b) + 1e-7) for w, a, b in zip(weights, m, v)]
+            m = [0.9 * a + 0.1 * g for a, g in zip(m, grads, strict=False)]  # Adam's arithmetic.
+            v = [0.999 * b + 0.001 * g * g for b, g in zip(v, grads, strict=False)]
+            weights = [
+                w - 1e-3 * a / (tf.sqrt(b) + 1e-7) for w, a, b in zip(weights, m, v, strict=False)
+            ]
             total += loss
         return total
 
@@ -127,8 +138,10 @@ def chief(local_variables: bool, tfdist_calls: bool) -> None:
 
         epochs = round(CALLS * STEPS_PER_CALL / EPOCH_STEPS)
         for _ in range(epochs):
-            results = [coordinator.schedule(call, args=(iterator, tf.constant(size)))
-                       for size in shrinking_calls(EPOCH_STEPS, STEPS_PER_CALL, 2)]
+            results = [
+                coordinator.schedule(call, args=(iterator, tf.constant(size)))
+                for size in shrinking_calls(EPOCH_STEPS, STEPS_PER_CALL, 2)
+            ]
             for result in results:  # In order, as the trainer fetches them.
                 result.fetch()
             coordinator.join()
@@ -145,19 +158,33 @@ def chief(local_variables: bool, tfdist_calls: bool) -> None:
 def bare_pss(local_variables: bool = False, tfdist_calls: bool = False) -> float:
     """examples/s of the bare PSS step: chief + 2 workers + 1 ps as local processes."""
     chief_port, w0, w1, ps = free_ports(4)
-    cluster = {"chief": [f"localhost:{chief_port}"],
-               "worker": [f"localhost:{w0}", f"localhost:{w1}"], "ps": [f"localhost:{ps}"]}
-    base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1",
-                OMP_NUM_THREADS="1")
+    cluster = {
+        "chief": [f"localhost:{chief_port}"],
+        "worker": [f"localhost:{w0}", f"localhost:{w1}"],
+        "ps": [f"localhost:{ps}"],
+    }
+    base = dict(
+        os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1", OMP_NUM_THREADS="1"
+    )
 
     def start(task_type, index, role):
         config = {"cluster": cluster, "task": {"type": task_type, "index": index}}
         return subprocess.Popen(
-            [sys.executable, __file__, f"--{role}", task_type, str(index),
-             *(["--local_variables"] if local_variables else []),
-             *(["--tfdist_calls"] if tfdist_calls else [])],
-            cwd=REPO, env=dict(base, TF_CONFIG=json.dumps(config)), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                __file__,
+                f"--{role}",
+                task_type,
+                str(index),
+                *(["--local_variables"] if local_variables else []),
+                *(["--tfdist_calls"] if tfdist_calls else []),
+            ],
+            cwd=REPO,
+            env=dict(base, TF_CONFIG=json.dumps(config)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     processes = [start("worker", 0, "serve"), start("worker", 1, "serve"), start("ps", 0, "serve")]
     try:
@@ -175,11 +202,23 @@ def bare_pss(local_variables: bool = False, tfdist_calls: bool = False) -> float
 
 def one_round():
     one = run_trainer([*JOB, "--strategy=one_device", "--steps_per_loop=234"])
-    ps = run_trainer([*JOB, "--strategy=parameter_server", "--num_workers=2", "--num_ps=1",
-                      f"--steps_per_loop={STEPS_PER_CALL}", "--noisolate_network"])
-    row = {"one process": one["examples_per_sec"], "parameter_server": ps["examples_per_sec"],
-           "bare PSS": bare_pss(), "bare PSS, tfdist's calls": bare_pss(tfdist_calls=True),
-           "bare PSS, no ps": bare_pss(local_variables=True)}
+    ps = run_trainer(
+        [
+            *JOB,
+            "--strategy=parameter_server",
+            "--num_workers=2",
+            "--num_ps=1",
+            f"--steps_per_loop={STEPS_PER_CALL}",
+            "--noisolate_network",
+        ]
+    )
+    row = {
+        "one process": one["examples_per_sec"],
+        "parameter_server": ps["examples_per_sec"],
+        "bare PSS": bare_pss(),
+        "bare PSS, tfdist's calls": bare_pss(tfdist_calls=True),
+        "bare PSS, no ps": bare_pss(local_variables=True),
+    }
     for key in ("parameter_server", "bare PSS", "bare PSS, no ps"):
         row[f"{key} / one process"] = row[key] / row["one process"]
     row["parameter_server / bare PSS"] = row["parameter_server"] / row["bare PSS"]

@@ -25,16 +25,31 @@ import tempfile
 from _runs import REPO
 
 sys.path.insert(0, os.path.join(REPO, "tests", "helpers"))
-from slowdown import run_slowed  # noqa: E402
+from slowdown import run_slowed
 
-JOB = ["--dataset=synthetic", "--num_examples=60000", "--model=mlp", "--optimizer=adam",
-       "--global_batch_size=256", "--epochs=3", "--noisolate_network"]
+JOB = [
+    "--dataset=synthetic",
+    "--num_examples=60000",
+    "--model=mlp",
+    "--optimizer=adam",
+    "--global_batch_size=256",
+    "--epochs=3",
+    "--noisolate_network",
+]
 CONFIGS = {
     "multi_worker": ["--strategy=multi_worker", "--num_workers=2", "--steps_per_loop=64"],
-    "multi_worker --sync_every=8": ["--strategy=multi_worker", "--num_workers=2",
-                                    "--steps_per_loop=64", "--sync_every=8"],
-    "parameter_server": ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1",
-                         "--steps_per_loop=32"],
+    "multi_worker --sync_every=8": [
+        "--strategy=multi_worker",
+        "--num_workers=2",
+        "--steps_per_loop=64",
+        "--sync_every=8",
+    ],
+    "parameter_server": [
+        "--strategy=parameter_server",
+        "--num_workers=2",
+        "--num_ps=1",
+        "--steps_per_loop=32",
+    ],
 }
 KINDS = ("unslowed", "slowed")
 
@@ -47,8 +62,9 @@ def run(flags, *, slow, duty, period, repo=REPO):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         env.pop("TF_CONFIG", None)
         with open(os.path.join(tmp, "run.log"), "w") as log:
-            code, _ = run_slowed(argv, cwd=repo, env=env, log=log, slow=slow, timeout=1800,
-                                 duty=duty, period=period)
+            code, _ = run_slowed(
+                argv, cwd=repo, env=env, log=log, slow=slow, timeout=1800, duty=duty, period=period
+            )
         if code:
             with open(os.path.join(tmp, "run.log")) as log:
                 raise RuntimeError(f"{' '.join(flags)} failed ({code}):\n{log.read()[-3000:]}")
@@ -65,8 +81,10 @@ def seconds_to(summary, target):
 
 
 def _empty():
-    return {kind: [] for kind in KINDS} | {"target_seconds": {kind: [] for kind in KINDS},
-                                            "steps_by_worker": {kind: [] for kind in KINDS}}
+    return {kind: [] for kind in KINDS} | {
+        "target_seconds": {kind: [] for kind in KINDS},
+        "steps_by_worker": {kind: [] for kind in KINDS},
+    }
 
 
 def _record(values, kind, summary, target):
@@ -76,10 +94,11 @@ def _record(values, kind, summary, target):
     seconds = values["target_seconds"][kind][-1]
     steps = summary["steps_by_worker"]
     accuracies = "/".join(f"{e['val_accuracy'] or 0:.3f}" for e in summary["history"])
-    return (f"{summary['examples_per_sec']:>9,.0f} ex/s, "
-            f"{'-' if seconds is None else f'{seconds:.1f}':>5} s to {target} "
-            f"(val accuracy by epoch {accuracies})"
-            + (f", steps by worker {steps}" if steps else ""))
+    return (
+        f"{summary['examples_per_sec']:>9,.0f} ex/s, "
+        f"{'-' if seconds is None else f'{seconds:.1f}':>5} s to {target} "
+        f"(val accuracy by epoch {accuracies})" + (f", steps by worker {steps}" if steps else "")
+    )
 
 
 def _bars(axis, report, key, label):
@@ -94,15 +113,23 @@ def _bars(axis, report, key, label):
             reached.append([v for v in found if v is not None])
             values.append(statistics.median(reached[-1]) if reached[-1] else 0.0)
             if key and len(reached[-1]) < len(found):
-                axis.annotate(f"{len(reached[-1])} of {len(found)}\nreached",
-                              (len(values) - 1 + offset, values[-1]), ha="center", va="bottom")
+                axis.annotate(
+                    f"{len(reached[-1])} of {len(found)}\nreached",
+                    (len(values) - 1 + offset, values[-1]),
+                    ha="center",
+                    va="bottom",
+                )
         top = max(top, *values)
         bars = axis.bar([i + offset for i in range(len(names))], values, width=0.4, label=kind)
         if kind == "slowed" and not key:
-            for bar, name in zip(bars, names):
+            for bar, name in zip(bars, names, strict=False):
                 ratio = statistics.median(report["results"][name]["ratio"])
-                axis.annotate(f"{ratio:.2f}x", (bar.get_x() + bar.get_width() / 2,
-                                                bar.get_height()), ha="center", va="bottom")
+                axis.annotate(
+                    f"{ratio:.2f}x",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                )
     axis.set_xticks(range(len(names)), [n.replace(" --", "\n--") for n in names])
     axis.set_ylabel(label)
     axis.set_ylim(0, 1.25 * top)
@@ -122,10 +149,16 @@ def plot(report, path):
     axes = list(axes) if timed else [axes]
     _bars(axes[0], report, None, "examples/s (epochs 2-3)")
     if timed:
-        _bars(axes[1], report, "target_seconds",
-              f"s to val accuracy {report['target']} (lower is better)")
-    figure.suptitle(f"worker 1 runs {report['duty']:.2f} of every {report['period']} s "
-                    f"(SIGSTOP/SIGCONT), {len(first['ratio'])} round(s)")
+        _bars(
+            axes[1],
+            report,
+            "target_seconds",
+            f"s to val accuracy {report['target']} (lower is better)",
+        )
+    figure.suptitle(
+        f"worker 1 runs {report['duty']:.2f} of every {report['period']} s "
+        f"(SIGSTOP/SIGCONT), {len(first['ratio'])} round(s)"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
 
@@ -141,14 +174,20 @@ def report_lines(results, target):
     """The summary: per configuration the ratio and the seconds to ``target``, with spreads."""
     lines = []
     for name, values in results.items():
-        values["ratio"] = [s / u for s, u in zip(values["slowed"], values["unslowed"])]
+        values["ratio"] = [
+            s / u for s, u in zip(values["slowed"], values["unslowed"], strict=False)
+        ]
         seconds = values["target_seconds"]
-        lines.append(f"  {name:30s} throughput {_spread(values['ratio'])}; s to {target}: "
-                     f"unslowed {_spread(seconds['unslowed'])}, slowed {_spread(seconds['slowed'])}")
+        lines.append(
+            f"  {name:30s} throughput {_spread(values['ratio'])}; s to {target}: "
+            f"unslowed {_spread(seconds['unslowed'])}, slowed {_spread(seconds['slowed'])}"
+        )
         steps = values["steps_by_worker"]
         if any(steps["slowed"]):
-            lines.append(f"  {'':30s} steps by worker: unslowed {steps['unslowed']}, "
-                         f"slowed {steps['slowed']}")
+            lines.append(
+                f"  {'':30s} steps by worker: unslowed {steps['unslowed']}, "
+                f"slowed {steps['slowed']}"
+            )
     return lines
 
 
@@ -157,10 +196,15 @@ def main():
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--duty", type=float, default=1 / 3)
     parser.add_argument("--period", type=float, default=0.3)
-    parser.add_argument("--target", type=float, default=0.7,
-                        help="validation accuracy whose time to reach is measured")
-    parser.add_argument("--only", nargs="*", default=None, choices=list(CONFIGS),
-                        help="these configurations only")
+    parser.add_argument(
+        "--target",
+        type=float,
+        default=0.7,
+        help="validation accuracy whose time to reach is measured",
+    )
+    parser.add_argument(
+        "--only", nargs="*", default=None, choices=list(CONFIGS), help="these configurations only"
+    )
     parser.add_argument("--plot", default=None, help="PNG path for a bar chart")
     parser.add_argument("--from_json", default=None, help="a printed JSON line's file: replot")
     args = parser.parse_args()
@@ -175,11 +219,12 @@ def main():
                 summary = run(CONFIGS[name], slow=slow, duty=args.duty, period=args.period)
                 line = _record(values, KINDS[slow], summary, args.target)
                 print(f"  round {round_ + 1} {name:30s} {KINDS[slow]:8s} {line}", flush=True)
-    print(f"\nworker 1 running {args.duty:.2f} of every {args.period} s; slowed/unslowed "
-          "(median, min-max):")
+    print(
+        f"\nworker 1 running {args.duty:.2f} of every {args.period} s; slowed/unslowed "
+        "(median, min-max):"
+    )
     print("\n".join(report_lines(results, args.target)))
-    report = {"duty": args.duty, "period": args.period, "target": args.target,
-              "results": results}
+    report = {"duty": args.duty, "period": args.period, "target": args.target, "results": results}
     print(json.dumps(report))
     if args.plot:
         plot(report, args.plot)

@@ -14,12 +14,16 @@ import json
 
 from _runs import run_trainer
 
-JOB = ["--dataset=digits", "--model=mlp", "--global_batch_size=64", "--optimizer=adam",
-       "--learning_rate=0.001"]
+JOB = [
+    "--dataset=digits",
+    "--model=mlp",
+    "--global_batch_size=64",
+    "--optimizer=adam",
+    "--learning_rate=0.001",
+]
 RUNS = {
     "sync (multi_worker)": ["--strategy=multi_worker", "--num_workers=2"],
-    "async (parameter_server)": ["--strategy=parameter_server", "--num_workers=2",
-                                 "--num_ps=1"],
+    "async (parameter_server)": ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1"],
 }
 
 
@@ -31,10 +35,18 @@ def _plot(curves, path):
 
     figure, (by_step, by_time) = plt.subplots(1, 2, figsize=(10, 4))
     for name, points in curves.items():
-        by_step.plot([p["global_step"] for p in points], [p["val_accuracy"] for p in points],
-                     marker="o", label=name)
-        by_time.plot([p["wall_seconds"] for p in points], [p["val_accuracy"] for p in points],
-                     marker="o", label=name)
+        by_step.plot(
+            [p["global_step"] for p in points],
+            [p["val_accuracy"] for p in points],
+            marker="o",
+            label=name,
+        )
+        by_time.plot(
+            [p["wall_seconds"] for p in points],
+            [p["val_accuracy"] for p in points],
+            marker="o",
+            label=name,
+        )
     by_step.set(xlabel="optimizer step", ylabel="validation accuracy")
     by_time.set(xlabel="wall seconds", ylabel="validation accuracy")
     by_step.legend()
@@ -50,14 +62,22 @@ def main():
     curves = {}
     for name, flags in RUNS.items():
         summary = run_trainer(JOB + flags + [f"--epochs={args.epochs}"])
-        curves[name] = [{"epoch": e["epoch"], "global_step": e["global_step"],
-                         "wall_seconds": e["wall_seconds"], "val_accuracy": e["val_accuracy"]}
-                        for e in summary["history"]]
+        curves[name] = [
+            {
+                "epoch": e["epoch"],
+                "global_step": e["global_step"],
+                "wall_seconds": e["wall_seconds"],
+                "val_accuracy": e["val_accuracy"],
+            }
+            for e in summary["history"]
+        ]
     print("| epoch | " + " | ".join(f"{n}: step, s, val_acc" for n in curves) + " |")
     print("|---|" + "---|" * len(curves))
     for i in range(args.epochs):
-        cells = [f"{c[i]['global_step']}, {c[i]['wall_seconds']:.1f}, {c[i]['val_accuracy']:.3f}"
-                 for c in curves.values()]
+        cells = [
+            f"{c[i]['global_step']}, {c[i]['wall_seconds']:.1f}, {c[i]['val_accuracy']:.3f}"
+            for c in curves.values()
+        ]
         print(f"| {i + 1} | " + " | ".join(cells) + " |")
     if args.plot:
         _plot(curves, args.plot)

@@ -18,12 +18,25 @@ from launch.errors import LaunchError, check_count
 from launch.gpus import assign_gpus, visible_gpu_ids
 from launch.launcher import run_launch
 from launch.local import TaskLaunch, plan_local_launch, run_local, threads_per_process
-from launch.plan import (LaunchPlan, LaunchSpec, plan_launch, plan_local_cluster,
-                         tfdist_server_command)
+from launch.plan import (
+    LaunchPlan,
+    LaunchSpec,
+    plan_launch,
+    plan_local_cluster,
+    tfdist_server_command,
+)
 from launch.result import LaunchResult, TaskOutcome
-from launch.tf_config import (CLUSTER_STRATEGIES, STRATEGY_LAYOUTS, TASK_TYPES, ClusterConfig,
-                              ClusterSpec, TaskSpec, free_ports, parse_tf_config,
-                              tf_config_json)
+from launch.tf_config import (
+    CLUSTER_STRATEGIES,
+    STRATEGY_LAYOUTS,
+    TASK_TYPES,
+    ClusterConfig,
+    ClusterSpec,
+    TaskSpec,
+    free_ports,
+    parse_tf_config,
+    tf_config_json,
+)
 
 __all__ = [
     "CLUSTER_STRATEGIES",

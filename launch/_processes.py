@@ -16,7 +16,8 @@ import signal
 import subprocess
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from launch.local import TaskLaunch
@@ -80,14 +81,20 @@ def start_task(launch: TaskLaunch, output: PrefixedOutput) -> RunningTask:
     task = RunningTask(launch=launch, tail=collections.deque(maxlen=LOG_TAIL_LINES))
     try:
         task.proc = subprocess.Popen(
-            list(launch.argv), env=dict(launch.env), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            list(launch.argv),
+            env=dict(launch.env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     except OSError as error:
         task.start_error = error
         task.tail.append(f"could not start {launch.argv[0]!r}: {error}")
         return task
-    task.reader = threading.Thread(target=_read_output, args=(task, output),
-                                   name=f"launch-{launch.name}", daemon=True)
+    task.reader = threading.Thread(
+        target=_read_output, args=(task, output), name=f"launch-{launch.name}", daemon=True
+    )
     task.reader.start()
     return task
 
@@ -101,8 +108,9 @@ def signal_group(task: RunningTask, signum: int) -> None:
             pass
 
 
-def stop_tasks(tasks: list[RunningTask], signum: int, timeout: float,
-               received: list[int], poll_interval: float) -> None:
+def stop_tasks(
+    tasks: list[RunningTask], signum: int, timeout: float, received: list[int], poll_interval: float
+) -> None:
     """Signals every task's group, waits up to `timeout`, then kills them all.
 
     Tasks still running are marked `stopped`. A new signal appended to
@@ -114,8 +122,11 @@ def stop_tasks(tasks: list[RunningTask], signum: int, timeout: float,
             task.stopped = True
         signal_group(task, signum)  # Also reaches what an exited task left behind.
     deadline, seen = time.monotonic() + timeout, len(received)
-    while (time.monotonic() < deadline and len(received) == seen
-           and any(t.proc is not None and t.proc.poll() is None for t in tasks)):
+    while (
+        time.monotonic() < deadline
+        and len(received) == seen
+        and any(t.proc is not None and t.proc.poll() is None for t in tasks)
+    ):
         time.sleep(min(poll_interval, 0.02))
     for task in tasks:
         signal_group(task, signal.SIGKILL)
@@ -142,4 +153,5 @@ def install_signal_handlers(received: list[int]) -> Callable[[], None]:
     def restore():
         for signum, handler in previous.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
     return restore

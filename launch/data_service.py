@@ -12,7 +12,7 @@ dispatcher from `DataServicePlan.trainer_args`. The servers themselves are
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from launch.errors import LaunchError
 from launch.local import THREAD_ENV_VARS, TaskLaunch
@@ -37,9 +37,14 @@ class DataServicePlan:
         return (f"--data_service_address={self.address}",)
 
 
-def plan_data_service(*, command: Sequence[str], num_workers: int,
-                      base_env: Mapping[str, str], port: int | None = None,
-                      host: str = "localhost") -> DataServicePlan:
+def plan_data_service(
+    *,
+    command: Sequence[str],
+    num_workers: int,
+    base_env: Mapping[str, str],
+    port: int | None = None,
+    host: str = "localhost",
+) -> DataServicePlan:
     """Prepares the dispatcher and `num_workers` data worker tasks; starts nothing.
 
     Each task's env is `base_env` without TF_CONFIG (the service is no part of the
@@ -58,11 +63,15 @@ def plan_data_service(*, command: Sequence[str], num_workers: int,
         LaunchError: If an argument is invalid.
     """
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-        raise LaunchError(f"num_workers ({num_workers!r}) of the data service must be an "
-                          "integer of at least 1; pass --data_service_workers=1.")
+        raise LaunchError(
+            f"num_workers ({num_workers!r}) of the data service must be an "
+            "integer of at least 1; pass --data_service_workers=1."
+        )
     if isinstance(command, str) or not command:
-        raise LaunchError(f"command ({command!r}) must be a non-empty list of strings, e.g. "
-                          "['python', '-m', 'tfdist.data_service'].")
+        raise LaunchError(
+            f"command ({command!r}) must be a non-empty list of strings, e.g. "
+            "['python', '-m', 'tfdist.data_service']."
+        )
     port = free_ports(1, host)[0] if port is None else port
     env = {k: v for k, v in base_env.items() if k != "TF_CONFIG"}
     for key in THREAD_ENV_VARS:
@@ -70,11 +79,23 @@ def plan_data_service(*, command: Sequence[str], num_workers: int,
     env.setdefault("PYTHONUNBUFFERED", "1")
     env["CUDA_VISIBLE_DEVICES"] = ""
     dispatcher = f"{host}:{port}"
-    launches = [TaskLaunch(task_type="dispatcher", index=0,
-                           argv=[*command, "dispatcher", f"--port={port}"], env=env,
-                           is_server=True)]
-    launches += [TaskLaunch(task_type="data_worker", index=i,
-                            argv=[*command, "worker", f"--dispatcher_address={dispatcher}",
-                                  f"--host={host}"], env=env, is_server=True)
-                 for i in range(num_workers)]
+    launches = [
+        TaskLaunch(
+            task_type="dispatcher",
+            index=0,
+            argv=[*command, "dispatcher", f"--port={port}"],
+            env=env,
+            is_server=True,
+        )
+    ]
+    launches += [
+        TaskLaunch(
+            task_type="data_worker",
+            index=i,
+            argv=[*command, "worker", f"--dispatcher_address={dispatcher}", f"--host={host}"],
+            env=env,
+            is_server=True,
+        )
+        for i in range(num_workers)
+    ]
     return DataServicePlan(address=f"grpc://{dispatcher}", launches=tuple(launches))

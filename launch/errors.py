@@ -29,6 +29,8 @@ def check_count(name: str, value: object, minimum: int = 0, *, fix: str = "") ->
         LaunchError: "{name} ({value!r}) must be an integer of at least {minimum}[; fix]."
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise LaunchError(f"{name} ({value!r}) must be an integer of at least {minimum}"
-                          f"{'; ' + fix if fix else ''}.")
+        raise LaunchError(
+            f"{name} ({value!r}) must be an integer of at least {minimum}"
+            f"{'; ' + fix if fix else ''}."
+        )
     return value

@@ -17,7 +17,7 @@ has GPUs. With N = 0 workers keep the GPUs the launcher sees.
 
 import shutil
 import subprocess
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from launch.errors import LaunchError
 
@@ -60,8 +60,13 @@ def run_nvidia_smi() -> str | None:
     if shutil.which("nvidia-smi") is None:
         return None
     try:
-        done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
-                              timeout=_NVIDIA_SMI_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            ["nvidia-smi", "-L"],
+            capture_output=True,
+            text=True,
+            timeout=_NVIDIA_SMI_TIMEOUT_S,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None
@@ -94,7 +99,8 @@ def check_gpus_per_worker(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise LaunchError(
             f"gpus_per_worker ({value!r}) must be an integer of at least 0; pass "
-            "--gpus_per_worker=1 for one GPU per worker, or 0 to leave GPUs unassigned.")
+            "--gpus_per_worker=1 for one GPU per worker, or 0 to leave GPUs unassigned."
+        )
     return value
 
 
@@ -132,7 +138,8 @@ def assign_gpus(
     if gpus_per_worker and gpu_ids is None:
         raise LaunchError(
             f"gpus_per_worker ({gpus_per_worker}) needs the machine's GPU ids; pass "
-            "gpu_ids=launch.visible_gpu_ids(environ=os.environ).")
+            "gpu_ids=launch.visible_gpu_ids(environ=os.environ)."
+        )
     gpu_ids = tuple(gpu_ids or ())
     compute = [task for task in tasks if _is_compute(strategy, task[0])]
     needed = len(compute) * gpus_per_worker
@@ -141,12 +148,13 @@ def assign_gpus(
         raise LaunchError(
             f"gpus_per_worker ({gpus_per_worker}) for {len(compute)} worker task(s) needs "
             f"{needed} GPUs, but the GPUs visible are {seen}; pass a smaller "
-            "--gpus_per_worker or --num_workers, or --gpus_per_worker=0 to train on CPU.")
+            "--gpus_per_worker or --num_workers, or --gpus_per_worker=0 to train on CPU."
+        )
     assigned = {}
     if strategy == "parameter_server" and (gpu_ids or gpus_per_worker):
         assigned.update({task: "" for task in tasks if not _is_compute(strategy, task[0])})
     if gpus_per_worker:
         for number, task in enumerate(compute):
             start = number * gpus_per_worker
-            assigned[task] = ",".join(gpu_ids[start:start + gpus_per_worker])
+            assigned[task] = ",".join(gpu_ids[start : start + gpus_per_worker])
     return assigned

@@ -15,24 +15,29 @@ worker are left out of the next plans). Spawning and watching the tasks is
 
 import contextlib
 import dataclasses
-from typing import Callable, ContextManager, Sequence, TextIO
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import TextIO
 
 from launch.errors import LaunchError, check_count
-from launch.network import Isolation, inside, private_network
 from launch.local import TaskLaunch
+from launch.network import Isolation, inside, private_network
 from launch.plan import LaunchPlan, LaunchSpec, plan_launch
 from launch.restarts import RestartReport, run_with_restarts
 
 
-def _network(plan: LaunchPlan) -> ContextManager[Isolation | None]:
+def _network(plan: LaunchPlan) -> AbstractContextManager[Isolation | None]:
     """The isolation of the plan's tasks; None when the cluster also runs elsewhere."""
     if not plan.whole_cluster:
         return contextlib.nullcontext(None)
     if plan.isolate_network or not plan.spec.isolate_network:
         return private_network(enabled=plan.isolate_network)
-    return contextlib.nullcontext(Isolation(
-        None, "the cluster's addresses are not on loopback; only a loopback cluster can be "
-              "isolated"))
+    return contextlib.nullcontext(
+        Isolation(
+            None,
+            "the cluster's addresses are not on loopback; only a loopback cluster can be isolated",
+        )
+    )
 
 
 def with_workers(spec: LaunchSpec, num_workers: int) -> LaunchSpec:
@@ -44,8 +49,12 @@ def _without_gpus_of(spec: LaunchSpec, lost: Sequence[TaskLaunch]) -> LaunchSpec
     """`spec` without the GPUs the launcher gave the lost workers: one may be what failed."""
     if not spec.gpus_per_worker or spec.gpu_ids is None:
         return spec
-    gone = {gpu for launch in lost
-            for gpu in launch.env.get("CUDA_VISIBLE_DEVICES", "").split(",") if gpu}
+    gone = {
+        gpu
+        for launch in lost
+        for gpu in launch.env.get("CUDA_VISIBLE_DEVICES", "").split(",")
+        if gpu
+    }
     return dataclasses.replace(spec, gpu_ids=[gpu for gpu in spec.gpu_ids if gpu not in gone])
 
 
@@ -62,16 +71,19 @@ def check_min_workers(spec: LaunchSpec, min_workers: int | None) -> None:
         raise LaunchError(
             f"min_workers ({min_workers}) is for strategy 'multi_worker', not "
             f"{spec.strategy!r}: a parameter_server worker is restarted in place while the "
-            "others go on; drop --min_workers.")
+            "others go on; drop --min_workers."
+        )
     if spec.cluster is not None:
         raise LaunchError(
             f"min_workers ({min_workers}) needs a cluster planned here; a cluster planned "
             "elsewhere (hosts, Slurm, Kubernetes) is resized by the engine that runs it. "
-            "Drop --min_workers.")
+            "Drop --min_workers."
+        )
     if min_workers > spec.num_workers:
         raise LaunchError(
             f"min_workers ({min_workers}) must be at most num_workers ({spec.num_workers}); "
-            f"pass --min_workers={spec.num_workers} or fewer.")
+            f"pass --min_workers={spec.num_workers} or fewer."
+        )
 
 
 def run_launch(
@@ -125,13 +137,20 @@ def run_launch(
         return _without_gpus_of(resize(fresh, fresh.num_workers - len(lost)), lost)
 
     with _network(plans[0]) as isolation:
+
         def attempt(lost: tuple[TaskLaunch, ...]):
             plan = plans.pop() if plans else plan_launch(next_spec(lost))
             if announce is not None:
-                network = "" if isolation is None else "; " + isolation.describe(
-                    plan.cluster.ports())
+                network = (
+                    "" if isolation is None else "; " + isolation.describe(plan.cluster.ports())
+                )
                 announce(plan.description + network)
             return list(plan.launches) if isolation is None else inside(plan.launches, isolation)
 
-        return run_with_restarts(attempt, max_restarts=max_restarts, min_workers=min_workers,
-                                 output=output, stop_timeout=stop_timeout)
+        return run_with_restarts(
+            attempt,
+            max_restarts=max_restarts,
+            min_workers=min_workers,
+            output=output,
+            stop_timeout=stop_timeout,
+        )

@@ -17,10 +17,17 @@ import signal
 import sys
 import time
 import types
-from typing import Mapping, Sequence, TextIO
+from collections.abc import Mapping, Sequence
+from typing import TextIO
 
-from launch._processes import (PrefixedOutput, RunningTask, install_signal_handlers,
-                               signal_group, start_task, stop_tasks)
+from launch._processes import (
+    PrefixedOutput,
+    RunningTask,
+    install_signal_handlers,
+    signal_group,
+    start_task,
+    stop_tasks,
+)
 from launch.errors import LaunchError, check_count
 from launch.gpus import assign_gpus
 from launch.result import LaunchResult, TaskOutcome
@@ -83,17 +90,23 @@ def _available_cpus() -> int:
 
 
 def _check_command(name: str, command: object) -> tuple[str, ...]:
-    if (isinstance(command, str) or not isinstance(command, Sequence) or not command
-            or not all(isinstance(arg, str) for arg in command)):
+    if (
+        isinstance(command, str)
+        or not isinstance(command, Sequence)
+        or not command
+        or not all(isinstance(arg, str) for arg in command)
+    ):
         raise LaunchError(
             f"{name} ({command!r}) must be a non-empty list of strings, e.g. "
-            "['python', 'train.py', '--steps=10'].")
+            "['python', 'train.py', '--steps=10']."
+        )
     return tuple(command)
 
 
 def _check_env(name: str, env: object) -> None:
     if not isinstance(env, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
         raise LaunchError(f"{name} must be a mapping of str to str, e.g. dict(os.environ).")
 
 
@@ -153,27 +166,33 @@ def plan_local_launch(
     check_strategy(strategy, where="a local launch")
     if not isinstance(cluster, ClusterSpec):
         raise LaunchError(
-            f"cluster ({cluster!r}) must be a ClusterSpec; plan one with plan_local_cluster.")
-    check_layout(cluster, strategy,
-                 fix=f"plan it with plan_local_cluster(strategy={strategy!r}, ...)")
+            f"cluster ({cluster!r}) must be a ClusterSpec; plan one with plan_local_cluster."
+        )
+    check_layout(
+        cluster, strategy, fix=f"plan it with plan_local_cluster(strategy={strategy!r}, ...)"
+    )
     planned = cluster.tasks() if tasks is None else [tuple(task) for task in tasks]
     unknown = [task for task in planned if task not in cluster.tasks()]
     if unknown or not planned or len(set(planned)) != len(planned):
         raise LaunchError(
             f"tasks ({tasks!r}) must be distinct (task_type, index) pairs of the cluster, "
-            f"at least one; the cluster has: {cluster.tasks()}.")
+            f"at least one; the cluster has: {cluster.tasks()}."
+        )
     planned = [task for task in cluster.tasks() if task in planned]
     command = _check_command("command", command)
-    server_command = command if server_command is None else _check_command(
-        "server_command", server_command)
+    server_command = (
+        command if server_command is None else _check_command("server_command", server_command)
+    )
     _check_env("base_env", base_env)
     is_ps = strategy == "parameter_server"
     num_compute = sum(task_type != "ps" for task_type, _ in planned)
     compute_threads = threads_per_process(
         cpu_count=_available_cpus() if cpu_count is None else cpu_count,
-        num_processes=max(1, num_compute))
-    devices = assign_gpus(strategy=strategy, tasks=planned, gpu_ids=gpu_ids,
-                          gpus_per_worker=gpus_per_worker)
+        num_processes=max(1, num_compute),
+    )
+    devices = assign_gpus(
+        strategy=strategy, tasks=planned, gpu_ids=gpu_ids, gpus_per_worker=gpus_per_worker
+    )
     launches = []
     for task_type, index in planned:
         threads = 1 if task_type == "ps" else compute_threads
@@ -187,35 +206,51 @@ def plan_local_launch(
             env["CUDA_VISIBLE_DEVICES"] = devices[task_type, index]
         is_server = is_ps and task_type in ("worker", "ps")
         restarts = worker_restarts if is_ps and task_type == "worker" else 0
-        launches.append(TaskLaunch(task_type=task_type, index=index,
-                                   argv=server_command if is_server else command,
-                                   env=env, is_server=is_server, max_restarts=restarts))
+        launches.append(
+            TaskLaunch(
+                task_type=task_type,
+                index=index,
+                argv=server_command if is_server else command,
+                env=env,
+                is_server=is_server,
+                max_restarts=restarts,
+            )
+        )
     return launches
 
 
 def _restart(task: RunningTask, code: int, output: PrefixedOutput) -> RunningTask:
     restarts = task.restarts + 1
-    output.write_line(task, f"launch: {task.launch.name} exited with code {code}; restarting "
-                            f"it ({restarts}/{task.launch.max_restarts})")
+    output.write_line(
+        task,
+        f"launch: {task.launch.name} exited with code {code}; restarting "
+        f"it ({restarts}/{task.launch.max_restarts})",
+    )
     fresh = start_task(task.launch, output)
     fresh.restarts = restarts
     return fresh
 
 
-def _watch(tasks: list[RunningTask], received: list[int], poll_interval: float,
-           output: PrefixedOutput) -> tuple[RunningTask | None, int | None]:
+def _watch(
+    tasks: list[RunningTask], received: list[int], poll_interval: float, output: PrefixedOutput
+) -> tuple[RunningTask | None, int | None]:
     """Waits until the launch ends; returns (root-cause task, signal received)."""
     while not received:
         for i, task in enumerate(tasks):
             code = task.proc.poll()
-            if (code is not None and task.launch.is_server
-                    and task.restarts < task.launch.max_restarts):
+            if (
+                code is not None
+                and task.launch.is_server
+                and task.restarts < task.launch.max_restarts
+            ):
                 tasks[i] = _restart(task, code, output)
         codes = [task.proc.poll() for task in tasks]
-        leads = [code for task, code in zip(tasks, codes) if not task.launch.is_server]
+        leads = [
+            code for task, code in zip(tasks, codes, strict=False) if not task.launch.is_server
+        ]
         if all(code == 0 for code in leads):
             return None, None
-        for task, code in zip(tasks, codes):
+        for task, code in zip(tasks, codes, strict=False):
             if code is not None and (code != 0 or task.launch.is_server):
                 return task, None
         time.sleep(poll_interval)
@@ -267,7 +302,8 @@ def run_local(
     if not launches or all(launch.is_server for launch in launches):
         raise LaunchError(
             f"launches ({names}) must include at least one non-server task, whose "
-            "exit ends the launch.")
+            "exit ends the launch."
+        )
     if len(set(names)) != len(names):
         raise LaunchError(f"Task names ({names}) must be unique.")
     for launch in launches:
@@ -300,15 +336,26 @@ def run_local(
     for task in tasks:
         if task.reader is not None:
             task.reader.join(max(0.0, deadline - time.monotonic()))
-    outcomes = {task.launch.name: TaskOutcome(
-        name=task.launch.name,
-        exit_code=None if task.proc is None else task.proc.returncode,
-        log_tail=prefixed.tail_of(task), was_root_cause=task is root,
-        pid=None if task.proc is None else task.proc.pid,
-        is_server=task.launch.is_server, stopped=task.stopped) for task in tasks}
-    ordered = tuple(outcomes.get(launch.name) or TaskOutcome(
-        name=launch.name, exit_code=None, is_server=launch.is_server) for launch in launches)
+    outcomes = {
+        task.launch.name: TaskOutcome(
+            name=task.launch.name,
+            exit_code=None if task.proc is None else task.proc.returncode,
+            log_tail=prefixed.tail_of(task),
+            was_root_cause=task is root,
+            pid=None if task.proc is None else task.proc.pid,
+            is_server=task.launch.is_server,
+            stopped=task.stopped,
+        )
+        for task in tasks
+    }
+    ordered = tuple(
+        outcomes.get(launch.name)
+        or TaskOutcome(name=launch.name, exit_code=None, is_server=launch.is_server)
+        for launch in launches
+    )
     return LaunchResult(
         exit_code=128 + interrupt if interrupt else _exit_code(root),
-        tasks=ordered, root_cause=outcomes[root.launch.name] if root else None,
-        interrupted_by=signal.Signals(interrupt).name if interrupt else None)
+        tasks=ordered,
+        root_cause=outcomes[root.launch.name] if root else None,
+        interrupted_by=signal.Signals(interrupt).name if interrupt else None,
+    )

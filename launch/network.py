@@ -16,7 +16,7 @@ import dataclasses
 import os
 import shutil
 import subprocess
-from typing import Iterator, List, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
 from launch.local import TaskLaunch
 
@@ -25,24 +25,28 @@ from launch.local import TaskLaunch
 class Isolation:
     """What the launcher did about the network: `namespace` is None when it could not."""
 
-    namespace: Optional[str]
+    namespace: str | None
     reason: str
 
     def describe(self, ports: Sequence[int] = ()) -> str:
         """One line for the start-up log."""
         if self.namespace:
-            return (f"network: tasks run in the private network namespace {self.namespace} "
-                    "(loopback only; unreachable from other machines).")
+            return (
+                f"network: tasks run in the private network namespace {self.namespace} "
+                "(loopback only; unreachable from other machines)."
+            )
         listed = ", ".join(str(p) for p in ports) or "the cluster's"
-        return (f"network: NOT isolated ({self.reason}); TensorFlow listens on all interfaces "
-                f"without authentication on ports {listed}: run only on a trusted network.")
+        return (
+            f"network: NOT isolated ({self.reason}); TensorFlow listens on all interfaces "
+            f"without authentication on ports {listed}: run only on a trusted network."
+        )
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
 
 
-def unavailable_reason() -> Optional[str]:
+def unavailable_reason() -> str | None:
     """Why a namespace cannot be made here, or None if it can be tried."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return "not root: network namespaces need CAP_SYS_ADMIN"
@@ -76,7 +80,7 @@ def private_network(enabled: bool = True) -> Iterator[Isolation]:
         _ip("netns", "del", name)
 
 
-def inside(launches: Sequence[TaskLaunch], isolation: Isolation) -> List[TaskLaunch]:
+def inside(launches: Sequence[TaskLaunch], isolation: Isolation) -> list[TaskLaunch]:
     """The launches, each run through `ip netns exec` when the network is isolated."""
     if not isolation.namespace:
         return list(launches)

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Callable, Optional, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 # (C++ source file, a fragment of its message); file "" matches a line that is not a
 # C++ log record.
 NOISE = (
-    ("", "WARNING: All log messages before absl::InitializeLog() is called are written to "
-         "STDERR"),
+    ("", "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"),
     ("port.cc", "oneDNN custom operations are on"),
     ("cudart_stub.cc", "Could not find cuda drivers on your machine"),
     ("cuda_platform.cc", "failed call to cuInit"),
@@ -41,8 +41,7 @@ def is_noise(line: str) -> bool:
     line = line.rstrip("\r\n")
     record = _LOG_RECORD.match(line)
     source, message = (record.group(1), record.group(2)) if record else ("", line)
-    return any(source == noisy_source and fragment in message
-               for noisy_source, fragment in NOISE)
+    return any(source == noisy_source and fragment in message for noisy_source, fragment in NOISE)
 
 
 class QuietOutput:
@@ -60,7 +59,7 @@ class QuietOutput:
             default: every line that `is_noise` does not match.
     """
 
-    def __init__(self, target, keep: Optional[Callable[[str], bool]] = None):
+    def __init__(self, target, keep: Callable[[str], bool] | None = None):
         self._target = target
         self._keep = keep or (lambda line: not is_noise(line))
         self._pending = ""

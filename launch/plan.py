@@ -16,12 +16,18 @@ import ipaddress
 import shlex
 import sys
 import types
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from launch.errors import LaunchError, check_count
 from launch.local import THREAD_ENV_VARS, TaskLaunch, plan_local_launch
-from launch.tf_config import (MAX_PORT, STRATEGY_LAYOUTS, ClusterSpec, check_layout,
-                              check_strategy, free_ports)
+from launch.tf_config import (
+    MAX_PORT,
+    STRATEGY_LAYOUTS,
+    ClusterSpec,
+    check_layout,
+    check_strategy,
+    free_ports,
+)
 
 
 def tfdist_server_command(python: str = sys.executable) -> tuple[str, ...]:
@@ -33,7 +39,8 @@ def _check_host(host: object) -> str:
     if not isinstance(host, str) or not host or any(c.isspace() or c == ":" for c in host):
         raise LaunchError(
             f"host ({host!r}) must be a non-empty host name or IPv4 address "
-            "without spaces or ':'; e.g. --host=localhost.")
+            "without spaces or ':'; e.g. --host=localhost."
+        )
     return host
 
 
@@ -72,11 +79,13 @@ def plan_local_cluster(
     if strategy == "multi_worker" and num_ps != 0:
         raise LaunchError(
             f"num_ps ({num_ps}) must be 0 for strategy 'multi_worker'; pass "
-            "--num_ps=0 or --strategy=parameter_server.")
+            "--num_ps=0 or --strategy=parameter_server."
+        )
     if strategy == "parameter_server" and num_ps < 1:
         raise LaunchError(
             f"num_ps ({num_ps}) must be at least 1 for strategy "
-            "'parameter_server'; pass --num_ps=1.")
+            "'parameter_server'; pass --num_ps=1."
+        )
     _check_host(host)
     counts = {"worker": num_workers}
     if strategy == "parameter_server":
@@ -86,15 +95,17 @@ def plan_local_cluster(
     if len(ports) != num_tasks:
         raise LaunchError(
             f"Got {len(ports)} ports ({ports}) for {num_tasks} tasks; pass exactly "
-            "one port per task, or none to pick free ports.")
+            "one port per task, or none to pick free ports."
+        )
     for port in ports:
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= MAX_PORT:
             raise LaunchError(f"Port {port!r} must be an integer in 1..{MAX_PORT}.")
     if len(set(ports)) != len(ports):
         raise LaunchError(f"Ports ({ports}) must be distinct; every task needs its own port.")
     addresses = iter(f"{host}:{port}" for port in ports)
-    cluster = ClusterSpec(jobs={job: tuple(next(addresses) for _ in range(count))
-                                for job, count in counts.items()})
+    cluster = ClusterSpec(
+        jobs={job: tuple(next(addresses) for _ in range(count)) for job, count in counts.items()}
+    )
     return check_layout(cluster, strategy, fix="plan it with plan_local_cluster")
 
 
@@ -195,23 +206,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _describe(spec: LaunchSpec, cluster: ClusterSpec, launches: Sequence[TaskLaunch],
-              whole_cluster: bool) -> str:
-    tasks = ", ".join(f"{launch.name} at {cluster.address(launch.task_type, launch.index)}"
-                      for launch in launches)
-    line = (f"starting {spec.strategy} cluster: {tasks}" if whole_cluster else
-            f"starting {tasks} of a {spec.strategy} cluster of {cluster.num_tasks} tasks")
+def _describe(
+    spec: LaunchSpec, cluster: ClusterSpec, launches: Sequence[TaskLaunch], whole_cluster: bool
+) -> str:
+    tasks = ", ".join(
+        f"{launch.name} at {cluster.address(launch.task_type, launch.index)}" for launch in launches
+    )
+    line = (
+        f"starting {spec.strategy} cluster: {tasks}"
+        if whole_cluster
+        else f"starting {tasks} of a {spec.strategy} cluster of {cluster.num_tasks} tasks"
+    )
     if spec.extra_tasks:
         line += f"; also {', '.join(launch.name for launch in spec.extra_tasks)}"
     lead = next((launch for launch in launches if launch.task_type != "ps"), launches[0])
     servers = [launch for launch in launches if launch.is_server]
     if servers and servers[0].argv != lead.argv:
         line += f"; servers run {shlex.join(servers[0].argv)}"
-    line += "; compute tasks get " + ", ".join(f"{key}={lead.env[key]}"
-                                               for key in THREAD_ENV_VARS)
-    devices = [f"{launch.name}={launch.env['CUDA_VISIBLE_DEVICES'] or 'CPU'}"
-               for launch in launches if "CUDA_VISIBLE_DEVICES" in launch.env
-               and launch.env["CUDA_VISIBLE_DEVICES"] != spec.base_env.get("CUDA_VISIBLE_DEVICES")]
+    line += "; compute tasks get " + ", ".join(f"{key}={lead.env[key]}" for key in THREAD_ENV_VARS)
+    devices = [
+        f"{launch.name}={launch.env['CUDA_VISIBLE_DEVICES'] or 'CPU'}"
+        for launch in launches
+        if "CUDA_VISIBLE_DEVICES" in launch.env
+        and launch.env["CUDA_VISIBLE_DEVICES"] != spec.base_env.get("CUDA_VISIBLE_DEVICES")
+    ]
     return line + (f"; CUDA_VISIBLE_DEVICES: {', '.join(devices)}" if devices else "")
 
 
@@ -234,29 +252,55 @@ def plan_launch(spec: LaunchSpec) -> LaunchPlan:
         raise LaunchError(f"spec ({spec!r}) must be a LaunchSpec.")
     check_count("worker_restarts", spec.worker_restarts, 0, fix="pass --max_restarts=0")
     if spec.cluster is None:
-        cluster = plan_local_cluster(strategy=spec.strategy, num_workers=spec.num_workers,
-                                     num_ps=spec.num_ps, host=spec.host, ports=spec.ports)
+        cluster = plan_local_cluster(
+            strategy=spec.strategy,
+            num_workers=spec.num_workers,
+            num_ps=spec.num_ps,
+            host=spec.host,
+            ports=spec.ports,
+        )
     elif isinstance(spec.cluster, ClusterSpec):
-        cluster = check_layout(spec.cluster, spec.strategy, fix="fix the cluster spec or "
-                               f"the strategy (one of: {', '.join(STRATEGY_LAYOUTS)})")
+        cluster = check_layout(
+            spec.cluster,
+            spec.strategy,
+            fix=f"fix the cluster spec or the strategy (one of: {', '.join(STRATEGY_LAYOUTS)})",
+        )
     else:
-        raise LaunchError(f"cluster ({spec.cluster!r}) must be a ClusterSpec or None (plan "
-                          "one on host); plan one with plan_local_cluster or launch.hosts.")
+        raise LaunchError(
+            f"cluster ({spec.cluster!r}) must be a ClusterSpec or None (plan "
+            "one on host); plan one with plan_local_cluster or launch.hosts."
+        )
     extra = spec.extra_tasks
     if not all(isinstance(task, TaskLaunch) for task in extra):
-        raise LaunchError(f"extra_tasks ({extra!r}) must be TaskLaunch objects, e.g. "
-                          "launch.data_service.plan_data_service(...).launches.")
+        raise LaunchError(
+            f"extra_tasks ({extra!r}) must be TaskLaunch objects, e.g. "
+            "launch.data_service.plan_data_service(...).launches."
+        )
     launches = plan_local_launch(
-        cluster=cluster, strategy=spec.strategy, command=spec.command,
-        server_command=spec.server_command, base_env=spec.base_env, cpu_count=spec.cpu_count,
-        gpus_per_worker=spec.gpus_per_worker, gpu_ids=spec.gpu_ids, tasks=spec.tasks,
-        worker_restarts=spec.worker_restarts)
+        cluster=cluster,
+        strategy=spec.strategy,
+        command=spec.command,
+        server_command=spec.server_command,
+        base_env=spec.base_env,
+        cpu_count=spec.cpu_count,
+        gpus_per_worker=spec.gpus_per_worker,
+        gpu_ids=spec.gpu_ids,
+        tasks=spec.tasks,
+        worker_restarts=spec.worker_restarts,
+    )
     whole_cluster = len(launches) == cluster.num_tasks
     if not whole_cluster and all(launch.is_server for launch in launches):
         launches = [dataclasses.replace(launch, is_server=False) for launch in launches]
-    loopback = all(is_loopback(address.rpartition(":")[0])
-                   for addresses in cluster.jobs.values() for address in addresses)
+    loopback = all(
+        is_loopback(address.rpartition(":")[0])
+        for addresses in cluster.jobs.values()
+        for address in addresses
+    )
     return LaunchPlan(
-        spec=spec, cluster=cluster, launches=(*extra, *launches), whole_cluster=whole_cluster,
+        spec=spec,
+        cluster=cluster,
+        launches=(*extra, *launches),
+        whole_cluster=whole_cluster,
         isolate_network=bool(spec.isolate_network) and whole_cluster and loopback,
-        description=_describe(spec, cluster, launches, whole_cluster))
+        description=_describe(spec, cluster, launches, whole_cluster),
+    )

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Callable, Sequence, TextIO
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
-from launch.errors import LaunchError, check_count
+from launch.errors import check_count
 from launch.local import TaskLaunch, run_local
 from launch.result import LaunchResult
 
@@ -50,10 +51,12 @@ class RestartReport:
     def summary(self) -> str:
         """Each failed attempt's root cause (task, exit code, last log lines), then the last."""
         failures = [a for a in self.attempts if not a.succeeded]
-        lines = [f"{len(failures)} of {len(self.attempts)} attempt(s) failed "
-                 f"({self.restarts} restart(s)"
-                 + (f"; workers lost: {', '.join(self.workers_lost)}" if self.workers_lost
-                    else "") + "):"]
+        lines = [
+            f"{len(failures)} of {len(self.attempts)} attempt(s) failed "
+            f"({self.restarts} restart(s)"
+            + (f"; workers lost: {', '.join(self.workers_lost)}" if self.workers_lost else "")
+            + "):"
+        ]
         for number, attempt in enumerate(self.attempts, 1):
             if attempt.succeeded:
                 lines.append(f"attempt {number}: succeeded")
@@ -77,15 +80,23 @@ def _launch_of(launches: Sequence[TaskLaunch], name: str) -> TaskLaunch:
 def _can_drop(result: LaunchResult, workers: int, min_workers: int | None) -> bool:
     """Whether the failed attempt's root cause is a worker the launch may go on without."""
     cause = result.root_cause
-    return (min_workers is not None and cause is not None
-            and cause.name.startswith("worker:") and workers - 1 >= min_workers)
+    return (
+        min_workers is not None
+        and cause is not None
+        and cause.name.startswith("worker:")
+        and workers - 1 >= min_workers
+    )
 
 
-def run_with_restarts(plan: Callable[[tuple[TaskLaunch, ...]], Sequence[TaskLaunch]], *,
-                      max_restarts: int,
-                      min_workers: int | None = None, output: TextIO | None = None,
-                      stop_timeout: float = 10.0,
-                      run: Callable[..., LaunchResult] = run_local) -> RestartReport:
+def run_with_restarts(
+    plan: Callable[[tuple[TaskLaunch, ...]], Sequence[TaskLaunch]],
+    *,
+    max_restarts: int,
+    min_workers: int | None = None,
+    output: TextIO | None = None,
+    stop_timeout: float = 10.0,
+    run: Callable[..., LaunchResult] = run_local,
+) -> RestartReport:
     """Runs `plan(())`'s tasks; after a failure plans and runs them again, `max_restarts` times.
 
     Args:
@@ -118,13 +129,20 @@ def run_with_restarts(plan: Callable[[tuple[TaskLaunch, ...]], Sequence[TaskLaun
         failed = f"attempt {len(attempts)} failed ({cause.name} {cause.describe()})"
         if restarts < max_restarts:
             restarts += 1
-            print(f"launch: {failed}; restarting the cluster ({restarts}/{max_restarts})",
-                  file=out, flush=True)
+            print(
+                f"launch: {failed}; restarting the cluster ({restarts}/{max_restarts})",
+                file=out,
+                flush=True,
+            )
             continue
         if not _can_drop(result, workers, min_workers):
             return RestartReport(tuple(attempts), tuple(launch.name for launch in lost))
         lost.append(_launch_of(launches, cause.name))
         restarts = 0
-        print(f"launch: {failed}; its restarts are spent: going on without it with "
-              f"{workers - 1} of {workers} workers (--min_workers={min_workers}), from the "
-              "last checkpoint", file=out, flush=True)
+        print(
+            f"launch: {failed}; its restarts are spent: going on without it with "
+            f"{workers - 1} of {workers} workers (--min_workers={min_workers}), from the "
+            "last checkpoint",
+            file=out,
+            flush=True,
+        )

@@ -83,8 +83,10 @@ class LaunchResult:
     def _headline(self) -> str:
         stopped = sum(task.stopped for task in self.tasks)
         if self.interrupted_by is not None:
-            return (f"launch interrupted by {self.interrupted_by}; "
-                    f"stopped {_plural(stopped, 'running task')}.")
+            return (
+                f"launch interrupted by {self.interrupted_by}; "
+                f"stopped {_plural(stopped, 'running task')}."
+            )
         cause = self.root_cause
         if cause is None:
             done = [task for task in self.tasks if not task.is_server]
@@ -93,14 +95,19 @@ class LaunchResult:
         if cause.pid is None:
             what = f"task {cause.name} could not start"
         elif cause.is_server and cause.exit_code == 0:
-            what = (f"server task {cause.name} exited with exit code 0 before the "
-                    "non-server tasks finished")
+            what = (
+                f"server task {cause.name} exited with exit code 0 before the "
+                "non-server tasks finished"
+            )
         elif cause.exit_code is not None and cause.exit_code < 0:
             what = f"task {cause.name} was {cause.describe()}"
         else:
             what = f"task {cause.name} failed with {cause.describe()}"
-        others = (f"stopped the other {_plural(stopped, 'task')}" if stopped
-                  else "no other task was running")
+        others = (
+            f"stopped the other {_plural(stopped, 'task')}"
+            if stopped
+            else "no other task was running"
+        )
         return f"{what} (root cause); {others}."
 
     def summary(self) -> str:
@@ -112,9 +119,15 @@ class LaunchResult:
         lines = [self._headline()]
         width = max((len(task.name) for task in self.tasks), default=0)
         for task in self.tasks:
-            notes = [note for flag, note in ((task.was_root_cause, "root cause"),
-                                             (task.stopped, "stopped by launcher"),
-                                             (task.is_server, "server")) if flag]
+            notes = [
+                note
+                for flag, note in (
+                    (task.was_root_cause, "root cause"),
+                    (task.stopped, "stopped by launcher"),
+                    (task.is_server, "server"),
+                )
+                if flag
+            ]
             pid = f"pid {task.pid}" if task.pid is not None else "no pid"
             extra = f"  ({', '.join(notes)})" if notes else ""
             lines.append(f"  {task.name:<{width}}  {pid:<10}  {task.describe()}{extra}")

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 _CONNECT_TIMEOUT_S = 2.0
 _STOP_TIMEOUT_S = 10.0
@@ -54,8 +54,9 @@ def serve_until_chief_exits(
     """
     child = subprocess.Popen(list(argv), env=dict(env))
     forward = lambda signum, _: child.send_signal(signum)  # noqa: E731
-    previous = {signum: signal.signal(signum, forward)
-                for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         seen, misses = False, 0
         while child.poll() is None:
@@ -64,8 +65,11 @@ def serve_until_chief_exits(
             elif seen:
                 misses += 1
                 if misses >= misses_to_stop:
-                    print(f"{prog}: the chief at {chief_address} has finished; stopping "
-                          "this server.", file=sys.stderr, flush=True)
+                    print(
+                        f"{prog}: the chief at {chief_address} has finished; stopping this server.",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     child.terminate()
                     try:
                         child.wait(timeout=_STOP_TIMEOUT_S)
@@ -80,8 +84,9 @@ def serve_until_chief_exits(
     return 128 - child.returncode if child.returncode < 0 else child.returncode
 
 
-def run_task(command: Sequence[str], env: Mapping[str, str], *, chief: str | None,
-             prog: str) -> int:
+def run_task(
+    command: Sequence[str], env: Mapping[str, str], *, chief: str | None, prog: str
+) -> int:
     """Runs this task's `command` with `env`: execs it, or serves until the chief exits.
 
     Args:
@@ -102,4 +107,3 @@ def run_task(command: Sequence[str], env: Mapping[str, str], *, chief: str | Non
         print(f"{prog}: error: cannot run {command[0]!r}: {error}", file=sys.stderr, flush=True)
         return 127
     return 0  # Not reached: execvpe replaces this process.
-

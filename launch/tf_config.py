@@ -21,22 +21,25 @@ import dataclasses
 import json
 import socket
 import types
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from launch.errors import LaunchError, check_count
 
 TASK_TYPES = ("chief", "worker", "ps", "evaluator")
 # The jobs of a cluster of each multi-process strategy, in `TASK_TYPES` order. A
 # multi_worker cluster may have a chief (TensorFlow's worker 0 acts as chief without one).
-STRATEGY_LAYOUTS = types.MappingProxyType({
-    "multi_worker": (("worker",), ("chief", "worker")),
-    "parameter_server": (("chief", "worker", "ps"),),
-})
+STRATEGY_LAYOUTS = types.MappingProxyType(
+    {
+        "multi_worker": (("worker",), ("chief", "worker")),
+        "parameter_server": (("chief", "worker", "ps"),),
+    }
+)
 CLUSTER_STRATEGIES = tuple(STRATEGY_LAYOUTS)
 
 MAX_PORT = 65535  # The largest TCP port; ports are 1..MAX_PORT.
-_TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host:port", ...]}, '
-                      '"task": {"type": "worker", "index": 0}}')
+_TF_CONFIG_EXAMPLE = (
+    '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
+)
 
 
 def check_strategy(strategy: object, *, where: str) -> str:
@@ -50,8 +53,10 @@ def check_strategy(strategy: object, *, where: str) -> str:
         LaunchError: "Unknown strategy 'x' for WHERE. Expected one of: ...".
     """
     if strategy not in STRATEGY_LAYOUTS:
-        raise LaunchError(f"Unknown strategy {strategy!r} for {where}. "
-                          f"Expected one of: {', '.join(CLUSTER_STRATEGIES)}.")
+        raise LaunchError(
+            f"Unknown strategy {strategy!r} for {where}. "
+            f"Expected one of: {', '.join(CLUSTER_STRATEGIES)}."
+        )
     return strategy
 
 
@@ -72,31 +77,39 @@ def _checked_jobs(jobs: object) -> dict[str, tuple[str, ...]]:
     if not isinstance(jobs, Mapping) or not jobs:
         raise LaunchError(
             f"Cluster jobs ({jobs!r}) must be a non-empty mapping of job name to "
-            f"addresses; job names are: {', '.join(TASK_TYPES)}.")
+            f"addresses; job names are: {', '.join(TASK_TYPES)}."
+        )
     unknown = sorted(str(job) for job in jobs if job not in TASK_TYPES)
     if unknown:
-        raise LaunchError(f"Unknown job name {unknown[0]!r}. "
-                          f"Expected one of: {', '.join(TASK_TYPES)}.")
+        raise LaunchError(
+            f"Unknown job name {unknown[0]!r}. Expected one of: {', '.join(TASK_TYPES)}."
+        )
     checked = {}
     for job in (job for job in TASK_TYPES if job in jobs):
         addresses = jobs[job]
         if isinstance(addresses, str) or not isinstance(addresses, Sequence):
-            raise LaunchError(f"Addresses of job {job!r} ({addresses!r}) must be a list of "
-                              "'host:port' strings.")
+            raise LaunchError(
+                f"Addresses of job {job!r} ({addresses!r}) must be a list of 'host:port' strings."
+            )
         if not addresses:
-            raise LaunchError(f"Job {job!r} has no tasks; give it at least one address or "
-                              "leave it out.")
-        checked[job] = tuple(check_address(job, index, address)
-                             for index, address in enumerate(addresses))
+            raise LaunchError(
+                f"Job {job!r} has no tasks; give it at least one address or leave it out."
+            )
+        checked[job] = tuple(
+            check_address(job, index, address) for index, address in enumerate(addresses)
+        )
     if len(checked.get("chief", ())) > 1:
-        raise LaunchError(f"Job 'chief' has {len(checked['chief'])} tasks; a cluster has at "
-                          "most 1 chief.")
+        raise LaunchError(
+            f"Job 'chief' has {len(checked['chief'])} tasks; a cluster has at most 1 chief."
+        )
     seen = {}
     for job, addresses in checked.items():
         for index, address in enumerate(addresses):
             if address in seen:
-                raise LaunchError(f"Address {address!r} is used by both {seen[address]} and "
-                                  f"{job}:{index}; every task needs its own port.")
+                raise LaunchError(
+                    f"Address {address!r} is used by both {seen[address]} and "
+                    f"{job}:{index}; every task needs its own port."
+                )
             seen[address] = f"{job}:{index}"
     return checked
 
@@ -124,8 +137,9 @@ class ClusterSpec:
 
     def tasks(self) -> list[tuple[str, int]]:
         """Returns every `(task_type, index)`, chief first, then worker, ps, evaluator."""
-        return [(job, index) for job, addresses in self.jobs.items()
-                for index in range(len(addresses))]
+        return [
+            (job, index) for job, addresses in self.jobs.items() for index in range(len(addresses))
+        ]
 
     def address(self, task_type: str, index: int) -> str:
         """Returns the address of one task; raises `LaunchError` if it is not in the cluster."""
@@ -137,8 +151,11 @@ class ClusterSpec:
 
     def ports(self) -> list[int]:
         """Every task's port, in task order."""
-        return [int(address.rpartition(":")[2]) for addresses in self.jobs.values()
-                for address in addresses]
+        return [
+            int(address.rpartition(":")[2])
+            for addresses in self.jobs.values()
+            for address in addresses
+        ]
 
     @property
     def num_tasks(self) -> int:
@@ -166,12 +183,16 @@ def check_task(cluster: ClusterSpec, task_type: object, index: object) -> TaskSp
         LaunchError: If the job is not in `cluster` or the index is out of range.
     """
     if not isinstance(task_type, str) or task_type not in cluster.jobs:
-        raise LaunchError(f"Task type {task_type!r} is not a job of the cluster. "
-                          f"Expected one of: {', '.join(cluster.jobs)}.")
+        raise LaunchError(
+            f"Task type {task_type!r} is not a job of the cluster. "
+            f"Expected one of: {', '.join(cluster.jobs)}."
+        )
     count = len(cluster.jobs[task_type])
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
-        raise LaunchError(f"Task index {index!r} is out of range for job {task_type!r}, "
-                          f"which has {count} task(s): pass an index in 0..{count - 1}.")
+        raise LaunchError(
+            f"Task index {index!r} is out of range for job {task_type!r}, "
+            f"which has {count} task(s): pass an index in 0..{count - 1}."
+        )
     return TaskSpec(task_type, index)
 
 
@@ -191,7 +212,8 @@ def check_layout(cluster: ClusterSpec, strategy: str, *, fix: str) -> ClusterSpe
         layouts = " or ".join("{" + ", ".join(jobs) + "}" for jobs in STRATEGY_LAYOUTS[strategy])
         raise LaunchError(
             f"Cluster jobs ({', '.join(cluster.jobs)}) do not fit strategy {strategy!r}, "
-            f"which needs the jobs {layouts}; {fix}.")
+            f"which needs the jobs {layouts}; {fix}."
+        )
     return cluster
 
 
@@ -212,12 +234,15 @@ class ClusterConfig:
         cluster = ClusterSpec(jobs=self.jobs)
         object.__setattr__(self, "jobs", cluster.jobs)
         if not isinstance(self.task, TaskSpec):
-            raise LaunchError(f"task ({self.task!r}) must be a TaskSpec, e.g. "
-                              "TaskSpec('worker', 0).")
+            raise LaunchError(
+                f"task ({self.task!r}) must be a TaskSpec, e.g. TaskSpec('worker', 0)."
+            )
         check_task(cluster, self.task.type, self.task.index)
         if "ps" in self.jobs and "chief" not in self.jobs:
-            raise LaunchError("A cluster with 'ps' tasks needs a 'chief' (the coordinator); "
-                              "add a 'chief' job with one address.")
+            raise LaunchError(
+                "A cluster with 'ps' tasks needs a 'chief' (the coordinator); "
+                "add a 'chief' job with one address."
+            )
 
     def __reduce__(self):  # The read-only mapping does not pickle; its plain copy does.
         return ClusterConfig, (self.cluster.as_dict(), self.task)
@@ -278,13 +303,13 @@ def tf_config_json(cluster: ClusterSpec, task_type: str, index: int) -> str:
         LaunchError: If the task is not in `cluster`.
     """
     check_task(cluster, task_type, index)
-    return json.dumps({"cluster": cluster.as_dict(),
-                       "task": {"type": task_type, "index": index}})
+    return json.dumps({"cluster": cluster.as_dict(), "task": {"type": task_type, "index": index}})
 
 
 def _malformed(problem: str) -> LaunchError:
-    return LaunchError(f"TF_CONFIG is malformed: {problem}. Expected JSON like "
-                       f"{_TF_CONFIG_EXAMPLE}.")
+    return LaunchError(
+        f"TF_CONFIG is malformed: {problem}. Expected JSON like {_TF_CONFIG_EXAMPLE}."
+    )
 
 
 def _clause(error: LaunchError) -> str:
@@ -324,8 +349,9 @@ def parse_tf_config(text: str | None) -> ClusterConfig | None:
     if not isinstance(task, dict) or "type" not in task:
         raise _malformed("'task' must be an object with 'type' and 'index'")
     try:
-        return ClusterConfig(jobs=data["cluster"],
-                             task=TaskSpec(task["type"], task.get("index", 0)))
+        return ClusterConfig(
+            jobs=data["cluster"], task=TaskSpec(task["type"], task.get("index", 0))
+        )
     except LaunchError as error:
         raise _malformed(_clause(error)) from None
 
@@ -355,7 +381,8 @@ def free_ports(n: int, host: str = "localhost") -> list[int]:
     except (OSError, TypeError, UnicodeError) as error:  # TypeError: a NUL in the host name.
         raise LaunchError(
             f"Cannot bind a free port on host {host!r} ({error}); pass a host "
-            "name or address of this machine, e.g. --host=localhost.") from error
+            "name or address of this machine, e.g. --host=localhost."
+        ) from error
     finally:
         for sock in sockets:
             sock.close()

@@ -14,4 +14,3 @@ import pytest
 @pytest.hookimpl(trylast=True)  # After the folders' own hooks have added their markers.
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
-

@@ -3,7 +3,8 @@
 ``cli → training → {data, distribute, root modules} → config``; ``launch`` is
 standard-library-only; only ``tfdist/cli`` (and, in ``launch``, the entry points)
 reads flags or argparse; only the cli and the ``python -m tfdist.X`` runners import
-``tfdist.cli``, and only the cli imports the facade (``import tfdist``). Every import counts, at any depth (inside functions, under
+``tfdist.cli``, and only the cli imports the facade (``import tfdist``). Every import counts, at
+any depth (inside functions, under
 ``if TYPE_CHECKING:``, ``importlib.import_module("...")`` with a literal, the
 facade's lazy ``_EXPORTS`` table): a type-only import still says one layer knows
 another's types, and is how a cycle gets hidden. A failure names ``file:line`` and
@@ -16,7 +17,8 @@ import ast
 import pathlib
 import subprocess
 import sys
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import pytest
 
@@ -62,7 +64,7 @@ def _absolute(node: ast.ImportFrom, path: pathlib.Path) -> str:
     package = dotted_name(path).split(".")
     if path.name != "__init__.py":
         package = package[:-1]
-    base = package[:len(package) - node.level + 1]
+    base = package[: len(package) - node.level + 1]
     return ".".join(base + ([node.module] if node.module else []))
 
 
@@ -79,11 +81,18 @@ def imports_of(path: pathlib.Path) -> Iterator[Import]:
                 full = f"{module}.{alias.name}"
                 mine = module.split(".")[0] in ("tfdist", "launch")
                 yield Import(path, node.lineno, full if not mine or _is_module(full) else module)
-        elif (isinstance(node, ast.Call) and _called_name(node) == "import_module"
-              and node.args and isinstance(node.args[0], ast.Constant)):
+        elif (
+            isinstance(node, ast.Call)
+            and _called_name(node) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             yield Import(path, node.lineno, str(node.args[0].value))
-        elif (isinstance(node, ast.Assign) and path == REPO / "tfdist" / "__init__.py"
-              and any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets)):
+        elif (
+            isinstance(node, ast.Assign)
+            and path == REPO / "tfdist" / "__init__.py"
+            and any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets)
+        ):
             for value in getattr(node.value, "values", []):
                 if isinstance(value, ast.Constant):
                     yield Import(path, value.lineno, str(value.value))
@@ -146,9 +155,13 @@ def _is_entry_point(path: pathlib.Path, tree: ast.Module) -> bool:
     """``__main__.py`` or a module with an ``if __name__ == "__main__":`` block."""
     if path.name == "__main__.py":
         return True
-    return any(isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
-               and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__"
-               for node in tree.body)
+    return any(
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Compare)
+        and isinstance(node.test.left, ast.Name)
+        and node.test.left.id == "__name__"
+        for node in tree.body
+    )
 
 
 def launch_violations() -> list[str]:
@@ -157,8 +170,10 @@ def launch_violations() -> list[str]:
         for imported in imports_of(path):
             top = imported.module.split(".")[0]
             if top != "launch" and top not in sys.stdlib_module_names:
-                found.append(f"{imported.where()}: launch → {imported.module} "
-                             "(launch imports only the standard library and launch)")
+                found.append(
+                    f"{imported.where()}: launch → {imported.module} "
+                    "(launch imports only the standard library and launch)"
+                )
     return found
 
 
@@ -224,22 +239,30 @@ def fake_module(tmp_path, monkeypatch):
 def test_checker_finds_imports_inside_functions_relative_and_type_checking(fake_module):
     fake_module("tfdist/distribute/partitioning.py", "")
     fake_module("tfdist/training/trainer.py", "")
-    fake_module("tfdist/layers.py", (
-        "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n"
-        "    from tfdist.training import trainer\n"
-        "def f():\n"
-        "    from .distribute import partitioning\n"))
+    fake_module(
+        "tfdist/layers.py",
+        (
+            "from typing import TYPE_CHECKING\n"
+            "if TYPE_CHECKING:\n"
+            "    from tfdist.training import trainer\n"
+            "def f():\n"
+            "    from .distribute import partitioning\n"
+        ),
+    )
 
     assert tfdist_violations() == [
         "tfdist/layers.py:3: root → training (tfdist.training.trainer)",
-        "tfdist/layers.py:5: root → distribute (tfdist.distribute.partitioning)"]
+        "tfdist/layers.py:5: root → distribute (tfdist.distribute.partitioning)",
+    ]
 
 
 def test_checker_allows_the_direction_and_flags_the_cli_import(fake_module):
     fake_module("tfdist/training/step.py", "import tfdist.layers\nfrom tfdist.data import x\n")
-    fake_module("tfdist/data/pipeline.py", "from launch.tf_config import ClusterSpec\n"
-                "import importlib\nimportlib.import_module('tfdist.cli.job')\n")
+    fake_module(
+        "tfdist/data/pipeline.py",
+        "from launch.tf_config import ClusterSpec\n"
+        "import importlib\nimportlib.import_module('tfdist.cli.job')\n",
+    )
     fake_module("tfdist/config.py", "import keras\n")
 
     assert tfdist_violations() == ["tfdist/data/pipeline.py:3: data → cli (tfdist.cli.job)"]
@@ -250,26 +273,33 @@ def test_checker_flags_third_party_imports_and_argparse_in_launch(fake_module):
     fake_module("launch/task.py", "import argparse\nif __name__ == '__main__':\n    pass\n")
 
     assert launch_violations() == [
-        "launch/local.py:2: launch → yaml (launch imports only the standard library and launch)"]
+        "launch/local.py:2: launch → yaml (launch imports only the standard library and launch)"
+    ]
     assert flag_violations() == ["launch/local.py:4: uses argparse outside an entry point"]
 
 
 def test_checker_flags_flag_definitions_outside_the_cli(fake_module):
     fake_module("tfdist/cli/train.py", "from absl import flags\nflags.DEFINE_integer('a', 1, '')\n")
-    fake_module("tfdist/data/x.py", "from absl import flags\n_A = flags.DEFINE_string('a', '', '')\n")
+    fake_module(
+        "tfdist/data/x.py", "from absl import flags\n_A = flags.DEFINE_string('a', '', '')\n"
+    )
 
-    assert flag_violations() == ["tfdist/data/x.py:1: uses absl flags outside tfdist/cli",
-                                 "tfdist/data/x.py:2: defines a flag (DEFINE_string) outside "
-                                 "tfdist/cli"]
+    assert flag_violations() == [
+        "tfdist/data/x.py:1: uses absl flags outside tfdist/cli",
+        "tfdist/data/x.py:2: defines a flag (DEFINE_string) outside tfdist/cli",
+    ]
 
 
 # ----- importing the light entry points starts no TensorFlow -------------------------------
 @pytest.mark.parametrize("module", ["tfdist", "tfdist.config", "launch", "launch.__main__"])
 def test_importing_starts_no_tensorflow(module):
-    code = (f"import sys, {module}\n"
-            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    code = (
+        f"import sys, {module}\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

@@ -1,4 +1,5 @@
-"""`python -m tfdist.data_service`: runs a tf.data service dispatcher or data worker (`tfdist.cli.data_service`)."""
+"""`python -m tfdist.data_service`: runs a tf.data service dispatcher or data worker
+(`tfdist.cli.data_service`)."""
 
 if __name__ == "__main__":
     import sys

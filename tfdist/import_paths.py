@@ -38,21 +38,25 @@ def resolve(path: str, *, what: str, example: str):
       ConfigError: the path is malformed, its module cannot be imported, or the
         module has no such attribute.
     """
-    form = (f"expected {what}='package.module:function' with the module importable from the "
-            f"current folder or PYTHONPATH, e.g. {what}={example!r}")
+    form = (
+        f"expected {what}='package.module:function' with the module importable from the "
+        f"current folder or PYTHONPATH, e.g. {what}={example!r}"
+    )
     if not isinstance(path, str) or not _PATH.match(path):
         raise ConfigError(f"{what} ({path!r}) is not an import path: {form}.")
     module_name, _, attribute = path.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ConfigError(f"{what} ({path!r}): cannot import module {module_name!r} "
-                          f"({error}); {form}.") from None
+        raise ConfigError(
+            f"{what} ({path!r}): cannot import module {module_name!r} ({error}); {form}."
+        ) from None
     target = module
     for part in attribute.split("."):
         if not hasattr(target, part):
             raise ConfigError(
                 f"{what} ({path!r}): module {module_name!r} ({getattr(module, '__file__', '')}) "
-                f"has no attribute {attribute!r}; {form}.")
+                f"has no attribute {attribute!r}; {form}."
+            )
         target = getattr(target, part)
     return target

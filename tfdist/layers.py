@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import List, Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -55,39 +55,55 @@ class ShardedEmbedding(keras.layers.Layer):
       seed: seeds the initial table.
     """
 
-    def __init__(self, input_dim: int, output_dim: int, *, learning_rate: float = 0.05,
-                 seed: int = 0, **kwargs):
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        *,
+        learning_rate: float = 0.05,
+        seed: int = 0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.input_dim, self.output_dim = int(input_dim), int(output_dim)
         self.learning_rate, self.seed = float(learning_rate), int(seed)
         self.sharded_table = None
-        self._accumulators: List[tf.Variable] = []
+        self._accumulators: list[tf.Variable] = []
 
     def _initial_table(self):
-        return tf.random.stateless_uniform([self.input_dim, self.output_dim], [self.seed, 7],
-                                           minval=-0.05, maxval=0.05)
+        return tf.random.stateless_uniform(
+            [self.input_dim, self.output_dim], [self.seed, 7], minval=-0.05, maxval=0.05
+        )
 
     def build(self, input_shape=None):
         strategy = tf.distribute.get_strategy()
         if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
             with sharding_tables():
-                table = tf.Variable(self._initial_table, name=f"{self.name}/table",
-                                    shape=[self.input_dim, self.output_dim], dtype=tf.float32)
+                table = tf.Variable(
+                    self._initial_table,
+                    name=f"{self.name}/table",
+                    shape=[self.input_dim, self.output_dim],
+                    dtype=tf.float32,
+                )
             self.sharded_table = table
-            self._accumulators = [self._accumulator_for(strategy, part)
-                                  for part in self.parts()]
+            self._accumulators = [self._accumulator_for(strategy, part) for part in self.parts()]
             self.built = True
             return
         self.table = self.add_weight(
-            shape=(self.input_dim, self.output_dim), name="table",
-            initializer=keras.initializers.RandomUniform(-0.05, 0.05, seed=self.seed))
+            shape=(self.input_dim, self.output_dim),
+            name="table",
+            initializer=keras.initializers.RandomUniform(-0.05, 0.05, seed=self.seed),
+        )
         self.built = True
 
     @staticmethod
     def _accumulator_for(strategy, part):
         with strategy.extended.colocate_vars_with(part):
-            return tf.Variable(tf.fill(part.shape, _INITIAL_ACCUMULATOR), trainable=False,
-                               name=part.name.split(":")[0] + "/adagrad")
+            return tf.Variable(
+                tf.fill(part.shape, _INITIAL_ACCUMULATOR),
+                trainable=False,
+                name=part.name.split(":")[0] + "/adagrad",
+            )
 
     @property
     def is_sharded(self) -> bool:
@@ -106,19 +122,27 @@ class ShardedEmbedding(keras.layers.Layer):
 
     def apply_sparse_gradients(self, gradients) -> None:
         """Sparse Adagrad on each part, run where the part lives."""
-        for part, accumulator, gradient in zip(self.parts(), self._accumulators, gradients):
+        for part, accumulator, gradient in zip(
+            self.parts(), self._accumulators, gradients, strict=False
+        ):
             if gradient is None:
                 continue
             if isinstance(gradient, tf.IndexedSlices):
                 indices, segment = tf.unique(gradient.indices)
-                values = tf.math.unsorted_segment_sum(gradient.values, segment,
-                                                      tf.shape(indices)[0])
+                values = tf.math.unsorted_segment_sum(
+                    gradient.values, segment, tf.shape(indices)[0]
+                )
             else:
                 indices = tf.range(tf.shape(gradient)[0])
                 values = gradient
             tf.raw_ops.ResourceSparseApplyAdagradV2(
-                var=part.handle, accum=accumulator.handle, lr=self.learning_rate,
-                epsilon=1e-7, grad=values, indices=indices)
+                var=part.handle,
+                accum=accumulator.handle,
+                lr=self.learning_rate,
+                epsilon=1e-7,
+                grad=values,
+                indices=indices,
+            )
 
     def placement(self) -> list:
         """Where each part lives: `[{"device": ..., "rows": ...}, ...]`."""
@@ -136,16 +160,20 @@ class ShardedEmbedding(keras.layers.Layer):
         offset = 0
         for part in self.parts():
             rows = int(part.shape[0])
-            part.assign(value[offset:offset + rows])
+            part.assign(value[offset : offset + rows])
             offset += rows
 
     def get_config(self):
-        return {**super().get_config(), "input_dim": self.input_dim,
-                "output_dim": self.output_dim, "learning_rate": self.learning_rate,
-                "seed": self.seed}
+        return {
+            **super().get_config(),
+            "input_dim": self.input_dim,
+            "output_dim": self.output_dim,
+            "learning_rate": self.learning_rate,
+            "seed": self.seed,
+        }
 
 
-def sharded_embeddings(model: keras.Model) -> List[ShardedEmbedding]:
+def sharded_embeddings(model: keras.Model) -> list[ShardedEmbedding]:
     """The ShardedEmbedding layers of `model` whose tables are updated sparsely (PSS)."""
     found, stack = [], [model]
     while stack:

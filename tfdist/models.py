@@ -15,7 +15,7 @@ the user's own builder as an import path `package.module:function` (the CLI's
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Dict, Mapping, Optional, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
 
 import keras
 
@@ -24,7 +24,7 @@ from tfdist.import_paths import is_import_path, resolve
 from tfdist.layers import ShardedEmbedding
 
 ModelBuilder = Callable[..., keras.Model]
-_REGISTRY: Dict[str, ModelBuilder] = {}
+_REGISTRY: dict[str, ModelBuilder] = {}
 
 
 def register_model(name: str, builder: ModelBuilder = None):
@@ -47,12 +47,15 @@ def model_names() -> list:
 @register_model("mlp")
 def build_mlp(*, input_shape: Sequence[int], num_classes: int) -> keras.Model:
     """Flatten → Dense(256, relu) → Dense(num_classes): the classic reference network."""
-    return keras.Sequential([
-        keras.Input(shape=tuple(input_shape)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(256, activation="relu"),
-        keras.layers.Dense(num_classes),
-    ], name="mlp")
+    return keras.Sequential(
+        [
+            keras.Input(shape=tuple(input_shape)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(num_classes),
+        ],
+        name="mlp",
+    )
 
 
 @register_model("cnn")
@@ -65,7 +68,8 @@ def build_cnn(*, input_shape: Sequence[int], num_classes: int) -> keras.Model:
     elif len(shape) != 3:
         raise ConfigError(
             f"model 'cnn' needs image input of shape (H, W) or (H, W, C), got {shape}; "
-            "use --model=mlp for flat features.")
+            "use --model=mlp for flat features."
+        )
     layers += [
         keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
         keras.layers.MaxPooling2D(2),
@@ -78,9 +82,13 @@ def build_cnn(*, input_shape: Sequence[int], num_classes: int) -> keras.Model:
 
 
 @register_model("recommender")
-def build_recommender(*, input_shape: Sequence[int], num_classes: int,
-                      vocab_sizes: Optional[Mapping[str, int]] = None,
-                      embedding_dim: int = 16) -> keras.Model:
+def build_recommender(
+    *,
+    input_shape: Sequence[int],
+    num_classes: int,
+    vocab_sizes: Mapping[str, int] | None = None,
+    embedding_dim: int = 16,
+) -> keras.Model:
     """Matrix factorization: user and item embeddings, their dot product as the score.
 
     The tables are `ShardedEmbedding` layers, split across parameter servers when
@@ -92,19 +100,22 @@ def build_recommender(*, input_shape: Sequence[int], num_classes: int,
         raise ConfigError(
             f"model 'recommender' needs a dataset of 'user' and 'item' ids with 2 classes, "
             f"got ids {sorted(vocab_sizes) or 'none'} and {num_classes} classes; "
-            "use --dataset=interactions.")
+            "use --dataset=interactions."
+        )
     user = keras.Input(shape=(), dtype="int32", name="user")
     item = keras.Input(shape=(), dtype="int32", name="item")
-    user_vector = ShardedEmbedding(vocab_sizes["user"], embedding_dim, seed=1,
-                                   name="user_embedding")(user)
-    item_vector = ShardedEmbedding(vocab_sizes["item"], embedding_dim, seed=2,
-                                   name="item_embedding")(item)
+    user_vector = ShardedEmbedding(
+        vocab_sizes["user"], embedding_dim, seed=1, name="user_embedding"
+    )(user)
+    item_vector = ShardedEmbedding(
+        vocab_sizes["item"], embedding_dim, seed=2, name="item_embedding"
+    )(item)
     score = keras.ops.sum(user_vector * item_vector, axis=-1, keepdims=True)
     logits = keras.ops.concatenate([-score, score], axis=-1)
     return keras.Model({"user": user, "item": item}, logits, name="recommender")
 
 
-def resolve_builder(model: Union[str, ModelBuilder]) -> ModelBuilder:
+def resolve_builder(model: str | ModelBuilder) -> ModelBuilder:
     """The builder `model` names: a registered name, `package.module:function`, or itself.
 
     Raises:
@@ -116,18 +127,22 @@ def resolve_builder(model: Union[str, ModelBuilder]) -> ModelBuilder:
         if not callable(builder):
             raise ConfigError(
                 f"model ({model!r}) names a {type(builder).__name__}, not a function; expected "
-                "a function of 'input_shape' and 'num_classes' that returns a keras.Model.")
+                "a function of 'input_shape' and 'num_classes' that returns a keras.Model."
+            )
         return builder
     if isinstance(model, str):
         if model not in _REGISTRY:
             raise ConfigError(
                 f"Unknown model {model!r}. Expected one of: {', '.join(model_names())}; "
                 "or your own builder as 'package.module:function', or register one with "
-                "tfdist.register_model(name, builder).")
+                "tfdist.register_model(name, builder)."
+            )
         return _REGISTRY[model]
     if not callable(model):
-        raise ConfigError(f"model ({model!r}) must be a registered name, an import path "
-                          "'package.module:function' or a builder function.")
+        raise ConfigError(
+            f"model ({model!r}) must be a registered name, an import path "
+            "'package.module:function' or a builder function."
+        )
     return model
 
 
@@ -142,12 +157,17 @@ def _check_signature(name: str, builder: ModelBuilder, arguments: dict) -> None:
         keywords = " and ".join(f"'{key}'" for key in arguments)
         raise ConfigError(
             f"model {name!r} cannot be called with the keyword arguments {keywords} ({error}); "
-            "give it those parameters and return a keras.Model.") from None
+            "give it those parameters and return a keras.Model."
+        ) from None
 
 
-def build_model(model: Union[str, ModelBuilder], *, input_shape: Sequence[int],
-                num_classes: int, vocab_sizes: Optional[Mapping[str, int]] = None
-                ) -> keras.Model:
+def build_model(
+    model: str | ModelBuilder,
+    *,
+    input_shape: Sequence[int],
+    num_classes: int,
+    vocab_sizes: Mapping[str, int] | None = None,
+) -> keras.Model:
     """Builds a model by registered name, import path or builder callable.
 
     Call it inside `strategy.scope()`. The builder is called as
@@ -163,5 +183,6 @@ def build_model(model: Union[str, ModelBuilder], *, input_shape: Sequence[int],
     if not isinstance(built, keras.Model):
         raise ConfigError(
             f"model builder {name!r} returned {type(built).__name__}, not a keras.Model; "
-            "return e.g. keras.Sequential([...]).")
+            "return e.g. keras.Sequential([...])."
+        )
     return built

@@ -13,8 +13,11 @@ import keras
 
 from tfdist.config import PRECISIONS, check_choice
 
-_POLICIES = {"none": "float32", "mixed_float16": "mixed_float16",
-             "mixed_bfloat16": "mixed_bfloat16"}
+_POLICIES = {
+    "none": "float32",
+    "mixed_float16": "mixed_float16",
+    "mixed_bfloat16": "mixed_bfloat16",
+}
 
 
 def set_precision(name: str) -> str:

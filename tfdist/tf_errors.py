@@ -17,12 +17,14 @@ import tensorflow as tf
 
 # Errors a lost task gives a copy of its result; TF's own cluster_coordinator
 # (_is_worker_failure) treats the same ones, naming a worker task, as a worker failure.
-_LOST_TASK_ERRORS = (tf.errors.UnavailableError, tf.errors.CancelledError,
-                     tf.errors.AbortedError)
+_LOST_TASK_ERRORS = (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError)
 # InvalidArgument ones from a task restarted so fast that a copy reached the new
 # process, which never had the tensor.
-_RESTARTED_TASK_MESSAGES = ("unknown device", "primary device is not remote",
-                            "unable to find the relevant tensor remote_handle")
+_RESTARTED_TASK_MESSAGES = (
+    "unknown device",
+    "primary device is not remote",
+    "unable to find the relevant tensor remote_handle",
+)
 
 
 def _text(error: BaseException) -> str:
@@ -37,8 +39,12 @@ def tf_reason(error: BaseException) -> str:
     """
     text = getattr(error, "message", None) or str(error)
     lines = [line for line in text.splitlines() if line.strip()]
-    reasons = [line for line in lines if not line[0].isspace()
-               and not line.startswith(("Graph execution error", "Detected at node"))]
+    reasons = [
+        line
+        for line in lines
+        if not line[0].isspace()
+        and not line.startswith(("Graph execution error", "Detected at node"))
+    ]
     line = (reasons or lines or [text])[0]
     line = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[\[.*?\]\]", "", line)
     line = re.sub(r"\s*\[Op:[^\]]*\].*$", "", line)
@@ -62,8 +68,7 @@ def is_infinite_input_exhausted(error: BaseException) -> bool:
     """Whether `error` is a dataset asserted infinite (`assert_cardinality`) that ended:
     "Input dataset was expected to contain an infinite number of elements but contained
     only N elements"."""
-    return (isinstance(error, tf.errors.FailedPreconditionError)
-            and "infinite" in _text(error))
+    return isinstance(error, tf.errors.FailedPreconditionError) and "infinite" in _text(error)
 
 
 def names_job(error: BaseException, job: str) -> bool:

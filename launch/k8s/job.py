@@ -25,7 +25,7 @@ Layouts (NAME is the cluster's name, also the Service's):
 
 import os
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from launch.errors import LaunchError
 from launch.k8s.pods import check_job, check_name, container, resources
@@ -57,14 +57,17 @@ def address_template(name: str, port: int = DEFAULT_PORT) -> str:
 
 def _check_template(template: object) -> None:
     if not isinstance(template, str) or not template:
-        raise LaunchError(f"address_template ({template!r}) must be a non-empty string such "
-                          "as 'tfdist-{task_type}-{index}.tfdist:2222'.")
+        raise LaunchError(
+            f"address_template ({template!r}) must be a non-empty string such "
+            "as 'tfdist-{task_type}-{index}.tfdist:2222'."
+        )
     try:
         template.format(task_type="worker", index=0, rank=0, port=1)
     except (KeyError, IndexError, ValueError) as error:
         raise LaunchError(
             f"address_template ({template!r}) cannot be filled ({error!r}); use only the "
-            f"fields {', '.join('{' + f + '}' for f in ADDRESS_FIELDS)}.") from error
+            f"fields {', '.join('{' + f + '}' for f in ADDRESS_FIELDS)}."
+        ) from error
 
 
 def pod_task_spec(
@@ -95,29 +98,41 @@ def pod_task_spec(
         LaunchError: If the role, the index or the template do not fit.
     """
     if strategy not in _ROLES:
-        raise LaunchError(f"Unknown strategy {strategy!r} for Indexed Jobs. Expected one of: "
-                          f"{', '.join(_ROLES)}.")
-    for what, value, minimum in (("num_workers", num_workers, 1),
-                                 ("num_ps", num_ps, 1 if strategy == "parameter_server" else 0)):
+        raise LaunchError(
+            f"Unknown strategy {strategy!r} for Indexed Jobs. Expected one of: {', '.join(_ROLES)}."
+        )
+    for what, value, minimum in (
+        ("num_workers", num_workers, 1),
+        ("num_ps", num_ps, 1 if strategy == "parameter_server" else 0),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise LaunchError(f"{what} ({value!r}) must be an integer of at least {minimum} "
-                              f"for strategy {strategy!r}; pass --{what}={minimum or 1}.")
+            raise LaunchError(
+                f"{what} ({value!r}) must be an integer of at least {minimum} "
+                f"for strategy {strategy!r}; pass --{what}={minimum or 1}."
+            )
     _check_template(template)
     counts = role_counts(strategy, num_workers=num_workers, num_ps=num_ps)
     if task_type not in counts:
-        raise LaunchError(f"task_type ({task_type!r}) is not a role of a {strategy} cluster. "
-                          f"Expected one of: {', '.join(counts)}.")
-    if isinstance(index, bool) or not isinstance(index, int) or not (
-            0 <= index < counts[task_type]):
+        raise LaunchError(
+            f"task_type ({task_type!r}) is not a role of a {strategy} cluster. "
+            f"Expected one of: {', '.join(counts)}."
+        )
+    if (
+        isinstance(index, bool)
+        or not isinstance(index, int)
+        or not (0 <= index < counts[task_type])
+    ):
         raise LaunchError(
             f"JOB_COMPLETION_INDEX ({index!r}) must be in 0..{counts[task_type] - 1} for the "
-            f"{counts[task_type]} {task_type} pod(s); run the pod from its Indexed Job.")
+            f"{counts[task_type]} {task_type} pod(s); run the pod from its Indexed Job."
+        )
     jobs, rank = {}, 0
     for role, count in counts.items():
         jobs[role] = []
         for task in range(count):
-            jobs[role].append(template.format(task_type=role, index=task, rank=rank,
-                                              port=port_base + rank))
+            jobs[role].append(
+                template.format(task_type=role, index=task, rank=rank, port=port_base + rank)
+            )
             rank += 1
     return ClusterSpec(jobs=jobs)
 
@@ -132,17 +147,30 @@ def _metadata(name: str, namespace: str | None, labels: Mapping[str, str]) -> di
 
 def _service(name: str, namespace: str | None, port: int) -> dict:
     return {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": _metadata(name, namespace, {**APP_LABELS, CLUSTER_LABEL: name}),
-        "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
-                 "selector": {**APP_LABELS, CLUSTER_LABEL: name},
-                 "ports": [{"name": _PORT_NAME, "port": port, "targetPort": port}]},
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {**APP_LABELS, CLUSTER_LABEL: name},
+            "ports": [{"name": _PORT_NAME, "port": port, "targetPort": port}],
+        },
     }
 
 
-def _job(*, job_name: str, cluster: str, namespace: str | None, role: str, count: int,
-         restart_policy: str, backoff_limit: int, pod_container: dict,
-         indexed: bool) -> dict:
+def _job(
+    *,
+    job_name: str,
+    cluster: str,
+    namespace: str | None,
+    role: str,
+    count: int,
+    restart_policy: str,
+    backoff_limit: int,
+    pod_container: dict,
+    indexed: bool,
+) -> dict:
     labels = {**APP_LABELS, CLUSTER_LABEL: cluster, TASK_TYPE_LABEL: role}
     pod = {"restartPolicy": restart_policy, "containers": [pod_container]}
     spec = {"completions": count, "parallelism": count, "backoffLimit": backoff_limit}
@@ -150,8 +178,12 @@ def _job(*, job_name: str, cluster: str, namespace: str | None, role: str, count
         spec["completionMode"] = "Indexed"
         pod = {"subdomain": cluster, **pod}
     spec["template"] = {"metadata": {"labels": labels}, "spec": pod}
-    return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": _metadata(job_name, namespace, labels), "spec": spec}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(job_name, namespace, labels),
+        "spec": spec,
+    }
 
 
 def job_manifests(
@@ -191,20 +223,43 @@ def job_manifests(
         LaunchError: If an argument is invalid.
     """
     env = {} if env is None else env
-    check_job(what="Job", name=name, strategy=strategy, image=image, command=command,
-              num_workers=num_workers, num_ps=num_ps, gpus_per_worker=gpus_per_worker,
-              cpu=cpu, memory=memory, namespace=namespace, env=env)
+    check_job(
+        what="Job",
+        name=name,
+        strategy=strategy,
+        image=image,
+        command=command,
+        num_workers=num_workers,
+        num_ps=num_ps,
+        gpus_per_worker=gpus_per_worker,
+        cpu=cpu,
+        memory=memory,
+        namespace=namespace,
+        env=env,
+    )
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise LaunchError(f"port ({port!r}) must be an integer in 1..65535; e.g. --port=2222.")
     worker_resources = resources(gpus=gpus_per_worker, cpu=cpu, memory=memory)
     if strategy == "mirrored":
         pod = container(image=image, command=command, env=env, resources=worker_resources)
-        return [_job(job_name=name, cluster=name, namespace=namespace, role="worker", count=1,
-                     restart_policy="Never", backoff_limit=0, pod_container=pod,
-                     indexed=False)]
+        return [
+            _job(
+                job_name=name,
+                cluster=name,
+                namespace=namespace,
+                role="worker",
+                count=1,
+                restart_policy="Never",
+                backoff_limit=0,
+                pod_container=pod,
+                indexed=False,
+            )
+        ]
     if not name[0].isalpha():
-        raise LaunchError(f"name ({name!r}) must start with a letter: it names the cluster's "
-                          "Service; e.g. --name=tfdist.")
+        raise LaunchError(
+            f"name ({name!r}) must start with a letter: it names the cluster's "
+            "Service; e.g. --name=tfdist."
+        )
     counts = role_counts(strategy, num_workers=num_workers, num_ps=num_ps)
     longest = max(len(f"-{role}-{count - 1}") for role, count in counts.items())
     check_name("name", name, max_length=63 - longest)  # Pod hostnames are names too.
@@ -213,27 +268,48 @@ def job_manifests(
     template = address_template(name, port)
     manifests = [_service(name, namespace, port)]
     for role, count in counts.items():
-        helper = [python, "-m", "launch.k8s.task", f"--strategy={strategy}",
-                  f"--task_type={role}", f"--num_workers={num_workers}"]
+        helper = [
+            python,
+            "-m",
+            "launch.k8s.task",
+            f"--strategy={strategy}",
+            f"--task_type={role}",
+            f"--num_workers={num_workers}",
+        ]
         helper += [f"--num_ps={num_ps}"] if num_ps else []
         helper += [f"--address_template={template}", "--", *command]
         pod = container(
-            image=image, command=helper, env=env,
-            resources=worker_resources if role == "worker" else resources(
-                gpus=0, cpu=cpu, memory=memory),
-            ports=[{"name": _PORT_NAME, "containerPort": port}])
+            image=image,
+            command=helper,
+            env=env,
+            resources=worker_resources
+            if role == "worker"
+            else resources(gpus=0, cpu=cpu, memory=memory),
+            ports=[{"name": _PORT_NAME, "containerPort": port}],
+        )
         retried = strategy == "parameter_server" and role == "worker"
-        manifests.append(_job(
-            job_name=f"{name}-{role}", cluster=name, namespace=namespace, role=role,
-            count=count, restart_policy="OnFailure" if retried else "Never",
-            backoff_limit=6 if retried else 0, pod_container=pod, indexed=True))
+        manifests.append(
+            _job(
+                job_name=f"{name}-{role}",
+                cluster=name,
+                namespace=namespace,
+                role=role,
+                count=count,
+                restart_policy="OnFailure" if retried else "Never",
+                backoff_limit=6 if retried else 0,
+                pod_container=pod,
+                indexed=True,
+            )
+        )
     return manifests
 
 
 def job_yaml(**kwargs) -> str:
     """Returns `job_manifests(**kwargs)` as YAML documents, headed by a comment."""
     manifests = job_manifests(**kwargs)
-    head = (f"# Kubernetes Indexed Job(s) and headless Service for a {kwargs['strategy']} "
-            "cluster, generated by\n# `python -m launch k8s --kind=job` (no operator needed). "
-            "Apply: kubectl apply -f FILE\n")
+    head = (
+        f"# Kubernetes Indexed Job(s) and headless Service for a {kwargs['strategy']} "
+        "cluster, generated by\n# `python -m launch k8s --kind=job` (no operator needed). "
+        "Apply: kubectl apply -f FILE\n"
+    )
     return head + "---\n".join(dump(manifest) for manifest in manifests)

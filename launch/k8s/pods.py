@@ -8,7 +8,7 @@ objects carry the pods is those modules' job. Pure standard library.
 """
 
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from launch.errors import LaunchError
 from launch.gpus import check_gpus_per_worker
@@ -28,13 +28,15 @@ def check_name(what: str, value: object, *, max_length: int = 63) -> None:
         raise LaunchError(
             f"{what} ({value!r}) must be a Kubernetes name: at most {max_length} lowercase "
             "letters, digits and '-', starting and ending with a letter or digit; e.g. "
-            f"--{what}=tfdist.")
+            f"--{what}=tfdist."
+        )
 
 
 def _check_quantity(what: str, value: object) -> None:
     if value is not None and not (isinstance(value, str) and _QUANTITY.fullmatch(value)):
         raise LaunchError(
-            f"{what} ({value!r}) must be a Kubernetes quantity such as '2', '500m' or '8Gi'.")
+            f"{what} ({value!r}) must be a Kubernetes quantity such as '2', '500m' or '8Gi'."
+        )
 
 
 def check_env(env: object) -> None:
@@ -42,11 +44,11 @@ def check_env(env: object) -> None:
     if not isinstance(env, Mapping):
         raise LaunchError(f"env ({env!r}) must be a mapping of variable name to value.")
     for key, value in env.items():
-        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key) or not isinstance(
-                value, str):
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key) or not isinstance(value, str):
             raise LaunchError(
                 f"env variable {key!r}={value!r} must be NAME=VALUE with a NAME of letters, "
-                "digits and -._ not starting with a digit; e.g. --env=TF_CPP_MIN_LOG_LEVEL=2.")
+                "digits and -._ not starting with a digit; e.g. --env=TF_CPP_MIN_LOG_LEVEL=2."
+            )
 
 
 def check_job(
@@ -68,24 +70,32 @@ def check_job(
     if strategy not in K8S_STRATEGIES:
         raise LaunchError(
             f"Unknown strategy {strategy!r} for a {what}. "
-            f"Expected one of: {', '.join(K8S_STRATEGIES)}.")
+            f"Expected one of: {', '.join(K8S_STRATEGIES)}."
+        )
     check_name("name", name)
     if namespace is not None:
         check_name("namespace", namespace)
     if not isinstance(image, str) or not image or any(char.isspace() for char in image):
         raise LaunchError(
             f"image ({image!r}) must be a container image reference without spaces, e.g. "
-            "--image=registry.example.com/tfdist:0.1.0.")
-    if (isinstance(command, str) or not isinstance(command, Sequence) or not command
-            or not all(isinstance(arg, str) for arg in command)):
+            "--image=registry.example.com/tfdist:0.1.0."
+        )
+    if (
+        isinstance(command, str)
+        or not isinstance(command, Sequence)
+        or not command
+        or not all(isinstance(arg, str) for arg in command)
+    ):
         raise LaunchError(
             f"command ({command!r}) must be a non-empty list of strings, e.g. "
-            "['python', '-m', 'tfdist.train'].")
+            "['python', '-m', 'tfdist.train']."
+        )
     for label, value, minimum in (("num_workers", num_workers, 1), ("num_ps", num_ps, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise LaunchError(
                 f"{label} ({value!r}) must be an integer of at least {minimum}; "
-                f"pass --{label}={max(minimum, 1)}.")
+                f"pass --{label}={max(minimum, 1)}."
+            )
     check_gpus_per_worker(gpus_per_worker)
     _check_quantity("cpu", cpu)
     _check_quantity("memory", memory)
@@ -93,14 +103,17 @@ def check_job(
     if strategy == "mirrored" and num_workers != 1:
         raise LaunchError(
             f"num_workers ({num_workers}) must be 1 for strategy 'mirrored' (one pod over "
-            "its GPUs); pass --num_workers=1 or --strategy=multi_worker.")
+            "its GPUs); pass --num_workers=1 or --strategy=multi_worker."
+        )
     if strategy != "parameter_server" and num_ps:
         raise LaunchError(
             f"num_ps ({num_ps}) must be 0 for strategy {strategy!r}; pass --num_ps=0 or "
-            "--strategy=parameter_server.")
+            "--strategy=parameter_server."
+        )
     if strategy == "parameter_server" and num_ps < 1:
         raise LaunchError(
-            "num_ps (0) must be at least 1 for strategy 'parameter_server'; pass --num_ps=1.")
+            "num_ps (0) must be at least 1 for strategy 'parameter_server'; pass --num_ps=1."
+        )
 
 
 def resources(*, gpus: int, cpu: str | None, memory: str | None) -> dict:
@@ -115,8 +128,14 @@ def resources(*, gpus: int, cpu: str | None, memory: str | None) -> dict:
     return result
 
 
-def container(*, image: str, command: Sequence[str], env: Mapping[str, str],
-              resources: dict, ports: Sequence[dict] = ()) -> dict:
+def container(
+    *,
+    image: str,
+    command: Sequence[str],
+    env: Mapping[str, str],
+    resources: dict,
+    ports: Sequence[dict] = (),
+) -> dict:
     """Returns the pod's container `tensorflow`: the first word of `command` is its command."""
     spec = {"name": CONTAINER_NAME, "image": image, "command": [command[0]]}
     if len(command) > 1:

@@ -17,7 +17,7 @@ import argparse
 import os
 import socket
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from launch.errors import LaunchError
 from launch.k8s.job import DEFAULT_PORT, pod_task_spec
@@ -37,22 +37,37 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=f"python -m {_PROG}",
         usage="%(prog)s --strategy=STRATEGY --task_type=ROLE --num_workers=N [--num_ps=N] "
-              "--address_template=T -- COMMAND...",
+        "--address_template=T -- COMMAND...",
         description="Inside a pod of an Indexed Job: computes this pod's TF_CONFIG from "
-                    f"{_INDEX_VAR} and the pods' DNS names, and runs COMMAND with it.")
-    parser.add_argument("--strategy", required=True, choices=("multi_worker", "parameter_server"),
-                        help="Cluster layout; the same in every pod.")
-    parser.add_argument("--task_type", required=True, choices=("chief", "worker", "ps"),
-                        help="This pod's role: the role of its Job.")
+        f"{_INDEX_VAR} and the pods' DNS names, and runs COMMAND with it.",
+    )
+    parser.add_argument(
+        "--strategy",
+        required=True,
+        choices=("multi_worker", "parameter_server"),
+        help="Cluster layout; the same in every pod.",
+    )
+    parser.add_argument(
+        "--task_type",
+        required=True,
+        choices=("chief", "worker", "ps"),
+        help="This pod's role: the role of its Job.",
+    )
     parser.add_argument("--num_workers", type=int, required=True, help="Worker pods.")
     parser.add_argument("--num_ps", type=int, default=0, help="ps pods (parameter_server).")
     parser.add_argument(
-        "--address_template", required=True,
+        "--address_template",
+        required=True,
         help="Each task's host:port with {task_type}, {index}, {rank} and {port} "
-             "(--port_base + rank), e.g. NAME-{task_type}-{index}.NAME:2222 in Kubernetes or "
-             "localhost:{port} to run the pods as local processes.")
-    parser.add_argument("--port_base", type=int, default=DEFAULT_PORT,
-                        help="The {port} of rank 0 in --address_template; ranks count up.")
+        "(--port_base + rank), e.g. NAME-{task_type}-{index}.NAME:2222 in Kubernetes or "
+        "localhost:{port} to run the pods as local processes.",
+    )
+    parser.add_argument(
+        "--port_base",
+        type=int,
+        default=DEFAULT_PORT,
+        help="The {port} of rank 0 in --address_template; ranks count up.",
+    )
     return parser
 
 
@@ -62,7 +77,8 @@ def _index(environ) -> int:
         raise LaunchError(
             f"{_INDEX_VAR} ({environ.get(_INDEX_VAR)!r}) must be an integer of at least 0, as "
             "Kubernetes sets it in an Indexed Job's pods; run this from the Jobs of "
-            "`python -m launch k8s --kind=job`.")
+            "`python -m launch k8s --kind=job`."
+        )
     return int(value)
 
 
@@ -74,29 +90,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--") if "--" in argv else len(argv)
-    command = argv[split + 1:]
+    command = argv[split + 1 :]
     try:
         args = _parser().parse_args(argv[:split])
         if not command:
             raise LaunchError(
                 f"No command to run: put it after '--', e.g. python -m {_PROG} ... -- "
-                "python -m tfdist.train --strategy=multi_worker.")
+                "python -m tfdist.train --strategy=multi_worker."
+            )
         index = _index(os.environ)
-        cluster = pod_task_spec(strategy=args.strategy, task_type=args.task_type, index=index,
-                                num_workers=args.num_workers, num_ps=args.num_ps,
-                                template=args.address_template, port_base=args.port_base)
+        cluster = pod_task_spec(
+            strategy=args.strategy,
+            task_type=args.task_type,
+            index=index,
+            num_workers=args.num_workers,
+            num_ps=args.num_ps,
+            template=args.address_template,
+            port_base=args.port_base,
+        )
     except LaunchError as error:
         print(f"{_PROG}: error: {error}", file=sys.stderr, flush=True)
         return 2
     env = dict(os.environ, TF_CONFIG=tf_config_json(cluster, args.task_type, index))
     env.setdefault("PYTHONUNBUFFERED", "1")
     host = os.environ.get("HOSTNAME") or socket.gethostname()
-    print(f"{_PROG}: {_INDEX_VAR} {index} on {host} is {args.task_type}:{index} of a "
-          f"{args.strategy} cluster at {cluster.jobs[args.task_type][index]}.",
-          file=sys.stderr, flush=True)
+    print(
+        f"{_PROG}: {_INDEX_VAR} {index} on {host} is {args.task_type}:{index} of a "
+        f"{args.strategy} cluster at {cluster.jobs[args.task_type][index]}.",
+        file=sys.stderr,
+        flush=True,
+    )
     serves = args.strategy == "parameter_server" and args.task_type in ("ps", "worker")
-    return run_task(command, env, chief=cluster.jobs["chief"][0] if serves else None,
-                    prog=_PROG)
+    return run_task(command, env, chief=cluster.jobs["chief"][0] if serves else None, prog=_PROG)
 
 
 if __name__ == "__main__":

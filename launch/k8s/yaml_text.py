@@ -39,8 +39,10 @@ def scalar(value: Any) -> str:
         if _BARE.fullmatch(value) and value.lower() not in _SPECIAL_WORDS:
             return value
         return json.dumps(value)
-    raise TypeError(f"Cannot write {type(value).__name__} {value!r} as YAML; use dict, "
-                    "list, str, int, float, bool or None.")
+    raise TypeError(
+        f"Cannot write {type(value).__name__} {value!r} as YAML; use dict, "
+        "list, str, int, float, bool or None."
+    )
 
 
 def _is_empty_collection(value: Any) -> bool:

@@ -18,7 +18,8 @@ _COUNT = re.compile(r"(\d+)(?:\(x(\d+)\))?")
 def _hostlist_error(text: str, why: str) -> LaunchError:
     return LaunchError(
         f"nodelist {text!r} is not valid Slurm hostlist syntax ({why}); expected e.g. "
-        "'node[01-03,07]' or 'node1,node2', as in SLURM_JOB_NODELIST.")
+        "'node[01-03,07]' or 'node1,node2', as in SLURM_JOB_NODELIST."
+    )
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -107,6 +108,7 @@ def expand_tasks_per_node(text: str) -> tuple[int, ...]:
             raise LaunchError(
                 f"tasks per node {text!r} is not valid Slurm syntax (part {part!r}); "
                 "expected counts of at least 1 such as '2(x3),1', as in "
-                "SLURM_STEP_TASKS_PER_NODE.")
+                "SLURM_STEP_TASKS_PER_NODE."
+            )
         counts.extend([int(match.group(1))] * int(match.group(2) or 1))
     return tuple(counts)

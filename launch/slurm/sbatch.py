@@ -23,7 +23,7 @@ import re
 import shlex
 import shutil
 import sys
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from launch.errors import LaunchError
 from launch.gpus import check_gpus_per_worker
@@ -70,7 +70,8 @@ def check_strategy(strategy: object) -> str:
     if strategy not in SLURM_STRATEGIES:
         raise LaunchError(
             f"Unknown strategy {strategy!r} for a Slurm job. "
-            f"Expected one of: {', '.join(SLURM_STRATEGIES)}.")
+            f"Expected one of: {', '.join(SLURM_STRATEGIES)}."
+        )
     return strategy
 
 
@@ -82,16 +83,19 @@ def check_layout(*, strategy: str, num_tasks: int, num_ps: int) -> None:
     if strategy != "parameter_server" and num_ps:
         raise LaunchError(
             f"num_ps ({num_ps}) must be 0 for strategy {strategy!r}; pass --num_ps=0 "
-            "or --strategy=parameter_server.")
+            "or --strategy=parameter_server."
+        )
     if strategy == "mirrored" and num_tasks != 1:
         raise LaunchError(
             f"Strategy 'mirrored' runs as one task on one node, not {num_tasks}; pass "
-            "--nodes=1 --tasks_per_node=1, or --strategy=multi_worker for several nodes.")
+            "--nodes=1 --tasks_per_node=1, or --strategy=multi_worker for several nodes."
+        )
     if strategy == "parameter_server" and (num_ps < 1 or num_tasks < num_ps + 2):
         raise LaunchError(
             f"Strategy 'parameter_server' with num_ps ({num_ps}) needs a chief, at least 1 "
             f"ps and at least 1 worker, so at least {max(num_ps, 1) + 2} tasks, not "
-            f"{num_tasks}; pass --num_ps=1 and more --nodes or --tasks_per_node.")
+            f"{num_tasks}; pass --num_ps=1 and more --nodes or --tasks_per_node."
+        )
 
 
 def _role(strategy: str, rank: int, num_ps: int) -> tuple[str, int]:
@@ -111,11 +115,13 @@ def _int_var(environ: Mapping[str, str], names: Sequence[str], minimum: int) -> 
             if not value.isdigit() or int(value) < minimum:
                 raise LaunchError(
                     f"{name} ({environ[name]!r}) must be an integer of at least {minimum}, "
-                    "as srun sets it.")
+                    "as srun sets it."
+                )
             return int(value)
     raise LaunchError(
         f"{names[0]} is not set; run `python -m launch.slurm.task` inside a Slurm step "
-        "(srun), e.g. through the script of `python -m launch slurm`.")
+        "(srun), e.g. through the script of `python -m launch slurm`."
+    )
 
 
 def _first_var(environ: Mapping[str, str], names: Sequence[str]) -> tuple[str, str] | None:
@@ -167,47 +173,62 @@ def slurm_task_spec(
     else:
         raise LaunchError(
             f"SLURM_NTASKS ({num_tasks}) does not split evenly over {len(nodes)} nodes and "
-            "SLURM_STEP_TASKS_PER_NODE is not set; run the command with srun.")
+            "SLURM_STEP_TASKS_PER_NODE is not set; run the command with srun."
+        )
     if len(counts) != len(nodes) or sum(counts) != num_tasks:
         raise LaunchError(
             f"Tasks per node {counts} do not match {len(nodes)} nodes ({found[1]}) and "
-            f"SLURM_NTASKS ({num_tasks}); run the command with srun inside the job.")
-    if isinstance(port_base, bool) or not isinstance(port_base, int) or not (
-            1 <= port_base and port_base + max(counts) - 1 <= _MAX_PORT):
+            f"SLURM_NTASKS ({num_tasks}); run the command with srun inside the job."
+        )
+    if (
+        isinstance(port_base, bool)
+        or not isinstance(port_base, int)
+        or not (1 <= port_base and port_base + max(counts) - 1 <= _MAX_PORT)
+    ):
         raise LaunchError(
             f"port_base ({port_base!r}) plus up to {max(counts) - 1} must be a port in "
-            f"1..{_MAX_PORT}; pass e.g. --port_base={DEFAULT_PORT_BASE}.")
+            f"1..{_MAX_PORT}; pass e.g. --port_base={DEFAULT_PORT_BASE}."
+        )
     placements = [(node, local) for node, count in enumerate(counts) for local in range(count)]
     node, local = placements[rank]
     for name, expected in (("SLURM_LOCALID", local), ("SLURM_NODEID", node)):
         if name in environ and environ[name].strip() != str(expected):
             raise LaunchError(
                 f"{name} ({environ[name]!r}) is not {expected}, which task {rank} has under "
-                "block distribution; run srun with --distribution=block.")
+                "block distribution; run srun with --distribution=block."
+            )
     if strategy == "mirrored":
         return SlurmTaskSpec(cluster=None, task_type=None, index=0, host=nodes[node])
     jobs: dict[str, list[str]] = {}
     roles = [_role(strategy, r, num_ps) for r in range(num_tasks)]
-    for (task_type, _), (r_node, r_local) in zip(roles, placements):
+    for (task_type, _), (r_node, r_local) in zip(roles, placements, strict=False):
         jobs.setdefault(task_type, []).append(f"{nodes[r_node]}:{port_base + r_local}")
     task_type, index = roles[rank]
     return SlurmTaskSpec(
-        cluster=ClusterSpec(jobs=jobs), task_type=task_type, index=index, host=nodes[node],
-        node_tasks=tuple(role for role, (r_node, _) in zip(roles, placements) if r_node == node))
+        cluster=ClusterSpec(jobs=jobs),
+        task_type=task_type,
+        index=index,
+        host=nodes[node],
+        node_tasks=tuple(
+            role for role, (r_node, _) in zip(roles, placements, strict=False) if r_node == node
+        ),
+    )
 
 
 def _check_word(name: str, value: object, example: str) -> None:
     if not isinstance(value, str) or not _SAFE_WORD.fullmatch(value):
         raise LaunchError(
             f"{name} ({value!r}) must be one word of letters, digits and _.,:@%+=/-; "
-            f"e.g. --{name}={example}.")
+            f"e.g. --{name}={example}."
+        )
 
 
 def _check_count(name: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise LaunchError(
             f"{name} ({value!r}) must be an integer of at least {minimum}; "
-            f"pass --{name}={max(minimum, 1)}.")
+            f"pass --{name}={max(minimum, 1)}."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,11 +270,15 @@ def task_python(
     first = command[0] if command else ""
     bare = "/" not in first and bool(_PYTHON_NAME.fullmatch(first))
     if python is not None:
-        if not isinstance(python, str) or not os.path.isabs(python) or any(
-                char.isspace() for char in python):
+        if (
+            not isinstance(python, str)
+            or not os.path.isabs(python)
+            or any(char.isspace() for char in python)
+        ):
             raise LaunchError(
                 f"python ({python!r}) must be an absolute path without spaces to the "
-                "interpreter on the nodes, e.g. --python=/opt/venv/bin/python.")
+                "interpreter on the nodes, e.g. --python=/opt/venv/bin/python."
+            )
         return TaskPython(python, "named by --python", replaces_command=bare)
     if os.path.isabs(first) and _PYTHON_NAME.fullmatch(os.path.basename(first)):
         return TaskPython(first, "the command's own interpreter")
@@ -263,12 +288,16 @@ def task_python(
             raise LaunchError(
                 f"The command's {first!r} is not on PATH here, so the script cannot name "
                 "its interpreter; pass --python=/path/to/python (as on the nodes) or start "
-                "the command with an absolute path.")
-        return TaskPython(os.path.abspath(found),
-                          f"the command's {first!r}, found on PATH when this script was written",
-                          replaces_command=True)
-    return TaskPython(default, "the interpreter that wrote this script (the command does "
-                               "not start with python)")
+                "the command with an absolute path."
+            )
+        return TaskPython(
+            os.path.abspath(found),
+            f"the command's {first!r}, found on PATH when this script was written",
+            replaces_command=True,
+        )
+    return TaskPython(
+        default, "the interpreter that wrote this script (the command does not start with python)"
+    )
 
 
 def sbatch_script(
@@ -318,24 +347,35 @@ def sbatch_script(
         raise LaunchError(
             f"gpus_per_worker ({gpus_per_worker}) x tasks_per_node ({tasks_per_node}) is more "
             f"than gpus_per_node ({gpus_per_node}); pass --gpus_per_node="
-            f"{gpus_per_worker * tasks_per_node} or a smaller --gpus_per_worker.")
-    if isinstance(port_base, bool) or not isinstance(port_base, int) or not (
-            1 <= port_base and port_base + tasks_per_node - 1 <= _MAX_PORT):
+            f"{gpus_per_worker * tasks_per_node} or a smaller --gpus_per_worker."
+        )
+    if (
+        isinstance(port_base, bool)
+        or not isinstance(port_base, int)
+        or not (1 <= port_base and port_base + tasks_per_node - 1 <= _MAX_PORT)
+    ):
         raise LaunchError(
             f"port_base ({port_base!r}) plus {tasks_per_node - 1} must be a port in "
-            f"1..{_MAX_PORT}; pass e.g. --port_base={DEFAULT_PORT_BASE}.")
+            f"1..{_MAX_PORT}; pass e.g. --port_base={DEFAULT_PORT_BASE}."
+        )
     _check_word("job_name", job_name, "tfdist")
     if partition is not None:
         _check_word("partition", partition, "gpu")
     if time is not None and not (isinstance(time, str) and _TIME.fullmatch(time)):
         raise LaunchError(
             f"time ({time!r}) is not a Slurm time limit; use MINUTES, HH:MM:SS or "
-            "DAYS-HH:MM:SS, e.g. --time=01:00:00.")
-    if (isinstance(command, str) or not isinstance(command, Sequence) or not command
-            or not all(isinstance(arg, str) for arg in command)):
+            "DAYS-HH:MM:SS, e.g. --time=01:00:00."
+        )
+    if (
+        isinstance(command, str)
+        or not isinstance(command, Sequence)
+        or not command
+        or not all(isinstance(arg, str) for arg in command)
+    ):
         raise LaunchError(
             f"command ({command!r}) must be a non-empty list of strings, e.g. "
-            "['python', '-m', 'tfdist.train'].")
+            "['python', '-m', 'tfdist.train']."
+        )
     if python is None:
         python = task_python(command)
     if python.replaces_command:

@@ -16,7 +16,7 @@ of `launch` that reads `os.environ`; nothing imports it.
 import argparse
 import os
 import sys
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from launch.errors import LaunchError
 from launch.gpus import assign_gpus, check_gpus_per_worker, visible_gpu_ids
@@ -26,9 +26,14 @@ from launch.slurm.sbatch import DEFAULT_PORT_BASE, SLURM_STRATEGIES, SlurmTaskSp
 _PROG = "launch.slurm.task"
 
 
-def task_env(spec: SlurmTaskSpec, *, strategy: str, environ: Mapping[str, str],
-             gpus_per_worker: int = 0,
-             gpu_ids: Sequence[str] | None = None) -> dict[str, str]:
+def task_env(
+    spec: SlurmTaskSpec,
+    *,
+    strategy: str,
+    environ: Mapping[str, str],
+    gpus_per_worker: int = 0,
+    gpu_ids: Sequence[str] | None = None,
+) -> dict[str, str]:
     """Returns the environment of the task's command: `environ` plus TF_CONFIG and GPUs.
 
     TF_CONFIG is removed for "mirrored", which runs without a cluster.
@@ -41,8 +46,9 @@ def task_env(spec: SlurmTaskSpec, *, strategy: str, environ: Mapping[str, str],
     if spec.cluster is None:
         return env
     env["TF_CONFIG"] = spec.tf_config()
-    devices = assign_gpus(strategy=strategy, tasks=spec.node_tasks, gpu_ids=gpu_ids,
-                          gpus_per_worker=gpus_per_worker)
+    devices = assign_gpus(
+        strategy=strategy, tasks=spec.node_tasks, gpu_ids=gpu_ids, gpus_per_worker=gpus_per_worker
+    )
     if (spec.task_type, spec.index) in devices:
         env["CUDA_VISIBLE_DEVICES"] = devices[spec.task_type, spec.index]
     return env
@@ -58,15 +64,32 @@ def _parser() -> argparse.ArgumentParser:
         prog=f"python -m {_PROG}",
         usage="%(prog)s --strategy=STRATEGY [--num_ps=N] [--port_base=P] -- COMMAND...",
         description="Inside a Slurm step: computes this task's TF_CONFIG from the SLURM_* "
-                    "variables and runs COMMAND with it.")
-    parser.add_argument("--strategy", required=True, choices=SLURM_STRATEGIES,
-                        help="Cluster layout; must be the same in every task.")
-    parser.add_argument("--num_ps", type=int, default=0,
-                        help="ps tasks of --strategy=parameter_server (tasks 1..num_ps).")
-    parser.add_argument("--port_base", type=int, default=DEFAULT_PORT_BASE,
-                        help="Port of each node's first task; the next tasks count up.")
-    parser.add_argument("--gpus_per_worker", type=int, default=0,
-                        help="GPUs of each worker task from its node's GPUs; 0: all of them.")
+        "variables and runs COMMAND with it.",
+    )
+    parser.add_argument(
+        "--strategy",
+        required=True,
+        choices=SLURM_STRATEGIES,
+        help="Cluster layout; must be the same in every task.",
+    )
+    parser.add_argument(
+        "--num_ps",
+        type=int,
+        default=0,
+        help="ps tasks of --strategy=parameter_server (tasks 1..num_ps).",
+    )
+    parser.add_argument(
+        "--port_base",
+        type=int,
+        default=DEFAULT_PORT_BASE,
+        help="Port of each node's first task; the next tasks count up.",
+    )
+    parser.add_argument(
+        "--gpus_per_worker",
+        type=int,
+        default=0,
+        help="GPUs of each worker task from its node's GPUs; 0: all of them.",
+    )
     return parser
 
 
@@ -78,29 +101,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--") if "--" in argv else len(argv)
-    command = argv[split + 1:]
+    command = argv[split + 1 :]
     try:
         args = _parser().parse_args(argv[:split])
         if not command:
             raise LaunchError(
                 f"No command to run: put it after '--', e.g. python -m {_PROG} "
-                "--strategy=multi_worker -- python -m tfdist.train --strategy=multi_worker.")
+                "--strategy=multi_worker -- python -m tfdist.train --strategy=multi_worker."
+            )
         check_gpus_per_worker(args.gpus_per_worker)
-        spec = slurm_task_spec(strategy=args.strategy, environ=os.environ,
-                               num_ps=args.num_ps, port_base=args.port_base)
+        spec = slurm_task_spec(
+            strategy=args.strategy, environ=os.environ, num_ps=args.num_ps, port_base=args.port_base
+        )
         needs_ids = args.gpus_per_worker or args.strategy == "parameter_server"
-        env = task_env(spec, strategy=args.strategy, environ=os.environ,
-                       gpus_per_worker=args.gpus_per_worker,
-                       gpu_ids=visible_gpu_ids(environ=os.environ) if needs_ids else None)
+        env = task_env(
+            spec,
+            strategy=args.strategy,
+            environ=os.environ,
+            gpus_per_worker=args.gpus_per_worker,
+            gpu_ids=visible_gpu_ids(environ=os.environ) if needs_ids else None,
+        )
     except LaunchError as error:
         print(f"{_PROG}: error: {error}", file=sys.stderr, flush=True)
         return 2
     name = "the mirrored task" if spec.cluster is None else f"{spec.task_type}:{spec.index}"
-    print(f"{_PROG}: SLURM_PROCID {os.environ['SLURM_PROCID']} on {spec.host} is {name} of "
-          f"a {args.strategy} cluster.", file=sys.stderr, flush=True)
+    print(
+        f"{_PROG}: SLURM_PROCID {os.environ['SLURM_PROCID']} on {spec.host} is {name} of "
+        f"a {args.strategy} cluster.",
+        file=sys.stderr,
+        flush=True,
+    )
     serves = args.strategy == "parameter_server" and spec.task_type in ("ps", "worker")
-    return run_task(command, env, chief=spec.cluster.jobs["chief"][0] if serves else None,
-                    prog=_PROG)
+    return run_task(
+        command, env, chief=spec.cluster.jobs["chief"][0] if serves else None, prog=_PROG
+    )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,11 @@ def expected_rows() -> dict[str, set[str]]:
     folders = package_folders()
     rows = {}
     for folder in folders:
-        children = {f"{child.name}/" for child in folder.iterdir()
-                    if child.is_dir() and (child / "__init__.py").exists()
-                    and child not in folders}
+        children = {
+            f"{child.name}/"
+            for child in folder.iterdir()
+            if child.is_dir() and (child / "__init__.py").exists() and child not in folders
+        }
         rows[f"{folder.relative_to(REPO)}/"] = _modules(folder) | children
     return rows
 
@@ -51,8 +53,11 @@ def documented_rows() -> dict[str, set[str]]:
     found = {}
     for _, title, text in sections(DOC):
         own = re.split(r"^#{1,6} ", text, maxsplit=1, flags=re.MULTILINE)[0]
-        names = {name for cell in table_first_cells(own)
-                 for name in re.findall(r"`([\w.]+\.py|\w+/)`", cell)}
+        names = {
+            name
+            for cell in table_first_cells(own)
+            for name in re.findall(r"`([\w.]+\.py|\w+/)`", cell)
+        }
         if names:
             found[title.strip("`")] = names
     return found
@@ -69,8 +74,10 @@ def missing_and_stale(expected, documented) -> tuple[list[str], list[str]]:
     missing, stale = [], []
     for heading, names in expected.items():
         have = documented.get(heading, set())
-        missing += [f"  under '{heading}': | `{name}` | {_summary(REPO / heading / name)} |"
-                    for name in sorted(names - have)]
+        missing += [
+            f"  under '{heading}': | `{name}` | {_summary(REPO / heading / name)} |"
+            for name in sorted(names - have)
+        ]
     for heading, names in documented.items():
         gone = names - expected.get(heading, set())
         stale += [f"  under '{heading}': `{name}`" for name in sorted(gone)]
@@ -80,9 +87,11 @@ def missing_and_stale(expected, documented) -> tuple[list[str], list[str]]:
 def test_every_module_has_a_row_and_every_row_a_module():
     missing, stale = missing_and_stale(expected_rows(), documented_rows())
 
-    assert not missing, (f"{DOC} lacks these modules; add a row each (what the module owns, "
-                         "one line) under the package's heading, and the name to the tree at "
-                         "the top:\n" + "\n".join(missing))
+    assert not missing, (
+        f"{DOC} lacks these modules; add a row each (what the module owns, "
+        "one line) under the package's heading, and the name to the tree at "
+        "the top:\n" + "\n".join(missing)
+    )
     assert not stale, f"{DOC} lists modules that are gone; remove them:\n" + "\n".join(stale)
 
 
@@ -99,6 +108,14 @@ def test_the_check_names_what_to_add_and_what_is_gone():
 def test_the_real_tree_has_the_layers_this_page_describes():
     expected = expected_rows()
 
-    assert {"tfdist/", "tfdist/data/", "tfdist/distribute/", "tfdist/training/", "tfdist/cli/",
-            "launch/", "launch/slurm/", "launch/k8s/"} <= set(expected)
+    assert {
+        "tfdist/",
+        "tfdist/data/",
+        "tfdist/distribute/",
+        "tfdist/training/",
+        "tfdist/cli/",
+        "launch/",
+        "launch/slurm/",
+        "launch/k8s/",
+    } <= set(expected)
     assert "resources/" in expected["tfdist/"]

@@ -11,13 +11,13 @@ import re
 
 import pytest
 from absl import app, flags
+from readme_examples import section, table_first_cells
 
 import launch.__main__ as launch_cli
 import launch.slurm.task as slurm_task_cli
 import tfdist.cli.data_service as data_service_cli
 import tfdist.cli.scaling as scaling_cli
 import tfdist.cli.train as train_cli
-from readme_examples import section, table_first_cells
 
 CLI_DOC = "docs/cli.md"
 TRAINER = "python -m tfdist.train"
@@ -65,16 +65,20 @@ def test_every_trainer_flag_has_a_row_in_cli_md():
 
     assert not missing, (
         f"{CLI_DOC} lacks {len(missing)} flag(s) of `{TRAINER}`; add one row each to a "
-        f"table under '## {TRAINER}' (shorten the help to one line):\n" + "\n".join(missing))
+        f"table under '## {TRAINER}' (shorten the help to one line):\n" + "\n".join(missing)
+    )
 
 
 def test_every_flag_cli_md_names_for_the_trainer_exists():
-    gone = sorted(name for name in doc_flags(section(CLI_DOC, TRAINER))
-                  if not _exists_in_absl(name))
+    gone = sorted(
+        name for name in doc_flags(section(CLI_DOC, TRAINER)) if not _exists_in_absl(name)
+    )
 
-    assert not gone, (f"{CLI_DOC} names flag(s) under '## {TRAINER}' that `{TRAINER}` does "
-                      f"not define: {', '.join('--' + name for name in gone)}; remove or "
-                      "rename them.")
+    assert not gone, (
+        f"{CLI_DOC} names flag(s) under '## {TRAINER}' that `{TRAINER}` does "
+        f"not define: {', '.join('--' + name for name in gone)}; remove or "
+        "rename them."
+    )
 
 
 # ----- python -m launch and the other argparse commands -------------------------------------
@@ -88,8 +92,11 @@ def parser_flags(parser: argparse.ArgumentParser) -> set[str]:
         long = [option for option in action.option_strings if option.startswith("--")]
         if long:
             names.add(min(long, key=len)[2:])  # --isolate_network, not --no-isolate_network
-    return {name for name in names  # --noisolate_network as an option of its own
-            if not (name.startswith("no") and name[2:].lstrip("-") in names)}
+    return {
+        name
+        for name in names  # --noisolate_network as an option of its own
+        if not (name.startswith("no") and name[2:].lstrip("-") in names)
+    }
 
 
 def _with_negations(names: set[str]) -> set[str]:
@@ -111,7 +118,8 @@ def test_every_launch_sub_command_has_a_section():
     assert set(launch_cli._SUBCOMMANDS) == {"hosts", "slurm", "k8s"}, (
         f"python -m launch has sub-commands {sorted(launch_cli._SUBCOMMANDS)}: give each new "
         f"one a '### python -m launch NAME' section in {CLI_DOC} and an entry in "
-        "ARGPARSE_COMMANDS here.")
+        "ARGPARSE_COMMANDS here."
+    )
 
 
 @pytest.mark.parametrize("title", ARGPARSE_COMMANDS)
@@ -122,17 +130,24 @@ def test_argparse_flags_and_cli_md_agree(title):
 
     missing = sorted(defined - documented)
     gone = sorted(documented - _with_negations(defined))
-    assert not missing, (f"{CLI_DOC} lacks flag(s) of `{title}`; add a row each under its "
-                         f"heading: {', '.join('--' + name for name in missing)} (see "
-                         f"`{title} --help`).")
-    assert not gone, (f"{CLI_DOC} documents flag(s) `{title}` does not have: "
-                      f"{', '.join('--' + name for name in gone)}; remove or rename them.")
+    assert not missing, (
+        f"{CLI_DOC} lacks flag(s) of `{title}`; add a row each under its "
+        f"heading: {', '.join('--' + name for name in missing)} (see "
+        f"`{title} --help`)."
+    )
+    assert not gone, (
+        f"{CLI_DOC} documents flag(s) `{title}` does not have: "
+        f"{', '.join('--' + name for name in gone)}; remove or rename them."
+    )
 
 
 # ----- the checks themselves, on small inputs ------------------------------------------------
 def test_doc_flags_reads_negations_and_stops_at_the_value():
     assert doc_flags("`--[no]shuffle`, `--[no-]isolate_network`, `--model_dir=/x`, -- cmd") == {
-        "shuffle", "isolate_network", "model_dir"}
+        "shuffle",
+        "isolate_network",
+        "model_dir",
+    }
 
 
 def test_a_missing_trainer_flag_is_reported_as_a_row_to_add():
@@ -140,8 +155,10 @@ def test_a_missing_trainer_flag_is_reported_as_a_row_to_add():
 
     rows = missing_trainer_rows(defined, set(defined) - {"epochs", "shuffle"})
 
-    assert rows == ["| `--epochs` | 20 | Epochs to train. |",
-                    f"| `--[no]shuffle` | True | {defined['shuffle'].help} |"]
+    assert rows == [
+        "| `--epochs` | 20 | Epochs to train. |",
+        f"| `--[no]shuffle` | True | {defined['shuffle'].help} |",
+    ]
 
 
 def test_negated_booleans_exist_but_negated_integers_do_not():

@@ -14,17 +14,19 @@ import pathlib
 import re
 
 import pytest
+from readme_examples import REPO, anchors, code_blocks, doc_path, prose
+from test_cli_doc import _exists_in_absl, doc_flags, parser_flags
 
 import launch.__main__ as launch_cli
 import launch.slurm.task as slurm_task_cli
 import tfdist.cli.scaling as scaling_cli
-from readme_examples import REPO, anchors, code_blocks, doc_path, prose
-from test_cli_doc import _exists_in_absl, doc_flags, parser_flags
 
 DOCS = ["README.md", *sorted(f"docs/{path.name}" for path in (REPO / "docs").glob("*.md"))]
 MAX_README_LINES = 250
-QUICKSTART = ('python -m pip install -e ".[test]" && python -m tfdist.train',
-              'python -m pip install -e ".[test]" && python -m pytest')
+QUICKSTART = (
+    'python -m pip install -e ".[test]" && python -m tfdist.train',
+    'python -m pip install -e ".[test]" && python -m pytest',
+)
 
 
 def test_readme_is_short():
@@ -32,7 +34,8 @@ def test_readme_is_short():
 
     assert lines <= MAX_README_LINES, (
         f"README.md has {lines} lines (at most {MAX_README_LINES}): move reference text to a "
-        "page of docs/ and link it.")
+        "page of docs/ and link it."
+    )
 
 
 def test_readme_keeps_the_two_quickstart_commands():
@@ -55,8 +58,11 @@ def broken_links(doc: str) -> list[str]:
         file = (doc_path(doc).parent / path).resolve() if path else doc_path(doc)
         if not file.exists():
             found.append(f"{doc}: ({target}): no file {file.relative_to(REPO)}")
-        elif fragment and file.suffix == ".md" and fragment not in anchors(
-                str(file.relative_to(REPO))):
+        elif (
+            fragment
+            and file.suffix == ".md"
+            and fragment not in anchors(str(file.relative_to(REPO)))
+        ):
             found.append(f"{doc}: ({target}): {file.name} has no heading #{fragment}")
     return found
 
@@ -96,8 +102,11 @@ def top_level_names(path: pathlib.Path) -> set[str]:
 def facade_names() -> set[str]:
     """The public names of `tfdist`: the keys of its lazy `_EXPORTS` table."""
     for node in ast.parse((REPO / "tfdist" / "__init__.py").read_text()).body:
-        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
-                and any(getattr(target, "id", "") == "_EXPORTS" for target in node.targets)):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Dict)
+            and any(getattr(target, "id", "") == "_EXPORTS" for target in node.targets)
+        ):
             return {key.value for key in node.value.keys if isinstance(key, ast.Constant)}
     return set()
 
@@ -121,12 +130,22 @@ _PATH = re.compile(r"(?<![\w./-])((?:tfdist|launch|tests|benchmarks|notebooks|do
 
 def name_problems(doc: str) -> list[str]:
     text = doc_path(doc).read_text()
-    found = [f"{doc}: `{name}`: {problem}" for name in sorted(set(_DOTTED.findall(text)))
-             if (problem := dotted_problem(name))]
-    found += [f"{doc}: {path}: no such file or folder" for path in sorted(set(_PATH.findall(text)))
-              if not (REPO / path).exists() and not path.endswith((".png", ".csv", ".md"))
-              or (path.endswith((".png", ".md")) and path.startswith("docs/")
-                  and not (REPO / path).exists())]
+    found = [
+        f"{doc}: `{name}`: {problem}"
+        for name in sorted(set(_DOTTED.findall(text)))
+        if (problem := dotted_problem(name))
+    ]
+    found += [
+        f"{doc}: {path}: no such file or folder"
+        for path in sorted(set(_PATH.findall(text)))
+        if not (REPO / path).exists()
+        and not path.endswith((".png", ".csv", ".md"))
+        or (
+            path.endswith((".png", ".md"))
+            and path.startswith("docs/")
+            and not (REPO / path).exists()
+        )
+    ]
     return found
 
 
@@ -147,33 +166,50 @@ def command_texts(doc: str) -> list[str]:
     return texts
 
 
-_COMMAND = re.compile(r"python -m (tfdist\.train|tfdist\.scaling|launch\.slurm\.task|launch)"
-                      r"(?: (hosts|slurm|k8s))?(?=\s|$)(.*)")
+_COMMAND = re.compile(
+    r"python -m (tfdist\.train|tfdist\.scaling|launch\.slurm\.task|launch)"
+    r"(?: (hosts|slurm|k8s))?(?=\s|$)(.*)"
+)
 
 
 def _flags_of(arguments: str) -> set[str]:
     arguments = re.split(r" #|\|", arguments)[0]
-    return {name for token in arguments.split() if token.startswith("--") and token != "--"
-            for name in doc_flags(token)}
+    return {
+        name
+        for token in arguments.split()
+        if token.startswith("--") and token != "--"
+        for name in doc_flags(token)
+    }
 
 
 def command_problems(doc: str) -> list[str]:
-    parsers = {"launch": launch_cli._parser, "launch.slurm.task": slurm_task_cli._parser,
-               **{f"launch {name}": make for name, (make, _) in launch_cli._SUBCOMMANDS.items()}}
+    parsers = {
+        "launch": launch_cli._parser,
+        "launch.slurm.task": slurm_task_cli._parser,
+        **{f"launch {name}": make for name, (make, _) in launch_cli._SUBCOMMANDS.items()},
+    }
     found = []
     for text in command_texts(doc):
         for module, sub, arguments in _COMMAND.findall(text):
             program = f"{module} {sub}".strip()
             if module.startswith("launch"):
                 own = parser_flags(parsers[program]())
-                unknown = {name for name in _flags_of(arguments.split(" -- ")[0])
-                           if name not in own and name.removeprefix("no-") not in own}
+                unknown = {
+                    name
+                    for name in _flags_of(arguments.split(" -- ")[0])
+                    if name not in own and name.removeprefix("no-") not in own
+                }
             else:
                 extra = parser_flags(scaling_cli._parser()) if module == "tfdist.scaling" else set()
-                unknown = {name for name in _flags_of(arguments)
-                           if name not in extra and not _exists_in_absl(name)}
-            found += [f"{doc}: `python -m {program} ... --{name}`: no such flag ({text.strip()})"
-                      for name in sorted(unknown)]
+                unknown = {
+                    name
+                    for name in _flags_of(arguments)
+                    if name not in extra and not _exists_in_absl(name)
+                }
+            found += [
+                f"{doc}: `python -m {program} ... --{name}`: no such flag ({text.strip()})"
+                for name in sorted(unknown)
+            ]
     return found
 
 
@@ -198,13 +234,21 @@ def python_problems(doc: str) -> list[str]:
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in (
-                    "tfdist", "launch"):
-                found += [f"{where}: from {node.module} import {alias.name}: {problem}"
-                          for alias in node.names
-                          if (problem := dotted_problem(f"{node.module}.{alias.name}"))]
-            elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                  and node.value.id == "tfdist" and node.attr not in facade_names()
-                  and _module_file(f"tfdist.{node.attr}") is None):
+                "tfdist",
+                "launch",
+            ):
+                found += [
+                    f"{where}: from {node.module} import {alias.name}: {problem}"
+                    for alias in node.names
+                    if (problem := dotted_problem(f"{node.module}.{alias.name}"))
+                ]
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "tfdist"
+                and node.attr not in facade_names()
+                and _module_file(f"tfdist.{node.attr}") is None
+            ):
                 found.append(f"{where}: tfdist.{node.attr} is not a name of the tfdist facade")
     return found
 
@@ -218,8 +262,9 @@ def test_python_blocks_compile_and_import_what_exists(doc):
 
 def test_readme_front_door_block_is_marked_not_run():
     every = [text for language, text in code_blocks("README.md") if language == "python"]
-    runnable = [text for language, text in code_blocks("README.md", runnable=True)
-                if language == "python"]
+    runnable = [
+        text for language, text in code_blocks("README.md", runnable=True) if language == "python"
+    ]
 
     assert any("tfdist.fit(" in text for text in every)
     assert not any("tfdist.fit(" in text for text in runnable)
@@ -231,21 +276,29 @@ def test_dotted_names_are_checked_down_to_the_attribute():
     assert dotted_problem("launch.slurm.task") is None
     assert dotted_problem("tfdist.trainer") == "tfdist has no 'trainer'"
     assert dotted_problem("tfdist.data.pipeline.no_such_fn") == (
-        "tfdist.data.pipeline has no 'no_such_fn'")
+        "tfdist.data.pipeline has no 'no_such_fn'"
+    )
     assert dotted_problem("launch.slurm_task") == "launch has no 'slurm_task'"
 
 
 def test_command_flags_stop_at_comments_and_tables():
     assert _flags_of(" --epochs=2 --data_service   # --not_a_flag | --nor_this") == {
-        "epochs", "data_service"}
+        "epochs",
+        "data_service",
+    }
 
 
 def test_data_md_source_calls_are_names_of_the_pipeline_module():
     """data.md's `source = f(...)` lines say `from tfdist.data.pipeline import ...`."""
-    calls = {name for _, text in code_blocks("docs/data.md")
-             for name in re.findall(r"^source = (\w+)\(", text, re.MULTILINE)}
+    calls = {
+        name
+        for _, text in code_blocks("docs/data.md")
+        for name in re.findall(r"^source = (\w+)\(", text, re.MULTILINE)
+    }
     pipeline = top_level_names(REPO / "tfdist" / "data" / "pipeline.py")
 
     assert len(calls) >= 5, calls
-    assert not calls - pipeline, (f"docs/data.md calls {sorted(calls - pipeline)}, which "
-                                  "tfdist.data.pipeline does not define or import")
+    assert not calls - pipeline, (
+        f"docs/data.md calls {sorted(calls - pipeline)}, which "
+        "tfdist.data.pipeline does not define or import"
+    )

@@ -39,7 +39,11 @@ def dataset_fn(context):
     dataset = tf.data.Dataset.from_tensor_slices((features, labels))
     dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
     batch = context.get_per_replica_batch_size(GLOBAL_BATCH)
-    return dataset.shuffle(2000, seed=context.input_pipeline_id).repeat().batch(batch, drop_remainder=True)
+    return (
+        dataset.shuffle(2000, seed=context.input_pipeline_id)
+        .repeat()
+        .batch(batch, drop_remainder=True)
+    )
 
 
 def main(out_dir):
@@ -47,9 +51,15 @@ def main(out_dir):
     keras.utils.set_random_seed(1)
     with distribution.strategy.scope():
         model = build_two_tower()
-    trainer = tfdist.Trainer(distribution, model=model, optimizer="rmsprop",
-                             learning_rate=3e-3, loss=smoothed_loss,
-                             global_batch_size=GLOBAL_BATCH, steps_per_loop=10)
+    trainer = tfdist.Trainer(
+        distribution,
+        model=model,
+        optimizer="rmsprop",
+        learning_rate=3e-3,
+        loss=smoothed_loss,
+        global_batch_size=GLOBAL_BATCH,
+        steps_per_loop=10,
+    )
     history = trainer.fit(dataset_fn, epochs=3, steps_per_epoch=40)
     result = {
         "num_replicas": distribution.num_replicas,

@@ -40,11 +40,19 @@ def digits():
 def build(dist, learning_rate=1e-3):
     keras.utils.set_random_seed(99)
     with dist.scope():
-        model = keras.Sequential([keras.Input(shape=(8, 8)), keras.layers.Flatten(),
-                                  keras.layers.Dense(32, activation="relu"),
-                                  keras.layers.Dense(10, activation="softmax")])
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model = keras.Sequential(
+            [
+                keras.Input(shape=(8, 8)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(32, activation="relu"),
+                keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
     return model
 
 
@@ -70,17 +78,30 @@ def fit(dist, model, callbacks, x=None, y=None, epochs=EPOCHS):
     if x is None:
         x, y = digits()
     watcher = Watcher()
-    history = tfdist.fit(model, x, y, batch_size=BATCH, epochs=epochs, validation_split=0.1,
-                         steps_per_loop=STEPS_PER_LOOP, callbacks=[*callbacks, watcher],
-                         verbose=0)
-    return {"history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-            "rates": watcher.rates, "sums": watcher.sums, "final_sum": checksum(model)}
+    history = tfdist.fit(
+        model,
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=epochs,
+        validation_split=0.1,
+        steps_per_loop=STEPS_PER_LOOP,
+        callbacks=[*callbacks, watcher],
+        verbose=0,
+    )
+    return {
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "rates": watcher.rates,
+        "sums": watcher.sums,
+        "final_sum": checksum(model),
+    }
 
 
 def early_stopping(dist):
     # val_accuracy never improves by 0.5: the first epoch is the best, the third stops.
-    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", min_delta=0.5, patience=2,
-                                         restore_best_weights=True)
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", min_delta=0.5, patience=2, restore_best_weights=True
+    )
     record = fit(dist, build(dist), [stop], epochs=10)
     record["stopped_epoch"] = stop.stopped_epoch
     return record
@@ -88,15 +109,15 @@ def early_stopping(dist):
 
 def reduce_lr(dist):
     # loss never improves by 10: the rate halves after every epoch but the first.
-    reduce = keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1,
-                                               min_delta=10.0, min_lr=1e-5)
+    reduce = keras.callbacks.ReduceLROnPlateau(
+        monitor="loss", factor=0.5, patience=1, min_delta=10.0, min_lr=1e-5
+    )
     return fit(dist, build(dist), [reduce])
 
 
 def scheduler(dist):
     # Epochs 0-1 at 1e-3, then 0: from the third epoch on the weights must not move.
-    schedule = keras.callbacks.LearningRateScheduler(
-        lambda epoch, rate: 1e-3 if epoch < 2 else 0.0)
+    schedule = keras.callbacks.LearningRateScheduler(lambda epoch, rate: 1e-3 if epoch < 2 else 0.0)
     return fit(dist, build(dist), [schedule])
 
 
@@ -121,8 +142,9 @@ def terminate_on_nan(dist):
     targets[::50] = np.nan  # A NaN target in every loop's batches: the mse loss is NaN.
     keras.utils.set_random_seed(99)
     with dist.scope():
-        model = keras.Sequential([keras.Input(shape=(8, 8)), keras.layers.Flatten(),
-                                  keras.layers.Dense(1)])
+        model = keras.Sequential(
+            [keras.Input(shape=(8, 8)), keras.layers.Flatten(), keras.layers.Dense(1)]
+        )
         model.compile(optimizer="adam", loss="mse")
     record = fit(dist, model, [keras.callbacks.TerminateOnNaN()], x=x, y=targets)
     record["stop_training"] = bool(model.stop_training)
@@ -133,9 +155,12 @@ def lambda_callback(dist):
     seen = {"train_begin": 0, "train_end": 0, "epochs": [], "keys": []}
     hooks = keras.callbacks.LambdaCallback(
         on_train_begin=lambda logs: seen.__setitem__("train_begin", seen["train_begin"] + 1),
-        on_epoch_end=lambda epoch, logs: (seen["epochs"].append(epoch),
-                                          seen["keys"].append(sorted(logs))),
-        on_train_end=lambda logs: seen.__setitem__("train_end", seen["train_end"] + 1))
+        on_epoch_end=lambda epoch, logs: (
+            seen["epochs"].append(epoch),
+            seen["keys"].append(sorted(logs)),
+        ),
+        on_train_end=lambda logs: seen.__setitem__("train_end", seen["train_end"] + 1),
+    )
     record = fit(dist, build(dist), [hooks], epochs=3)
     record["seen"] = seen
     return record
@@ -175,10 +200,16 @@ def user_callback(dist):
     return record
 
 
-CASES = {"early_stopping": early_stopping, "reduce_lr": reduce_lr, "scheduler": scheduler,
-         "checkpoint": checkpoint, "csv_logger": csv_logger,
-         "terminate_on_nan": terminate_on_nan, "lambda_callback": lambda_callback,
-         "user_callback": user_callback}
+CASES = {
+    "early_stopping": early_stopping,
+    "reduce_lr": reduce_lr,
+    "scheduler": scheduler,
+    "checkpoint": checkpoint,
+    "csv_logger": csv_logger,
+    "terminate_on_nan": terminate_on_nan,
+    "lambda_callback": lambda_callback,
+    "user_callback": user_callback,
+}
 
 
 def main():

@@ -13,11 +13,11 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-import tfdist  # noqa: E402
-from tfdist.data.sources import load_digits_arrays  # noqa: E402
+import tfdist
+from tfdist.data.sources import load_digits_arrays
 
 EXAMPLES, BATCH = 1001, 64
 
@@ -31,11 +31,17 @@ def main():
     x, y = images[:EXAMPLES], labels[:EXAMPLES]
     keras.utils.set_random_seed(5)
     with dist.scope():
-        model = keras.Sequential([keras.Input(shape=(8, 8)), keras.layers.Flatten(),
-                                  keras.layers.Dense(32, activation="relu"),
-                                  keras.layers.Dense(10, activation="softmax")])
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        model = keras.Sequential(
+            [
+                keras.Input(shape=(8, 8)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(32, activation="relu"),
+                keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
+        model.compile(
+            optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
     tfdist.fit(model, x_train, y_train, batch_size=BATCH, epochs=5, verbose=0)
     logs = tfdist.evaluate(model, x, y, batch_size=BATCH, return_dict=True)
     predicted = tfdist.predict(model, x, batch_size=BATCH)
@@ -43,8 +49,10 @@ def main():
     picked = np.clip(direct[np.arange(EXAMPLES), y], 1e-7, 1.0)
     result = {
         "evaluate": logs,
-        "numpy": {"loss": float(-np.log(picked).mean()),
-                  "accuracy": float((direct.argmax(axis=1) == y).mean())},
+        "numpy": {
+            "loss": float(-np.log(picked).mean()),
+            "accuracy": float((direct.argmax(axis=1) == y).mean()),
+        },
         "predict_shape": list(predicted.shape),
         "predict_max_difference": float(np.abs(predicted - direct).max()),
     }

@@ -36,8 +36,7 @@ SEED = 1234
 BATCH = 32
 NUM_TEST = 297
 VALIDATION_SPLIT = 0.1
-WORDS = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
-                  "nine"])
+WORDS = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
 FILLERS = np.array(["the", "a", "digit", "looks", "like", "maybe", "written", "by", "hand"])
 
 
@@ -63,44 +62,61 @@ def digit_texts(labels):
 # Each builder returns (model compiled, x, y, x_test, y_test, epochs); called in scope.
 def mlp(train, test):
     """The MNIST MLP: softmax output, one-hot labels, categorical_crossentropy."""
-    model = keras.Sequential([
-        keras.Input(shape=(8, 8)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dropout(0.1),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(8, 8)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dropout(0.1),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
-    return (model, train[0], keras.utils.to_categorical(train[1], 10), test[0],
-            keras.utils.to_categorical(test[1], 10), 12)
+    return (
+        model,
+        train[0],
+        keras.utils.to_categorical(train[1], 10),
+        test[0],
+        keras.utils.to_categorical(test[1], 10),
+        12,
+    )
 
 
 def convnet(train, test):
     """The MNIST convnet: Conv2D / MaxPooling2D / Dropout, one-hot labels."""
-    model = keras.Sequential([
-        keras.Input(shape=(8, 8, 1)),
-        keras.layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
-        keras.layers.MaxPooling2D(pool_size=(2, 2)),
-        keras.layers.Flatten(),
-        keras.layers.Dropout(0.25),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(8, 8, 1)),
+            keras.layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+            keras.layers.MaxPooling2D(pool_size=(2, 2)),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(0.25),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
-    return (model, train[0][..., None], keras.utils.to_categorical(train[1], 10),
-            test[0][..., None], keras.utils.to_categorical(test[1], 10), 15)
+    return (
+        model,
+        train[0][..., None],
+        keras.utils.to_categorical(train[1], 10),
+        test[0][..., None],
+        keras.utils.to_categorical(test[1], 10),
+        15,
+    )
 
 
 def batchnorm(train, test):
     """Dense → BatchNormalization → ReLU, sparse labels."""
-    model = keras.Sequential([
-        keras.Input(shape=(64,)),
-        keras.layers.Dense(64, use_bias=False),
-        keras.layers.BatchNormalization(),
-        keras.layers.Activation("relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
-    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam",
-                  metrics=["accuracy"])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(64,)),
+            keras.layers.Dense(64, use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.Activation("relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     return (model, train[0].reshape(-1, 64), train[1], test[0].reshape(-1, 64), test[1], 8)
 
 
@@ -115,8 +131,7 @@ def text(train, test):
     hidden = keras.layers.GlobalAveragePooling1D()(hidden)
     outputs = keras.layers.Dense(10, activation="softmax")(hidden)
     model = keras.Model(inputs, outputs)
-    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam",
-                  metrics=["accuracy"])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     return model, x, train[1], x_test, test[1], 10
 
 
@@ -127,11 +142,12 @@ def two_outputs(train, test):
     digit = keras.layers.Dense(10, activation="softmax", name="digit")(hidden)
     parity = keras.layers.Dense(1, activation="sigmoid", name="parity")(hidden)
     model = keras.Model(inputs, {"digit": digit, "parity": parity})
-    model.compile(optimizer="adam",
-                  loss={"digit": "sparse_categorical_crossentropy",
-                        "parity": "binary_crossentropy"},
-                  loss_weights={"digit": 1.0, "parity": 0.5},
-                  metrics={"digit": ["accuracy"], "parity": ["accuracy"]})
+    model.compile(
+        optimizer="adam",
+        loss={"digit": "sparse_categorical_crossentropy", "parity": "binary_crossentropy"},
+        loss_weights={"digit": 1.0, "parity": 0.5},
+        metrics={"digit": ["accuracy"], "parity": ["accuracy"]},
+    )
 
     def targets(labels):
         return {"digit": labels, "parity": (labels % 2).astype(np.float32)[:, None]}
@@ -147,11 +163,13 @@ def regression(train, test):
     parameter_server run, whose stale steps act larger, ended an epoch 10% above that
     floor (docs/performance.md, sync vs async).
     """
-    model = keras.Sequential([
-        keras.Input(shape=(64,)),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(1),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(64,)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(1),
+        ]
+    )
     steps = 20 * math.ceil(len(train[0]) * (1 - VALIDATION_SPLIT) / BATCH)
     schedule = keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=steps, alpha=0.1)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse", metrics=["mae"])
@@ -162,8 +180,14 @@ def regression(train, test):
         noise = np.random.default_rng(seed).normal(size=len(score)).astype(np.float32)
         return (2.0 * score / score.std() + noise)[:, None].astype(np.float32)
 
-    return (model, train[0].reshape(-1, 64), targets(train[0], 4), test[0].reshape(-1, 64),
-            targets(test[0], 5), 20)
+    return (
+        model,
+        train[0].reshape(-1, 64),
+        targets(train[0], 4),
+        test[0].reshape(-1, 64),
+        targets(test[0], 5),
+        20,
+    )
 
 
 class OwnTrainStep(keras.Model):
@@ -195,42 +219,62 @@ class OwnTrainStep(keras.Model):
 
 def subclassed(train, test):
     model = OwnTrainStep()
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model, train[0], train[1], test[0], test[1], 12
 
 
-MODELS = {"mlp": mlp, "convnet": convnet, "batchnorm": batchnorm, "text": text,
-          "two_outputs": two_outputs, "regression": regression, "subclassed": subclassed}
+MODELS = {
+    "mlp": mlp,
+    "convnet": convnet,
+    "batchnorm": batchnorm,
+    "text": text,
+    "two_outputs": two_outputs,
+    "regression": regression,
+    "subclassed": subclassed,
+}
 
 
 def rounded(logs):
-    return {key: [float(v) for v in values] if isinstance(values, list) else float(values)
-            for key, values in logs.items()}
+    return {
+        key: [float(v) for v in values] if isinstance(values, list) else float(values)
+        for key, values in logs.items()
+    }
 
 
 def run_keras(builder, train, test):
     model, x, y, x_test, y_test, epochs = builder(train, test)
     if x.dtype.kind == "U":  # Keras' own fit takes strings as tensors, not NumPy arrays.
         x, x_test = tf.constant(x), tf.constant(x_test)
-    history = model.fit(x, y, batch_size=BATCH, epochs=epochs,
-                        validation_split=VALIDATION_SPLIT, verbose=0)
-    return {"history": rounded(history.history),
-            "test": rounded(model.evaluate(x_test, y_test, batch_size=BATCH, verbose=0,
-                                           return_dict=True))}
+    history = model.fit(
+        x, y, batch_size=BATCH, epochs=epochs, validation_split=VALIDATION_SPLIT, verbose=0
+    )
+    return {
+        "history": rounded(history.history),
+        "test": rounded(
+            model.evaluate(x_test, y_test, batch_size=BATCH, verbose=0, return_dict=True)
+        ),
+    }
 
 
 def run_tfdist(dist, builder, train, test):
     with dist.scope():
         model, x, y, x_test, y_test, epochs = builder(train, test)
     try:
-        history = tfdist.fit(model, x, y, batch_size=BATCH, epochs=epochs,
-                             validation_split=VALIDATION_SPLIT, verbose=0)
+        history = tfdist.fit(
+            model,
+            x,
+            y,
+            batch_size=BATCH,
+            epochs=epochs,
+            validation_split=VALIDATION_SPLIT,
+            verbose=0,
+        )
     except tfdist.ConfigError as error:
         return {"error": str(error)}
-    return {"history": rounded(history.history),
-            "test": rounded(tfdist.evaluate(model, x_test, y_test, batch_size=BATCH,
-                                            return_dict=True))}
+    return {
+        "history": rounded(history.history),
+        "test": rounded(tfdist.evaluate(model, x_test, y_test, batch_size=BATCH, return_dict=True)),
+    }
 
 
 def main():
@@ -247,11 +291,17 @@ def main():
     for model_name in names:
         keras.utils.set_random_seed(SEED)
         builder = MODELS[model_name]
-        results[model_name] = (run_keras(builder, train, test) if dist is None
-                               else run_tfdist(dist, builder, train, test))
-        print(name, model_name, json.dumps(results[model_name].get("test",
-                                                                   results[model_name])),
-              flush=True)
+        results[model_name] = (
+            run_keras(builder, train, test)
+            if dist is None
+            else run_tfdist(dist, builder, train, test)
+        )
+        print(
+            name,
+            model_name,
+            json.dumps(results[model_name].get("test", results[model_name])),
+            flush=True,
+        )
     os.makedirs(OUT_DIR, exist_ok=True)
     with open(os.path.join(OUT_DIR, f"{name}.json"), "w") as f:
         json.dump(results, f)

@@ -1,4 +1,5 @@
-"""Forces the race ``tfdist.distribute.coordinator.fetch_result`` handles, on a real parameter-server cluster.
+"""Forces the race ``tfdist.distribute.coordinator.fetch_result`` handles, on a real
+parameter-server cluster.
 
 Run as the ``parameter_server`` chief by test_scheduled_e2e.py through ``launch.run_local``
 (one worker, one ps, the launcher restarting the worker in place):
@@ -37,9 +38,11 @@ def worker_pid(cluster):
             continue
         for item in environ:
             if item.startswith(b"TF_CONFIG="):
-                config = json.loads(item[len(b"TF_CONFIG="):])
-                if (config["task"] == {"type": "worker", "index": 0}
-                        and address in config["cluster"]["worker"]):
+                config = json.loads(item[len(b"TF_CONFIG=") :])
+                if (
+                    config["task"] == {"type": "worker", "index": 0}
+                    and address in config["cluster"]["worker"]
+                ):
                     return int(pid)
     raise RuntimeError(f"no worker process serving {address}")
 

@@ -11,8 +11,9 @@ import sys
 
 task = json.loads(os.environ["TF_CONFIG"])["task"]
 if task["type"] != "chief":
-    print(f"user script on {task['type']}:{task['index']}: it belongs on the chief only",
-          flush=True)
+    print(
+        f"user script on {task['type']}:{task['index']}: it belongs on the chief only", flush=True
+    )
     sys.exit(5)
 
 import tensorflow as tf  # noqa: E402

@@ -24,7 +24,12 @@ import numpy as np
 import tensorflow as tf
 
 import tfdist
-from tfdist.data.pipeline import make_dataset_fn, numpy_source, per_worker_dataset_fn, tfrecord_source
+from tfdist.data.pipeline import (
+    make_dataset_fn,
+    numpy_source,
+    per_worker_dataset_fn,
+    tfrecord_source,
+)
 from tfdist.data.service import ServiceTarget
 
 NUM_EXAMPLES, GLOBAL_BATCH = 240, 12  # 240 = 20 global batches; 12 splits over 1, 2, 3.
@@ -43,12 +48,18 @@ def sources(data_dir):
 
 
 CASES = [  # (name, source, policy, seed, also two training epochs)
-    ("data", "arrays", "data", 0, True), ("random", "arrays", "random", 0, True),
-    ("random_again", "arrays", "random", 0, False), ("random_seed1", "arrays", "random", 1, False),
-    ("hash", "arrays", "hash", 0, True), ("hash_reordered", "reordered", "hash", 0, False),
-    ("off", "arrays", "off", 0, True), ("auto_arrays", "arrays", "auto", 0, False),
-    ("file_even", "even", "file", 0, True), ("auto_even", "even", "auto", 0, False),
-    ("file_uneven", "uneven", "file", 0, True), ("hash_files", "uneven", "hash", 0, False),
+    ("data", "arrays", "data", 0, True),
+    ("random", "arrays", "random", 0, True),
+    ("random_again", "arrays", "random", 0, False),
+    ("random_seed1", "arrays", "random", 1, False),
+    ("hash", "arrays", "hash", 0, True),
+    ("hash_reordered", "reordered", "hash", 0, False),
+    ("off", "arrays", "off", 0, True),
+    ("auto_arrays", "arrays", "auto", 0, False),
+    ("file_even", "even", "file", 0, True),
+    ("auto_even", "even", "auto", 0, False),
+    ("file_uneven", "uneven", "file", 0, True),
+    ("hash_files", "uneven", "hash", 0, False),
 ]
 
 
@@ -71,25 +82,39 @@ def multi_worker(out_dir, data_dir, dispatcher):
         common = dict(global_batch_size=GLOBAL_BATCH, shard_policy=policy, seed=seed)
         # One pass over this worker's part, read with the context the strategy would give.
         once = make_dataset_fn(source, "train", training=False, **common)(
-            tf.distribute.InputContext(workers, index, workers))
+            tf.distribute.InputContext(workers, index, workers)
+        )
         result[name] = {"pass": [[int(i) for i in x.numpy()[:, 0]] for x, _ in once]}
         if train:
-            batches = iter(strategy.distribute_datasets_from_function(
-                make_dataset_fn(source, "train", training=True, **common)))
-            result[name]["epochs"] = [[_ids(strategy, next(batches)[0]) for _ in range(steps)]
-                                      for _ in range(2)]
+            batches = iter(
+                strategy.distribute_datasets_from_function(
+                    make_dataset_fn(source, "train", training=True, **common)
+                )
+            )
+            result[name]["epochs"] = [
+                [_ids(strategy, next(batches)[0]) for _ in range(steps)] for _ in range(2)
+            ]
     if dispatcher:
         target = ServiceTarget(dispatcher, "ids-one-pass")
-        served = strategy.distribute_datasets_from_function(make_dataset_fn(
-            found["arrays"], "train", global_batch_size=GLOBAL_BATCH, training=False,
-            data_service=target))
+        served = strategy.distribute_datasets_from_function(
+            make_dataset_fn(
+                found["arrays"],
+                "train",
+                global_batch_size=GLOBAL_BATCH,
+                training=False,
+                data_service=target,
+            )
+        )
         result["service"] = {"pass": [_ids(strategy, x) for x, _ in served]}
     given = []  # The context TensorFlow gives a dataset function, against the trainer's own.
     strategy.distribute_datasets_from_function(
-        lambda context: given.append(context) or tf.data.Dataset.range(1))
+        lambda context: given.append(context) or tf.data.Dataset.range(1)
+    )
     direct = distribution.direct_input_context()
-    result["contexts"] = [[c.num_input_pipelines, c.input_pipeline_id, c.num_replicas_in_sync]
-                          for c in (given[0], direct)]
+    result["contexts"] = [
+        [c.num_input_pipelines, c.input_pipeline_id, c.num_replicas_in_sync]
+        for c in (given[0], direct)
+    ]
     with open(os.path.join(out_dir, f"worker_{distribution.role.index}.json"), "w") as f:
         json.dump(result, f)
 
@@ -110,12 +135,16 @@ def parameter_server(out_dir, data_dir, dispatcher):
 
     def collect(dataset_fn, count=None):
         """``count`` reads, or (None) reads until every worker's iterator is exhausted."""
-        iterator = iter(coordinator.create_per_worker_dataset(
-            per_worker_dataset_fn(dataset_fn, num_workers=workers)))
+        iterator = iter(
+            coordinator.create_per_worker_dataset(
+                per_worker_dataset_fn(dataset_fn, num_workers=workers)
+            )
+        )
         reads, drained = [], set()
         while len(drained) < workers and len(reads) < 50 * steps:
-            results = [coordinator.schedule(read, args=(iterator,))
-                       for _ in range(count or 2 * workers)]
+            results = [
+                coordinator.schedule(read, args=(iterator,)) for _ in range(count or 2 * workers)
+            ]
             coordinator.join()
             for worker, ids in (r.fetch() for r in results):
                 reads.append((int(worker), [int(i) for i in ids]))
@@ -130,18 +159,31 @@ def parameter_server(out_dir, data_dir, dispatcher):
         common = dict(global_batch_size=GLOBAL_BATCH, shard_policy=policy)
         source = found["arrays"]
         result[policy] = {
-            "epochs": collect(make_dataset_fn(source, "train", training=True, **common),
-                              2 * steps),
-            "pass": collect(make_dataset_fn(source, "train", training=False, **common))}
+            "epochs": collect(make_dataset_fn(source, "train", training=True, **common), 2 * steps),
+            "pass": collect(make_dataset_fn(source, "train", training=False, **common)),
+        }
         result["parts"][policy] = [
-            sorted(int(x[0]) for x, _ in source.read(
-                "train", tf.distribute.InputContext(workers, w, 1), shard_policy=policy))
-            for w in range(workers)]
+            sorted(
+                int(x[0])
+                for x, _ in source.read(
+                    "train", tf.distribute.InputContext(workers, w, 1), shard_policy=policy
+                )
+            )
+            for w in range(workers)
+        ]
     if dispatcher:
         target = ServiceTarget(dispatcher, "ps-one-pass")
-        result["service"] = {"pass": collect(make_dataset_fn(
-            found["arrays"], "train", global_batch_size=GLOBAL_BATCH, training=False,
-            data_service=target))}
+        result["service"] = {
+            "pass": collect(
+                make_dataset_fn(
+                    found["arrays"],
+                    "train",
+                    global_batch_size=GLOBAL_BATCH,
+                    training=False,
+                    data_service=target,
+                )
+            )
+        }
     with open(os.path.join(out_dir, "chief.json"), "w") as f:
         json.dump(result, f)
 

@@ -6,6 +6,7 @@ import os
 import sys
 
 from e2e_helpers import REPO
+
 from launch import plan_local_cluster, plan_local_launch, run_local
 
 
@@ -13,8 +14,12 @@ def test_dict_input_model_with_custom_loss_trains_under_multi_worker(tmp_path):
     cluster = plan_local_cluster(strategy="multi_worker", num_workers=2)
     script = os.path.join(REPO, "tests", "e2e", "custom_model_job.py")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
-    launches = plan_local_launch(cluster=cluster, strategy="multi_worker",
-                                 command=[sys.executable, script, str(tmp_path)], base_env=env)
+    launches = plan_local_launch(
+        cluster=cluster,
+        strategy="multi_worker",
+        command=[sys.executable, script, str(tmp_path)],
+        base_env=env,
+    )
     output = io.StringIO()
     result = run_local(launches, output=output)
     assert result.exit_code == 0, result.summary() + output.getvalue()[-3000:]

@@ -12,12 +12,18 @@ import time
 import keras
 import numpy as np
 import pytest
-
 from e2e_helpers import REPO, explain, run_trainer
 
 # Long enough to interrupt (920 steps), deterministic data order.
-JOB = ["--optimizer=sgd", "--learning_rate=0.05", "--seed=5", "--global_batch_size=32",
-       "--epochs=20", "--steps_per_loop=4", "--checkpoint_every_steps=20"]
+JOB = [
+    "--optimizer=sgd",
+    "--learning_rate=0.05",
+    "--seed=5",
+    "--global_batch_size=32",
+    "--epochs=20",
+    "--steps_per_loop=4",
+    "--checkpoint_every_steps=20",
+]
 STEPS_PER_EPOCH = 1500 // 32
 TOTAL_STEPS = 20 * STEPS_PER_EPOCH
 
@@ -26,18 +32,30 @@ def _start(tmp_path, *flags):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_CONFIG", None)
     log = open(tmp_path / "run.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "tfdist.train", *flags], cwd=REPO,
-                               env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tfdist.train", *flags],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return process, log
 
 
 def _wait_for_checkpoint(model_dir, at_least, process, timeout=240):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        steps = [int(m.group(1)) for name in os.listdir(model_dir / "checkpoints")
-                 for m in [re.match(r"ckpt-(\d+)\.index$", name)] if m] \
-            if (model_dir / "checkpoints").exists() else []
+        steps = (
+            [
+                int(m.group(1))
+                for name in os.listdir(model_dir / "checkpoints")
+                for m in [re.match(r"ckpt-(\d+)\.index$", name)]
+                if m
+            ]
+            if (model_dir / "checkpoints").exists()
+            else []
+        )
         if steps and max(steps) >= at_least:
             return max(steps)
         assert process.poll() is None, "the run ended before it could be interrupted"
@@ -87,7 +105,7 @@ def test_sigterm_saves_at_an_agreed_step_and_the_rerun_ends_identical(tmp_path, 
     assert rerun.returncode == 0, explain(rerun)
     assert summary["restored_from"].endswith(f"ckpt-{saved[0]}")
     assert summary["steps"] == TOTAL_STEPS
-    for a, b in zip(uninterrupted, _weights(model_dir)):
+    for a, b in zip(uninterrupted, _weights(model_dir), strict=False):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
 
 
@@ -110,12 +128,17 @@ def test_killed_worker_then_same_command_resumes_to_identical_weights(tmp_path, 
     assert rerun.returncode == 0, explain(rerun)
     lost = int(summary["restored_from"].rpartition("-")[2])
     reference = {e["epoch"]: e["train_loss"] for e in _REFERENCE_HISTORY}
-    print("restored", summary["restored_from"], [(e["epoch"], e["steps"], e["train_loss"],
-                                                  reference[e["epoch"]])
-                                                 for e in summary["history"]][:3])
+    print(
+        "restored",
+        summary["restored_from"],
+        [
+            (e["epoch"], e["steps"], e["train_loss"], reference[e["epoch"]])
+            for e in summary["history"]
+        ][:3],
+    )
     print((tmp_path / "run.log").read_text()[-1500:])
     assert summary["steps"] == TOTAL_STEPS and lost % 20 == 0
-    for a, b in zip(uninterrupted, _weights(model_dir)):
+    for a, b in zip(uninterrupted, _weights(model_dir), strict=False):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
 
 
@@ -132,7 +155,7 @@ def test_mirrored_killed_and_resumed_ends_identical(tmp_path):
     rerun, summary = run_trainer(tmp_path, *flags, f"--model_dir={model_dir}")
     assert rerun.returncode == 0, explain(rerun)
     assert summary["restored_from"] and summary["steps"] == TOTAL_STEPS
-    for a, b in zip(_weights(tmp_path / "ref"), _weights(model_dir)):
+    for a, b in zip(_weights(tmp_path / "ref"), _weights(model_dir), strict=False):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
 
 
@@ -146,15 +169,21 @@ def _task_pids(launcher_pid):
             continue
         for item in environ:
             if item.startswith(b"TF_CONFIG="):
-                task = json.loads(item[len(b"TF_CONFIG="):])["task"]
+                task = json.loads(item[len(b"TF_CONFIG=") :])["task"]
                 tasks[f"{task['type']}:{task['index']}"] = pid
     return tasks
 
 
 def test_max_restarts_restarts_the_cluster_after_a_killed_worker(tmp_path):
     model_dir = tmp_path / "m"
-    process, log = _start(tmp_path, "--num_workers=2", *JOB, "--max_restarts=1",
-                          f"--model_dir={model_dir}", f"--metrics_json={tmp_path / 's.json'}")
+    process, log = _start(
+        tmp_path,
+        "--num_workers=2",
+        *JOB,
+        "--max_restarts=1",
+        f"--model_dir={model_dir}",
+        f"--metrics_json={tmp_path / 's.json'}",
+    )
     _wait_for_checkpoint(model_dir, 100, process)
     os.kill(_task_pids(process.pid)["worker:1"], signal.SIGKILL)
     code = process.wait(timeout=400)
@@ -167,10 +196,18 @@ def test_max_restarts_restarts_the_cluster_after_a_killed_worker(tmp_path):
 
 
 def test_parameter_server_carries_on_when_a_worker_dies(tmp_path):
-    flags = ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1", "--epochs=30",
-             "--global_batch_size=32", "--steps_per_loop=4", "--max_restarts=2",
-             f"--model_dir={tmp_path / 'm'}", "--checkpoint_every_steps=100",
-             f"--metrics_json={tmp_path / 's.json'}"]
+    flags = [
+        "--strategy=parameter_server",
+        "--num_workers=2",
+        "--num_ps=1",
+        "--epochs=30",
+        "--global_batch_size=32",
+        "--steps_per_loop=4",
+        "--max_restarts=2",
+        f"--model_dir={tmp_path / 'm'}",
+        "--checkpoint_every_steps=100",
+        f"--metrics_json={tmp_path / 's.json'}",
+    ]
     process, log = _start(tmp_path, *flags)
     _wait_for_checkpoint(tmp_path / "m", 100, process)
     killed_at = time.time()
@@ -181,16 +218,21 @@ def test_parameter_server_carries_on_when_a_worker_dies(tmp_path):
     assert code == 0, output[-3000:]
     assert "[worker:1] launch: worker:1 exited with code -9; restarting it (1/2)" in output
     restarted = output.find("restarting the cluster")  # The coordinator must carry on.
-    causes = re.findall(r"\[chief:0\] (?:\w+\.)*\w+Error: .*", output[:max(restarted, 0)])
-    assert restarted < 0, causes[-1:] + [output[max(0, restarted - 1500):restarted]]
+    causes = re.findall(r"\[chief:0\] (?:\w+\.)*\w+Error: .*", output[: max(restarted, 0)])
+    assert restarted < 0, causes[-1:] + [output[max(0, restarted - 1500) : restarted]]
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["steps"] == 30 * STEPS_PER_EPOCH and summary["val_accuracy"] >= 0.93
     print(f"PS worker lost at +{time.time() - killed_at:.0f} s before the end; finished anyway")
 
 
 def test_a_silent_multi_worker_peer_fails_within_the_collective_timeout(tmp_path):
-    process, log = _start(tmp_path, "--num_workers=2", *JOB, "--collective_timeout=15",
-                          f"--model_dir={tmp_path / 'm'}")
+    process, log = _start(
+        tmp_path,
+        "--num_workers=2",
+        *JOB,
+        "--collective_timeout=15",
+        f"--model_dir={tmp_path / 'm'}",
+    )
     _wait_for_checkpoint(tmp_path / "m", 100, process)
     silent = _task_pids(process.pid)["worker:1"]
     os.kill(silent, signal.SIGSTOP)  # Alive, holding its sockets, answering nothing.

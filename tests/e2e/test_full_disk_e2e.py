@@ -1,4 +1,5 @@
-"""A full disk under --model_dir: the job ends in one line, nothing saved is damaged, a rerun resumes.
+"""A full disk under --model_dir: the job ends in one line, nothing saved is damaged, a rerun
+resumes.
 
 Each test mounts a small tmpfs (the suite runs as root in CI) and leaves on it just the
 room a run needs up to a chosen write: a step checkpoint, or the final ``model.keras``.
@@ -19,12 +20,17 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from e2e_helpers import explain, run_trainer
 
 STEPS_PER_EPOCH = 1500 // 32
-JOB = ["--optimizer=sgd", "--learning_rate=0.05", "--seed=5", "--global_batch_size=32",
-       "--steps_per_loop=4", "--keep_checkpoints=10"]
+JOB = [
+    "--optimizer=sgd",
+    "--learning_rate=0.05",
+    "--seed=5",
+    "--global_batch_size=32",
+    "--steps_per_loop=4",
+    "--keep_checkpoints=10",
+]
 EVERY = 20  # Step checkpoints 20 and 40 fall inside epoch 1 (46 steps), not on its end.
 ONE_PROCESS = ["--strategy=one_device"]
 # Two workers: each save writes the chief's checkpoint and worker:1's temporary copy.
@@ -38,8 +44,11 @@ def small_disk(tmp_path):
     """A tmpfs mounted at tmp_path/disk (unmounted after), or a skip where mounting is refused."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         reason = f"cannot mount a tmpfs here ({mounted.stderr.strip()}); needs root"
         if os.environ.get("CI") == "true" and os.geteuid() == 0:
@@ -57,13 +66,17 @@ def _size(paths):
 
 
 def _checkpoint_size(model_dir, step):
-    return _size(model_dir / "checkpoints" / name for name in os.listdir(model_dir / "checkpoints")
-                 if name.startswith(f"ckpt-{step}."))
+    return _size(
+        model_dir / "checkpoints" / name
+        for name in os.listdir(model_dir / "checkpoints")
+        if name.startswith(f"ckpt-{step}.")
+    )
 
 
 def _tree_size(directory):
-    return _size(os.path.join(root, name) for root, _, names in os.walk(directory)
-                 for name in names)
+    return _size(
+        os.path.join(root, name) for root, _, names in os.walk(directory) for name in names
+    )
 
 
 def _leave_free(disk, free_bytes):
@@ -79,8 +92,9 @@ def _leave_free(disk, free_bytes):
 def _error_line(process):
     """The one line the trainer ends with; TensorFlow's start-up log lines aside."""
     assert "Traceback" not in process.stderr, process.stderr[-4000:]
-    lines = [line for line in process.stderr.splitlines()
-             if line.strip() and not _TF_NOISE.match(line)]
+    lines = [
+        line for line in process.stderr.splitlines() if line.strip() and not _TF_NOISE.match(line)
+    ]
     assert len(lines) == 1, lines
     return lines[0]
 
@@ -96,7 +110,7 @@ def _tensors(path):
 
 def _same_weights(expected, actual):
     assert len(expected) == len(actual)
-    for a, b in zip(expected, actual):
+    for a, b in zip(expected, actual, strict=False):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
 
 
@@ -106,8 +120,12 @@ def _task_error_line(process):
     The other worker, cut off in its next collective, may print TensorFlow's lost-peer
     traceback before the launcher stops it; the root cause must end in one line.
     """
-    found = re.search(r"^task (worker:\d) failed .*\(root cause\).*\n(?:.*\n)*?last \d+ log "
-                      r"lines? of \1:\n((?:  .*\n?)+)", process.stderr, re.M)
+    found = re.search(
+        r"^task (worker:\d) failed .*\(root cause\).*\n(?:.*\n)*?last \d+ log "
+        r"lines? of \1:\n((?:  .*\n?)+)",
+        process.stderr,
+        re.M,
+    )
     assert found, explain(process)
     tail = [line.strip() for line in found.group(2).splitlines()]
     assert "Traceback" not in "\n".join(tail), tail
@@ -115,8 +133,9 @@ def _task_error_line(process):
 
 
 @pytest.mark.parametrize("strategy", [ONE_PROCESS, TWO_WORKERS], ids=["one_device", "multi_worker"])
-def test_a_checkpoint_that_does_not_fit_ends_the_job_and_a_rerun_resumes(tmp_path, small_disk,
-                                                                          strategy):
+def test_a_checkpoint_that_does_not_fit_ends_the_job_and_a_rerun_resumes(
+    tmp_path, small_disk, strategy
+):
     flags = [*strategy, *JOB, "--epochs=3", f"--checkpoint_every_steps={EVERY}"]
     copies = 2 if strategy is TWO_WORKERS else 1
     first, second = EVERY, 2 * EVERY
@@ -137,28 +156,36 @@ def test_a_checkpoint_that_does_not_fit_ends_the_job_and_a_rerun_resumes(tmp_pat
     line = _error_line(failed) if copies == 1 else _task_error_line(failed)
     print("full disk:", line)
     if copies == 1:
-        expected_line = (rf"checkpoint at step {second} could not be written to "
-                         rf"{model_dir}/checkpoints/ckpt-{second}")
+        expected_line = (
+            rf"checkpoint at step {second} could not be written to "
+            rf"{model_dir}/checkpoints/ckpt-{second}"
+        )
     else:  # Which copy fails first is a race (the chief's, worker:1's, or, seen by the
         # chief, a peer's), and so is which save: the ballast leaves room for about one and
         # a half checkpoints, so the step or the epoch-end save after the first may fail.
-        expected_line = (rf"(?:checkpoint at step (\d+) could not be written to "
-                         rf"{model_dir}/checkpoints/ckpt-\d+|this task's copy of the "
-                         rf"checkpoint at step (\d+) could not be written to "
-                         rf"{model_dir}/\.tmp/worker_1/ckpt-\d+|another task's copy of "
-                         rf"the checkpoint at step (\d+) could not be written to "
-                         rf"{model_dir}/\.tmp)")
-    found = re.match(rf"tfdist\.train: error: {expected_line}: no space left on device; the "
-                     rf"newest complete checkpoint is {model_dir / 'checkpoints'}/ckpt-(\d+), "
-                     "unchanged", line)
+        expected_line = (
+            rf"(?:checkpoint at step (\d+) could not be written to "
+            rf"{model_dir}/checkpoints/ckpt-\d+|this task's copy of the "
+            rf"checkpoint at step (\d+) could not be written to "
+            rf"{model_dir}/\.tmp/worker_1/ckpt-\d+|another task's copy of "
+            rf"the checkpoint at step (\d+) could not be written to "
+            rf"{model_dir}/\.tmp)"
+        )
+    found = re.match(
+        rf"tfdist\.train: error: {expected_line}: no space left on device; the "
+        rf"newest complete checkpoint is {model_dir / 'checkpoints'}/ckpt-(\d+), "
+        "unchanged",
+        line,
+    )
     assert found, line
     newest = int(found.groups()[-1])
     failed_at = second if copies == 1 else int(next(g for g in found.groups()[:-1] if g))
     assert newest == first if copies == 1 else first <= newest <= failed_at, line
     # With two workers the chief may still complete its own copy after worker:1 reported.
     latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
-    assert latest.endswith(f"ckpt-{newest}") or (copies == 2 and latest.endswith(
-        f"ckpt-{failed_at}")), latest
+    assert latest.endswith(f"ckpt-{newest}") or (
+        copies == 2 and latest.endswith(f"ckpt-{failed_at}")
+    ), latest
     newest = int(latest.rpartition("-")[2])
     saved = _tensors(model_dir / "checkpoints" / f"ckpt-{newest}")
     expected = _tensors(reference_dir / "checkpoints" / f"ckpt-{newest}")
@@ -191,10 +218,12 @@ def test_a_model_that_does_not_fit_ends_the_job_and_a_rerun_exports_it(tmp_path,
     assert failed.returncode == 1, explain(failed)
     line = _error_line(failed)
     print("full disk:", line)
-    assert line.startswith(f"tfdist.train: error: the final model could not be written to "
-                           f"{model_dir / 'model.keras'}: no space left on device; the newest "
-                           f"complete checkpoint is {model_dir / 'checkpoints'}/ckpt-{step}, "
-                           "unchanged"), line
+    assert line.startswith(
+        f"tfdist.train: error: the final model could not be written to "
+        f"{model_dir / 'model.keras'}: no space left on device; the newest "
+        f"complete checkpoint is {model_dir / 'checkpoints'}/ckpt-{step}, "
+        "unchanged"
+    ), line
     assert sorted(os.listdir(model_dir)) == ["checkpoints", "tensorboard"]  # No partial file.
 
     os.remove(ballast)

@@ -16,7 +16,6 @@ import sys
 import time
 
 import yaml
-
 from e2e_helpers import REPO
 
 PY = sys.executable
@@ -47,9 +46,14 @@ def _free_port_base(count):
 
 def _pods(flags, command):
     """Returns (pod hostname, argv, env) of every pod the CLI's Jobs would create."""
-    written = subprocess.run([PY, "-m", "launch", "k8s", "--kind=job", "--image=tfdist:test",
-                              *flags, "--", *command], cwd=REPO, capture_output=True,
-                             text=True, timeout=60, check=True)
+    written = subprocess.run(
+        [PY, "-m", "launch", "k8s", "--kind=job", "--image=tfdist:test", *flags, "--", *command],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     documents = [d for d in yaml.safe_load_all(written.stdout) if d and d["kind"] == "Job"]
     num_tasks = sum(d["spec"]["completions"] for d in documents)
     base = _free_port_base(num_tasks)
@@ -59,8 +63,12 @@ def _pods(flags, command):
         argv = container["command"] + container["args"]
         assert argv[0] == "python", argv
         argv = [PY if arg == "python" else arg for arg in argv]
-        argv = [arg if not arg.startswith("--address_template=") else
-                "--address_template=localhost:{port}" for arg in argv]
+        argv = [
+            arg
+            if not arg.startswith("--address_template=")
+            else "--address_template=localhost:{port}"
+            for arg in argv
+        ]
         argv.insert(argv.index("--"), f"--port_base={base}")
         for index in range(job["spec"]["completions"]):
             hostname = f"{job['metadata']['name']}-{index}"
@@ -78,8 +86,9 @@ def _run_pods(tmp_path, pods, timeout=300):
         log = tmp_path / f"{hostname}.log"
         logs.append(log)
         with open(log, "w") as out:
-            procs.append(subprocess.Popen(argv, cwd=tmp_path, env=full, stdout=out,
-                                          stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(argv, cwd=tmp_path, env=full, stdout=out, stderr=subprocess.STDOUT)
+            )
     deadline = time.monotonic() + timeout
     try:
         codes = [proc.wait(timeout=max(1, deadline - time.monotonic())) for proc in procs]
@@ -92,23 +101,35 @@ def _run_pods(tmp_path, pods, timeout=300):
 
 
 def _explain(codes, logs):
-    return "\n".join(f"--- {name}: exit {code}\n{text[-3000:]}"
-                     for code, (name, text) in zip(codes, logs.items()))
+    return "\n".join(
+        f"--- {name}: exit {code}\n{text[-3000:]}"
+        for code, (name, text) in zip(codes, logs.items(), strict=False)
+    )
 
 
 def test_indexed_job_pods_train_multi_worker(tmp_path):
     metrics = tmp_path / "metrics.json"
-    pods = _pods(["--strategy=multi_worker", "--num_workers=2"],
-                 ["python", "-m", "tfdist.train", "--strategy=multi_worker", "--epochs=12",
-                  f"--metrics_json={metrics}"])
+    pods = _pods(
+        ["--strategy=multi_worker", "--num_workers=2"],
+        [
+            "python",
+            "-m",
+            "tfdist.train",
+            "--strategy=multi_worker",
+            "--epochs=12",
+            f"--metrics_json={metrics}",
+        ],
+    )
 
     codes, logs = _run_pods(tmp_path, pods)
 
     assert [name for name, _, _ in pods] == ["tfdist-worker-0", "tfdist-worker-1"]
     assert codes == [0, 0], _explain(codes, logs)
     for index in range(2):
-        assert (f"JOB_COMPLETION_INDEX {index} on tfdist-worker-{index} is worker:{index} of "
-                "a multi_worker cluster") in logs[f"tfdist-worker-{index}"]
+        assert (
+            f"JOB_COMPLETION_INDEX {index} on tfdist-worker-{index} is worker:{index} of "
+            "a multi_worker cluster"
+        ) in logs[f"tfdist-worker-{index}"]
     summary = json.loads(metrics.read_text())
     print(f"Indexed Job multi_worker pods: val_accuracy {summary['val_accuracy']:.4f}")
     assert (summary["strategy"], summary["num_workers"]) == ("multi_worker", 2), summary
@@ -117,9 +138,17 @@ def test_indexed_job_pods_train_multi_worker(tmp_path):
 
 def test_indexed_job_pods_train_parameter_server_and_servers_stop(tmp_path):
     metrics = tmp_path / "metrics.json"
-    pods = _pods(["--strategy=parameter_server", "--num_ps=1", "--num_workers=2"],
-                 ["python", "-m", "tfdist.train", "--strategy=parameter_server",
-                  "--epochs=12", f"--metrics_json={metrics}"])
+    pods = _pods(
+        ["--strategy=parameter_server", "--num_ps=1", "--num_workers=2"],
+        [
+            "python",
+            "-m",
+            "tfdist.train",
+            "--strategy=parameter_server",
+            "--epochs=12",
+            f"--metrics_json={metrics}",
+        ],
+    )
 
     codes, logs = _run_pods(tmp_path, pods)
 

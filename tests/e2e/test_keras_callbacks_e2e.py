@@ -16,14 +16,15 @@ import subprocess
 import sys
 
 import pytest
-
 from e2e_helpers import REPO
+
 from tfdist.training.schedule import shrinking_calls
 
 JOB = os.path.join(REPO, "tests", "e2e", "keras_callbacks_job.py")
-CLUSTERS = {"multi_worker": ["--strategy=multi_worker", "--num_workers=2"],
-            "parameter_server": ["--strategy=parameter_server", "--num_workers=2",
-                                 "--num_ps=1"]}
+CLUSTERS = {
+    "multi_worker": ["--strategy=multi_worker", "--num_workers=2"],
+    "parameter_server": ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1"],
+}
 TASKS = {"multi_worker": ["worker_0", "worker_1"], "parameter_server": ["chief_0"]}
 STEPS = 1350 // 32  # Training examples (1,500 less the 10% validation split) // batch.
 STEPS_PER_LOOP = 8
@@ -39,8 +40,11 @@ def runs(tmp_path_factory):
         out = tmp_path_factory.mktemp(cluster)
         log = open(out / "launch.log", "w")
         argv = [sys.executable, "-m", "launch", *flags, "--", sys.executable, JOB, str(out)]
-        started[cluster] = (out, log, subprocess.Popen(argv, cwd=REPO, env=env, stdout=log,
-                                                       stderr=subprocess.STDOUT))
+        started[cluster] = (
+            out,
+            log,
+            subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT),
+        )
     failures, records = [], {}
     for cluster, (out, log, process) in started.items():
         try:
@@ -54,8 +58,10 @@ def runs(tmp_path_factory):
             failures.append(f"{cluster}: exit {code}\n{text[-3000:]}")
             continue
         assert "Traceback" not in text, text[-3000:]  # TerminateOnNaN stops quietly too.
-        records[cluster] = (out, [json.loads((out / f"{task}.json").read_text())
-                                  for task in TASKS[cluster]])
+        records[cluster] = (
+            out,
+            [json.loads((out / f"{task}.json").read_text()) for task in TASKS[cluster]],
+        )
     assert not failures, "\n".join(failures)
     return records
 
@@ -80,7 +86,10 @@ def _same_on_every_worker(tasks, case, *keys):
     for key in keys:
         values = [_flat(task[case][key]) for task in tasks]
         assert all(value == pytest.approx(values[0], nan_ok=True) for value in values), (
-            case, key, values)
+            case,
+            key,
+            values,
+        )
 
 
 def test_early_stopping_stops_every_worker_at_the_same_epoch_and_restores_the_best(cluster):
@@ -138,7 +147,8 @@ def test_csv_logger_only_the_chief_writes(cluster):
         rows = list(csv.DictReader(f))
     assert [int(row["epoch"]) for row in rows] == [0, 1, 2]
     assert [float(row["loss"]) for row in rows] == pytest.approx(
-        tasks[0]["csv_logger"]["history"]["loss"], rel=1e-5)
+        tasks[0]["csv_logger"]["history"]["loss"], rel=1e-5
+    )
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
 
 
@@ -172,20 +182,24 @@ def test_user_callback_sees_epoch_and_batch_hooks_with_sane_indices(cluster):
             begin = events.index(["epoch_begin", epoch, []])
             end = next(i for i, e in enumerate(events) if e[:2] == ["epoch_end", epoch])
             assert events[end][2] == ["accuracy", "loss", "val_accuracy", "val_loss"]
-            batches = events[begin + 1:end]
+            batches = events[begin + 1 : end]
             # One begin and one end per compiled loop of STEPS_PER_LOOP steps (under
             # parameter_server the last loops of an epoch are shorter).
             begins = [e[1] for e in batches if e[0] == "batch_begin"]
             ends = [e[1] for e in batches if e[0] == "batch_end"]
-            sizes = ([STEPS_PER_LOOP] * (STEPS // STEPS_PER_LOOP) + [STEPS % STEPS_PER_LOOP]
-                     if name == "multi_worker" else shrinking_calls(STEPS, STEPS_PER_LOOP, 2))
+            sizes = (
+                [STEPS_PER_LOOP] * (STEPS // STEPS_PER_LOOP) + [STEPS % STEPS_PER_LOOP]
+                if name == "multi_worker"
+                else shrinking_calls(STEPS, STEPS_PER_LOOP, 2)
+            )
             assert begins == [sum(sizes[:i]) for i in range(len(sizes))]
-            assert ends == [b + size - 1 for b, size in zip(begins, sizes)]
+            assert ends == [b + size - 1 for b, size in zip(begins, sizes, strict=False)]
             # Its own on_train_batch_end: the metrics are read for every loop's logs.
             assert all(e[2] == ["accuracy", "loss"] for e in batches if e[0] == "batch_end")
-            for first, last in zip(begins, ends):  # A loop ends after it began.
-                assert (batches.index(["batch_begin", first, []])
-                        < next(i for i, e in enumerate(batches) if e[:2] == ["batch_end", last]))
+            for first, last in zip(begins, ends, strict=False):  # A loop ends after it began.
+                assert batches.index(["batch_begin", first, []]) < next(
+                    i for i, e in enumerate(batches) if e[:2] == ["batch_end", last]
+                )
             if name == "multi_worker":  # Sync: each loop ends before the next begins.
                 assert [e[0] for e in batches] == ["batch_begin", "batch_end"] * len(begins)
             # parameter_server schedules an epoch's loops first, then ends them in order.

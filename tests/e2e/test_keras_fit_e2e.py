@@ -18,31 +18,43 @@ import subprocess
 import sys
 
 import pytest
-
 from e2e_helpers import REPO
 
 JOB = os.path.join(REPO, "tests", "e2e", "keras_models_job.py")
 EVAL_JOB = os.path.join(REPO, "tests", "e2e", "keras_eval_job.py")
 MODELS = ["mlp", "convnet", "batchnorm", "text", "two_outputs", "regression", "subclassed"]
 STRATEGIES = ["one_device", "mirrored", "multi_worker", "parameter_server"]
-RESULT_FILES = {"keras": ["keras_chief_0"], "one_device": ["one_device_worker_0"],
-                "mirrored": ["mirrored_worker_0"],
-                "multi_worker": ["multi_worker_worker_0", "multi_worker_worker_1"],
-                "parameter_server": ["parameter_server_chief_0"],
-                "eval_multi_worker": ["eval/worker_0", "eval/worker_1"],
-                "eval_parameter_server": ["eval_ps/chief_0"]}
+RESULT_FILES = {
+    "keras": ["keras_chief_0"],
+    "one_device": ["one_device_worker_0"],
+    "mirrored": ["mirrored_worker_0"],
+    "multi_worker": ["multi_worker_worker_0", "multi_worker_worker_1"],
+    "parameter_server": ["parameter_server_chief_0"],
+    "eval_multi_worker": ["eval/worker_0", "eval/worker_1"],
+    "eval_parameter_server": ["eval_ps/chief_0"],
+}
 # One process per run: they share 2 cores, so each uses one thread, as launched tasks do.
 IN_PROCESS = ("keras", "one_device", "mirrored")
-ACCURACY = {"mlp": "accuracy", "convnet": "accuracy", "batchnorm": "accuracy",
-            "text": "accuracy", "two_outputs": "digit_accuracy", "subclassed": "accuracy"}
+ACCURACY = {
+    "mlp": "accuracy",
+    "convnet": "accuracy",
+    "batchnorm": "accuracy",
+    "text": "accuracy",
+    "two_outputs": "digit_accuracy",
+    "subclassed": "accuracy",
+}
 
 
 def _commands(out):
     job = [sys.executable, JOB, str(out)]
     launch = [sys.executable, "-m", "launch"]
     multi_worker = launch + ["--strategy=multi_worker", "--num_workers=2", "--"]
-    parameter_server = launch + ["--strategy=parameter_server", "--num_workers=2",
-                                 "--num_ps=1", "--"]
+    parameter_server = launch + [
+        "--strategy=parameter_server",
+        "--num_workers=2",
+        "--num_ps=1",
+        "--",
+    ]
     return {
         "keras": job + ["keras"],
         "one_device": job + ["one_device"],
@@ -50,8 +62,8 @@ def _commands(out):
         "multi_worker": multi_worker + job + ["auto"],
         "parameter_server": parameter_server + job + ["auto"],
         "eval_multi_worker": multi_worker + [sys.executable, EVAL_JOB, str(out / "eval")],
-        "eval_parameter_server": parameter_server + [sys.executable, EVAL_JOB,
-                                                     str(out / "eval_ps")],
+        "eval_parameter_server": parameter_server
+        + [sys.executable, EVAL_JOB, str(out / "eval_ps")],
     }
 
 
@@ -67,8 +79,10 @@ def results(tmp_path_factory):
     for run, argv in _commands(out).items():
         log = open(out / f"{run}.log", "w")
         run_env = dict(env, TF_NUM_INTRAOP_THREADS="1") if run in IN_PROCESS else env
-        processes[run] = (subprocess.Popen(argv, cwd=REPO, env=run_env, stdout=log,
-                                           stderr=subprocess.STDOUT), log)
+        processes[run] = (
+            subprocess.Popen(argv, cwd=REPO, env=run_env, stdout=log, stderr=subprocess.STDOUT),
+            log,
+        )
     failures = []
     for run, (process, log) in processes.items():
         try:
@@ -80,8 +94,10 @@ def results(tmp_path_factory):
         if code != 0:
             failures.append(f"{run}: exit {code}\n{(out / f'{run}.log').read_text()[-3000:]}")
     assert not failures, "\n".join(failures)
-    return {run: [json.loads((out / f"{name}.json").read_text()) for name in names]
-            for run, names in RESULT_FILES.items()}
+    return {
+        run: [json.loads((out / f"{name}.json").read_text()) for name in names]
+        for run, names in RESULT_FILES.items()
+    }
 
 
 def _expects_refusal(strategy, model):
@@ -105,7 +121,9 @@ def test_model_reaches_what_keras_fit_reaches_on_one_device(results, strategy, m
             key = ACCURACY[model]
             assert reference["test"][key] > 0.9, reference  # The reference itself converged.
             assert got["test"][key] == pytest.approx(reference["test"][key], abs=0.02), (
-                got["test"], reference["test"])
+                got["test"],
+                reference["test"],
+            )
         assert sorted(got["history"]) == sorted(reference["history"])
         assert sorted(got["test"]) == sorted(reference["test"])
         epochs = len(reference["history"]["loss"])
@@ -115,8 +133,10 @@ def test_model_reaches_what_keras_fit_reaches_on_one_device(results, strategy, m
 def test_the_two_outputs_model_logs_each_output_as_keras_does(results):
     keys = sorted(results["keras"][0]["two_outputs"]["history"])
     assert keys == sorted(
-        f"{prefix}{name}" for prefix in ("", "val_")
-        for name in ("loss", "digit_loss", "parity_loss", "digit_accuracy", "parity_accuracy"))
+        f"{prefix}{name}"
+        for prefix in ("", "val_")
+        for name in ("loss", "digit_loss", "parity_loss", "digit_accuracy", "parity_accuracy")
+    )
     for strategy in STRATEGIES:
         assert sorted(results[strategy][0]["two_outputs"]["history"]) == keys, strategy
 
@@ -142,8 +162,7 @@ def test_evaluate_counts_each_example_once_when_the_batch_does_not_divide(result
     tasks = results[f"eval_{cluster}"]
     for task in tasks:
         assert task["evaluate"]["loss"] == pytest.approx(task["numpy"]["loss"], abs=1e-5)
-        assert task["evaluate"]["accuracy"] == pytest.approx(task["numpy"]["accuracy"],
-                                                             abs=1e-5)
+        assert task["evaluate"]["accuracy"] == pytest.approx(task["numpy"]["accuracy"], abs=1e-5)
         # Trained: an off-by-one batch or a duplicated example would move these.
         assert task["numpy"]["accuracy"] > 0.3  # 10 classes: chance is 0.1.
     assert tasks[0]["evaluate"] == tasks[-1]["evaluate"]

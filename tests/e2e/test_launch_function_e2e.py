@@ -10,9 +10,9 @@ import textwrap
 import time
 
 import pytest
+from e2e_helpers import REPO, explain, run_command
 
 import tfdist
-from e2e_helpers import REPO, explain, run_command
 from launch.noise import is_noise
 
 STEPS = 8
@@ -29,15 +29,28 @@ def train_digits(kind, steps):
     source = load_source("digits")
     keras.utils.set_random_seed(0)
     with distribution.strategy.scope():
-        model = tfdist.build_model("mlp", input_shape=source.input_shape,
-                                   num_classes=source.num_classes)
-    trainer = tfdist.Trainer(distribution, model=model, optimizer="adam", learning_rate=3e-3,
-                             global_batch_size=64, steps_per_loop=4)
-    history = trainer.fit(make_dataset_fn(source, "train", global_batch_size=64, training=True),
-                          epochs=2, steps_per_epoch=steps)
-    return {"losses": [epoch.train_loss for epoch in history.epochs],
-            "step": history.final_step, "kind": distribution.kind,
-            "task": json.loads(os.environ["TF_CONFIG"])["task"]}
+        model = tfdist.build_model(
+            "mlp", input_shape=source.input_shape, num_classes=source.num_classes
+        )
+    trainer = tfdist.Trainer(
+        distribution,
+        model=model,
+        optimizer="adam",
+        learning_rate=3e-3,
+        global_batch_size=64,
+        steps_per_loop=4,
+    )
+    history = trainer.fit(
+        make_dataset_fn(source, "train", global_batch_size=64, training=True),
+        epochs=2,
+        steps_per_epoch=steps,
+    )
+    return {
+        "losses": [epoch.train_loss for epoch in history.epochs],
+        "step": history.final_step,
+        "kind": distribution.kind,
+        "task": json.loads(os.environ["TF_CONFIG"])["task"],
+    }
 
 
 def fail_on_worker_1():
@@ -50,19 +63,28 @@ def fail_on_worker_1():
 
 def test_multi_worker_function_returns_the_chiefs_final_loss():
     output = io.StringIO()
-    result = tfdist.launch(train_digits, "multi_worker", STEPS, strategy="multi_worker",
-                           num_workers=2, output=output)
+    result = tfdist.launch(
+        train_digits, "multi_worker", STEPS, strategy="multi_worker", num_workers=2, output=output
+    )
     assert result["task"] == {"type": "worker", "index": 0}, result  # The chief's result.
     assert result["kind"] == "multi_worker" and result["step"] == 2 * STEPS
     assert result["losses"][-1] < result["losses"][0], result
     assert "tfdist.launch: starting multi_worker cluster: worker:0 at localhost:" in (
-        output.getvalue())
+        output.getvalue()
+    )
 
 
 def test_parameter_server_function_runs_on_the_chief_with_servers():
     output = io.StringIO()
-    result = tfdist.launch(train_digits, "parameter_server", STEPS, strategy="parameter_server",
-                           num_workers=2, num_ps=1, output=output)
+    result = tfdist.launch(
+        train_digits,
+        "parameter_server",
+        STEPS,
+        strategy="parameter_server",
+        num_workers=2,
+        num_ps=1,
+        output=output,
+    )
     assert result["task"] == {"type": "chief", "index": 0}, result
     assert result["kind"] == "parameter_server" and result["step"] == 2 * STEPS
     assert result["losses"][-1] < result["losses"][0], result
@@ -76,8 +98,10 @@ def test_a_failing_task_raises_one_error_naming_it_and_stops_the_others():
         tfdist.launch(fail_on_worker_1, num_workers=2, output=output)
     failed = raised.value
     assert (failed.task, failed.exit_code) == ("worker:1", 1)
-    assert str(failed).startswith("tfdist.launch: task worker:1 failed (exit code 1); the "
-                                  "other tasks were stopped. Its last lines:")
+    assert str(failed).startswith(
+        "tfdist.launch: task worker:1 failed (exit code 1); the "
+        "other tasks were stopped. Its last lines:"
+    )
     assert "ValueError: boom on worker 1" in str(failed)
     assert isinstance(failed.__cause__, ValueError) and "boom" in str(failed.__cause__)
     worker_0 = next(task for task in failed.result.tasks if task.name == "worker:0")
@@ -87,7 +111,8 @@ def test_a_failing_task_raises_one_error_naming_it_and_stops_the_others():
 
 def test_a_function_of_a_scripts_main_runs_by_value_without_start_up_noise(tmp_path):
     script = tmp_path / "my_script.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import json
         import tfdist
 
@@ -101,7 +126,8 @@ def test_a_function_of_a_scripts_main_runs_by_value_without_start_up_noise(tmp_p
 
         if __name__ == "__main__":
             print("RESULT", json.dumps(tfdist.launch(double, 21, num_workers=2).value))
-    """))
+    """)
+    )
     process = run_command([sys.executable, str(script)], env={"PYTHONPATH": REPO})
     assert process.returncode == 0, explain(process)
     assert "RESULT 42.0" in process.stdout
@@ -127,8 +153,14 @@ def workers_seen(marker):
 def test_launch_restarts_and_goes_on_with_fewer_workers(tmp_path):
     output = io.StringIO()
 
-    workers = tfdist.launch(workers_seen, str(tmp_path / "failed_once"), num_workers=3,
-                            max_restarts=1, min_workers=2, output=output)
+    workers = tfdist.launch(
+        workers_seen,
+        str(tmp_path / "failed_once"),
+        num_workers=3,
+        max_restarts=1,
+        min_workers=2,
+        output=output,
+    )
 
     assert workers == 2, output.getvalue()[-3000:]
     text = output.getvalue()
@@ -138,5 +170,6 @@ def test_launch_restarts_and_goes_on_with_fewer_workers(tmp_path):
 
 def test_launch_without_restarts_fails_at_the_first_failure(tmp_path):
     with pytest.raises(tfdist.LaunchFailed, match="worker:1 fails on the first attempt"):
-        tfdist.launch(workers_seen, str(tmp_path / "failed_once"), num_workers=2,
-                      output=io.StringIO())
+        tfdist.launch(
+            workers_seen, str(tmp_path / "failed_once"), num_workers=2, output=io.StringIO()
+        )

@@ -8,8 +8,14 @@ import sys
 from e2e_helpers import REPO, explain, run_command
 
 SCRIPT = os.path.join(REPO, "tests", "e2e", "ps_user_script.py")
-LAUNCH = [sys.executable, "-m", "launch", "--strategy=parameter_server", "--num_workers=2",
-          "--num_ps=1"]
+LAUNCH = [
+    sys.executable,
+    "-m",
+    "launch",
+    "--strategy=parameter_server",
+    "--num_workers=2",
+    "--num_ps=1",
+]
 ENV = {"PYTHONPATH": REPO}
 
 
@@ -25,8 +31,9 @@ def test_the_script_runs_on_the_chief_and_tfdist_servers_on_the_other_tasks():
 
 
 def test_servers_command_runs_the_script_on_every_task():
-    process = run_command([*LAUNCH, "--servers=command", "--", sys.executable, SCRIPT],
-                          env=ENV, timeout=240)
+    process = run_command(
+        [*LAUNCH, "--servers=command", "--", sys.executable, SCRIPT], env=ENV, timeout=240
+    )
 
     assert process.returncode == 5, explain(process)
     assert "] user script on " in process.stdout, explain(process)  # A non-chief task ran it,

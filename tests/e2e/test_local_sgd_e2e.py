@@ -10,13 +10,19 @@ import time
 
 import keras
 import numpy as np
-
 from e2e_helpers import REPO, explain, run_trainer
 
 # 46 steps per epoch (not a multiple of 4: each epoch end is a synchronisation too).
-JOB = ["--num_workers=2", "--sync_every=4", "--outer_optimizer=nesterov", "--seed=3",
-       "--global_batch_size=32", "--epochs=12", "--steps_per_loop=3",
-       "--checkpoint_every_steps=24"]
+JOB = [
+    "--num_workers=2",
+    "--sync_every=4",
+    "--outer_optimizer=nesterov",
+    "--seed=3",
+    "--global_batch_size=32",
+    "--epochs=12",
+    "--steps_per_loop=3",
+    "--checkpoint_every_steps=24",
+]
 TOTAL_STEPS = 12 * (1500 // 32)
 
 
@@ -26,8 +32,9 @@ def _weights(model_dir):
 
 def _latest_checkpoint(model_dir):
     names = os.listdir(model_dir / "checkpoints") if (model_dir / "checkpoints").exists() else []
-    steps = [int(m.group(1)) for name in names for m in [re.match(r"ckpt-(\d+)\.index$", name)]
-             if m]
+    steps = [
+        int(m.group(1)) for name in names for m in [re.match(r"ckpt-(\d+)\.index$", name)] if m
+    ]
     return max(steps, default=0)
 
 
@@ -42,10 +49,14 @@ def test_diloco_two_workers_learn_and_resume_exactly_after_sigterm(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_CONFIG", None)
     with open(tmp_path / "run.log", "w") as log:
-        stopped = subprocess.Popen([sys.executable, "-m", "tfdist.train", *JOB,
-                                    f"--model_dir={model_dir}"], cwd=REPO, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        stopped = subprocess.Popen(
+            [sys.executable, "-m", "tfdist.train", *JOB, f"--model_dir={model_dir}"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.time() + 240
         while _latest_checkpoint(model_dir) < 100 and time.time() < deadline:
             assert stopped.poll() is None, "the run ended before it could be interrupted"
@@ -63,5 +74,5 @@ def test_diloco_two_workers_learn_and_resume_exactly_after_sigterm(tmp_path):
     assert rerun.returncode == 0, explain(rerun)
     assert resumed["restored_from"].endswith(f"ckpt-{step}")
     assert resumed["steps"] == TOTAL_STEPS
-    for a, b in zip(_weights(reference_dir), _weights(model_dir)):
+    for a, b in zip(_weights(reference_dir), _weights(model_dir), strict=False):
         np.testing.assert_array_equal(a, b)

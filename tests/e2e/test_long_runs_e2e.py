@@ -52,23 +52,34 @@ import time
 from chaos import Chaos, Kill
 from proc_stats import LAUNCHER, Sample, Sampler
 
-STEPS_PER_EPOCH = 230    # Five passes over digits' 1,500 training examples at batch 32.
-MAX_GROWTH = 1.10        # RSS at the end of a life over RSS at the end of its warm-up.
-MIN_STEADY_S = 10.0      # Seconds after warm-up a life needs for its RSS to be checked.
-MIN_PHASE_S = 2.0        # Seconds of steady phase the last life and the baseline need.
-MIN_THREADS = 10         # A process with this many threads runs TensorFlow's runtime.
-WARM_EPOCHS = 2          # Epoch-end checkpoints a life sees before it is warm.
-END_MARGIN_S = 2.0       # A steady phase ends this long before a life's last checkpoint.
+STEPS_PER_EPOCH = 230  # Five passes over digits' 1,500 training examples at batch 32.
+MAX_GROWTH = 1.10  # RSS at the end of a life over RSS at the end of its warm-up.
+MIN_STEADY_S = 10.0  # Seconds after warm-up a life needs for its RSS to be checked.
+MIN_PHASE_S = 2.0  # Seconds of steady phase the last life and the baseline need.
+MIN_THREADS = 10  # A process with this many threads runs TensorFlow's runtime.
+WARM_EPOCHS = 2  # Epoch-end checkpoints a life sees before it is warm.
+END_MARGIN_S = 2.0  # A steady phase ends this long before a life's last checkpoint.
 SLACK = {"threads": 1, "fds": 0}  # More held than the baseline a last life may have (above).
-DEADLINE_S = 600         # The whole job, kills included; it fails, never hangs, past that.
+DEADLINE_S = 600  # The whole job, kills included; it fails, never hangs, past that.
 KILL_AT = (0.2, 0.33, 0.46, 0.59, 0.72)  # Fractions of the planned steps.
-COMMON = ["--global_batch_size=32", "--steps_per_loop=5", "--seed=3", "--max_restarts=8",
-          f"--steps_per_epoch={STEPS_PER_EPOCH}"]
+COMMON = [
+    "--global_batch_size=32",
+    "--steps_per_loop=5",
+    "--seed=3",
+    "--max_restarts=8",
+    f"--steps_per_epoch={STEPS_PER_EPOCH}",
+]
 # 40 epochs: a life between two kills spans ~5 epochs, so it warms up (WARM_EPOCHS epoch
 # ends) with a steady phase of ~3 epochs left (30 left ~2.5 s on a quiet machine).
 SYNC_JOB = ["--num_workers=4", "--epochs=40", "--checkpoint_every_steps=150", *COMMON]
-PS_JOB = ["--strategy=parameter_server", "--num_workers=4", "--num_ps=1", "--epochs=100",
-          "--checkpoint_every_steps=250", *COMMON]
+PS_JOB = [
+    "--strategy=parameter_server",
+    "--num_workers=4",
+    "--num_ps=1",
+    "--epochs=100",
+    "--checkpoint_every_steps=250",
+    *COMMON,
+]
 
 
 @dataclasses.dataclass
@@ -77,8 +88,8 @@ class Life:
 
     task: str
     samples: list[Sample]
-    warm: Sample | None   # The first sample after warm-up; None: it never warmed up.
-    until: float          # The end of the steady phase (time.time()).
+    warm: Sample | None  # The first sample after warm-up; None: it never warmed up.
+    until: float  # The end of the steady phase (time.time()).
 
     @property
     def last(self) -> Sample:
@@ -99,21 +110,32 @@ class Life:
 
     def floor(self, what: str) -> int:
         """The least ``what`` ("threads", "fds") over the steady phase: what it holds throughout."""
-        return min(getattr(sample, what) for sample in self.samples
-                   if self.warm.at <= sample.at < self.until)
+        return min(
+            getattr(sample, what)
+            for sample in self.samples
+            if self.warm.at <= sample.at < self.until
+        )
 
     def figures(self, started: float) -> dict:
-        figures = {"start_s": _since(self.samples[0].at, started),
-                   "end_s": _since(self.last.at, started), "rss_end_mb": _mb(self.last.rss)}
+        figures = {
+            "start_s": _since(self.samples[0].at, started),
+            "end_s": _since(self.last.at, started),
+            "rss_end_mb": _mb(self.last.rss),
+        }
         if self.warm is not None:
-            figures.update(warm_s=_since(self.warm.at, started), rss_warm_mb=_mb(self.warm.rss),
-                           steady_until_s=_since(self.until, started))
+            figures.update(
+                warm_s=_since(self.warm.at, started),
+                rss_warm_mb=_mb(self.warm.rss),
+                steady_until_s=_since(self.until, started),
+            )
         if self.checked:
             figures["rss_growth_pct"] = round(100 * self.growth, 1)
         if self.has_phase:
             figures.update(threads_floor=self.floor("threads"), fds_floor=self.floor("fds"))
-        figures["samples"] = [(_since(sample.at, started), _mb(sample.rss), sample.threads,
-                               sample.fds) for sample in self.samples]
+        figures["samples"] = [
+            (_since(sample.at, started), _mb(sample.rss), sample.threads, sample.fds)
+            for sample in self.samples
+        ]
         return figures
 
 
@@ -137,8 +159,9 @@ def _warm_up_end(samples: list[Sample], marks: list) -> float | None:
         return None
     resumed = max([step for at, step in marks if at <= up and step is not None], default=0)
     epoch_end = (resumed // STEPS_PER_EPOCH + WARM_EPOCHS) * STEPS_PER_EPOCH
-    return next((at for at, step in marks
-                 if at >= up and step is not None and step >= epoch_end), None)
+    return next(
+        (at for at, step in marks if at >= up and step is not None and step >= epoch_end), None
+    )
 
 
 def _lives(sampler: Sampler, task: str, kills: list[Kill]) -> list[Life]:
@@ -148,8 +171,10 @@ def _lives(sampler: Sampler, task: str, kills: list[Kill]) -> list[Life]:
     lives = []
     for samples in sampler.lives(task):
         warm = _first_at(samples, _warm_up_end(samples, sampler.marks))
-        last_mark = max((at for at, _ in sampler.marks if samples[0].at <= at <= samples[-1].at),
-                        default=samples[-1].at)
+        last_mark = max(
+            (at for at, _ in sampler.marks if samples[0].at <= at <= samples[-1].at),
+            default=samples[-1].at,
+        )
         kills_after = [kill.at for kill in kills if warm and kill.at > warm.at]
         lives.append(Life(task, samples, warm, min([last_mark - END_MARGIN_S, *kills_after])))
     return lives
@@ -169,8 +194,14 @@ def _launcher_phases(sampler: Sampler, lead_task: str, lead: list[Life]) -> list
 def _added_threads(lives: list[Life], kill: Kill, kills: list[Kill]) -> int | None:
     """Threads the in-place restart ``kill`` left in the life that saw it: the median of the
     4 s before the next kill (or the life's end) less that of the 4 s before ``kill``."""
-    life = next((life for life in lives if life.warm and life.warm.at < kill.at - 4
-                 and kill.at < life.last.at), None)
+    life = next(
+        (
+            life
+            for life in lives
+            if life.warm and life.warm.at < kill.at - 4 and kill.at < life.last.at
+        ),
+        None,
+    )
     if life is None:
         return None
     end = min([later.at for later in kills if later.at > kill.at] + [life.last.at])
@@ -186,9 +217,11 @@ def _wait_for_step(chaos: Chaos, step: int, deadline: float) -> None:
         if (chaos.newest_step() or 0) >= step:
             return
         time.sleep(0.1)
-    raise AssertionError(f"no checkpoint of step {step} by +{deadline - chaos.started:.0f} s "
-                         f"(newest {chaos.newest_step()}, exit code {chaos.process.poll()}):\n"
-                         + chaos.output()[-3000:])
+    raise AssertionError(
+        f"no checkpoint of step {step} by +{deadline - chaos.started:.0f} s "
+        f"(newest {chaos.newest_step()}, exit code {chaos.process.poll()}):\n"
+        + chaos.output()[-3000:]
+    )
 
 
 def _flag(flags: list[str], name: str) -> str:
@@ -199,18 +232,22 @@ def _long_run(tmp_path, flags: list[str], plan: list[tuple[str, str]], *, seed: 
     """Runs the job with a kill at each of ``KILL_AT``; returns (chaos, sampler, exit code)."""
     model_dir = tmp_path / "m"
     planned = int(_flag(flags, "epochs")) * STEPS_PER_EPOCH
-    chaos = Chaos([*flags, f"--model_dir={model_dir}",
-                   f"--metrics_json={tmp_path / 'summary.json'}"],
-                  model_dir=model_dir, log_path=tmp_path / "run.log", seed=seed)
+    chaos = Chaos(
+        [*flags, f"--model_dir={model_dir}", f"--metrics_json={tmp_path / 'summary.json'}"],
+        model_dir=model_dir,
+        log_path=tmp_path / "run.log",
+        seed=seed,
+    )
     sampler = Sampler(chaos.process.pid, progress=chaos.newest_step)
     sampler.start()
     deadline = chaos.started + DEADLINE_S
     try:
-        for fraction, (task, mode) in zip(KILL_AT, plan):
+        for fraction, (task, mode) in zip(KILL_AT, plan, strict=False):
             _wait_for_step(chaos, round(fraction * planned), deadline)
             assert chaos.kill_one(task, mode, timeout=max(1.0, deadline - time.time())), (
                 f"no kill {len(chaos.kills) + 1} ({task}, {mode}): {chaos.why_not}\n"
-                + chaos.output()[-3000:])
+                + chaos.output()[-3000:]
+            )
         code = chaos.finish(timeout=max(1.0, deadline - time.time()))
     except BaseException:
         if chaos.process.poll() is None:
@@ -224,41 +261,68 @@ def _long_run(tmp_path, flags: list[str], plan: list[tuple[str, str]], *, seed: 
 def _report(chaos: Chaos, tasks: dict[str, list[Life]], path) -> str:
     """Writes every life's figures to ``path`` (JSON); returns the table to print."""
     started = chaos.started
-    added = {task: [_added_threads(lives, kill, chaos.kills)
-                    for kill in chaos.kills if kill.in_place and kill.task != task]
-             for task, lives in tasks.items() if task != LAUNCHER}
-    path.write_text(json.dumps({
-        "seconds": _since(time.time(), started), "threads_added_by_in_place_restarts": added,
-        "kills": [{"task": kill.task, "mode": kill.mode, "at_s": _since(kill.at, started),
-                   "in_place": kill.in_place} for kill in chaos.kills],
-        "tasks": {task: [life.figures(started) for life in lives]
-                  for task, lives in tasks.items()}}, indent=1))
-    lines = [chaos.report(checkpoint_every=int(_flag(chaos.process.args,
-                                                     "checkpoint_every_steps"))),
-             f"{'task':9} lives  {'RSS warm -> end MB (worst life)':>31}  "
-             f"threads first/resumed/last  fds first/resumed/last  "
-             f"threads added by in-place restarts"]
+    added = {
+        task: [
+            _added_threads(lives, kill, chaos.kills)
+            for kill in chaos.kills
+            if kill.in_place and kill.task != task
+        ]
+        for task, lives in tasks.items()
+        if task != LAUNCHER
+    }
+    path.write_text(
+        json.dumps(
+            {
+                "seconds": _since(time.time(), started),
+                "threads_added_by_in_place_restarts": added,
+                "kills": [
+                    {
+                        "task": kill.task,
+                        "mode": kill.mode,
+                        "at_s": _since(kill.at, started),
+                        "in_place": kill.in_place,
+                    }
+                    for kill in chaos.kills
+                ],
+                "tasks": {
+                    task: [life.figures(started) for life in lives] for task, lives in tasks.items()
+                },
+            },
+            indent=1,
+        )
+    )
+    lines = [
+        chaos.report(checkpoint_every=int(_flag(chaos.process.args, "checkpoint_every_steps"))),
+        f"{'task':9} lives  {'RSS warm -> end MB (worst life)':>31}  "
+        f"threads first/resumed/last  fds first/resumed/last  "
+        f"threads added by in-place restarts",
+    ]
     for task, lives in tasks.items():
-        lines.append(f"{task:9} {1 if task == LAUNCHER else len(lives):5}  "
-                     f"{_worst_rss(lives):>31}  {_floors(task, lives, 'threads'):>23}  "
-                     f"{_floors(task, lives, 'fds'):>18}  {added.get(task) or '-'}")
+        lines.append(
+            f"{task:9} {1 if task == LAUNCHER else len(lives):5}  "
+            f"{_worst_rss(lives):>31}  {_floors(task, lives, 'threads'):>23}  "
+            f"{_floors(task, lives, 'fds'):>18}  {added.get(task) or '-'}"
+        )
     lines.append(f"figures: {path}")
     return "\n".join(lines)
 
 
 def _worst_rss(lives: list[Life]) -> str:
-    worst = max((life for life in lives if life.checked), key=lambda life: life.growth,
-                default=None)
+    worst = max(
+        (life for life in lives if life.checked), key=lambda life: life.growth, default=None
+    )
     if worst is None:
         return "-"
     return f"{_mb(worst.warm.rss):.1f} -> {_mb(worst.last.rss):.1f} ({100 * worst.growth:+.1f}%)"
 
 
 def _floors(task: str, lives: list[Life], what: str) -> str:
-    """"first/resumed/last": the ``what`` floors of the first life, the baseline, the last."""
+    """ "first/resumed/last": the ``what`` floors of the first life, the baseline, the last."""
     baseline = _baseline(task, lives)
-    return "/".join("-" if life is None or not life.has_phase else str(life.floor(what))
-                    for life in (lives[0], baseline, lives[-1]))
+    return "/".join(
+        "-" if life is None or not life.has_phase else str(life.floor(what))
+        for life in (lives[0], baseline, lives[-1])
+    )
 
 
 def _baseline(task: str, lives: list[Life]) -> Life | None:
@@ -275,15 +339,18 @@ def _check(tasks: dict[str, list[Life]]) -> None:
         last, baseline = lives[-1], _baseline(task, lives)
         assert last.checked and last.has_phase and baseline and baseline.has_phase, (
             f"{task}: its last life must last {MIN_STEADY_S} s after warm-up, and a resumed "
-            f"life have {MIN_PHASE_S} s of steady phase: {[_brief(life) for life in lives]}")
+            f"life have {MIN_PHASE_S} s of steady phase: {[_brief(life) for life in lives]}"
+        )
         for life in lives:
             assert not life.checked or life.growth < MAX_GROWTH - 1.0, (
                 f"{task}: RSS {_mb(life.warm.rss)} MB after warm-up, {_mb(life.last.rss)} MB "
-                f"at the end of the life: +{100 * life.growth:.1f}% ({_brief(life)})")
+                f"at the end of the life: +{100 * life.growth:.1f}% ({_brief(life)})"
+            )
         for what, slack in SLACK.items():
             assert last.floor(what) <= baseline.floor(what) + slack, (
                 f"{task}: {baseline.floor(what)} {what} throughout the steady phase of its first "
-                f"resumed life, {last.floor(what)} in its last")
+                f"resumed life, {last.floor(what)} in its last"
+            )
 
 
 def _brief(life: Life) -> dict:
@@ -294,8 +361,9 @@ def _brief(life: Life) -> dict:
 
 def _run_and_check(tmp_path, flags, plan, *, lead: str, seed: int) -> None:
     chaos, sampler, code = _long_run(tmp_path, flags, plan, seed=seed)
-    tasks = {task: _lives(sampler, task, chaos.kills)
-             for task in sampler.tasks() if task != LAUNCHER}
+    tasks = {
+        task: _lives(sampler, task, chaos.kills) for task in sampler.tasks() if task != LAUNCHER
+    }
     tasks[LAUNCHER] = _launcher_phases(sampler, lead, tasks[lead])
     print(_report(chaos, tasks, tmp_path / "long_run.json"))
     assert code == 0, chaos.output()[-4000:]
@@ -306,15 +374,25 @@ def _run_and_check(tmp_path, flags, plan, *, lead: str, seed: int) -> None:
 
 
 def test_multi_worker_long_run_with_restarts_does_not_leak(tmp_path):
-    plan = [("worker:1", "random"), ("worker:3", "saving"), ("worker:0", "random"),
-            ("worker:2", "saving"), ("worker", "random")]
+    plan = [
+        ("worker:1", "random"),
+        ("worker:3", "saving"),
+        ("worker:0", "random"),
+        ("worker:2", "saving"),
+        ("worker", "random"),
+    ]
 
     _run_and_check(tmp_path, SYNC_JOB, plan, lead="worker:0", seed=21)
 
 
 def test_parameter_server_long_run_with_restarts_does_not_leak(tmp_path):
     # Workers restarted in place first, then cluster restarts: every last life is fresh.
-    plan = [("worker:0", "random"), ("worker:2", "random"), ("chief:0", "saving"),
-            ("worker:3", "random"), ("ps:0", "saving")]
+    plan = [
+        ("worker:0", "random"),
+        ("worker:2", "random"),
+        ("chief:0", "saving"),
+        ("worker:3", "random"),
+        ("ps:0", "saving"),
+    ]
 
     _run_and_check(tmp_path, PS_JOB, plan, lead="chief:0", seed=22)

@@ -6,9 +6,11 @@ import re
 from e2e_helpers import explain, run_trainer
 
 # Counted on the raw output, independently of launch.noise's own patterns.
-NOISE = re.compile(r"absl::InitializeLog|cudart_stub\.cc|failed call to cuInit|"
-                   r"function_handle_cache\.cc|oneDNN custom operations|"
-                   r"To make it possible to preserve tf\.data options")
+NOISE = re.compile(
+    r"absl::InitializeLog|cudart_stub\.cc|failed call to cuInit|"
+    r"function_handle_cache\.cc|oneDNN custom operations|"
+    r"To make it possible to preserve tf\.data options"
+)
 CLUSTER = ("--strategy=parameter_server", "--num_workers=2", "--num_ps=1")
 
 
@@ -33,5 +35,9 @@ def test_verbose_shows_it(tmp_path):
     assert process.returncode == 0, explain(process)
     notices = [line for line in _lines(process) if "absl::InitializeLog" in line]
     # Every TensorFlow process prints absl's notice; each of the 4 tasks is one.
-    assert {line.split("]")[0] for line in notices} >= {"[chief:0", "[worker:0", "[worker:1",
-                                                        "[ps:0"}, notices
+    assert {line.split("]")[0] for line in notices} >= {
+        "[chief:0",
+        "[worker:0",
+        "[worker:1",
+        "[ps:0",
+    }, notices

@@ -8,9 +8,19 @@ from e2e_helpers import explain, run_command
 
 def test_scaling_report_runs_each_size_and_writes_csv_md_png(tmp_path):
     out_dir = tmp_path / "report"
-    process = run_command([sys.executable, "-m", "tfdist.scaling", "--workers=1,2",
-                           "--strategy=multi_worker", "--dataset=digits", "--epochs=2",
-                           f"--out_dir={out_dir}"], timeout=300)
+    process = run_command(
+        [
+            sys.executable,
+            "-m",
+            "tfdist.scaling",
+            "--workers=1,2",
+            "--strategy=multi_worker",
+            "--dataset=digits",
+            "--epochs=2",
+            f"--out_dir={out_dir}",
+        ],
+        timeout=300,
+    )
     assert process.returncode == 0, explain(process)
     with open(out_dir / "scaling.csv") as f:
         rows = list(csv.DictReader(f))
@@ -22,9 +32,18 @@ def test_scaling_report_runs_each_size_and_writes_csv_md_png(tmp_path):
 
 
 def test_a_failed_run_exits_1_naming_its_log(tmp_path):
-    process = run_command([sys.executable, "-m", "tfdist.scaling", "--workers=1",
-                           "--model=resnet9000", "--epochs=2", f"--out_dir={tmp_path}"],
-                          timeout=120)
+    process = run_command(
+        [
+            sys.executable,
+            "-m",
+            "tfdist.scaling",
+            "--workers=1",
+            "--model=resnet9000",
+            "--epochs=2",
+            f"--out_dir={tmp_path}",
+        ],
+        timeout=120,
+    )
     assert process.returncode == 1, explain(process)
     log = tmp_path / "workers_1.log"
     assert f"the run on 1 worker(s) failed (exit code 2); see {log}." in process.stderr

@@ -2,7 +2,8 @@
 
 TensorFlow's ``RemoteValue.fetch`` raises ``UnavailableError`` into the training loop in
 that window (seen in CI: the chief of a parameter_server run died and the whole cluster
-restarted); ``tfdist.distribute.coordinator.fetch_result`` waits for the coordinator's re-run instead.
+restarted); ``tfdist.distribute.coordinator.fetch_result`` waits for the coordinator's re-run
+instead.
 ``lost_copy_job.py`` makes the window certain on a real cluster.
 """
 
@@ -12,6 +13,7 @@ import os
 import sys
 
 from e2e_helpers import REPO
+
 from launch import plan_local_cluster, plan_local_launch, run_local
 
 SCRIPT = os.path.join(REPO, "tests", "e2e", "lost_copy_job.py")
@@ -22,10 +24,14 @@ def test_a_result_lost_before_its_copy_is_fetched_from_the_rerun(tmp_path):
     env.pop("TF_CONFIG", None)
     report = tmp_path / "report.json"
     cluster = plan_local_cluster(strategy="parameter_server", num_workers=1, num_ps=1)
-    launches = plan_local_launch(cluster=cluster, strategy="parameter_server",
-                                 command=[sys.executable, SCRIPT, str(report)],
-                                 server_command=[sys.executable, "-m", "tfdist.server"],
-                                 base_env=env, worker_restarts=2)
+    launches = plan_local_launch(
+        cluster=cluster,
+        strategy="parameter_server",
+        command=[sys.executable, SCRIPT, str(report)],
+        server_command=[sys.executable, "-m", "tfdist.server"],
+        base_env=env,
+        worker_restarts=2,
+    )
     output = io.StringIO()
     result = run_local(launches, output=output)
     assert result.exit_code == 0, result.summary() + output.getvalue()[-4000:]

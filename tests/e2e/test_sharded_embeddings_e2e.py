@@ -3,20 +3,27 @@
 import keras
 import numpy as np
 import pytest
-
 from e2e_helpers import explain, run_trainer
+
 import tfdist.layers  # noqa: F401  (registers ShardedEmbedding for loading)
 from tfdist.data.pipeline import INTERACTION_ITEMS, INTERACTION_USERS
 
-RECOMMENDER = ["--strategy=parameter_server", "--num_workers=2", "--model=recommender",
-               "--dataset=interactions", "--global_batch_size=256", "--epochs=6"]
+RECOMMENDER = [
+    "--strategy=parameter_server",
+    "--num_workers=2",
+    "--model=recommender",
+    "--dataset=interactions",
+    "--global_batch_size=256",
+    "--epochs=6",
+]
 
 
 @pytest.mark.parametrize("num_ps", [2, 1])
 def test_recommender_tables_live_in_parts_on_the_ps_and_train(tmp_path, num_ps):
     model_dir = tmp_path / "model"
-    process, summary = run_trainer(tmp_path, *RECOMMENDER, f"--num_ps={num_ps}",
-                                   f"--model_dir={model_dir}")
+    process, summary = run_trainer(
+        tmp_path, *RECOMMENDER, f"--num_ps={num_ps}", f"--model_dir={model_dir}"
+    )
     assert process.returncode == 0, explain(process)
     rows = {"user_embedding": INTERACTION_USERS, "item_embedding": INTERACTION_ITEMS}
     for table, parts in summary["tables"].items():

@@ -12,18 +12,16 @@ import json
 import os
 import sys
 
+import data_files
 import pytest
-
 from e2e_helpers import REPO
+
 from launch import plan_local_cluster, plan_local_launch, run_local
 from launch.data_service import plan_data_service
 
-import data_files  # noqa: E402
-
 SCRIPT = os.path.join(REPO, "tests", "e2e", "sharding_job.py")
 ALL = list(range(240))
-EXACT = ("data", "random", "random_again", "random_seed1", "auto_arrays", "file_even",
-         "auto_even")
+EXACT = ("data", "random", "random_again", "random_seed1", "auto_arrays", "file_even", "auto_even")
 # Shuffled training under `data` deals each epoch's order of the whole split anew among the
 # workers (tfdist.data.in_memory), so a worker reads other examples each epoch.
 DEALT = ("data", "auto_arrays")
@@ -43,15 +41,21 @@ def _launch(out_dir, data_dir, *, strategy, workers, service):
     command = [sys.executable, SCRIPT, str(out_dir), str(data_dir)]
     servers = []
     if service:
-        plan = plan_data_service(command=[sys.executable, "-m", "tfdist.data_service"],
-                                 num_workers=2, base_env=env)
+        plan = plan_data_service(
+            command=[sys.executable, "-m", "tfdist.data_service"], num_workers=2, base_env=env
+        )
         command.append(plan.address)
         servers = list(plan.launches)
-    cluster = plan_local_cluster(strategy=strategy, num_workers=workers,
-                                 num_ps=1 if strategy == "parameter_server" else 0)
-    launches = plan_local_launch(cluster=cluster, strategy=strategy, command=command,
-                                 server_command=[sys.executable, "-m", "tfdist.server"],
-                                 base_env=env)
+    cluster = plan_local_cluster(
+        strategy=strategy, num_workers=workers, num_ps=1 if strategy == "parameter_server" else 0
+    )
+    launches = plan_local_launch(
+        cluster=cluster,
+        strategy=strategy,
+        command=command,
+        server_command=[sys.executable, "-m", "tfdist.server"],
+        base_env=env,
+    )
     output = io.StringIO()
     result = run_local([*servers, *launches], output=output)
     assert result.exit_code == 0, result.summary() + output.getvalue()[-4000:]
@@ -67,8 +71,7 @@ def test_multi_worker_every_policy(tmp_path, data_dir, workers):
     results = [json.loads((tmp_path / f"worker_{i}.json").read_text()) for i in range(workers)]
     assert all(r["num_workers"] == workers for r in results)
     # The trainer feeds each one-CPU worker directly, with the context TF would give.
-    assert [r["contexts"] for r in results] == [[[workers, i, workers]] * 2
-                                                for i in range(workers)]
+    assert [r["contexts"] for r in results] == [[[workers, i, workers]] * 2 for i in range(workers)]
     cases = [name for name in results[0] if name not in ("num_workers", "service", "contexts")]
     assert len(cases) >= 10, cases
     part = {}  # case -> each worker's set of ids, from the one-pass read.
@@ -124,7 +127,8 @@ def test_parameter_server_per_worker_parts_and_service(tmp_path, data_dir):
         for worker, ids in result[policy]["pass"]:
             by_worker[worker].extend(ids)
         assert {w: sorted(ids) for w, ids in by_worker.items()} == {
-            w: sorted(p) for w, p in enumerate(parts)}, policy
+            w: sorted(p) for w, p in enumerate(parts)
+        }, policy
         # Training: a worker only ever reads its own part, a pass at a time (no repeats
         # within a pass); which worker runs how many steps is up to the coordinator, so
         # an epoch of 20 steps over all workers is not exactly once.
@@ -135,7 +139,7 @@ def test_parameter_server_per_worker_parts_and_service(tmp_path, data_dir):
         for worker, stream in streams.items():
             quota = min(len(parts[worker]), 120)
             for start in range(0, len(stream), quota):
-                chunk = stream[start:start + quota]
+                chunk = stream[start : start + quota]
                 assert len(set(chunk)) == len(chunk), (policy, worker)
     served = [ids for _, ids in result["service"]["pass"]]
     assert sorted(_flat(served)) == ALL  # The service: exactly once over both workers.

@@ -15,8 +15,14 @@ from e2e_helpers import REPO, explain, run_trainer
 from slowdown import run_slowed
 
 STEPS = 20 * (1500 // 64)  # Digits, 20 epochs of global batches of 64.
-JOB = ["--dataset=digits", "--model=mlp", "--epochs=20", "--global_batch_size=64",
-       "--steps_per_loop=4", "--noisolate_network"]
+JOB = [
+    "--dataset=digits",
+    "--model=mlp",
+    "--epochs=20",
+    "--global_batch_size=64",
+    "--steps_per_loop=4",
+    "--noisolate_network",
+]
 FAST_OVER_SLOW = 1.5  # Worker 0 over worker 1 in steps; 3.0 and 4.0 here (2 loaded cores).
 
 
@@ -28,7 +34,11 @@ def _run(tmp_path, *flags, timeout=240):
     with open(tmp_path / "run.log", "w") as log:
         code, slowdown = run_slowed(
             [sys.executable, "-m", "tfdist.train", *JOB, *flags, f"--metrics_json={metrics}"],
-            cwd=REPO, env=env, log=log, timeout=timeout)
+            cwd=REPO,
+            env=env,
+            log=log,
+            timeout=timeout,
+        )
     output = (tmp_path / "run.log").read_text()
     assert code == 0, f"exit {code}\n{output[-4000:]}"
     assert slowdown.stops >= 20, f"worker 1 was stopped {slowdown.stops} times"
@@ -36,8 +46,7 @@ def _run(tmp_path, *flags, timeout=240):
 
 
 def test_parameter_server_fast_worker_takes_more_steps(tmp_path):
-    summary, output = _run(tmp_path, "--strategy=parameter_server", "--num_workers=2",
-                           "--num_ps=1")
+    summary, output = _run(tmp_path, "--strategy=parameter_server", "--num_workers=2", "--num_ps=1")
     assert summary["steps"] == STEPS, summary["steps"]
     fast, slow = summary["steps_by_worker"]
     assert fast + slow == summary["steps"], summary["steps_by_worker"]
@@ -53,8 +62,15 @@ def test_multi_worker_waits_for_the_slow_worker_and_ends_exactly(tmp_path):
 
 
 def test_parameter_server_step_counts_survive_a_resume_with_another_worker_count(tmp_path):
-    common = ["--strategy=parameter_server", "--num_ps=1", "--dataset=digits", "--model=mlp",
-              "--steps_per_loop=8", "--noisolate_network", f"--model_dir={tmp_path / 'model'}"]
+    common = [
+        "--strategy=parameter_server",
+        "--num_ps=1",
+        "--dataset=digits",
+        "--model=mlp",
+        "--steps_per_loop=8",
+        "--noisolate_network",
+        f"--model_dir={tmp_path / 'model'}",
+    ]
     first, summary = run_trainer(tmp_path / "first", *common, "--num_workers=1", "--epochs=2")
     assert first.returncode == 0, explain(first)
     assert summary["steps_by_worker"] == [46]

@@ -23,18 +23,35 @@ import sys
 import time
 
 import pytest
-
 from e2e_helpers import REPO
 
 PY = sys.executable
 CLUSTER_SH = pathlib.Path(REPO) / "tests" / "slurm" / "cluster.sh"
 NODE = socket.gethostname().split(".")[0]
-FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
-                "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+FINAL_STATES = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+}
 # A PATH without this virtualenv: the job must not depend on which `python` comes first.
 JOB_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol",
-         "scancel", "sinfo")
+TOOLS = (
+    "munged",
+    "mungekey",
+    "slurmctld",
+    "slurmd",
+    "sbatch",
+    "squeue",
+    "scontrol",
+    "scancel",
+    "sinfo",
+)
 # digits: 23 steps per epoch at the default global batch of 64.
 STEPS_PER_EPOCH = 23
 MW_EPOCHS = 12
@@ -45,8 +62,10 @@ LONG_EPOCHS = 400
 def _unavailable():
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
-        return (f"Slurm/munge not installed (no {', '.join(missing)}); run: apt-get install "
-                "-y --no-install-recommends slurm-wlm munge")
+        return (
+            f"Slurm/munge not installed (no {', '.join(missing)}); run: apt-get install "
+            "-y --no-install-recommends slurm-wlm munge"
+        )
     if os.geteuid() != 0:
         return "the one-node Slurm cluster needs root (slurmd starts jobs as their user)"
     return None
@@ -92,8 +111,9 @@ class Cluster:
     env: dict
 
     def run(self, *argv, check=True):
-        process = subprocess.run(list(argv), env=self.env, capture_output=True, text=True,
-                                 timeout=60)
+        process = subprocess.run(
+            list(argv), env=self.env, capture_output=True, text=True, timeout=60
+        )
         if check and process.returncode != 0:
             raise AssertionError(f"{argv} exited {process.returncode}: {process.stderr}")
         return process.stdout
@@ -108,16 +128,17 @@ def slurm(tmp_path_factory):
         pytest.skip(reason)
     state = tmp_path_factory.mktemp("slurm")
     ctld_port, d_port = _free_ports(2)
-    env = dict(os.environ, TFDIST_SLURM_CTLD_PORT=str(ctld_port),
-               TFDIST_SLURM_D_PORT=str(d_port))
-    started = subprocess.run([str(CLUSTER_SH), "start", str(state)], env=env,
-                             capture_output=True, text=True, timeout=120)
+    env = dict(os.environ, TFDIST_SLURM_CTLD_PORT=str(ctld_port), TFDIST_SLURM_D_PORT=str(d_port))
+    started = subprocess.run(
+        [str(CLUSTER_SH), "start", str(state)], env=env, capture_output=True, text=True, timeout=120
+    )
     try:
         assert started.returncode == 0, started.stderr
         yield Cluster(state=state, env=dict(os.environ, SLURM_CONF=str(state / "slurm.conf")))
     finally:
-        subprocess.run([str(CLUSTER_SH), "stop", str(state)], env=env, capture_output=True,
-                       timeout=120)
+        subprocess.run(
+            [str(CLUSTER_SH), "stop", str(state)], env=env, capture_output=True, timeout=120
+        )
 
 
 @dataclasses.dataclass
@@ -138,9 +159,24 @@ def _write_script(tmp_path, *, name, slurm_flags, command):
     script = tmp_path / f"{name}.sbatch"
     env = dict(os.environ, PATH=f"{os.path.dirname(PY)}:{os.environ.get('PATH', '')}")
     written = subprocess.run(
-        [PY, "-m", "launch", "slurm", f"--job_name={name}", *slurm_flags,
-         f"--port_base={_free_port_base(4)}", f"--output={script}", "--", *command],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+        [
+            PY,
+            "-m",
+            "launch",
+            "slurm",
+            f"--job_name={name}",
+            *slurm_flags,
+            f"--port_base={_free_port_base(4)}",
+            f"--output={script}",
+            "--",
+            *command,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert written.returncode == 0, written.stderr
     text = script.read_text()
     assert f"# Interpreter: {PY}" in text, text
@@ -154,11 +190,16 @@ def _submit(slurm, script, tmp_path):
     out = tmp_path / f"{script.stem}-%j.out"
     submitted = subprocess.run(
         ["sbatch", "--parsable", f"--output={out}", f"--chdir={tmp_path}", str(script)],
-        env=env, capture_output=True, text=True, timeout=60)
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip().split(";")[0]
-    return Job(id=job_id, output=pathlib.Path(str(out).replace("%j", job_id)),
-               submitted=time.monotonic())
+    return Job(
+        id=job_id, output=pathlib.Path(str(out).replace("%j", job_id)), submitted=time.monotonic()
+    )
 
 
 def _job_fields(slurm, job):
@@ -182,12 +223,15 @@ def _wait_until(slurm, job, done, timeout, what):
         if done(state):
             return state
         if state in FINAL_STATES:
-            raise AssertionError(f"job {job.id} ended {state} before {what}; states "
-                                 f"{job.states}\n{job.log()[-4000:]}")
+            raise AssertionError(
+                f"job {job.id} ended {state} before {what}; states "
+                f"{job.states}\n{job.log()[-4000:]}"
+            )
         time.sleep(0.5)
     slurm.run("scancel", job.id, check=False)
-    raise AssertionError(f"job {job.id}: no {what} within {timeout} s; states {job.states}\n"
-                         f"{job.log()[-4000:]}")
+    raise AssertionError(
+        f"job {job.id}: no {what} within {timeout} s; states {job.states}\n{job.log()[-4000:]}"
+    )
 
 
 def _wait_for_end(slurm, job, timeout=300):
@@ -197,8 +241,11 @@ def _wait_for_end(slurm, job, timeout=300):
 
 
 def _checkpoint_steps(model_dir):
-    return sorted(int(m.group(1)) for path in (model_dir / "checkpoints").glob("ckpt-*.index")
-                  if (m := re.fullmatch(r"ckpt-(\d+)\.index", path.name)))
+    return sorted(
+        int(m.group(1))
+        for path in (model_dir / "checkpoints").glob("ckpt-*.index")
+        if (m := re.fullmatch(r"ckpt-(\d+)\.index", path.name))
+    )
 
 
 def _task_pid(job, procid):
@@ -212,18 +259,30 @@ def _task_pid(job, procid):
             environ = set((entry / "environ").read_bytes().decode(errors="replace").split("\0"))
         except OSError:
             continue
-        if b"tfdist.train" in cmdline and b"launch.slurm.task" not in cmdline and (
-                wanted <= environ):
+        if (
+            b"tfdist.train" in cmdline
+            and b"launch.slurm.task" not in cmdline
+            and (wanted <= environ)
+        ):
             return int(entry.name)
     return None
 
 
 def test_multi_worker_script_trains_two_tasks(slurm, tmp_path):
     metrics = tmp_path / "metrics.json"
-    script = _write_script(tmp_path, name="mw", slurm_flags=[
-        "--strategy=multi_worker", "--nodes=1", "--tasks_per_node=2"], command=[
-        "python", "-m", "tfdist.train", "--strategy=multi_worker", f"--epochs={MW_EPOCHS}",
-        f"--metrics_json={metrics}"])
+    script = _write_script(
+        tmp_path,
+        name="mw",
+        slurm_flags=["--strategy=multi_worker", "--nodes=1", "--tasks_per_node=2"],
+        command=[
+            "python",
+            "-m",
+            "tfdist.train",
+            "--strategy=multi_worker",
+            f"--epochs={MW_EPOCHS}",
+            f"--metrics_json={metrics}",
+        ],
+    )
     job = _submit(slurm, script, tmp_path)
 
     state, fields = _wait_for_end(slurm, job)
@@ -235,16 +294,33 @@ def test_multi_worker_script_trains_two_tasks(slurm, tmp_path):
     summary = json.loads(metrics.read_text())
     print(f"multi_worker: val_accuracy {summary['val_accuracy']:.4f}, states {job.states}")
     assert (summary["strategy"], summary["num_workers"], summary["num_replicas"]) == (
-        "multi_worker", 2, 2), summary
+        "multi_worker",
+        2,
+        2,
+    ), summary
     assert summary["val_accuracy"] >= 0.93, summary
 
 
 def test_parameter_server_script_trains_chief_ps_and_two_workers(slurm, tmp_path):
     metrics = tmp_path / "metrics.json"
-    script = _write_script(tmp_path, name="pss", slurm_flags=[
-        "--strategy=parameter_server", "--num_ps=1", "--nodes=1", "--tasks_per_node=4"],
-        command=["python", "-m", "tfdist.train", "--strategy=parameter_server",
-                 f"--epochs={PS_EPOCHS}", f"--metrics_json={metrics}"])
+    script = _write_script(
+        tmp_path,
+        name="pss",
+        slurm_flags=[
+            "--strategy=parameter_server",
+            "--num_ps=1",
+            "--nodes=1",
+            "--tasks_per_node=4",
+        ],
+        command=[
+            "python",
+            "-m",
+            "tfdist.train",
+            "--strategy=parameter_server",
+            f"--epochs={PS_EPOCHS}",
+            f"--metrics_json={metrics}",
+        ],
+    )
     job = _submit(slurm, script, tmp_path)
 
     state, fields = _wait_for_end(slurm, job)
@@ -262,13 +338,29 @@ def test_parameter_server_script_trains_chief_ps_and_two_workers(slurm, tmp_path
 
 def test_killed_task_fails_the_job_and_names_the_task(slurm, tmp_path):
     model_dir = tmp_path / "model"
-    script = _write_script(tmp_path, name="kill", slurm_flags=[
-        "--strategy=multi_worker", "--nodes=1", "--tasks_per_node=2"], command=[
-        "python", "-m", "tfdist.train", "--strategy=multi_worker", f"--epochs={LONG_EPOCHS}",
-        f"--model_dir={model_dir}"])
+    script = _write_script(
+        tmp_path,
+        name="kill",
+        slurm_flags=["--strategy=multi_worker", "--nodes=1", "--tasks_per_node=2"],
+        command=[
+            "python",
+            "-m",
+            "tfdist.train",
+            "--strategy=multi_worker",
+            f"--epochs={LONG_EPOCHS}",
+            f"--model_dir={model_dir}",
+        ],
+    )
     job = _submit(slurm, script, tmp_path)
-    _wait_until(slurm, job, lambda s: s == "RUNNING" and (model_dir / "checkpoints").is_dir()
-                and _checkpoint_steps(model_dir), 180, "first checkpoint")
+    _wait_until(
+        slurm,
+        job,
+        lambda s: (
+            s == "RUNNING" and (model_dir / "checkpoints").is_dir() and _checkpoint_steps(model_dir)
+        ),
+        180,
+        "first checkpoint",
+    )
     pid = _task_pid(job, 1)
     assert pid is not None, "no trainer process of SLURM_PROCID 1"
 
@@ -278,26 +370,45 @@ def test_killed_task_fails_the_job_and_names_the_task(slurm, tmp_path):
     detected = time.monotonic() - killed
 
     log = job.log()
-    print(f"SIGKILL of task 1 (worker:1) to job state {state}: {detected:.1f} s; "
-          f"ExitCode {fields['ExitCode']}")
+    print(
+        f"SIGKILL of task 1 (worker:1) to job state {state}: {detected:.1f} s; "
+        f"ExitCode {fields['ExitCode']}"
+    )
     assert state == "FAILED", f"{job.states}\n{log[-4000:]}"
     assert detected <= 60, f"{detected:.1f} s"
     assert re.search(rf"srun: error: {NODE}: task 1: Killed", log), log[-4000:]
     assert f"SLURM_PROCID 1 on {NODE} is worker:1 of a multi_worker cluster" in log, log
 
 
-def test_scancel_saves_every_task_at_one_step_and_the_resubmitted_script_resumes(
-        slurm, tmp_path):
+def test_scancel_saves_every_task_at_one_step_and_the_resubmitted_script_resumes(slurm, tmp_path):
     model_dir, metrics = tmp_path / "model", tmp_path / "metrics.json"
     epochs = 30
-    script = _write_script(tmp_path, name="preempt", slurm_flags=[
-        "--strategy=multi_worker", "--nodes=1", "--tasks_per_node=2"], command=[
-        "python", "-m", "tfdist.train", "--strategy=multi_worker", f"--epochs={epochs}",
-        "--steps_per_loop=4",
-        f"--steps_per_epoch={STEPS_PER_EPOCH}", f"--model_dir={model_dir}", f"--metrics_json={metrics}"])
+    script = _write_script(
+        tmp_path,
+        name="preempt",
+        slurm_flags=["--strategy=multi_worker", "--nodes=1", "--tasks_per_node=2"],
+        command=[
+            "python",
+            "-m",
+            "tfdist.train",
+            "--strategy=multi_worker",
+            f"--epochs={epochs}",
+            "--steps_per_loop=4",
+            f"--steps_per_epoch={STEPS_PER_EPOCH}",
+            f"--model_dir={model_dir}",
+            f"--metrics_json={metrics}",
+        ],
+    )
     job = _submit(slurm, script, tmp_path)
-    _wait_until(slurm, job, lambda s: s == "RUNNING" and (model_dir / "checkpoints").is_dir()
-                and _checkpoint_steps(model_dir), 180, "first checkpoint")
+    _wait_until(
+        slurm,
+        job,
+        lambda s: (
+            s == "RUNNING" and (model_dir / "checkpoints").is_dir() and _checkpoint_steps(model_dir)
+        ),
+        180,
+        "first checkpoint",
+    )
 
     slurm.run("scancel", job.id)
     cancelled = time.monotonic()

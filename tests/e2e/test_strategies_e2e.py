@@ -1,7 +1,6 @@
 """Every strategy trains digits with the mlp as real processes, through the CLI."""
 
 import pytest
-
 from e2e_helpers import explain, run_trainer
 
 
@@ -13,23 +12,29 @@ def test_default_command_trains_digits_on_two_replicas(tmp_path):
     assert summary["val_accuracy"] >= 0.95, summary
 
 
-@pytest.mark.parametrize("flags, replicas, workers", [
-    (["--strategy=one_device"], 1, 1),
-    (["--strategy=mirrored", "--num_devices=2"], 2, 1),
-    (["--strategy=multi_worker", "--num_workers=2"], 2, 2),
-    (["--strategy=parameter_server", "--num_workers=2", "--num_ps=1"], 2, 2),
-], ids=["one_device", "mirrored", "multi_worker", "parameter_server"])
+@pytest.mark.parametrize(
+    "flags, replicas, workers",
+    [
+        (["--strategy=one_device"], 1, 1),
+        (["--strategy=mirrored", "--num_devices=2"], 2, 1),
+        (["--strategy=multi_worker", "--num_workers=2"], 2, 2),
+        (["--strategy=parameter_server", "--num_workers=2", "--num_ps=1"], 2, 2),
+    ],
+    ids=["one_device", "mirrored", "multi_worker", "parameter_server"],
+)
 def test_each_strategy_reaches_accuracy(tmp_path, flags, replicas, workers):
-    process, summary = run_trainer(tmp_path, *flags, "--model=mlp", "--dataset=digits",
-                                   f"--model_dir={tmp_path / 'model'}")
+    process, summary = run_trainer(
+        tmp_path, *flags, "--model=mlp", "--dataset=digits", f"--model_dir={tmp_path / 'model'}"
+    )
     assert process.returncode == 0, explain(process)
     assert (summary["num_replicas"], summary["num_workers"]) == (replicas, workers)
     assert summary["val_accuracy"] >= 0.93, summary
     assert summary["steps"] == 20 * 23
     assert (tmp_path / "model" / "model.keras").exists()
     if workers > 1:
-        tasks = {line.split("]")[0] + "]" for line in process.stdout.splitlines()
-                 if line.startswith("[")}
+        tasks = {
+            line.split("]")[0] + "]" for line in process.stdout.splitlines() if line.startswith("[")
+        }
         assert len(tasks) >= workers, process.stdout[-2000:]  # Output prefixed per task.
 
 

@@ -2,11 +2,18 @@
 
 import keras
 import numpy as np
-
 from e2e_helpers import explain, run_trainer
 
-COMMON = ["--optimizer=sgd", "--learning_rate=0.1", "--noshuffle", "--seed=7",
-          "--global_batch_size=64", "--epochs=2", "--steps_per_epoch=12", "--steps_per_loop=5"]
+COMMON = [
+    "--optimizer=sgd",
+    "--learning_rate=0.1",
+    "--noshuffle",
+    "--seed=7",
+    "--global_batch_size=64",
+    "--epochs=2",
+    "--steps_per_epoch=12",
+    "--steps_per_loop=5",
+]
 
 
 def _final_weights(tmp_path, *flags):
@@ -22,5 +29,5 @@ def test_two_workers_equal_one_device_after_24_sgd_steps(tmp_path):
     multi = _final_weights(tmp_path / "multi", "--strategy=multi_worker", "--num_workers=2")
     moved = max(float(np.abs(a).max()) for a in single)
     assert moved > 0
-    for a, b in zip(single, multi):
+    for a, b in zip(single, multi, strict=False):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)

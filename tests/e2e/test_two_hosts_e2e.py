@@ -10,15 +10,22 @@ import sys
 import time
 
 import pytest
-
 from e2e_helpers import REPO
+
 from launch.network import unavailable_reason
 
 HOSTS = {"tfdist-host-a": "10.251.7.1", "tfdist-host-b": "10.251.7.2"}
 PORT = 23456
-JOB = ["--optimizer=sgd", "--learning_rate=0.05", "--seed=5", "--global_batch_size=32",
-       "--epochs=20", "--steps_per_loop=4", "--checkpoint_every_steps=20",
-       "--collective_timeout=20"]
+JOB = [
+    "--optimizer=sgd",
+    "--learning_rate=0.05",
+    "--seed=5",
+    "--global_batch_size=32",
+    "--epochs=20",
+    "--steps_per_loop=4",
+    "--checkpoint_every_steps=20",
+    "--collective_timeout=20",
+]
 
 
 def _ip(*args):
@@ -32,9 +39,21 @@ def two_hosts():
         for name in names:
             _ip("netns", "add", name)
             _ip("-n", name, "link", "set", "lo", "up")
-        _ip("link", "add", "tfdist-va", "netns", names[0], "type", "veth",
-            "peer", "name", "tfdist-vb", "netns", names[1])
-        for name, dev in zip(names, ("tfdist-va", "tfdist-vb")):
+        _ip(
+            "link",
+            "add",
+            "tfdist-va",
+            "netns",
+            names[0],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "tfdist-vb",
+            "netns",
+            names[1],
+        )
+        for name, dev in zip(names, ("tfdist-va", "tfdist-vb"), strict=False):
             _ip("-n", name, "addr", "add", f"{HOSTS[name]}/24", "dev", dev)
             _ip("-n", name, "link", "set", dev, "up")
         yield names
@@ -46,15 +65,17 @@ def two_hosts():
 def _can_make_namespaces():
     if unavailable_reason():
         return unavailable_reason()
-    probe = subprocess.run(["ip", "netns", "add", "tfdist-probe-2h"], capture_output=True,
-                           text=True)
+    probe = subprocess.run(
+        ["ip", "netns", "add", "tfdist-probe-2h"], capture_output=True, text=True
+    )
     subprocess.run(["ip", "netns", "del", "tfdist-probe-2h"], capture_output=True)
     return None if probe.returncode == 0 else probe.stderr.strip()
 
 
-pytestmark = pytest.mark.skipif(_can_make_namespaces() is not None,
-                                reason=f"cannot make network namespaces here: "
-                                       f"{_can_make_namespaces()}")
+pytestmark = pytest.mark.skipif(
+    _can_make_namespaces() is not None,
+    reason=f"cannot make network namespaces here: {_can_make_namespaces()}",
+)
 
 
 def _start_hosts(tmp_path, model_dir, attempt):
@@ -64,19 +85,43 @@ def _start_hosts(tmp_path, model_dir, attempt):
     processes = []
     for name, address in HOSTS.items():
         log = open(tmp_path / f"{name}-{attempt}.log", "w")
-        command = ["ip", "netns", "exec", name, sys.executable, "-m", "launch", "hosts",
-                   "--strategy=multi_worker", f"--hosts={hosts}", f"--this_host={address}",
-                   "--", sys.executable, "-m", "tfdist.train", "--strategy=multi_worker",
-                   *JOB, f"--model_dir={model_dir}"]
-        processes.append((subprocess.Popen(command, cwd=REPO, env=env, stdout=log,
-                                           stderr=subprocess.STDOUT), log))
+        command = [
+            "ip",
+            "netns",
+            "exec",
+            name,
+            sys.executable,
+            "-m",
+            "launch",
+            "hosts",
+            "--strategy=multi_worker",
+            f"--hosts={hosts}",
+            f"--this_host={address}",
+            "--",
+            sys.executable,
+            "-m",
+            "tfdist.train",
+            "--strategy=multi_worker",
+            *JOB,
+            f"--model_dir={model_dir}",
+        ]
+        processes.append(
+            (
+                subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT),
+                log,
+            )
+        )
     return processes
 
 
 def _newest_step(model_dir):
     folder = model_dir / "checkpoints"
-    steps = [int(m.group(1)) for n in (os.listdir(folder) if folder.exists() else [])
-             for m in [re.match(r"ckpt-(\d+)\.index$", n)] if m]
+    steps = [
+        int(m.group(1))
+        for n in (os.listdir(folder) if folder.exists() else [])
+        for m in [re.match(r"ckpt-(\d+)\.index$", n)]
+        if m
+    ]
     return max(steps, default=0)
 
 
@@ -86,8 +131,9 @@ def test_two_hosts_train_lose_their_link_and_resume(tmp_path):
         first = _start_hosts(tmp_path, model_dir, 1)
         deadline = time.time() + 300
         while _newest_step(model_dir) < 100:
-            assert time.time() < deadline and all(p.poll() is None for p, _ in first), \
-                (tmp_path / f"{names[0]}-1.log").read_text()[-3000:]
+            assert time.time() < deadline and all(p.poll() is None for p, _ in first), (
+                tmp_path / f"{names[0]}-1.log"
+            ).read_text()[-3000:]
             time.sleep(0.1)
         cut_at = time.time()
         _ip("-n", names[0], "link", "set", "tfdist-va", "down")  # The cable is pulled.
@@ -98,8 +144,10 @@ def test_two_hosts_train_lose_their_link_and_resume(tmp_path):
         logs = "".join((tmp_path / f"{n}-1.log").read_text() for n in names)
         assert all(code != 0 for code in codes), logs[-3000:]
         assert "(root cause)" in logs
-        print(f"link cut to both hosts' errors: {waited:.1f} s; newest checkpoint "
-              f"step {_newest_step(model_dir)}")
+        print(
+            f"link cut to both hosts' errors: {waited:.1f} s; newest checkpoint "
+            f"step {_newest_step(model_dir)}"
+        )
         saved = _newest_step(model_dir)
         _ip("-n", names[0], "link", "set", "tfdist-va", "up")
         second = _start_hosts(tmp_path, model_dir, 2)

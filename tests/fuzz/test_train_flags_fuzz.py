@@ -11,9 +11,10 @@ import re
 
 import pytest
 from absl import flags
-from hypothesis import given, strategies as st
-
 from fuzzing import fuzz_settings, one_line
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tfdist.cli import train
 
 pytestmark = pytest.mark.usefixtures("fresh_flags")
@@ -22,16 +23,25 @@ _FLAGS = {flag.name: flag for flag in flags.FLAGS.flags_by_module_dict()["tfdist
 
 
 def _named(parser_type):
-    return sorted(name for name, flag in _FLAGS.items()
-                  if type(flag.parser).__name__ == parser_type)
+    return sorted(
+        name for name, flag in _FLAGS.items() if type(flag.parser).__name__ == parser_type
+    )
 
 
 INT_FLAGS, FLOAT_FLAGS = _named("IntegerParser"), _named("FloatParser")
 ENUM_FLAGS, BOOL_FLAGS = _named("EnumParser"), _named("BooleanParser")
 
 # Valid flags that start nothing by themselves, mixed in around the malformed item.
-_HARMLESS = ["--epochs=2", "--seed=3", "--noshuffle", "--verbose", "--steps_per_loop=4",
-             "--optimizer=sgd", "--learning_rate=0.01", "--global_batch_size=32"]
+_HARMLESS = [
+    "--epochs=2",
+    "--seed=3",
+    "--noshuffle",
+    "--verbose",
+    "--steps_per_loop=4",
+    "--optimizer=sgd",
+    "--learning_rate=0.01",
+    "--global_batch_size=32",
+]
 
 
 def _parses_as_number(text):
@@ -44,8 +54,9 @@ def _parses_as_number(text):
     return False
 
 
-_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                max_size=12)
+_TEXT = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
+)
 _NOT_A_NUMBER = _TEXT.filter(lambda t: not _parses_as_number(t))
 
 
@@ -53,17 +64,23 @@ _NOT_A_NUMBER = _TEXT.filter(lambda t: not _parses_as_number(t))
 def _bad_int(draw):
     name = draw(st.sampled_from(INT_FLAGS))
     bound = _FLAGS[name].parser.lower_bound
-    values = [_NOT_A_NUMBER, st.floats(allow_nan=True).map(repr).filter(lambda v: "." in v or "n" in v)]
+    values = [
+        _NOT_A_NUMBER,
+        st.floats(allow_nan=True).map(repr).filter(lambda v: "." in v or "n" in v),
+    ]
     if bound is not None:
-        values.append(st.integers(-10**20, bound - 1).map(str))
+        values.append(st.integers(-(10**20), bound - 1).map(str))
     return f"--{name}={draw(st.one_of(values))}"
 
 
 @st.composite
 def _bad_float(draw):
     name = draw(st.sampled_from(FLOAT_FLAGS))
-    value = draw(_NOT_A_NUMBER | st.sampled_from(["nan", "inf", "-inf", "NaN", "1e999", "0"])
-                 | st.floats(max_value=0, allow_nan=False).map(repr))
+    value = draw(
+        _NOT_A_NUMBER
+        | st.sampled_from(["nan", "inf", "-inf", "NaN", "1e999", "0"])
+        | st.floats(max_value=0, allow_nan=False).map(repr)
+    )
     return f"--{name}={value}"
 
 
@@ -82,16 +99,26 @@ def _bad_bool(draw):
 
 
 def _unknown_flag_name(name):
-    return (name not in flags.FLAGS and not (name.startswith("no") and name[2:] in flags.FLAGS)
-            and "=" not in name and name.strip() == name and name != "")
+    return (
+        name not in flags.FLAGS
+        and not (name.startswith("no") and name[2:] in flags.FLAGS)
+        and "=" not in name
+        and name.strip() == name
+        and name != ""
+    )
 
 
-_UNKNOWN = st.builds(lambda dash, name: dash + name, st.sampled_from(["-", "--"]),
-                     st.from_regex(r"[a-z_][a-z0-9_]{0,15}", fullmatch=True)
-                     .filter(_unknown_flag_name))
+_UNKNOWN = st.builds(
+    lambda dash, name: dash + name,
+    st.sampled_from(["-", "--"]),
+    st.from_regex(r"[a-z_][a-z0-9_]{0,15}", fullmatch=True).filter(_unknown_flag_name),
+)
 _STRAY = _TEXT.filter(lambda t: t and not t.startswith("-")).map(lambda t: [t])
-_IMAGE_SIZE = st.text(st.sampled_from("0123456789xX+-_. ,a"), max_size=8).filter(
-    lambda t: not re.fullmatch(r"[+\d_]+([xX][+\d_]+)?", t.replace(" ", ""))).filter(str.strip)
+_IMAGE_SIZE = (
+    st.text(st.sampled_from("0123456789xX+-_. ,a"), max_size=8)
+    .filter(lambda t: not re.fullmatch(r"[+\d_]+([xX][+\d_]+)?", t.replace(" ", "")))
+    .filter(str.strip)
+)
 _PROFILE_STEPS = _TEXT.filter(str.strip)  # Valid or not: without --model_dir it is refused.
 
 
@@ -99,22 +126,54 @@ _PROFILE_STEPS = _TEXT.filter(str.strip)  # Valid or not: without --model_dir it
 def _refused_combination(draw):
     """Flags each valid alone that the config refuses together (before anything starts)."""
     count = draw(st.integers(1, 9))
-    return draw(st.sampled_from([
-        [f"--checkpoint_every_steps={count}"],                              # Needs --model_dir.
-        [f"--num_ps={count}", f"--strategy={draw(st.sampled_from(['one_device', 'mirrored', 'multi_worker']))}"],  # noqa: E501
-        ["--strategy=parameter_server", "--num_ps=0"],
-        [f"--gpus_per_worker={count}", f"--strategy={draw(st.sampled_from(['one_device', 'mirrored']))}"],  # noqa: E501
-        [f"--num_workers={count + 1}", f"--strategy={draw(st.sampled_from(['one_device', 'mirrored']))}"],  # noqa: E501
-        [f"--num_workers={count}", f"--min_workers={count + 1}"],           # More than workers.
-        ["--num_workers=3", "--min_workers=2", f"--global_batch_size={6 * count + 2}"],  # 3 doesn't divide.  # noqa: E501
-        ["--strategy=parameter_server", "--num_ps=1", f"--min_workers={count}"],
-    ]))
+    return draw(
+        st.sampled_from(
+            [
+                [f"--checkpoint_every_steps={count}"],  # Needs --model_dir.
+                [
+                    f"--num_ps={count}",
+                    "--strategy="
+                    + draw(st.sampled_from(["one_device", "mirrored", "multi_worker"])),
+                ],
+                ["--strategy=parameter_server", "--num_ps=0"],
+                [
+                    f"--gpus_per_worker={count}",
+                    f"--strategy={draw(st.sampled_from(['one_device', 'mirrored']))}",
+                ],
+                [
+                    f"--num_workers={count + 1}",
+                    f"--strategy={draw(st.sampled_from(['one_device', 'mirrored']))}",
+                ],
+                [f"--num_workers={count}", f"--min_workers={count + 1}"],  # More than workers.
+                [
+                    "--num_workers=3",
+                    "--min_workers=2",
+                    f"--global_batch_size={6 * count + 2}",
+                ],  # 3 doesn't divide.
+                ["--strategy=parameter_server", "--num_ps=1", f"--min_workers={count}"],
+            ]
+        )
+    )
 
 
 @st.composite
 def malformed_command_lines(draw, tmp_dir):
-    kind = draw(st.sampled_from(["int", "float", "enum", "bool", "unknown", "stray",
-                                 "image_size", "profile_steps", "combination", "flagfile"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "int",
+                "float",
+                "enum",
+                "bool",
+                "unknown",
+                "stray",
+                "image_size",
+                "profile_steps",
+                "combination",
+                "flagfile",
+            ]
+        )
+    )
     if kind == "int":
         bad = [draw(_bad_int())]
     elif kind == "float":

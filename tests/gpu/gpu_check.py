@@ -24,8 +24,10 @@ sys.path.insert(0, str(REPO))
 
 from launch.gpus import run_nvidia_smi, visible_gpu_ids  # noqa: E402
 
-_CREATED = re.compile(r"(?:^\[(?P<task>[a-z]+:\d+)\] )?.*Created device (?P<device>\S+) "
-                      r"with \d+ MB memory:.*?name: (?P<name>[^,]+)")
+_CREATED = re.compile(
+    r"(?:^\[(?P<task>[a-z]+:\d+)\] )?.*Created device (?P<device>\S+) "
+    r"with \d+ MB memory:.*?name: (?P<name>[^,]+)"
+)
 
 
 def parse_devices(log: str) -> dict[str, list[str]]:
@@ -39,7 +41,8 @@ def parse_devices(log: str) -> dict[str, list[str]]:
         match = _CREATED.search(line)
         if match:
             devices.setdefault(match["task"] or "main", set()).add(
-                f"{match['device']} ({match['name'].strip()})")
+                f"{match['device']} ({match['name'].strip()})"
+            )
     return {task: sorted(names) for task, names in sorted(devices.items())}
 
 
@@ -47,10 +50,17 @@ def plan_runs(num_gpus: int) -> dict[str, list[str]]:
     """Returns the trainer flags of each run for a machine with `num_gpus` GPUs."""
     return {
         "mirrored": ["--strategy=mirrored"],
-        "multi_worker": ["--strategy=multi_worker", f"--num_workers={num_gpus}",
-                         "--gpus_per_worker=1"],
-        "parameter_server": ["--strategy=parameter_server", f"--num_workers={num_gpus}",
-                             "--num_ps=1", "--gpus_per_worker=1"],
+        "multi_worker": [
+            "--strategy=multi_worker",
+            f"--num_workers={num_gpus}",
+            "--gpus_per_worker=1",
+        ],
+        "parameter_server": [
+            "--strategy=parameter_server",
+            f"--num_workers={num_gpus}",
+            "--num_ps=1",
+            "--gpus_per_worker=1",
+        ],
     }
 
 
@@ -60,8 +70,9 @@ def problems_of(name: str, run: dict, num_gpus: int) -> list[str]:
     if run["exit_code"] != 0:
         problems.append(f"{name}: exit code {run['exit_code']}")
         return problems
-    gpu_tasks = [task for task, names in run["devices"].items()
-                 if any("GPU" in device for device in names)]
+    gpu_tasks = [
+        task for task, names in run["devices"].items() if any("GPU" in device for device in names)
+    ]
     if not gpu_tasks:
         problems.append(f"{name}: no task created a GPU device")
     if any(task.startswith("ps:") for task in gpu_tasks):
@@ -77,24 +88,38 @@ def _text(output) -> str:
     return output.decode(errors="replace") if isinstance(output, bytes) else output
 
 
-def _run(name: str, flags: list[str], *, num_gpus: int, epochs: int, directory: pathlib.Path,
-         timeout: float) -> dict:
+def _run(
+    name: str,
+    flags: list[str],
+    *,
+    num_gpus: int,
+    epochs: int,
+    directory: pathlib.Path,
+    timeout: float,
+) -> dict:
     metrics = directory / f"{name}.json"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0")  # TF logs each device it creates.
     env.pop("TF_CONFIG", None)
-    argv = [sys.executable, "-m", "tfdist.train", *flags, "--dataset=digits",
-            f"--epochs={epochs}", f"--global_batch_size={16 * num_gpus}",
-            f"--metrics_json={metrics}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "tfdist.train",
+        *flags,
+        "--dataset=digits",
+        f"--epochs={epochs}",
+        f"--global_batch_size={16 * num_gpus}",
+        f"--metrics_json={metrics}",
+    ]
     try:
-        done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        done = subprocess.run(
+            argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        )
         code, log = done.returncode, done.stdout + done.stderr
     except subprocess.TimeoutExpired as expired:
         code, log = "timeout", _text(expired.stdout) + _text(expired.stderr)
     summary = json.loads(metrics.read_text()) if metrics.exists() else {}
     run = {"exit_code": code, "command": " ".join(["python", *argv[1:]])}
-    for key in ("val_accuracy", "examples_per_sec", "num_replicas", "num_workers",
-                "wall_seconds"):
+    for key in ("val_accuracy", "examples_per_sec", "num_replicas", "num_workers", "wall_seconds"):
         run[key] = summary.get(key)
     run["devices"] = parse_devices(log)
     if code != 0:
@@ -109,19 +134,29 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     gpu_ids = visible_gpu_ids(environ=os.environ)
     if not gpu_ids:
-        print("gpu_check: skipped: no GPU (nvidia-smi -L lists none, or "
-              "CUDA_VISIBLE_DEVICES hides them all)")
+        print(
+            "gpu_check: skipped: no GPU (nvidia-smi -L lists none, or "
+            "CUDA_VISIBLE_DEVICES hides them all)"
+        )
         return 0
     listing = (run_nvidia_smi() or "").splitlines()
     summary = {"gpu_ids": list(gpu_ids), "nvidia_smi": listing, "runs": {}}
     with tempfile.TemporaryDirectory(prefix="tfdist-gpu-check-") as tmp:
         for name, flags in plan_runs(len(gpu_ids)).items():
             print(f"gpu_check: running {name} ...", file=sys.stderr, flush=True)
-            summary["runs"][name] = _run(name, flags, num_gpus=len(gpu_ids),
-                                         epochs=args.epochs, directory=pathlib.Path(tmp),
-                                         timeout=args.timeout)
-    summary["problems"] = [problem for name, run in summary["runs"].items()
-                           for problem in problems_of(name, run, len(gpu_ids))]
+            summary["runs"][name] = _run(
+                name,
+                flags,
+                num_gpus=len(gpu_ids),
+                epochs=args.epochs,
+                directory=pathlib.Path(tmp),
+                timeout=args.timeout,
+            )
+    summary["problems"] = [
+        problem
+        for name, run in summary["runs"].items()
+        for problem in problems_of(name, run, len(gpu_ids))
+    ]
     print(json.dumps(summary, indent=2))
     return 1 if summary["problems"] else 0
 

@@ -53,7 +53,7 @@ def task_name(pid: int) -> str | None:
     for item in environ:
         if item.startswith(b"TF_CONFIG="):
             try:
-                task = json.loads(item[len(b"TF_CONFIG="):])["task"]
+                task = json.loads(item[len(b"TF_CONFIG=") :])["task"]
             except (ValueError, KeyError, TypeError):
                 return None
             return f"{task['type']}:{task['index']}"
@@ -75,11 +75,11 @@ class Kill:
     """One SIGKILL: whom, when, how, and what the job had saved at that moment."""
 
     task: str
-    mode: str               # "random" or "saving"
-    at: float               # time.time() of the kill
-    saving: bool            # a checkpoint was being written at the kill
+    mode: str  # "random" or "saving"
+    at: float  # time.time() of the kill
+    saving: bool  # a checkpoint was being written at the kill
     newest_step: int | None  # the newest complete checkpoint then
-    newest_age: float       # seconds since that checkpoint was written
+    newest_age: float  # seconds since that checkpoint was written
     restarted_after: float | None = None  # seconds until the task ran again (a new pid)
     in_place: bool = False  # only the killed task restarted (a parameter_server worker)
     recovered_after: float | None = None  # seconds until the job checkpointed after that
@@ -96,9 +96,14 @@ class Chaos:
         self._log = open(log_path, "w")
         self.log_path = Path(log_path)
         self.started = time.time()
-        self.process = subprocess.Popen([sys.executable, "-m", "tfdist.train", *flags],
-                                        cwd=REPO, env=env, stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tfdist.train", *flags],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.kills: list[Kill] = []
         self.why_not = ""  # Why the last kill_one did not kill.
         self._samples: list[tuple[float, int | None]] = []
@@ -129,8 +134,7 @@ class Chaos:
         second is not a save under way.
         """
         now = time.time()
-        for folder in [self.model_dir / "checkpoints",
-                       *(self.model_dir / ".tmp").glob("*")]:
+        for folder in [self.model_dir / "checkpoints", *(self.model_dir / ".tmp").glob("*")]:
             try:
                 names = [name for name in os.listdir(folder) if name.endswith("_temp")]
                 if any(now - os.stat(folder / name).st_mtime < 1.0 for name in names):
@@ -173,9 +177,11 @@ class Chaos:
 
     def steps_per_second(self) -> float:
         """The median pace between consecutive checkpoints of one attempt, from the samples."""
-        rates = sorted((b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(self._samples, self._samples[1:])
-                       if a[1] is not None and b[1] is not None and b[1] > a[1]
-                       and 0 < b[0] - a[0] < 10)
+        rates = sorted(
+            (b[1] - a[1]) / (b[0] - a[0])
+            for a, b in zip(self._samples, self._samples[1:], strict=False)
+            if a[1] is not None and b[1] is not None and b[1] > a[1] and 0 < b[0] - a[0] < 10
+        )
         return rates[len(rates) // 2] if rates else float("nan")
 
     def kill_one(self, task_type: str, mode: str, *, timeout: float = 180) -> Kill | None:
@@ -187,8 +193,7 @@ class Chaos:
                 checkpoint is being written).
             timeout: Seconds to wait for progress.
         """
-        since = (self.kills[-1].at + (self.kills[-1].restarted_after or 0.0)
-                 if self.kills else 0.0)
+        since = self.kills[-1].at + (self.kills[-1].restarted_after or 0.0) if self.kills else 0.0
         progressed = self._wait_for_progress(since, timeout)
         if self.kills and progressed is not None:
             self.kills[-1].recovered_after = progressed - self.kills[-1].at
@@ -196,11 +201,16 @@ class Chaos:
             self.why_not = f"no new checkpoint within {timeout} s (running: {self._running()})"
             return None
         everyone = task_pids(self.process.pid)
-        tasks = {name: pid for name, pid in everyone.items()
-                 if name == task_type or name.startswith(task_type + ":")}
+        tasks = {
+            name: pid
+            for name, pid in everyone.items()
+            if name == task_type or name.startswith(task_type + ":")
+        }
         if not tasks or not self._running():
-            self.why_not = (f"no task {task_type} among {task_pids(self.process.pid)} "
-                            f"(running: {self._running()})")
+            self.why_not = (
+                f"no task {task_type} among {task_pids(self.process.pid)} "
+                f"(running: {self._running()})"
+            )
             return None
         name = self.rng.choice(sorted(tasks))
         if mode == "random":
@@ -217,8 +227,9 @@ class Chaos:
         except ProcessLookupError:
             self.why_not = f"{name} (pid {tasks[name]}) had already exited"
             return None
-        kill = Kill(task=name, mode=mode, at=time.time(), saving=saving, newest_step=newest,
-                    newest_age=age)
+        kill = Kill(
+            task=name, mode=mode, at=time.time(), saving=saving, newest_step=newest, newest_age=age
+        )
         self.kills.append(kill)
         self._wait_for_restart(kill, set(everyone.values()), timeout)
         return kill
@@ -237,7 +248,9 @@ class Chaos:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
             self._log.close()
-            raise AssertionError(f"the job did not end within {timeout} s:\n{self.output()[-3000:]}")
+            raise AssertionError(
+                f"the job did not end within {timeout} s:\n{self.output()[-3000:]}"
+            )
         if last and last.recovered_after is None and self._index_mtime() > since:
             last.recovered_after = self._index_mtime() - last.at
         self._log.close()
@@ -263,25 +276,39 @@ class Chaos:
         output = self.output()
         cluster_restarts = len(re.findall(r"restarting the cluster", output))
         task_restarts = len(re.findall(r"exited with code -?\d+; restarting it", output))
-        lines = [f"{len(self.kills)} kills, {cluster_restarts} cluster restarts, "
-                 f"{task_restarts} in-place task restarts, {time.time() - self.started:.0f} s "
-                 f"in all; checkpoint every {checkpoint_every} steps "
-                 f"(~{checkpoint_every / steps_per_second:.1f} s uninterrupted)"]
+        lines = [
+            f"{len(self.kills)} kills, {cluster_restarts} cluster restarts, "
+            f"{task_restarts} in-place task restarts, {time.time() - self.started:.0f} s "
+            f"in all; checkpoint every {checkpoint_every} steps "
+            f"(~{checkpoint_every / steps_per_second:.1f} s uninterrupted)"
+        ]
         for number, kill in enumerate(self.kills, 1):
             # A cluster restart resumes from the newest checkpoint: the steps since it are
             # lost. A worker restarted in place loses nothing: the coordinator reschedules.
             paced = steps_per_second == steps_per_second  # NaN: too few checkpoints seen.
-            lost = 0 if kill.in_place else (min(checkpoint_every, round(
-                kill.newest_age * steps_per_second)) if paced else "?")
+            lost = (
+                0
+                if kill.in_place
+                else (
+                    min(checkpoint_every, round(kill.newest_age * steps_per_second))
+                    if paced
+                    else "?"
+                )
+            )
             interval = checkpoint_every / steps_per_second
-            restarted = ("-" if kill.restarted_after is None
-                         else f"{kill.restarted_after:.1f} s")
-            recovered = ("-" if kill.recovered_after is None else
-                         f"{kill.recovered_after:.1f} s (~{max(0.0, kill.recovered_after - interval):.1f} s lost)")
+            restarted = "-" if kill.restarted_after is None else f"{kill.restarted_after:.1f} s"
+            recovered = (
+                "-"
+                if kill.recovered_after is None
+                else f"{kill.recovered_after:.1f} s "
+                f"(~{max(0.0, kill.recovered_after - interval):.1f} s lost)"
+            )
             lines.append(
                 f"  kill {number}: {kill.task:9} {kill.mode:7} at +{kill.at - self.started:5.1f} s"
                 f"{' (checkpoint being written)' if kill.saving else ''}"
-                f"{'; restarted in place' if kill.in_place else '; cluster restarted'}; newest complete "
+                f"{'; restarted in place' if kill.in_place else '; cluster restarted'}; "
+                f"newest complete "
                 f"checkpoint step {kill.newest_step}; ~{lost} steps lost; task back after "
-                f"{restarted}; next checkpoint {recovered} after the kill")
+                f"{restarted}; next checkpoint {recovered} after the kill"
+            )
         return "\n".join(lines)

@@ -26,12 +26,20 @@ def write_tfrecords(directory, sizes, prefix="train"):
     for i, size in enumerate(sizes):
         ids, features, labels = rows(start, size)
         with tf.io.TFRecordWriter(os.path.join(directory, f"{prefix}-{i:03d}.tfrecord")) as w:
-            for ident, x, y in zip(ids, features, labels):
-                w.write(tf.train.Example(features=tf.train.Features(feature={
-                    "x": tf.train.Feature(float_list=tf.train.FloatList(value=x)),
-                    "id": tf.train.Feature(int64_list=tf.train.Int64List(value=[ident])),
-                    "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[y])),
-                })).SerializeToString())
+            for ident, x, y in zip(ids, features, labels, strict=False):
+                w.write(
+                    tf.train.Example(
+                        features=tf.train.Features(
+                            feature={
+                                "x": tf.train.Feature(float_list=tf.train.FloatList(value=x)),
+                                "id": tf.train.Feature(
+                                    int64_list=tf.train.Int64List(value=[ident])
+                                ),
+                                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[y])),
+                            }
+                        )
+                    ).SerializeToString()
+                )
         start += size
     return os.path.join(directory, f"{prefix}-*.tfrecord")
 
@@ -44,7 +52,7 @@ def write_csv(directory, sizes, prefix="train", header=None):
         ids, features, labels = rows(start, size)
         with open(os.path.join(directory, f"{prefix}-{i:03d}.csv"), "w") as f:
             f.write(",".join(header) + "\n")
-            for ident, x, y in zip(ids, features, labels):
+            for ident, x, y in zip(ids, features, labels, strict=False):
                 f.write(",".join([str(ident), *(f"{v:g}" for v in x), str(y)]) + "\n")
         start += size
     return os.path.join(directory, f"{prefix}-*.csv")
@@ -63,6 +71,5 @@ def write_image_folder(directory, per_class=5, classes=("cat", "dog", "owl"), si
         for i in range(per_class):
             image = np.full((*size, 3), 40 * (k + 1), np.uint8)
             image[0, 0, 0] = i
-            tf.io.write_file(os.path.join(directory, name, f"{i:02d}.png"),
-                             tf.io.encode_png(image))
+            tf.io.write_file(os.path.join(directory, name, f"{i:02d}.png"), tf.io.encode_png(image))
     return directory

@@ -10,11 +10,19 @@ from hypothesis import HealthCheck, settings
 
 def fuzz_settings(max_examples: int) -> settings:
     """Derandomized, no deadline (a loaded CI host is slow), no example database."""
-    return settings(max_examples=max_examples, derandomize=True, deadline=None,
-                    database=None, print_blob=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                           HealthCheck.data_too_large,
-                                           HealthCheck.function_scoped_fixture])
+    return settings(
+        max_examples=max_examples,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.filter_too_much,
+            HealthCheck.data_too_large,
+            HealthCheck.function_scoped_fixture,
+        ],
+    )
 
 
 def one_line(text: str) -> str:

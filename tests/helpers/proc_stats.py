@@ -16,7 +16,7 @@ import dataclasses
 import os
 import threading
 import time
-from typing import Callable, Hashable
+from collections.abc import Callable, Hashable
 
 from chaos import task_name, task_pids
 
@@ -74,8 +74,8 @@ def _life_pid(task: str, pid: int) -> int:
 class Sample:
     """One reading of one process."""
 
-    at: float     # time.time()
-    rss: int      # bytes
+    at: float  # time.time()
+    rss: int  # bytes
     threads: int
     fds: int
 
@@ -97,8 +97,13 @@ class Sampler(threading.Thread):
         marks: ``[(time, value), ...]``: each new value of ``progress()``, in order.
     """
 
-    def __init__(self, launcher_pid: int, *, interval: float = 0.5,
-                 progress: Callable[[], Hashable] | None = None):
+    def __init__(
+        self,
+        launcher_pid: int,
+        *,
+        interval: float = 0.5,
+        progress: Callable[[], Hashable] | None = None,
+    ):
         super().__init__(name="proc-stats-sampler", daemon=True)
         self.launcher_pid = launcher_pid
         self.interval = interval
@@ -134,8 +139,7 @@ class Sampler(threading.Thread):
     def lives(self, task: str) -> list[list[Sample]]:
         """The series of each life of ``task``, in the order they started."""
         with self._lock:
-            found = [list(samples) for (name, _), samples in self.series.items()
-                     if name == task]
+            found = [list(samples) for (name, _), samples in self.series.items() if name == task]
         return sorted(found, key=lambda samples: samples[0].at)
 
     def tasks(self) -> list[str]:

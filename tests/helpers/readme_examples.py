@@ -13,8 +13,10 @@ import textwrap
 REPO = pathlib.Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 SKIP_MARK = "<!-- doc-test: skip"
-_BLOCK = re.compile(r"^(<!-- doc-test: skip[^\n]*-->\n)?([ \t]*)```([^\n`]*)\n(.*?)^\2```[ \t]*\n",
-                    re.MULTILINE | re.DOTALL)  # Indented blocks (in a list item) too.
+_BLOCK = re.compile(
+    r"^(<!-- doc-test: skip[^\n]*-->\n)?([ \t]*)```([^\n`]*)\n(.*?)^\2```[ \t]*\n",
+    re.MULTILINE | re.DOTALL,
+)  # Indented blocks (in a list item) too.
 
 
 def doc_path(doc: str = "README.md") -> pathlib.Path:
@@ -31,9 +33,11 @@ def code_blocks(doc: str = "README.md", *, runnable: bool = False) -> list[tuple
         doc: The file, relative to the repository root.
         runnable: Leave out the blocks marked `<!-- doc-test: skip ... -->`.
     """
-    return [(language.strip(), textwrap.dedent(text))
-            for skip, _, language, text in _BLOCK.findall(doc_path(doc).read_text())
-            if not (runnable and skip)]
+    return [
+        (language.strip(), textwrap.dedent(text))
+        for skip, _, language, text in _BLOCK.findall(doc_path(doc).read_text())
+        if not (runnable and skip)
+    ]
 
 
 def readme_example(prefix: str, *, doc: str = "README.md") -> tuple[list[str], str]:
@@ -49,7 +53,9 @@ def readme_example(prefix: str, *, doc: str = "README.md") -> tuple[list[str], s
         if block.startswith(prefix + " "):
             lines = block.splitlines()
             assert len(lines) == 1, f"{doc} example {prefix!r} must be one line: {block!r}"
-            assert number + 1 < len(blocks), f"{doc} example {prefix!r} has no output block after it"
+            assert number + 1 < len(blocks), (
+                f"{doc} example {prefix!r} has no output block after it"
+            )
             argv = shlex.split(lines[0])
             assert argv[:3] == ["python", "-m", "launch"], argv
             return argv[3:], blocks[number + 1]
@@ -82,13 +88,18 @@ def sections(doc: str = "README.md") -> list[tuple[int, str, str]]:
     Lines inside fenced code blocks are never headings (a `# comment` of a shell block).
     """
     lines = _outside_fences(doc_path(doc).read_text())
-    heads = [(number, len(match[1]), match[2]) for number, (fenced, line) in enumerate(lines)
-             if not fenced and (match := _HEADING.match(line))]
+    heads = [
+        (number, len(match[1]), match[2])
+        for number, (fenced, line) in enumerate(lines)
+        if not fenced and (match := _HEADING.match(line))
+    ]
     found = []
     for position, (number, level, title) in enumerate(heads):
-        end = next((later for later, later_level, _ in heads[position + 1:]
-                    if later_level <= level), len(lines))
-        found.append((level, title, "\n".join(line for _, line in lines[number + 1:end])))
+        end = next(
+            (later for later, later_level, _ in heads[position + 1 :] if later_level <= level),
+            len(lines),
+        )
+        found.append((level, title, "\n".join(line for _, line in lines[number + 1 : end])))
     return found
 
 
@@ -100,7 +111,7 @@ def section(doc: str, title: str, *, own: bool = False) -> str:
         title: The heading's text, without the leading #s.
         own: Stop at the next heading of any level (leave out sub-sections).
     """
-    for level, heading, text in sections(doc):
+    for _level, heading, text in sections(doc):
         if heading == title:
             if own:
                 text = re.split(r"^#{1,6} ", text, maxsplit=1, flags=re.MULTILINE)[0]
@@ -110,8 +121,9 @@ def section(doc: str, title: str, *, own: bool = False) -> str:
 
 def prose(doc: str) -> str:
     """The text of `doc` outside fenced code blocks."""
-    return "\n".join(line for fenced, line in _outside_fences(doc_path(doc).read_text())
-                     if not fenced)
+    return "\n".join(
+        line for fenced, line in _outside_fences(doc_path(doc).read_text()) if not fenced
+    )
 
 
 def anchors(doc: str) -> set[str]:

@@ -103,8 +103,9 @@ def duty_cycle(root, *, task=("worker", 1), duty=1 / 3, period=0.3, timeout=10.0
     """
     stop = threading.Event()
     record = Slowdown()
-    thread = threading.Thread(target=_cycle, args=(root, task, stop, duty, period, record),
-                              daemon=True)
+    thread = threading.Thread(
+        target=_cycle, args=(root, task, stop, duty, period, record), daemon=True
+    )
     thread.start()
     try:
         yield record

@@ -21,30 +21,51 @@ USER = ("python", "my_train.py")
 PSS = ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1"]
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--strategy=mirorred", "--num_workers=2", "--", PY],
-     "Unknown strategy 'mirorred' for a local cluster. "
-     "Expected one of: multi_worker, parameter_server."),
-    (["--strategy=parameter_server", "--num_workers=2", "--", PY],
-     "num_ps (0) must be at least 1 for strategy 'parameter_server'; pass --num_ps=1."),
-    (["--strategy=multi_worker", "--num_workers=2"], "No command to launch: put it after '--'"),
-    (["--strategy=multi_worker", "--num_workers=2", "--"], "No command to launch"),
-    (["--num_workers=2", "--", PY], "the following arguments are required: --strategy"),
-    (["--strategy=multi_worker", "--num_workers=two", "--", PY],
-     "argument --num_workers: invalid int value: 'two' (see --help)."),
-    (["--strategy=multi_worker", "--num_workers=1", "--stop_timeout=0", "--", PY],
-     "argument --stop_timeout: '0' is not a positive number of seconds"),
-    (["--strategy=multi_worker", "--num_workers=1", "--bogus", "--", PY],
-     "unrecognized arguments: --bogus"),
-    (["--strategy=multi_worker", "--num_workers=2", "--min_workers=0", "--", PY],
-     "argument --min_workers: '0' is not an integer of at least 1"),
-    (["--strategy=multi_worker", "--num_workers=2", "--max_restarts=-1", "--", PY],
-     "argument --max_restarts: '-1' is not an integer of at least 0"),
-    (["--strategy=multi_worker", "--num_workers=2", "--min_workers=3", "--", PY],
-     "min_workers (3) must be at most num_workers (2); pass --min_workers=2 or fewer."),
-    ([*PSS, "--min_workers=1", "--", PY],
-     "min_workers (1) is for strategy 'multi_worker', not 'parameter_server'"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (
+            ["--strategy=mirorred", "--num_workers=2", "--", PY],
+            "Unknown strategy 'mirorred' for a local cluster. "
+            "Expected one of: multi_worker, parameter_server.",
+        ),
+        (
+            ["--strategy=parameter_server", "--num_workers=2", "--", PY],
+            "num_ps (0) must be at least 1 for strategy 'parameter_server'; pass --num_ps=1.",
+        ),
+        (["--strategy=multi_worker", "--num_workers=2"], "No command to launch: put it after '--'"),
+        (["--strategy=multi_worker", "--num_workers=2", "--"], "No command to launch"),
+        (["--num_workers=2", "--", PY], "the following arguments are required: --strategy"),
+        (
+            ["--strategy=multi_worker", "--num_workers=two", "--", PY],
+            "argument --num_workers: invalid int value: 'two' (see --help).",
+        ),
+        (
+            ["--strategy=multi_worker", "--num_workers=1", "--stop_timeout=0", "--", PY],
+            "argument --stop_timeout: '0' is not a positive number of seconds",
+        ),
+        (
+            ["--strategy=multi_worker", "--num_workers=1", "--bogus", "--", PY],
+            "unrecognized arguments: --bogus",
+        ),
+        (
+            ["--strategy=multi_worker", "--num_workers=2", "--min_workers=0", "--", PY],
+            "argument --min_workers: '0' is not an integer of at least 1",
+        ),
+        (
+            ["--strategy=multi_worker", "--num_workers=2", "--max_restarts=-1", "--", PY],
+            "argument --max_restarts: '-1' is not an integer of at least 0",
+        ),
+        (
+            ["--strategy=multi_worker", "--num_workers=2", "--min_workers=3", "--", PY],
+            "min_workers (3) must be at most num_workers (2); pass --min_workers=2 or fewer.",
+        ),
+        (
+            [*PSS, "--min_workers=1", "--", PY],
+            "min_workers (1) is for strategy 'multi_worker', not 'parameter_server'",
+        ),
+    ],
+)
 def test_argument_errors_are_one_line_and_exit_2(capsys, argv, match):
     assert main(argv) == 2
 
@@ -68,11 +89,26 @@ def test_runs_the_command_on_every_worker(capsys):
 
 
 def test_min_workers_goes_on_with_the_workers_left(capsys):
-    code = ("import json, os, sys; c = json.loads(os.environ['TF_CONFIG']); "
-            "n = len(c['cluster']['worker']); sys.exit(7 if c['task']['index'] == 2 else 0)")
+    code = (
+        "import json, os, sys; c = json.loads(os.environ['TF_CONFIG']); "
+        "n = len(c['cluster']['worker']); sys.exit(7 if c['task']['index'] == 2 else 0)"
+    )
 
-    assert main(["--strategy=multi_worker", "--num_workers=3", "--max_restarts=1",
-                 "--min_workers=2", "--", PY, "-c", code]) == 0
+    assert (
+        main(
+            [
+                "--strategy=multi_worker",
+                "--num_workers=3",
+                "--max_restarts=1",
+                "--min_workers=2",
+                "--",
+                PY,
+                "-c",
+                code,
+            ]
+        )
+        == 0
+    )
 
     captured = capsys.readouterr()
     assert "restarting the cluster (1/1)" in captured.out
@@ -102,11 +138,15 @@ def _planned_argv(flags):
     return {launch.name: launch.argv for launch in plan_launch(spec).launches}
 
 
-@pytest.mark.parametrize("flags, servers", [
-    (PSS, tfdist_server_command()),
-    ([*PSS, "--servers=tfdist"], tfdist_server_command()),
-    ([*PSS, "--servers=command"], USER),
-], ids=["default", "tfdist", "command"])
+@pytest.mark.parametrize(
+    "flags, servers",
+    [
+        (PSS, tfdist_server_command()),
+        ([*PSS, "--servers=tfdist"], tfdist_server_command()),
+        ([*PSS, "--servers=command"], USER),
+    ],
+    ids=["default", "tfdist", "command"],
+)
 def test_parameter_server_runs_the_command_on_the_chief_and_servers_elsewhere(flags, servers):
     argv = _planned_argv(flags)
 
@@ -115,8 +155,10 @@ def test_parameter_server_runs_the_command_on_the_chief_and_servers_elsewhere(fl
 
 
 def test_multi_worker_runs_the_command_on_every_task_whatever_servers_says():
-    for flags in (["--strategy=multi_worker", "--num_workers=2"],
-                  ["--strategy=multi_worker", "--num_workers=2", "--servers=tfdist"]):
+    for flags in (
+        ["--strategy=multi_worker", "--num_workers=2"],
+        ["--strategy=multi_worker", "--num_workers=2", "--servers=tfdist"],
+    ):
         assert _planned_argv(flags) == {"worker:0": USER, "worker:1": USER}
 
 
@@ -127,8 +169,10 @@ def test_help_documents_servers(capsys):
     assert exited.value.code == 0
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--servers {tfdist,command}" in help_text
-    assert ("'tfdist' (default): tfdist's server (python -m tfdist.server, with the launcher's "
-            "Python), so COMMAND runs on the chief only") in help_text
+    assert (
+        "'tfdist' (default): tfdist's server (python -m tfdist.server, with the launcher's "
+        "Python), so COMMAND runs on the chief only"
+    ) in help_text
     assert "'command': COMMAND runs on every task" in help_text
 
 
@@ -138,8 +182,9 @@ def test_bad_servers_value_is_a_usage_error(capsys):
 
 
 def test_failure_prints_the_summary_and_returns_the_exit_code(capsys):
-    code = ("import json, os, sys; "
-            "sys.exit(json.loads(os.environ['TF_CONFIG'])['task']['index'] * 3)")
+    code = (
+        "import json, os, sys; sys.exit(json.loads(os.environ['TF_CONFIG'])['task']['index'] * 3)"
+    )
 
     assert main(["--strategy=multi_worker", "--num_workers=2", "--", PY, "-c", code]) == 3
 
@@ -165,9 +210,12 @@ def test_signal_is_forwarded_to_every_task(signum):
         time.sleep(60)
         """)
     launcher = subprocess.Popen(
-        [PY, "-m", "launch", "--strategy=multi_worker", "--num_workers=2", "--",
-         PY, "-c", child],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [PY, "-m", "launch", "--strategy=multi_worker", "--num_workers=2", "--", PY, "-c", child],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = queue.Queue()
     threading.Thread(target=_read_lines, args=(launcher.stdout, lines), daemon=True).start()
     seen = []
@@ -193,10 +241,18 @@ def test_signal_is_forwarded_to_every_task(signum):
 
 
 def test_launch_imports_no_tensorflow_or_numpy():
-    code = ("import sys, launch, launch.__main__; "
-            "print(sorted(m for m in ('tensorflow', 'numpy') if m in sys.modules))")
+    code = (
+        "import sys, launch, launch.__main__; "
+        "print(sorted(m for m in ('tensorflow', 'numpy') if m in sys.modules))"
+    )
 
-    out = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    out = subprocess.run(
+        [PY, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ).stdout
 
     assert out.strip() == "[]"

@@ -20,9 +20,13 @@ NO_HANG = 20
 
 def _task(name, code, *, is_server=False, env=None):
     task_type, index = name.split(":")
-    return TaskLaunch(task_type=task_type, index=int(index),
-                      argv=(sys.executable, "-c", textwrap.dedent(code)),
-                      env={"PYTHONUNBUFFERED": "1", **(env or {})}, is_server=is_server)
+    return TaskLaunch(
+        task_type=task_type,
+        index=int(index),
+        argv=(sys.executable, "-c", textwrap.dedent(code)),
+        env={"PYTHONUNBUFFERED": "1", **(env or {})},
+        is_server=is_server,
+    )
 
 
 def _run(launches, **kwargs):
@@ -47,8 +51,9 @@ def _is_dead(pid, timeout=3.0):
 
 
 def test_all_succeed_with_prefixed_output():
-    launches = [_task(f"worker:{i}", f"print('hello {i}'); print('tail', end='')")
-                for i in range(2)]
+    launches = [
+        _task(f"worker:{i}", f"print('hello {i}'); print('tail', end='')") for i in range(2)
+    ]
 
     result, output, _ = _run(launches)
 
@@ -64,9 +69,11 @@ def test_all_succeed_with_prefixed_output():
 
 
 def test_failure_stops_the_others():
-    launches = [_task("worker:0", SLEEP),
-                _task("worker:1", "import sys; print('boom'); sys.exit(3)"),
-                _task("worker:2", SLEEP)]
+    launches = [
+        _task("worker:0", SLEEP),
+        _task("worker:1", "import sys; print('boom'); sys.exit(3)"),
+        _task("worker:2", SLEEP),
+    ]
 
     result, output, elapsed = _run(launches, stop_timeout=5)
 
@@ -77,7 +84,8 @@ def test_failure_stops_the_others():
     assert "[worker:1] boom" in output
     summary = result.summary()
     assert summary.splitlines()[0] == (
-        "task worker:1 failed with exit code 3 (root cause); stopped the other 2 tasks.")
+        "task worker:1 failed with exit code 3 (root cause); stopped the other 2 tasks."
+    )
     assert "last 1 log line of worker:1:\n  boom" in summary
     for sleeper in (result.tasks[0], result.tasks[2]):
         assert sleeper.stopped
@@ -87,9 +95,11 @@ def test_failure_stops_the_others():
 
 
 def test_servers_are_stopped_when_the_lead_finishes():
-    launches = [_task("chief:0", "print('done')"),
-                _task("worker:0", SLEEP, is_server=True),
-                _task("ps:0", SLEEP, is_server=True)]
+    launches = [
+        _task("chief:0", "print('done')"),
+        _task("worker:0", SLEEP, is_server=True),
+        _task("ps:0", SLEEP, is_server=True),
+    ]
 
     result, output, elapsed = _run(launches)
 
@@ -100,7 +110,8 @@ def test_servers_are_stopped_when_the_lead_finishes():
         assert server.stopped and server.exit_code == -signal.SIGTERM
         assert _is_dead(server.pid)
     assert result.summary().splitlines()[0] == (
-        "all 1 non-server task finished with exit code 0; stopped 2 server tasks.")
+        "all 1 non-server task finished with exit code 0; stopped 2 server tasks."
+    )
 
 
 def test_server_exiting_early_fails_the_launch():
@@ -114,7 +125,8 @@ def test_server_exiting_early_fails_the_launch():
     assert result.tasks[0].stopped
     assert result.summary().startswith(
         "server task ps:0 exited with exit code 0 before the non-server tasks finished "
-        "(root cause); stopped the other 1 task.")
+        "(root cause); stopped the other 1 task."
+    )
 
 
 def test_task_ignoring_sigterm_is_killed_after_stop_timeout(tmp_path):
@@ -142,8 +154,10 @@ def test_task_ignoring_sigterm_is_killed_after_stop_timeout(tmp_path):
 
 
 def test_task_killed_by_signal_is_the_root_cause():
-    launches = [_task("worker:0", SLEEP),
-                _task("worker:1", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")]
+    launches = [
+        _task("worker:0", SLEEP),
+        _task("worker:1", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"),
+    ]
 
     result, _, _ = _run(launches)
 
@@ -203,7 +217,8 @@ def test_escaped_grandchild_holding_the_output_does_not_hang_the_launch():
 def test_runs_from_a_non_main_thread():
     results = []
     thread = threading.Thread(
-        target=lambda: results.append(_run([_task("worker:0", "print('hi')")])))
+        target=lambda: results.append(_run([_task("worker:0", "print('hi')")]))
+    )
 
     thread.start()
     thread.join(10)
@@ -229,19 +244,34 @@ def test_children_get_their_own_env_only():
     assert dict(os.environ) == environ_before
 
 
-@pytest.mark.parametrize("launches, kwargs, match", [
-    ([], {}, r"must include at least one non-server task"),
-    ([_task("ps:0", "pass", is_server=True)], {}, r"\(\['ps:0'\]\) must include at least one"),
-    ([_task("worker:0", "pass"), _task("worker:0", "pass")], {},
-     r"Task names \(\['worker:0', 'worker:0'\]\) must be unique"),
-    ([_task("worker:0", "pass")], {"stop_timeout": 0},
-     r"stop_timeout \(0\) must be a positive number of seconds"),
-    ([_task("worker:0", "pass")], {"poll_interval": -1}, r"poll_interval \(-1\)"),
-    ([TaskLaunch(task_type="worker", index=0, argv=(), env={})], {},
-     r"argv of task worker:0 \(\(\)\) must be a non-empty list of strings"),
-    ([TaskLaunch(task_type="worker", index=0, argv=("x",), env={"A": 1})], {},
-     r"env of task worker:0 must be a mapping of str to str"),
-])
+@pytest.mark.parametrize(
+    "launches, kwargs, match",
+    [
+        ([], {}, r"must include at least one non-server task"),
+        ([_task("ps:0", "pass", is_server=True)], {}, r"\(\['ps:0'\]\) must include at least one"),
+        (
+            [_task("worker:0", "pass"), _task("worker:0", "pass")],
+            {},
+            r"Task names \(\['worker:0', 'worker:0'\]\) must be unique",
+        ),
+        (
+            [_task("worker:0", "pass")],
+            {"stop_timeout": 0},
+            r"stop_timeout \(0\) must be a positive number of seconds",
+        ),
+        ([_task("worker:0", "pass")], {"poll_interval": -1}, r"poll_interval \(-1\)"),
+        (
+            [TaskLaunch(task_type="worker", index=0, argv=(), env={})],
+            {},
+            r"argv of task worker:0 \(\(\)\) must be a non-empty list of strings",
+        ),
+        (
+            [TaskLaunch(task_type="worker", index=0, argv=("x",), env={"A": 1})],
+            {},
+            r"env of task worker:0 must be a mapping of str to str",
+        ),
+    ],
+)
 def test_run_local_errors(launches, kwargs, match):
     with pytest.raises(LaunchError, match=match):
         run_local(launches, output=io.StringIO(), **kwargs)

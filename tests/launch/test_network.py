@@ -1,7 +1,6 @@
 """Local clusters run in a private network namespace: reachable to each other, not from outside."""
 
 import io
-import json
 import socket
 import subprocess
 import sys
@@ -29,8 +28,9 @@ else:
     print("peer says", c.recv(5).decode(), flush=True)
 """
 
-needs_namespaces = pytest.mark.skipif(unavailable_reason() is not None,
-                                      reason=f"no network namespaces here: {unavailable_reason()}")
+needs_namespaces = pytest.mark.skipif(
+    unavailable_reason() is not None, reason=f"no network namespaces here: {unavailable_reason()}"
+)
 
 
 def test_without_isolation_launches_are_unchanged():
@@ -46,17 +46,23 @@ def test_without_isolation_launches_are_unchanged():
 def test_tasks_reach_each_other_but_not_the_host():
     cluster = plan_local_cluster(strategy="multi_worker", num_workers=2)
     port = cluster.ports()[0]
-    launches = plan_local_launch(cluster=cluster, strategy="multi_worker",
-                                 command=[sys.executable, "-c", SERVER, "3"], base_env={})
+    launches = plan_local_launch(
+        cluster=cluster,
+        strategy="multi_worker",
+        command=[sys.executable, "-c", SERVER, "3"],
+        base_env={},
+    )
     output = io.StringIO()
     with private_network() as isolation:
         assert isolation.namespace and "private network namespace" in isolation.describe()
         isolated = inside(launches, isolation)
         assert isolated[0].argv[:4] == ("ip", "netns", "exec", isolation.namespace)
         import threading
+
         result = {}
-        thread = threading.Thread(target=lambda: result.update(r=run_local(isolated,
-                                                                           output=output)))
+        thread = threading.Thread(
+            target=lambda: result.update(r=run_local(isolated, output=output))
+        )
         thread.start()
         deadline = time.time() + 20
         while "listening" not in output.getvalue() and time.time() < deadline:

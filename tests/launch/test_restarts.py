@@ -31,12 +31,17 @@ def _planner(count_file, *, fail_times, workers=1):
     def plan(lost):
         assert lost == ()
         calls.append(len(calls) + 1)
-        return [TaskLaunch(task_type="worker", index=0,
-                           argv=(sys.executable, "-c", _COUNTING, str(count_file),
-                                 str(fail_times)),
-                           env={"PYTHONUNBUFFERED": "1"})] + [
-            TaskLaunch(task_type="worker", index=i, argv=(sys.executable, "-c", "pass"),
-                       env={}) for i in range(1, workers)]
+        return [
+            TaskLaunch(
+                task_type="worker",
+                index=0,
+                argv=(sys.executable, "-c", _COUNTING, str(count_file), str(fail_times)),
+                env={"PYTHONUNBUFFERED": "1"},
+            )
+        ] + [
+            TaskLaunch(task_type="worker", index=i, argv=(sys.executable, "-c", "pass"), env={})
+            for i in range(1, workers)
+        ]
 
     return plan, calls
 
@@ -81,9 +86,12 @@ def test_no_restart_when_the_first_attempt_succeeds(tmp_path):
 
 @pytest.mark.parametrize("value", [-1, 1.5, True, "2"])
 def test_max_restarts_must_be_an_integer_of_at_least_0(value):
-    with pytest.raises(LaunchError, match=r"^max_restarts \(.*\) must be an integer of at least 0\.$"):
-        run_with_restarts(lambda lost: pytest.fail("planned despite a bad max_restarts"),
-                          max_restarts=value)
+    with pytest.raises(
+        LaunchError, match=r"^max_restarts \(.*\) must be an integer of at least 0\.$"
+    ):
+        run_with_restarts(
+            lambda lost: pytest.fail("planned despite a bad max_restarts"), max_restarts=value
+        )
 
 
 def _sized_planner(num_workers, *, failing):
@@ -93,11 +101,19 @@ def _sized_planner(num_workers, *, failing):
     def plan(lost):
         calls.append(len(lost))
         size = num_workers - len(lost)
-        return [TaskLaunch(task_type="worker", index=i,
-                           argv=(sys.executable, "-c",
-                                 f"import sys; print('{i} of {size}'); "
-                                 f"sys.exit({3 if failing(i, size) else 0})"),
-                           env={}) for i in range(size)]
+        return [
+            TaskLaunch(
+                task_type="worker",
+                index=i,
+                argv=(
+                    sys.executable,
+                    "-c",
+                    f"import sys; print('{i} of {size}'); sys.exit({3 if failing(i, size) else 0})",
+                ),
+                env={},
+            )
+            for i in range(size)
+        ]
 
     return plan, calls
 
@@ -107,8 +123,7 @@ def test_min_workers_goes_on_without_a_worker_that_cannot_come_back():
     plan, calls = _sized_planner(3, failing=lambda i, size: i == 2)
     output = io.StringIO()
 
-    report = run_with_restarts(plan, max_restarts=1, min_workers=2, output=output,
-                               stop_timeout=5)
+    report = run_with_restarts(plan, max_restarts=1, min_workers=2, output=output, stop_timeout=5)
 
     assert report.exit_code == 0 and report.workers_lost == ("worker:2",)
     assert calls == [0, 0, 1]  # Two attempts of 3 workers (1 restart), then 2 workers.
@@ -116,9 +131,10 @@ def test_min_workers_goes_on_without_a_worker_that_cannot_come_back():
     assert [len(a.tasks) for a in report.attempts] == [3, 3, 2]
     text = output.getvalue()
     assert "restarting the cluster (1/1)" in text
-    assert ("launch: attempt 2 failed (worker:2 exit code 3); its restarts are spent: going "
-            "on without it with 2 of 3 workers (--min_workers=2), from the last checkpoint"
-            in text)
+    assert (
+        "launch: attempt 2 failed (worker:2 exit code 3); its restarts are spent: going "
+        "on without it with 2 of 3 workers (--min_workers=2), from the last checkpoint" in text
+    )
     assert "[worker:1] 1 of 2" in text
     assert "workers lost: worker:2" in report.summary().splitlines()[0]
 
@@ -127,8 +143,9 @@ def test_min_workers_shrinks_once_per_spent_budget_and_stops_at_the_minimum():
     # worker:0 fails at every size: 3 -> 2 workers, then the launch fails at the minimum.
     plan, calls = _sized_planner(3, failing=lambda i, size: i == 0)
 
-    report = run_with_restarts(plan, max_restarts=1, min_workers=2, output=io.StringIO(),
-                               stop_timeout=5)
+    report = run_with_restarts(
+        plan, max_restarts=1, min_workers=2, output=io.StringIO(), stop_timeout=5
+    )
 
     assert report.exit_code == 3 and report.workers_lost == ("worker:0",)
     assert calls == [0, 0, 1, 1]  # Each size gets max_restarts restarts of its own.
@@ -145,15 +162,30 @@ def test_without_min_workers_the_launch_ends_when_the_restarts_are_spent():
 def test_a_failure_of_a_task_that_is_not_a_worker_ends_the_launch():
     def plan(lost):
         assert lost == ()
-        return [TaskLaunch(task_type="dispatcher", index=0,
-                           argv=(sys.executable, "-c", "import sys; sys.exit(4)"), env={}),
-                TaskLaunch(task_type="worker", index=0,
-                           argv=(sys.executable, "-c", "import time; time.sleep(30)"), env={}),
-                TaskLaunch(task_type="worker", index=1,
-                           argv=(sys.executable, "-c", "import time; time.sleep(30)"), env={})]
+        return [
+            TaskLaunch(
+                task_type="dispatcher",
+                index=0,
+                argv=(sys.executable, "-c", "import sys; sys.exit(4)"),
+                env={},
+            ),
+            TaskLaunch(
+                task_type="worker",
+                index=0,
+                argv=(sys.executable, "-c", "import time; time.sleep(30)"),
+                env={},
+            ),
+            TaskLaunch(
+                task_type="worker",
+                index=1,
+                argv=(sys.executable, "-c", "import time; time.sleep(30)"),
+                env={},
+            ),
+        ]
 
-    report = run_with_restarts(plan, max_restarts=0, min_workers=1, output=io.StringIO(),
-                               stop_timeout=5)
+    report = run_with_restarts(
+        plan, max_restarts=0, min_workers=1, output=io.StringIO(), stop_timeout=5
+    )
 
     assert report.exit_code == 4 and report.workers_lost == ()
 
@@ -161,5 +193,8 @@ def test_a_failure_of_a_task_that_is_not_a_worker_ends_the_launch():
 @pytest.mark.parametrize("value", [0, -1, 1.5, True])
 def test_min_workers_must_be_an_integer_of_at_least_1(value):
     with pytest.raises(LaunchError, match=r"^min_workers \(.*\) must be an integer of at least 1"):
-        run_with_restarts(lambda lost: pytest.fail("planned despite a bad min_workers"),
-                          max_restarts=0, min_workers=value)
+        run_with_restarts(
+            lambda lost: pytest.fail("planned despite a bad min_workers"),
+            max_restarts=0,
+            min_workers=value,
+        )

@@ -1,12 +1,11 @@
-import keras
 import numpy as np
 import tensorflow as tf
 
 from tfdist.data.pipeline import load_source, make_dataset_fn
-from tfdist.layers import ShardedEmbedding, sharded_embeddings, sharding_tables
-from tfdist.models import build_model
 from tfdist.distribute.partitioning import TablePartitioner
 from tfdist.distribute.strategies import make_strategy
+from tfdist.layers import ShardedEmbedding, sharded_embeddings, sharding_tables
+from tfdist.models import build_model
 from tfdist.training.trainer import Trainer
 
 
@@ -33,11 +32,19 @@ def test_recommender_trains_on_one_device():
     source = load_source("interactions", num_examples=8192)
     distribution = make_strategy("one_device")
     with distribution.strategy.scope():
-        model = build_model("recommender", input_shape=source.input_shape,
-                            num_classes=source.num_classes, vocab_sizes=source.vocab_sizes)
+        model = build_model(
+            "recommender",
+            input_shape=source.input_shape,
+            num_classes=source.num_classes,
+            vocab_sizes=source.vocab_sizes,
+        )
     assert sharded_embeddings(model) == []
-    trainer = Trainer(distribution, model=model, optimizer="adam", learning_rate=0.01,
-                      global_batch_size=256)
-    history = trainer.fit(make_dataset_fn(source, "train", global_batch_size=256,
-                                          training=True), epochs=3, steps_per_epoch=32)
+    trainer = Trainer(
+        distribution, model=model, optimizer="adam", learning_rate=0.01, global_batch_size=256
+    )
+    history = trainer.fit(
+        make_dataset_fn(source, "train", global_batch_size=256, training=True),
+        epochs=3,
+        steps_per_epoch=32,
+    )
     assert history.epochs[-1].train_loss < history.epochs[0].train_loss

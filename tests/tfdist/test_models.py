@@ -14,7 +14,9 @@ def test_builtin_models_have_the_right_heads():
 
 
 def test_unknown_model_lists_choices():
-    with pytest.raises(ConfigError, match=r"Unknown model 'resnet9000'. Expected one of: .*cnn.*mlp"):
+    with pytest.raises(
+        ConfigError, match=r"Unknown model 'resnet9000'. Expected one of: .*cnn.*mlp"
+    ):
         build_model("resnet9000", input_shape=(4,), num_classes=2)
 
 

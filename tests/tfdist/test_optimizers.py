@@ -7,9 +7,14 @@ from tfdist.config import OPTIMIZERS, ConfigError
 from tfdist.optimizers import build_optimizer
 
 
-@pytest.mark.parametrize("name, cls", [("sgd", keras.optimizers.SGD),
-                                       ("adam", keras.optimizers.Adam),
-                                       ("rmsprop", keras.optimizers.RMSprop)])
+@pytest.mark.parametrize(
+    "name, cls",
+    [
+        ("sgd", keras.optimizers.SGD),
+        ("adam", keras.optimizers.Adam),
+        ("rmsprop", keras.optimizers.RMSprop),
+    ],
+)
 def test_each_name_builds_its_class_with_the_rate(name, cls):
     optimizer = build_optimizer(name, learning_rate=0.25)
 
@@ -18,8 +23,9 @@ def test_each_name_builds_its_class_with_the_rate(name, cls):
 
 
 def test_every_configured_name_builds():
-    assert {type(build_optimizer(name, learning_rate=0.1)).__name__.lower()
-            for name in OPTIMIZERS} == set(OPTIMIZERS)
+    assert {
+        type(build_optimizer(name, learning_rate=0.1)).__name__.lower() for name in OPTIMIZERS
+    } == set(OPTIMIZERS)
 
 
 def test_unknown_name_lists_the_choices():

@@ -19,14 +19,15 @@ _WORKER = "/job:worker/replica:0/task:1/device:CPU:0"
 def _raised(function):
     try:
         function()
-    except Exception as error:  # noqa: BLE001 - the test inspects whatever TensorFlow raised.
+    except Exception as error:
         return error
     pytest.fail("expected TensorFlow to raise")
 
 
 def _infinite_that_ends():
     return tf.data.Dataset.range(3).apply(
-        tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+        tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)
+    )
 
 
 def _read_all(dataset, *, compiled):
@@ -41,8 +42,10 @@ def test_an_infinite_input_that_ends_is_an_iterator_error(compiled):
     error = _raised(lambda: _read_all(_infinite_that_ends(), compiled=compiled))
 
     assert tf_errors.is_infinite_input_exhausted(error) and tf_errors.is_iterator_error(error)
-    assert tf_errors.tf_reason(error) == ("Input dataset was expected to contain an infinite "
-                                          "number of elements but contained only 3 elements")
+    assert tf_errors.tf_reason(error) == (
+        "Input dataset was expected to contain an infinite "
+        "number of elements but contained only 3 elements"
+    )
 
 
 @pytest.mark.parametrize("compiled", [False, True])
@@ -80,22 +83,35 @@ def test_a_server_on_a_taken_port_fails_to_start():
                 print(tf_errors.is_server_start_failure(error), tf_errors.tf_reason(error))
             """)
         env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=120, env=dict(env, TF_CPP_MIN_LOG_LEVEL="3"), cwd=REPO)
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=dict(env, TF_CPP_MIN_LOG_LEVEL="3"),
+            cwd=REPO,
+        )
 
     assert done.stdout.strip() == "True Could not start gRPC server", done.stderr[-2000:]
 
 
-@pytest.mark.parametrize("error, lost", [
-    (tf.errors.UnavailableError(None, None, f"Socket closed from {_WORKER}"), True),
-    (tf.errors.CancelledError(None, None, f"{_WORKER}: cancelled"), True),
-    (tf.errors.AbortedError(None, None, f"{_WORKER}: aborted"), True),
-    (tf.errors.InvalidArgumentError(None, None, f"Unknown device {_WORKER}"), True),
-    (tf.errors.InvalidArgumentError(None, None, "Unable to find the relevant tensor "
-                                                f"remote_handle on {_WORKER}"), True),
-    (tf.errors.InvalidArgumentError(None, None, f"Incompatible shapes on {_WORKER}"), False),
-    (tf.errors.NotFoundError(None, None, f"{_WORKER}: not found"), False),
-])
+@pytest.mark.parametrize(
+    "error, lost",
+    [
+        (tf.errors.UnavailableError(None, None, f"Socket closed from {_WORKER}"), True),
+        (tf.errors.CancelledError(None, None, f"{_WORKER}: cancelled"), True),
+        (tf.errors.AbortedError(None, None, f"{_WORKER}: aborted"), True),
+        (tf.errors.InvalidArgumentError(None, None, f"Unknown device {_WORKER}"), True),
+        (
+            tf.errors.InvalidArgumentError(
+                None, None, f"Unable to find the relevant tensor remote_handle on {_WORKER}"
+            ),
+            True,
+        ),
+        (tf.errors.InvalidArgumentError(None, None, f"Incompatible shapes on {_WORKER}"), False),
+        (tf.errors.NotFoundError(None, None, f"{_WORKER}: not found"), False),
+    ],
+)
 def test_lost_task_errors(error, lost):
     assert tf_errors.is_lost_task_error(error) is lost
     assert tf_errors.names_job(error, "worker") and not tf_errors.names_job(error, "ps")

@@ -11,29 +11,30 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Optional
 
 import keras
 
-from tfdist.config import TrainConfig
 from launch.tf_config import ClusterConfig
+from tfdist.config import TrainConfig
 from tfdist.data.pipeline import input_errors, load_source, make_dataset_fn, steps_per_epoch
 from tfdist.data.service import service_target
+from tfdist.distribute.strategies import make_strategy
 from tfdist.layers import sharded_embeddings
 from tfdist.models import build_model
 from tfdist.precision import set_precision
-from tfdist.distribute.strategies import make_strategy
-from tfdist.training.progress import ProgressBar
-from tfdist.training.summaries import Summaries, tensorboard_dir
 from tfdist.training.history import History
+from tfdist.training.progress import ProgressBar
 from tfdist.training.startup import FirstStepTimer, task_startup_seconds
+from tfdist.training.summaries import Summaries, tensorboard_dir
 from tfdist.training.trainer import Trainer
 
 
 def summarize(config: TrainConfig, distribution, history: History, wall_seconds: float) -> dict:
     """The run's summary, as written to `--metrics_json`."""
     last = history.epochs[-1] if history.epochs else None
-    replicas = distribution.num_replicas * (distribution.num_workers if distribution.is_async else 1)
+    replicas = distribution.num_replicas * (
+        distribution.num_workers if distribution.is_async else 1
+    )
     return {
         "strategy": distribution.kind,
         "num_replicas": replicas,
@@ -76,23 +77,33 @@ def build_callbacks(config: TrainConfig, distribution) -> list:
     is_chief = distribution.role.is_chief
     callbacks = [ProgressBar()] if is_chief or config.verbose else []
     if is_chief and config.model_dir:
-        callbacks.append(Summaries(tensorboard_dir(config.model_dir),
-                                   profile_steps=config.profile_steps))
+        callbacks.append(
+            Summaries(tensorboard_dir(config.model_dir), profile_steps=config.profile_steps)
+        )
     return callbacks
 
 
 def source_from_config(config: TrainConfig):
     """The source `config` names, with its file options."""
-    return load_source(config.dataset, data_dir=config.data_dir,
-                       num_examples=config.num_examples, seed=config.seed,
-                       train_files=config.train_files, validation_files=config.validation_files,
-                       label_key=config.label_key, id_key=config.id_key,
-                       feature_spec=config.feature_spec, num_classes=config.num_classes,
-                       image_size=config.image_size, image_shape=config.image_shape)
+    return load_source(
+        config.dataset,
+        data_dir=config.data_dir,
+        num_examples=config.num_examples,
+        seed=config.seed,
+        train_files=config.train_files,
+        validation_files=config.validation_files,
+        label_key=config.label_key,
+        id_key=config.id_key,
+        feature_spec=config.feature_spec,
+        num_classes=config.num_classes,
+        image_size=config.image_size,
+        image_shape=config.image_shape,
+    )
 
 
-def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
-            started_at: Optional[float] = None) -> dict:
+def run_job(
+    config: TrainConfig, *, cluster: ClusterConfig | None = None, started_at: float | None = None
+) -> dict:
     """Trains `config.model` on `config.dataset` under `config.strategy`; returns the summary.
 
     Args:
@@ -102,46 +113,74 @@ def run_job(config: TrainConfig, *, cluster: Optional[ClusterConfig] = None,
     """
     started_at = time.time() if started_at is None else started_at
     communication = config.communication()
-    distribution = make_strategy(config.strategy, num_devices=config.num_devices,
-                                 cluster=cluster, communication=communication,
-                                 ps_shards=config.ps_shards)
+    distribution = make_strategy(
+        config.strategy,
+        num_devices=config.num_devices,
+        cluster=cluster,
+        communication=communication,
+        ps_shards=config.ps_shards,
+    )
     keras.utils.set_random_seed(config.seed)
     set_precision(config.mixed_precision)
     source = source_from_config(config)
     steps = config.steps_per_epoch or steps_per_epoch(source, config.global_batch_size)
     first_step = FirstStepTimer(started_at)
     with distribution.strategy.scope():
-        model = build_model(config.model, input_shape=source.input_shape,
-                            num_classes=source.num_classes, vocab_sizes=source.vocab_sizes)
-    trainer = Trainer(distribution, model=model, optimizer=config.optimizer,
-                      learning_rate=config.learning_rate,
-                      global_batch_size=config.global_batch_size,
-                      steps_per_loop=config.steps_per_loop,
-                      grad_accum_steps=config.grad_accum_steps, communication=communication,
-                      callbacks=[*build_callbacks(config, distribution), first_step],
-                      sync_every=config.sync_every, outer_optimizer=config.outer_optimizer,
-                      outer_learning_rate=config.outer_learning_rate,
-                      outer_momentum=config.outer_momentum)
+        model = build_model(
+            config.model,
+            input_shape=source.input_shape,
+            num_classes=source.num_classes,
+            vocab_sizes=source.vocab_sizes,
+        )
+    trainer = Trainer(
+        distribution,
+        model=model,
+        optimizer=config.optimizer,
+        learning_rate=config.learning_rate,
+        global_batch_size=config.global_batch_size,
+        steps_per_loop=config.steps_per_loop,
+        grad_accum_steps=config.grad_accum_steps,
+        communication=communication,
+        callbacks=[*build_callbacks(config, distribution), first_step],
+        sync_every=config.sync_every,
+        outer_optimizer=config.outer_optimizer,
+        outer_learning_rate=config.outer_learning_rate,
+        outer_momentum=config.outer_momentum,
+    )
     service = local_service = None
     if config.uses_data_service:
-        service, local_service = service_target(address=config.data_service_address,
-                                                local_workers=config.data_service_workers,
-                                                cluster=cluster)
-    train_fn = make_dataset_fn(source, "train", global_batch_size=config.global_batch_size,
-                               training=True, seed=config.seed, shuffle=config.shuffle,
-                               shard_policy=config.shard_policy, data_service=service,
-                               steps_per_epoch=steps * config.grad_accum_steps)
+        service, local_service = service_target(
+            address=config.data_service_address,
+            local_workers=config.data_service_workers,
+            cluster=cluster,
+        )
+    train_fn = make_dataset_fn(
+        source,
+        "train",
+        global_batch_size=config.global_batch_size,
+        training=True,
+        seed=config.seed,
+        shuffle=config.shuffle,
+        shard_policy=config.shard_policy,
+        data_service=service,
+        steps_per_epoch=steps * config.grad_accum_steps,
+    )
     validation_fn = None
     if source.num_validation:
-        validation_fn = make_dataset_fn(source, "validation",
-                                        global_batch_size=config.global_batch_size,
-                                        training=False)
+        validation_fn = make_dataset_fn(
+            source, "validation", global_batch_size=config.global_batch_size, training=False
+        )
     try:
         with input_errors(source):
-            history = trainer.fit(train_fn, epochs=config.epochs, steps_per_epoch=steps,
-                                  validation_fn=validation_fn, model_dir=config.model_dir,
-                                  checkpoint_every_steps=config.checkpoint_every_steps,
-                                  keep_checkpoints=config.keep_checkpoints)
+            history = trainer.fit(
+                train_fn,
+                epochs=config.epochs,
+                steps_per_epoch=steps,
+                validation_fn=validation_fn,
+                model_dir=config.model_dir,
+                checkpoint_every_steps=config.checkpoint_every_steps,
+                keep_checkpoints=config.keep_checkpoints,
+            )
     finally:
         if local_service is not None:
             local_service.stop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Iterable
+from collections.abc import Iterable
 
 _NOT_INSIDE = r"(?<![\w\-/.'\"])"  # Not part of a longer word, a path, a flag or a quote.
 
@@ -30,7 +30,9 @@ def with_flag_spellings(message: str, flag_names: Iterable[str]) -> str:
     alternatives = "|".join(map(re.escape, names))
     message = re.sub(
         rf"{_NOT_INSIDE}(?P<name>{alternatives})=(?:'(?P<quoted>[^']*)'|(?P<plain>[^\s,;)]+))",
-        _assignment, message)
+        _assignment,
+        message,
+    )
     bare = "|".join(re.escape(name) for name in names if "_" in name)
     if bare:
         message = re.sub(rf"{_NOT_INSIDE}({bare})(?![\w=/'\"])", r"--\1", message)

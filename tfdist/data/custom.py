@@ -26,9 +26,11 @@ from tfdist.config import ConfigError
 from tfdist.data.sources import DataSource, numpy_source
 from tfdist.import_paths import resolve
 
-_CONTRACT = ("a function of no arguments returning (x_train, y_train), "
-             "(x_train, y_train, x_val, y_val) or a DataSource such as "
-             "tfdist.data.pipeline.numpy_source(x, y)")
+_CONTRACT = (
+    "a function of no arguments returning (x_train, y_train), "
+    "(x_train, y_train, x_val, y_val) or a DataSource such as "
+    "tfdist.data.pipeline.numpy_source(x, y)"
+)
 
 
 def _check_no_arguments(path: str, function) -> None:
@@ -36,13 +38,18 @@ def _check_no_arguments(path: str, function) -> None:
         inspect.signature(function).bind()
     except TypeError:
         hint = ""
-        if any(name in ("context", "input_context", "ctx")
-               for name in inspect.signature(function).parameters):
-            hint = (" (a dataset_fn(InputContext) is the Trainer's contract: here return the "
-                    "arrays and tfdist shards them between the workers)")
+        if any(
+            name in ("context", "input_context", "ctx")
+            for name in inspect.signature(function).parameters
+        ):
+            hint = (
+                " (a dataset_fn(InputContext) is the Trainer's contract: here return the "
+                "arrays and tfdist shards them between the workers)"
+            )
         raise ConfigError(
             f"dataset ({path!r}) takes arguments {inspect.signature(function)}{hint}; "
-            f"expected {_CONTRACT}.") from None
+            f"expected {_CONTRACT}."
+        ) from None
     except ValueError:  # No signature to inspect (a builtin): let the call tell.
         pass
 
@@ -57,8 +64,9 @@ def custom_source(path: str) -> DataSource:
     """
     function = resolve(path, what="dataset", example="my_data:load_arrays")
     if not callable(function):
-        raise ConfigError(f"dataset ({path!r}) names a {type(function).__name__}; expected "
-                          f"{_CONTRACT}.")
+        raise ConfigError(
+            f"dataset ({path!r}) names a {type(function).__name__}; expected {_CONTRACT}."
+        )
     _check_no_arguments(path, function)
     value = function()
     if isinstance(value, DataSource):
@@ -66,10 +74,14 @@ def custom_source(path: str) -> DataSource:
     if isinstance(value, tf.data.Dataset):
         raise ConfigError(
             f"dataset ({path!r}) returned a tf.data.Dataset, which tfdist cannot shard so each "
-            f"example is seen once per epoch; expected {_CONTRACT}.")
+            f"example is seen once per epoch; expected {_CONTRACT}."
+        )
     if isinstance(value, (tuple, list)) and len(value) in (2, 4):
         validation = tuple(value[2:]) or None
         return numpy_source(value[0], value[1], validation=validation, name=path)
-    got = (f"a {type(value).__name__} of {len(value)}" if isinstance(value, (tuple, list))
-           else type(value).__name__)
+    got = (
+        f"a {type(value).__name__} of {len(value)}"
+        if isinstance(value, (tuple, list))
+        else type(value).__name__
+    )
     raise ConfigError(f"dataset ({path!r}) returned {got}; expected {_CONTRACT}.")

@@ -13,7 +13,7 @@ datasets are `tfdist.data.tfrecords`'.
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
@@ -33,7 +33,7 @@ def describe_files(flag: str, patterns) -> str:
     return f"{flag} ({text!r})"
 
 
-def expand_files(patterns: Union[str, Sequence[str]], flag: str) -> Tuple[str, ...]:
+def expand_files(patterns: str | Sequence[str], flag: str) -> tuple[str, ...]:
     """The files `patterns` (comma-separated globs) match, sorted per glob, no repeats."""
     parts = patterns.split(",") if isinstance(patterns, str) else list(patterns)
     files, seen = [], set()
@@ -43,7 +43,8 @@ def expand_files(patterns: Union[str, Sequence[str]], flag: str) -> Tuple[str, .
             raise ConfigError(
                 f"{flag} ({pattern!r}) matches no file (relative paths start at "
                 f"{os.getcwd()}); fix the path or glob, e.g. "
-                f"{flag}='data/train-*.tfrecord'.")
+                f"{flag}='data/train-*.tfrecord'."
+            )
         for path in matched:
             if path not in seen:
                 seen.add(path)
@@ -69,18 +70,26 @@ class FileSplit(SplitReader):
 
     def _keyed(self, path):
         name = tf.strings.split(path, "/")[-1]
-        return self.file_records(path).enumerate().map(
-            lambda index, record: (self.key(name, index, record), record))
+        return (
+            self.file_records(path)
+            .enumerate()
+            .map(lambda index, record: (self.key(name, index, record), record))
+        )
 
     def records(self, files=None, *, keyed=False):
         files = tf.data.Dataset.from_tensor_slices(list(self.files)) if files is None else files
-        return files.interleave(self._keyed if keyed else self.file_records,
-                                cycle_length=min(len(self.files), _CYCLE),
-                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return files.interleave(
+            self._keyed if keyed else self.file_records,
+            cycle_length=min(len(self.files), _CYCLE),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
 
     def explain(self, path: str, error: Exception) -> str:
-        return (f"{self.what}: file {path!r} cannot be read ({tf_reason(error)}); fix or "
-                "regenerate it, or leave it out.")
+        return (
+            f"{self.what}: file {path!r} cannot be read ({tf_reason(error)}); fix or "
+            "regenerate it, or leave it out."
+        )
 
     def count(self, labels_of: Callable[[str], tf.data.Dataset]) -> int:
         """Reads every file once: sets `sizes` and `num_examples`; returns the largest label.
@@ -99,7 +108,7 @@ class FileSplit(SplitReader):
         self.sizes, self.num_examples = tuple(sizes), sum(sizes)
         return top
 
-    def diagnose(self) -> Optional[str]:
+    def diagnose(self) -> str | None:
         for path in self.files:
             examples = decode_records(self.file_records(tf.constant(path)), self)
             try:
@@ -109,17 +118,20 @@ class FileSplit(SplitReader):
         return None
 
 
-def scan_labels(labels: tf.data.Dataset) -> Tuple[int, int]:
+def scan_labels(labels: tf.data.Dataset) -> tuple[int, int]:
     """(examples, largest label) of one file, from a dataset of label batches."""
     count, top = labels.reduce(
         (tf.constant(0, tf.int64), tf.constant(-1, tf.int64)),
-        lambda acc, batch: (acc[0] + tf.size(batch, tf.int64),
-                            tf.maximum(acc[1], tf.reduce_max(tf.cast(batch, tf.int64)))))
+        lambda acc, batch: (
+            acc[0] + tf.size(batch, tf.int64),
+            tf.maximum(acc[1], tf.reduce_max(tf.cast(batch, tf.int64))),
+        ),
+    )
     return int(count), int(top)
 
 
 # ----- CSV ------------------------------------------------------------------------------
-def _header(path: str) -> Tuple[str, ...]:
+def _header(path: str) -> tuple[str, ...]:
     with tf.io.gfile.GFile(path, "r") as f:
         line = f.readline()
     return tuple(c.strip().strip('"') for c in line.rstrip("\r\n").split(","))
@@ -136,8 +148,10 @@ class CsvSplit(FileSplit):
         self._label = columns.index(label_key)
         self._id = columns.index(id_key) if id_key else None
         self._features = [i for i, c in enumerate(columns) if i not in (self._label, self._id)]
-        dtypes = [tf.int64 if i == self._label else tf.string if i == self._id else tf.float32
-                  for i in range(len(columns))]
+        dtypes = [
+            tf.int64 if i == self._label else tf.string if i == self._id else tf.float32
+            for i in range(len(columns))
+        ]
         self._defaults = [tf.constant([], dtype) for dtype in dtypes]  # Every field required.
         self._flag = flag
 
@@ -155,16 +169,19 @@ class CsvSplit(FileSplit):
         return features, tf.cast(columns[self._label], tf.int32)
 
     def explain(self, path, error):
-        return (f"CSV file {path!r} cannot be parsed ({tf_reason(error)}); each row needs a "
-                "number in every column and an integer label; fix the row or leave the file "
-                f"out of {self._flag}.")
+        return (
+            f"CSV file {path!r} cannot be parsed ({tf_reason(error)}); each row needs a "
+            "number in every column and an integer label; fix the row or leave the file "
+            f"out of {self._flag}."
+        )
 
     def scan(self) -> int:
         return self.count(
-            lambda path: self.file_records(path).batch(1024).map(lambda l: self.decode(l)[1]))
+            lambda path: self.file_records(path).batch(1024).map(lambda line: self.decode(line)[1])
+        )
 
 
-def _csv_columns(files, *, label_key, id_key, flag) -> Tuple[str, ...]:
+def _csv_columns(files, *, label_key, id_key, flag) -> tuple[str, ...]:
     columns = _header(files[0])
     for path in files:
         header = _header(path)
@@ -173,20 +190,30 @@ def _csv_columns(files, *, label_key, id_key, flag) -> Tuple[str, ...]:
                 raise ConfigError(
                     f"CSV file {path!r} has no column {needed!r} (its columns: "
                     f"{', '.join(header)}); pass {option}='NAME' with one of them or fix "
-                    "the header row.")
+                    "the header row."
+                )
         if header != columns:
             raise ConfigError(
                 f"CSV file {path!r} has columns {', '.join(header)} but {files[0]!r} has "
-                f"{', '.join(columns)}; every file of {flag} needs the same header row.")
+                f"{', '.join(columns)}; every file of {flag} needs the same header row."
+            )
     if len(columns) < 2:
-        raise ConfigError(f"CSV file {files[0]!r} has only the column(s) {', '.join(columns)}; "
-                          "it needs a label column and at least one feature column.")
+        raise ConfigError(
+            f"CSV file {files[0]!r} has only the column(s) {', '.join(columns)}; "
+            "it needs a label column and at least one feature column."
+        )
     return columns
 
 
-def csv_source(*, train_files, validation_files=None, label_key: str = "label",
-               id_key: Optional[str] = None, num_classes: Optional[int] = None,
-               name: str = "csv") -> DataSource:
+def csv_source(
+    *,
+    train_files,
+    validation_files=None,
+    label_key: str = "label",
+    id_key: str | None = None,
+    num_classes: int | None = None,
+    name: str = "csv",
+) -> DataSource:
     """A source of CSV files with a header row; every column but the label (and id) a feature.
 
     The features of a row become one float32 vector in header order.
@@ -196,16 +223,25 @@ def csv_source(*, train_files, validation_files=None, label_key: str = "label",
     splits, top = {}, -1
     validation = expand_files(validation_files, "validation_files") if validation_files else ()
     for split_name, files, flag, patterns in (
-            ("train", train, "train_files", train_files),
-            ("validation", validation, "validation_files", validation_files)):
+        ("train", train, "train_files", train_files),
+        ("validation", validation, "validation_files", validation_files),
+    ):
         if not files:
             continue
         found = _csv_columns(files, label_key=label_key, id_key=id_key, flag=flag)
         if found != columns:
-            raise ConfigError(f"CSV file {files[0]!r} has columns {', '.join(found)} but the "
-                              f"training files have {', '.join(columns)}; use one header.")
-        split = CsvSplit(files, what=describe_files(flag, patterns), columns=columns,
-                         label_key=label_key, id_key=id_key, flag=flag)
+            raise ConfigError(
+                f"CSV file {files[0]!r} has columns {', '.join(found)} but the "
+                f"training files have {', '.join(columns)}; use one header."
+            )
+        split = CsvSplit(
+            files,
+            what=describe_files(flag, patterns),
+            columns=columns,
+            label_key=label_key,
+            id_key=id_key,
+            flag=flag,
+        )
         top = max(top, split.scan())
         splits[split_name] = split
     classes = count_classes([top] if top >= 0 else [], num_classes, f"{name} labels")
@@ -220,16 +256,21 @@ class ImageFolderSplit(FileSplit):
     batched_decode = False
 
     def __init__(self, files, *, what, classes, image_size, channels):
-        super().__init__(files, [1] * len(files), what=what,
-                         example_bytes=4 * image_size[0] * image_size[1] * channels)
+        super().__init__(
+            files,
+            [1] * len(files),
+            what=what,
+            example_bytes=4 * image_size[0] * image_size[1] * channels,
+        )
         self._classes, self._size, self._channels = tuple(classes), image_size, channels
 
     def records(self, files=None, *, keyed=False):
         paths = tf.data.Dataset.from_tensor_slices(list(self.files)) if files is None else files
         if not keyed:
             return paths
-        return paths.map(lambda p: (tf.strings.reduce_join(
-            tf.strings.split(p, "/")[-2:], separator="/"), p))
+        return paths.map(
+            lambda p: (tf.strings.reduce_join(tf.strings.split(p, "/")[-2:], separator="/"), p)
+        )
 
     def file_records(self, path):
         return tf.data.Dataset.from_tensors(path)
@@ -238,43 +279,61 @@ class ImageFolderSplit(FileSplit):
         return chunked(tf.constant(list(self.files)), len(self.files))
 
     def decode(self, path):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=self._channels,
-                                   expand_animations=False)
+        image = tf.io.decode_image(
+            tf.io.read_file(path), channels=self._channels, expand_animations=False
+        )
         image = tf.image.resize(image, self._size) / 255.0
         folder = tf.strings.split(path, "/")[-2]
-        label = tf.argmax(tf.cast(tf.equal(list(self._classes), folder), tf.int32),
-                          output_type=tf.int32)
+        label = tf.argmax(
+            tf.cast(tf.equal(list(self._classes), folder), tf.int32), output_type=tf.int32
+        )
         return image, label
 
     def explain(self, path, error):
-        return (f"image file {path!r} cannot be decoded ({tf_reason(error)}); replace or "
-                "remove it (jpeg, png, bmp or gif).")
+        return (
+            f"image file {path!r} cannot be decoded ({tf_reason(error)}); replace or "
+            "remove it (jpeg, png, bmp or gif)."
+        )
 
 
 def _image_files(root: str, flag: str, classes=None):
     if not tf.io.gfile.isdir(root):
-        raise ConfigError(f"{flag} ({root!r}) is not a folder; dataset 'image_folder' reads a "
-                          "folder with one sub-folder of images per class.")
-    found = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(root)
-                   if tf.io.gfile.isdir(os.path.join(root, d)))
+        raise ConfigError(
+            f"{flag} ({root!r}) is not a folder; dataset 'image_folder' reads a "
+            "folder with one sub-folder of images per class."
+        )
+    found = sorted(
+        d.rstrip("/") for d in tf.io.gfile.listdir(root) if tf.io.gfile.isdir(os.path.join(root, d))
+    )
     classes = classes or found
     unknown = [c for c in found if c not in classes]
     if unknown:
-        raise ConfigError(f"{flag} ({root!r}) has class folder(s) {', '.join(unknown)} that the "
-                          f"training folder lacks (it has {', '.join(classes)}).")
-    files = [os.path.join(root, c, name) for c in found
-             for name in sorted(tf.io.gfile.listdir(os.path.join(root, c)))
-             if name.lower().endswith(IMAGE_EXTENSIONS)]
+        raise ConfigError(
+            f"{flag} ({root!r}) has class folder(s) {', '.join(unknown)} that the "
+            f"training folder lacks (it has {', '.join(classes)})."
+        )
+    files = [
+        os.path.join(root, c, name)
+        for c in found
+        for name in sorted(tf.io.gfile.listdir(os.path.join(root, c)))
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    ]
     if not files:
-        raise ConfigError(f"{flag} ({root!r}) has no images in class sub-folders (looked for "
-                          f"{', '.join(IMAGE_EXTENSIONS)} in {root}/CLASS/); put each class's "
-                          "images in its own sub-folder.")
+        raise ConfigError(
+            f"{flag} ({root!r}) has no images in class sub-folders (looked for "
+            f"{', '.join(IMAGE_EXTENSIONS)} in {root}/CLASS/); put each class's "
+            "images in its own sub-folder."
+        )
     return classes, files
 
 
-def image_folder_source(*, train_files: str, validation_files: Optional[str] = None,
-                        image_size: Optional[Tuple[int, int]] = None,
-                        name: str = "image_folder") -> DataSource:
+def image_folder_source(
+    *,
+    train_files: str,
+    validation_files: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    name: str = "image_folder",
+) -> DataSource:
     """A source of images in `train_files/CLASS/*.png` (jpeg, png, bmp, gif).
 
     Class indices follow the sorted folder names. Images are decoded to 1 or 3
@@ -285,16 +344,28 @@ def image_folder_source(*, train_files: str, validation_files: Optional[str] = N
     try:
         first = tf.io.decode_image(tf.io.read_file(train[0]), expand_animations=False)
     except READ_ERRORS as error:
-        raise ConfigError(f"image file {train[0]!r} cannot be decoded ({tf_reason(error)}); "
-                          "replace or remove it.") from None
+        raise ConfigError(
+            f"image file {train[0]!r} cannot be decoded ({tf_reason(error)}); replace or remove it."
+        ) from None
     height, width, channels = first.shape
     size = tuple(image_size) if image_size else (int(height), int(width))
     channels = channels if channels in (1, 3) else 3
-    splits = {"train": ImageFolderSplit(train, what=describe_files("train_files", train_files),
-                                        classes=classes, image_size=size, channels=channels)}
+    splits = {
+        "train": ImageFolderSplit(
+            train,
+            what=describe_files("train_files", train_files),
+            classes=classes,
+            image_size=size,
+            channels=channels,
+        )
+    }
     if validation_files:
         _, files = _image_files(validation_files, "validation_files", classes)
         splits["validation"] = ImageFolderSplit(
-            files, what=describe_files("validation_files", validation_files), classes=classes,
-            image_size=size, channels=channels)
+            files,
+            what=describe_files("validation_files", validation_files),
+            classes=classes,
+            image_size=size,
+            channels=channels,
+        )
     return DataSource(name, (*size, channels), len(classes), splits)

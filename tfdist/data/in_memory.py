@@ -23,8 +23,6 @@ fewer workers (`--min_workers`) reads exactly the examples its epoch has left.
 
 from __future__ import annotations
 
-from typing import Optional, Union
-
 import tensorflow as tf
 
 _SEED_STRIDE = 1000  # seed * stride + pipeline: one seed per pipeline.
@@ -39,9 +37,17 @@ def _rows(table) -> tf.Tensor:
     return tf.shape(tf.nest.flatten(table)[0])[0]
 
 
-def epochs_in_memory(examples: tf.data.Dataset, *, max_rows: int, batch: int,
-                     epoch_examples: Optional[int], shuffle: bool, seed: int,
-                     pipeline: Union[int, tf.Tensor], deal: int = 1) -> tf.data.Dataset:
+def epochs_in_memory(
+    examples: tf.data.Dataset,
+    *,
+    max_rows: int,
+    batch: int,
+    epoch_examples: int | None,
+    shuffle: bool,
+    seed: int,
+    pipeline: int | tf.Tensor,
+    deal: int = 1,
+) -> tf.data.Dataset:
     """Batches of `batch` examples of the part, endlessly.
 
     Args:
@@ -64,8 +70,7 @@ def epochs_in_memory(examples: tf.data.Dataset, *, max_rows: int, batch: int,
     def one_pass(number, rows_table):
         rows = _rows(rows_table)
         if shuffle:
-            keys = tf.random.stateless_uniform(tf.reshape(rows, [1]),
-                                               seed=tf.stack([base, number]))
+            keys = tf.random.stateless_uniform(tf.reshape(rows, [1]), seed=tf.stack([base, number]))
             order = tf.argsort(keys, stable=True)
         else:
             order = tf.range(rows)
@@ -82,7 +87,8 @@ def epochs_in_memory(examples: tf.data.Dataset, *, max_rows: int, batch: int,
 
     def gathered(index_batches, rows_table):
         return tf.data.Dataset.from_tensor_slices(index_batches).map(
-            lambda index: tf.nest.map_structure(lambda t: tf.gather(t, index), rows_table))
+            lambda index: tf.nest.map_structure(lambda t: tf.gather(t, index), rows_table)
+        )
 
     # The table is read once and shared. An empty part gives no passes: the stream ends
     # (an error, as the cardinality is asserted infinite) instead of spinning. Declared

@@ -14,7 +14,6 @@ source. Batching per replica and epochs belong to `tfdist.data.pipeline`.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -30,8 +29,11 @@ class KerasArrays(SplitReader):
 
     def __init__(self, record, *, what: str):
         leaves = [leaf for leaf in tf.nest.flatten(record) if leaf is not None]
-        super().__init__(what=what, num_examples=len(leaves[0]),
-                         example_bytes=sum(leaf[:1].nbytes for leaf in leaves) or 1)
+        super().__init__(
+            what=what,
+            num_examples=len(leaves[0]),
+            example_bytes=sum(leaf[:1].nbytes for leaf in leaves) or 1,
+        )
         self.record = record
         self._held = HeldArrays(record)
 
@@ -73,8 +75,10 @@ def _as_array(value, what: str):
         try:
             array = array.astype(str)
         except (TypeError, ValueError):
-            raise ConfigError(f"{what} holds Python objects of mixed types; give a NumPy array "
-                              "of numbers or strings.") from None
+            raise ConfigError(
+                f"{what} holds Python objects of mixed types; give a NumPy array "
+                "of numbers or strings."
+            ) from None
     if array.dtype == np.float64:
         array = array.astype(np.float32)  # As Keras does: float64 arrays train as floatx.
     if array.ndim == 0:
@@ -86,8 +90,12 @@ def _structure(value, what: str):
     """Arrays, lists/tuples or dicts of arrays, as a nest of NumPy arrays."""
     if isinstance(value, dict):
         return {key: _as_array(item, f"{what}[{key!r}]") for key, item in value.items()}
-    if isinstance(value, (list, tuple)) and value and not np.isscalar(value[0]) \
-            and np.ndim(value[0]) > 0:
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and not np.isscalar(value[0])
+        and np.ndim(value[0]) > 0
+    ):
         return [_as_array(item, f"{what}[{index}]") for index, item in enumerate(value)]
     return _as_array(value, what)
 
@@ -98,16 +106,20 @@ def _rows(nest, what: str) -> int:
         raise ConfigError(f"{what} is empty; give at least one array.")
     counts = {len(leaf) for leaf in leaves}
     if len(counts) != 1:
-        raise ConfigError(f"{what} has arrays of different lengths {sorted(counts)}; every "
-                          "array must hold one row per example.")
+        raise ConfigError(
+            f"{what} has arrays of different lengths {sorted(counts)}; every "
+            "array must hold one row per example."
+        )
     return counts.pop()
 
 
 def class_weights_to_sample_weights(y, class_weight: dict) -> np.ndarray:
     """One weight per example from its class, as Keras computes it (one-hot: argmax)."""
     if isinstance(y, (dict, list)):
-        raise ConfigError("class_weight needs a single target array; for several outputs "
-                          "pass sample_weight instead.")
+        raise ConfigError(
+            "class_weight needs a single target array; for several outputs "
+            "pass sample_weight instead."
+        )
     labels = np.asarray(y)
     if labels.ndim > 1:
         labels = np.argmax(labels, axis=-1) if labels.shape[-1] != 1 else labels[..., 0]
@@ -120,8 +132,10 @@ def _record(x, y, sample_weight, class_weight, what: str):
     y = _structure(y, f"{what} y") if y is not None else None
     if class_weight is not None:
         if sample_weight is not None:
-            raise ConfigError("class_weight and sample_weight were both given; Keras takes "
-                              "one of them: fold the class weights into sample_weight.")
+            raise ConfigError(
+                "class_weight and sample_weight were both given; Keras takes "
+                "one of them: fold the class weights into sample_weight."
+            )
         if y is None:
             raise ConfigError("class_weight needs targets y.")
         sample_weight = class_weights_to_sample_weights(y, class_weight)
@@ -133,8 +147,10 @@ def _record(x, y, sample_weight, class_weight, what: str):
         rows["sample_weight"] = _rows(sample_weight, f"{what} sample_weight")
     if len(set(rows.values())) != 1:
         listed = ", ".join(f"{key} has {count}" for key, count in rows.items())
-        raise ConfigError(f"{what} arrays have different numbers of rows ({listed}); give "
-                          "one row per example to each.")
+        raise ConfigError(
+            f"{what} arrays have different numbers of rows ({listed}); give "
+            "one row per example to each."
+        )
     record = (x,) if y is None else (x, y)
     return record + ((sample_weight,) if sample_weight is not None else ())
 
@@ -145,13 +161,14 @@ def _split(record, fraction: float):
     if split_at in (0, rows):
         raise ConfigError(
             f"validation_split ({fraction}) leaves {split_at} of {rows} examples for "
-            "training; pick a fraction that leaves both splits at least one example.")
+            "training; pick a fraction that leaves both splits at least one example."
+        )
     head = tf.nest.map_structure(lambda a: a[:split_at], record)
     tail = tf.nest.map_structure(lambda a: a[split_at:], record)
     return head, tail
 
 
-def dataset_batch_size(dataset: tf.data.Dataset) -> Optional[int]:
+def dataset_batch_size(dataset: tf.data.Dataset) -> int | None:
     """The batch size a batched dataset was made with, looking through map/prefetch/..."""
     current = dataset
     while current is not None:
@@ -167,8 +184,10 @@ def dataset_batch_size(dataset: tf.data.Dataset) -> Optional[int]:
 def _dataset_examples(dataset: tf.data.Dataset, batch: int, what: str) -> int:
     count = int(dataset.cardinality())
     if count == tf.data.INFINITE_CARDINALITY:
-        raise ConfigError(f"{what} repeats forever; pass steps_per_epoch, or drop .repeat() "
-                          "so tfdist counts its batches.")
+        raise ConfigError(
+            f"{what} repeats forever; pass steps_per_epoch, or drop .repeat() "
+            "so tfdist counts its batches."
+        )
     if count == tf.data.UNKNOWN_CARDINALITY:
         count = int(dataset.reduce(np.int64(0), lambda n, _: n + 1))
     return count * batch
@@ -180,34 +199,52 @@ def dataset_source(dataset, *, validation=None, what: str = "dataset") -> tuple:
     if batch is None:
         raise ConfigError(
             f"{what} is not batched; batch it with the global batch size, e.g. "
-            "dataset.batch(64), as Keras' fit expects.")
-    splits = {"train": DatasetSplit(dataset, what=what,
-                                    num_examples=_dataset_examples(dataset, batch, what))}
+            "dataset.batch(64), as Keras' fit expects."
+        )
+    splits = {
+        "train": DatasetSplit(
+            dataset, what=what, num_examples=_dataset_examples(dataset, batch, what)
+        )
+    }
     if validation is not None:
         splits["validation"] = validation_split_reader(validation, batch)
     return DataSource(what, (), None, splits), batch
 
 
-def validation_split_reader(validation, batch: Optional[int]) -> SplitReader:
+def validation_split_reader(validation, batch: int | None) -> SplitReader:
     """The reader of `validation_data`: a dataset, or a tuple of arrays."""
     if is_dataset(validation):
         size = dataset_batch_size(validation)
         if size is None:
-            raise ConfigError("validation_data is an unbatched dataset; batch it, e.g. "
-                              "validation_data.batch(64).")
-        return DatasetSplit(validation, what="validation_data",
-                            num_examples=_dataset_examples(validation, size, "validation_data"))
+            raise ConfigError(
+                "validation_data is an unbatched dataset; batch it, e.g. validation_data.batch(64)."
+            )
+        return DatasetSplit(
+            validation,
+            what="validation_data",
+            num_examples=_dataset_examples(validation, size, "validation_data"),
+        )
     if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
         raise ConfigError(
             f"validation_data ({type(validation).__name__}) must be (x, y), "
-            "(x, y, sample_weight) or a batched tf.data.Dataset.")
-    return KerasArrays(_record(*validation, *(None,) * (3 - len(validation)), None,
-                               "validation_data"), what="validation_data")
+            "(x, y, sample_weight) or a batched tf.data.Dataset."
+        )
+    return KerasArrays(
+        _record(*validation, *(None,) * (3 - len(validation)), None, "validation_data"),
+        what="validation_data",
+    )
 
 
-def arrays_source(x, y=None, *, sample_weight=None, class_weight=None,
-                  validation_split: float = 0.0, validation_data=None,
-                  name: str = "arrays") -> DataSource:
+def arrays_source(
+    x,
+    y=None,
+    *,
+    sample_weight=None,
+    class_weight=None,
+    validation_split: float = 0.0,
+    validation_data=None,
+    name: str = "arrays",
+) -> DataSource:
     """A source of Keras-style arrays, with the validation split Keras' fit would make.
 
     Args:
@@ -240,9 +277,12 @@ def inference_source(x, y=None, *, sample_weight=None, name: str) -> DataSource:
     if is_dataset(x):
         source, _ = dataset_source(x, what=name)
         return source
-    return DataSource(name, (), None,
-                      {"train": KerasArrays(_record(x, y, sample_weight, None, name),
-                                            what=f"{name} x")})
+    return DataSource(
+        name,
+        (),
+        None,
+        {"train": KerasArrays(_record(x, y, sample_weight, None, name), what=f"{name} x")},
+    )
 
 
 def check_batch_size(batch_size, default: int = 32) -> int:

@@ -30,51 +30,96 @@ whatever the number of workers, so a run resumed with fewer workers stays exactl
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import tensorflow as tf
 
-from tfdist.config import (FILE_DATASETS, SHARD_POLICIES, ConfigError,
-                           check_choice, per_replica_batch_size)
+from tfdist.config import (
+    FILE_DATASETS,
+    SHARD_POLICIES,
+    ConfigError,
+    check_choice,
+    per_replica_batch_size,
+)
 from tfdist.data.custom import custom_source
-from tfdist.import_paths import is_import_path
-from tfdist.data.service import ServiceTarget, distribute
 from tfdist.data.files import csv_source, expand_files, image_folder_source
 from tfdist.data.in_memory import epochs_in_memory
-from tfdist.data.sharding import (decode, fits_in_memory, part_size, resolve_policy,
-                             sharded_examples)
-from tfdist.data.sources import (DIGITS_VALIDATION, INTERACTION_FACTORS, INTERACTION_ITEMS,
-                            INTERACTION_USERS, SYNTHETIC_CLASSES, SYNTHETIC_FEATURES,
-                            DataSource, SplitReader, digits_source, interactions_batch,
-                            interactions_source, load_digits_arrays, npz_source, numpy_source,
-                            synthetic_batch, synthetic_source)
+from tfdist.data.service import ServiceTarget, distribute
+from tfdist.data.sharding import decode, fits_in_memory, part_size, resolve_policy, sharded_examples
+from tfdist.data.sources import (
+    DIGITS_VALIDATION,
+    INTERACTION_FACTORS,
+    INTERACTION_ITEMS,
+    INTERACTION_USERS,
+    SYNTHETIC_CLASSES,
+    SYNTHETIC_FEATURES,
+    DataSource,
+    SplitReader,
+    digits_source,
+    interactions_batch,
+    interactions_source,
+    load_digits_arrays,
+    npz_source,
+    numpy_source,
+    synthetic_batch,
+    synthetic_source,
+)
 from tfdist.data.tfrecords import tfds_source, tfrecord_source
+from tfdist.import_paths import is_import_path
 from tfdist.tf_errors import is_infinite_input_exhausted, is_iterator_error, tf_reason
 
 __all__ = [  # Sources and constants other modules import from here, and this module's API.
-    "BUILTIN_DATASETS", "DIGITS_VALIDATION", "INTERACTION_FACTORS", "INTERACTION_ITEMS",
-    "INTERACTION_USERS", "SYNTHETIC_CLASSES", "SYNTHETIC_FEATURES", "DataSource", "DatasetFn",
-    "SplitReader", "csv_source", "image_folder_source", "input_errors", "interactions_batch",
-    "load_digits_arrays", "load_source", "make_dataset_fn", "npz_source", "numpy_source",
-    "per_worker_dataset_fn", "steps_per_epoch", "synthetic_batch",
+    "BUILTIN_DATASETS",
+    "DIGITS_VALIDATION",
+    "INTERACTION_FACTORS",
+    "INTERACTION_ITEMS",
+    "INTERACTION_USERS",
+    "SYNTHETIC_CLASSES",
+    "SYNTHETIC_FEATURES",
+    "DataSource",
+    "DatasetFn",
+    "SplitReader",
+    "csv_source",
+    "image_folder_source",
+    "input_errors",
+    "interactions_batch",
+    "load_digits_arrays",
+    "load_source",
+    "make_dataset_fn",
+    "npz_source",
+    "numpy_source",
+    "per_worker_dataset_fn",
+    "steps_per_epoch",
+    "synthetic_batch",
     "tfrecord_source",
 ]
 
-DatasetFn = Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]
+DatasetFn = Callable[[tf.distribute.InputContext | None], tf.data.Dataset]
 BUILTIN_DATASETS = ("digits", "synthetic", "interactions") + FILE_DATASETS
 _SHUFFLE_BUFFER = 100_000
 _SERVED_BATCH = 256
 
 
-def load_source(name: str, *, data_dir: Optional[str] = None, num_examples: int = 60000,
-                seed: int = 0, train_files=None, validation_files=None,
-                label_key: str = "label", id_key: Optional[str] = None, feature_spec=None,
-                num_classes: Optional[int] = None, image_size=None,
-                image_shape=None) -> DataSource:
+def load_source(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    num_examples: int = 60000,
+    seed: int = 0,
+    train_files=None,
+    validation_files=None,
+    label_key: str = "label",
+    id_key: str | None = None,
+    feature_spec=None,
+    num_classes: int | None = None,
+    image_size=None,
+    image_shape=None,
+) -> DataSource:
     """Finds the dataset `name`.
 
     `digits`, `synthetic` (`num_examples`, `seed`; `image_shape` (H, W, C) makes
-    its examples images) and `interactions` are built in; `tfrecord`, `csv`, `npz` and `image_folder` read
+    its examples images) and `interactions` are built in; `tfrecord`, `csv`, `npz` and
+    `image_folder` read
     `train_files`/`validation_files` (see `tfdist.data.files`); any other name
     is a TFDS dataset prepared under `data_dir`. `package.module:function` is the
     user's own source function (`tfdist.data.custom`).
@@ -90,20 +135,35 @@ def load_source(name: str, *, data_dir: Optional[str] = None, num_examples: int 
     if name in FILE_DATASETS and not train_files:
         raise ConfigError(f"dataset {name!r} reads files: pass train_files=GLOB.")
     if name == "tfrecord":
-        return tfrecord_source(train_files=train_files, validation_files=validation_files,
-                               feature_spec=feature_spec, label_key=label_key, id_key=id_key,
-                               num_classes=num_classes)
+        return tfrecord_source(
+            train_files=train_files,
+            validation_files=validation_files,
+            feature_spec=feature_spec,
+            label_key=label_key,
+            id_key=id_key,
+            num_classes=num_classes,
+        )
     if name == "csv":
-        return csv_source(train_files=train_files, validation_files=validation_files,
-                          label_key=label_key, id_key=id_key, num_classes=num_classes)
+        return csv_source(
+            train_files=train_files,
+            validation_files=validation_files,
+            label_key=label_key,
+            id_key=id_key,
+            num_classes=num_classes,
+        )
     if name == "npz":
         validation = expand_files(validation_files, "validation_files") if validation_files else ()
-        return npz_source(train_files=expand_files(train_files, "train_files"),
-                          validation_files=validation, label_key=label_key, id_key=id_key,
-                          num_classes=num_classes)
+        return npz_source(
+            train_files=expand_files(train_files, "train_files"),
+            validation_files=validation,
+            label_key=label_key,
+            id_key=id_key,
+            num_classes=num_classes,
+        )
     if name == "image_folder":
-        return image_folder_source(train_files=train_files, validation_files=validation_files,
-                                   image_size=image_size)
+        return image_folder_source(
+            train_files=train_files, validation_files=validation_files, image_size=image_size
+        )
     return tfds_source(name, data_dir, BUILTIN_DATASETS)
 
 
@@ -117,7 +177,8 @@ def _one_pass(source: DataSource, global_batch_size: int) -> int:
     if steps < 1:
         raise ConfigError(
             f"global_batch_size ({global_batch_size}) is larger than the {source.name!r} "
-            f"training split ({source.num_train} examples); use at most {source.num_train}.")
+            f"training split ({source.num_train} examples); use at most {source.num_train}."
+        )
     return steps
 
 
@@ -129,10 +190,18 @@ def _options() -> tf.data.Options:
     return options
 
 
-def make_dataset_fn(source: DataSource, split: str, *, global_batch_size: int,
-                    training: bool, seed: int = 0, shuffle: bool = True,
-                    shard_policy: str = "auto", steps_per_epoch: Optional[int] = None,
-                    data_service: Optional[ServiceTarget] = None) -> DatasetFn:
+def make_dataset_fn(
+    source: DataSource,
+    split: str,
+    *,
+    global_batch_size: int,
+    training: bool,
+    seed: int = 0,
+    shuffle: bool = True,
+    shard_policy: str = "auto",
+    steps_per_epoch: int | None = None,
+    data_service: ServiceTarget | None = None,
+) -> DatasetFn:
     """The dataset function for `split`: sharded per input pipeline, batched per replica.
 
     Args:
@@ -155,46 +224,75 @@ def make_dataset_fn(source: DataSource, split: str, *, global_batch_size: int,
     if data_service is not None and shard_policy not in ("auto", "off"):
         raise ConfigError(
             f"shard_policy ({shard_policy!r}) does not apply with data_service: the service "
-            "splits the data between the trainers itself; use auto or off.")
+            "splits the data between the trainers itself; use auto or off."
+        )
     if training and steps_per_epoch is None:
         steps_per_epoch = _one_pass(source, global_batch_size)
 
-    def dataset_fn(context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+    def dataset_fn(context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         pipelines = context.num_input_pipelines if context is not None else 1
         pipeline = context.input_pipeline_id if context is not None else 0
         replicas = context.num_replicas_in_sync if context is not None else 1
         batch = per_replica_batch_size(global_batch_size, replicas)
         if data_service is not None:
-            dataset = _served(reader, batch, training=training, shuffle=shuffle,
-                              target=data_service)
+            dataset = _served(
+                reader, batch, training=training, shuffle=shuffle, target=data_service
+            )
             return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
-        policy = resolve_policy(shard_policy, num_files=len(reader.files),
-                                num_pipelines=pipelines, what=reader.what)
+        policy = resolve_policy(
+            shard_policy, num_files=len(reader.files), num_pipelines=pipelines, what=reader.what
+        )
         if not training:  # Each pipeline's part once, the last partial batch kept.
-            dataset = sharded_examples(reader, policy=policy, num_pipelines=pipelines,
-                                       pipeline_id=pipeline, seed=seed).batch(batch)
+            dataset = sharded_examples(
+                reader, policy=policy, num_pipelines=pipelines, pipeline_id=pipeline, seed=seed
+            ).batch(batch)
             return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
         # A pass stops after the pipeline's share of an epoch (off: each reads everything).
         quota = _quota(steps_per_epoch, global_batch_size, pipelines, batch)
         epoch = quota if policy != "off" and quota else None
         if _dealt(policy, shuffle, pipelines, pipeline, reader):
-            whole = sharded_examples(reader, policy="off", num_pipelines=1, pipeline_id=0,
-                                     cache=False)
+            whole = sharded_examples(
+                reader, policy="off", num_pipelines=1, pipeline_id=0, cache=False
+            )
             dataset = epochs_in_memory(
-                whole, max_rows=reader.num_examples, batch=batch, epoch_examples=epoch,
-                shuffle=True, seed=seed, pipeline=pipeline, deal=pipelines)
+                whole,
+                max_rows=reader.num_examples,
+                batch=batch,
+                epoch_examples=epoch,
+                shuffle=True,
+                seed=seed,
+                pipeline=pipeline,
+                deal=pipelines,
+            )
             return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
         in_memory = fits_in_memory(reader, policy, pipelines)
-        examples = sharded_examples(reader, policy=policy, num_pipelines=pipelines,
-                                    pipeline_id=pipeline, seed=seed, cache=False)
+        examples = sharded_examples(
+            reader,
+            policy=policy,
+            num_pipelines=pipelines,
+            pipeline_id=pipeline,
+            seed=seed,
+            cache=False,
+        )
         if in_memory:
             dataset = epochs_in_memory(
-                examples, max_rows=part_size(reader.num_examples, policy, pipelines),
-                batch=batch, epoch_examples=epoch, shuffle=shuffle, seed=seed,
-                pipeline=pipeline)
+                examples,
+                max_rows=part_size(reader.num_examples, policy, pipelines),
+                batch=batch,
+                epoch_examples=epoch,
+                shuffle=shuffle,
+                seed=seed,
+                pipeline=pipeline,
+            )
         else:
-            dataset = streamed_epochs(examples, batch=batch, epoch_examples=epoch,
-                                      shuffle=shuffle, seed=seed, pipeline=pipeline)
+            dataset = streamed_epochs(
+                examples,
+                batch=batch,
+                epoch_examples=epoch,
+                shuffle=shuffle,
+                seed=seed,
+                pipeline=pipeline,
+            )
         return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
     return dataset_fn
@@ -207,17 +305,30 @@ def _dealt(policy: str, shuffle: bool, pipelines: int, pipeline, reader) -> bool
     index; parameter-server workers do not step in lockstep, so their parts stay fixed),
     when the whole split fits in memory (`tfdist.data.in_memory`).
     """
-    return (policy == "data" and shuffle and pipelines > 1 and isinstance(pipeline, int)
-            and fits_in_memory(reader, "off", 1))
+    return (
+        policy == "data"
+        and shuffle
+        and pipelines > 1
+        and isinstance(pipeline, int)
+        and fits_in_memory(reader, "off", 1)
+    )
 
 
-def streamed_epochs(examples: tf.data.Dataset, *, batch: int, epoch_examples: Optional[int],
-                    shuffle: bool, seed: int, pipeline) -> tf.data.Dataset:
+def streamed_epochs(
+    examples: tf.data.Dataset,
+    *,
+    batch: int,
+    epoch_examples: int | None,
+    shuffle: bool,
+    seed: int,
+    pipeline,
+) -> tf.data.Dataset:
     """Batches of a part too large for memory, streamed: shuffled per example in a buffer,
     passes of at most `epoch_examples` (None: whole passes) one after another."""
     if shuffle:
-        examples = examples.shuffle(_SHUFFLE_BUFFER, seed=_shuffle_seed(seed, pipeline),
-                                    reshuffle_each_iteration=True)
+        examples = examples.shuffle(
+            _SHUFFLE_BUFFER, seed=_shuffle_seed(seed, pipeline), reshuffle_each_iteration=True
+        )
     if epoch_examples:
         examples = examples.take(epoch_examples)
     batches = examples.repeat().batch(batch, drop_remainder=True)
@@ -239,8 +350,9 @@ def _shuffle_seed(seed: int, pipeline) -> int:
     return seed * 1000 + (pipeline if isinstance(pipeline, int) else 0)
 
 
-def _served(reader: SplitReader, batch: int, *, training: bool, shuffle: bool,
-            target: ServiceTarget) -> tf.data.Dataset:
+def _served(
+    reader: SplitReader, batch: int, *, training: bool, shuffle: bool, target: ServiceTarget
+) -> tf.data.Dataset:
     """Batches of the whole split from the service; each pass splits it between trainers.
 
     The data workers run the pipeline: read, decode, shuffle (each pass anew) and, for
@@ -252,15 +364,17 @@ def _served(reader: SplitReader, batch: int, *, training: bool, shuffle: bool,
     examples = decode(reader.service_records(), reader)
     if training:
         if shuffle:
-            examples = examples.shuffle(min(reader.num_examples, _SHUFFLE_BUFFER),
-                                        reshuffle_each_iteration=True)
+            examples = examples.shuffle(
+                min(reader.num_examples, _SHUFFLE_BUFFER), reshuffle_each_iteration=True
+            )
         examples = examples.repeat()
     served = distribute(examples.batch(max(batch, _SERVED_BATCH)), target)
     return served.rebatch(batch, drop_remainder=training)
 
 
-def per_worker_dataset_fn(dataset_fn: DatasetFn, *,
-                          num_workers: int) -> Callable[[], tf.data.Dataset]:
+def per_worker_dataset_fn(
+    dataset_fn: DatasetFn, *, num_workers: int
+) -> Callable[[], tf.data.Dataset]:
     """`dataset_fn` for `ClusterCoordinator.create_per_worker_dataset` (parameter server).
 
     The coordinator traces the returned function once and runs it on every worker;
@@ -271,8 +385,11 @@ def per_worker_dataset_fn(dataset_fn: DatasetFn, *,
 
     def on_worker() -> tf.data.Dataset:
         index = tf.distribute.coordinator.experimental_get_current_worker_index()
-        return dataset_fn(tf.distribute.InputContext(
-            num_input_pipelines=num_workers, input_pipeline_id=index, num_replicas_in_sync=1))
+        return dataset_fn(
+            tf.distribute.InputContext(
+                num_input_pipelines=num_workers, input_pipeline_id=index, num_replicas_in_sync=1
+            )
+        )
 
     return on_worker
 
@@ -289,17 +406,20 @@ def input_errors(source: DataSource):
         yield
     except (tf.errors.OutOfRangeError, tf.errors.FailedPreconditionError) as error:
         # An empty part ends the stream; its asserted infinite cardinality then fails.
-        if (isinstance(error, tf.errors.FailedPreconditionError)
-                and not is_infinite_input_exhausted(error)):
+        if isinstance(error, tf.errors.FailedPreconditionError) and not is_infinite_input_exhausted(
+            error
+        ):
             raise
         raise ConfigError(
             f"an input pipeline of dataset {source.name!r} ran out of training examples "
             f"({tf_reason(error)}): with this shard_policy one worker's part is empty; use "
-            "fewer workers, more data or shard_policy='data'.") from None
+            "fewer workers, more data or shard_policy='data'."
+        ) from None
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
         if not is_iterator_error(error):
             raise
         found = source.diagnose()
-        raise ConfigError(found or (
-            f"reading dataset {source.name!r} failed ({tf_reason(error)}); check its files."
-        )) from None
+        raise ConfigError(
+            found
+            or (f"reading dataset {source.name!r} failed ({tf_reason(error)}); check its files.")
+        ) from None

@@ -17,8 +17,6 @@ import dataclasses
 import hashlib
 import os
 import time
-from typing import List, Optional, Sequence
-
 from typing import TYPE_CHECKING
 
 from tfdist.config import ConfigError
@@ -44,16 +42,17 @@ class ServiceTarget:
 
 def normalize_address(address: str, flag: str = "data_service_address") -> str:
     """`host:port` or `grpc://host:port` → `grpc://host:port`."""
-    bare = address[len("grpc://"):] if address.startswith("grpc://") else address
+    bare = address[len("grpc://") :] if address.startswith("grpc://") else address
     host, _, port = bare.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(
             f"{flag} ({address!r}) must be the dispatcher as HOST:PORT or "
-            f"grpc://HOST:PORT, e.g. {flag}='node1:5050'.")
+            f"grpc://HOST:PORT, e.g. {flag}='node1:5050'."
+        )
     return f"grpc://{bare}"
 
 
-def job_name_for(cluster: Optional["ClusterConfig"]) -> str:
+def job_name_for(cluster: ClusterConfig | None) -> str:
     """A job name every task of this run computes alike, and the next run does not.
 
     Tasks of a cluster share its addresses (new ports each local launch); a single
@@ -70,8 +69,11 @@ def distribute(dataset, target: ServiceTarget):
     """`dataset` served by the service: one job, `distributed_epoch` (each example once)."""
     import tensorflow as tf
 
-    return dataset.apply(tf.data.experimental.service.distribute(
-        processing_mode=PROCESSING_MODE, service=target.address, job_name=target.job_name))
+    return dataset.apply(
+        tf.data.experimental.service.distribute(
+            processing_mode=PROCESSING_MODE, service=target.address, job_name=target.job_name
+        )
+    )
 
 
 class LocalService:
@@ -81,20 +83,22 @@ class LocalService:
         import tensorflow as tf
 
         service = tf.data.experimental.service
-        self.dispatcher = service.DispatchServer(service.DispatcherConfig(
-            port=0, job_gc_check_interval_ms=500, job_gc_timeout_ms=500))
-        bare = self.dispatcher.target[len("grpc://"):]
-        self.workers: List = [service.WorkerServer(service.WorkerConfig(dispatcher_address=bare))
-                              for _ in range(num_workers)]
+        self.dispatcher = service.DispatchServer(
+            service.DispatcherConfig(port=0, job_gc_check_interval_ms=500, job_gc_timeout_ms=500)
+        )
+        bare = self.dispatcher.target[len("grpc://") :]
+        self.workers: list = [
+            service.WorkerServer(service.WorkerConfig(dispatcher_address=bare))
+            for _ in range(num_workers)
+        ]
         self.address = self.dispatcher.target
 
     def stop(self) -> None:
         for server in [*self.workers, self.dispatcher]:
-            server._stop()  # noqa: SLF001 - the servers' only way to stop before exit.
+            server._stop()
 
 
-def service_target(*, address: Optional[str], local_workers: int,
-                   cluster: Optional["ClusterConfig"]):
+def service_target(*, address: str | None, local_workers: int, cluster: ClusterConfig | None):
     """The run's `(ServiceTarget, LocalService or None)`.
 
     Args:
@@ -110,7 +114,8 @@ def service_target(*, address: Optional[str], local_workers: int,
         raise ConfigError(
             "data_service needs the dispatcher of a running service when TF_CONFIG is set; "
             "start one with `python -m tfdist.data_service dispatcher --port=5050` (and "
-            "workers) and pass data_service_address='grpc://HOST:5050'.")
+            "workers) and pass data_service_address='grpc://HOST:5050'."
+        )
     local = LocalService(local_workers)
     return ServiceTarget(local.address, job_name_for(None)), local
 
@@ -129,8 +134,11 @@ def serve_worker(dispatcher_address: str, port: int, host: str) -> None:
     import tensorflow as tf
 
     service = tf.data.experimental.service
-    dispatcher = normalize_address(dispatcher_address, "dispatcher_address")[len("grpc://"):]
-    server = service.WorkerServer(service.WorkerConfig(
-        dispatcher_address=dispatcher, port=port, worker_address=f"{host}:%port%"))
+    dispatcher = normalize_address(dispatcher_address, "dispatcher_address")[len("grpc://") :]
+    server = service.WorkerServer(
+        service.WorkerConfig(
+            dispatcher_address=dispatcher, port=port, worker_address=f"{host}:%port%"
+        )
+    )
     print(f"tfdist.data_service: data worker of {dispatcher} serving", flush=True)
     server.join()

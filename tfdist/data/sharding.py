@@ -27,8 +27,6 @@ created on it).
 
 from __future__ import annotations
 
-from typing import Optional, Union
-
 import tensorflow as tf
 
 from tfdist.config import SHARD_POLICIES, ConfigError, check_choice
@@ -54,11 +52,13 @@ def resolve_policy(policy: str, *, num_files: int, num_pipelines: int, what: str
         if not num_files:
             raise ConfigError(
                 f"shard_policy 'file' splits files between the input pipelines, but {what} is "
-                "not read from files; use shard_policy='data' (or 'auto').")
+                "not read from files; use shard_policy='data' (or 'auto')."
+            )
         raise ConfigError(
             f"shard_policy 'file' needs at least one file per input pipeline, but {what} has "
             f"{num_files} file(s) for {num_pipelines} input pipelines; write the data as at "
-            f"least {num_pipelines} files or use shard_policy='data' (or 'auto').")
+            f"least {num_pipelines} files or use shard_policy='data' (or 'auto')."
+        )
     return policy
 
 
@@ -79,8 +79,9 @@ def _keep(records: tf.data.Dataset, predicate) -> tf.data.Dataset:
     return records.filter(tf.autograph.experimental.do_not_convert(predicate))
 
 
-def shard_records(reader, *, policy: str, num_pipelines: int,
-                  pipeline_id: Union[int, tf.Tensor], seed: int = 0) -> tf.data.Dataset:
+def shard_records(
+    reader, *, policy: str, num_pipelines: int, pipeline_id: int | tf.Tensor, seed: int = 0
+) -> tf.data.Dataset:
     """The records of `reader`'s split that pipeline `pipeline_id` keeps under `policy`.
 
     `policy` must be resolved (`resolve_policy`). Records stay in the split's
@@ -95,19 +96,25 @@ def shard_records(reader, *, policy: str, num_pipelines: int,
         return reader.records().shard(num_pipelines, pipeline_id)
     pipeline = tf.cast(pipeline_id, tf.int64)
     if policy == "hash":
-        kept = _keep(reader.records(keyed=True),
-                     lambda key, record: tf.strings.to_hash_bucket_fast(key, num_pipelines)
-                     == pipeline)
+        kept = _keep(
+            reader.records(keyed=True),
+            lambda key, record: tf.strings.to_hash_bucket_fast(key, num_pipelines) == pipeline,
+        )
         return kept.map(lambda key, record: record)
     if policy == "random":
         last = tf.constant(max(reader.num_examples - 1, 0), tf.int64)
         permutation = tf.constant([seed, _RANDOM_SALT], tf.int64)
-        kept = _keep(reader.records().enumerate(),
-                     lambda index, record: tf.random.experimental.index_shuffle(
-                         index, permutation, last) % num_pipelines == pipeline)
+        kept = _keep(
+            reader.records().enumerate(),
+            lambda index, record: (
+                tf.random.experimental.index_shuffle(index, permutation, last) % num_pipelines
+                == pipeline
+            ),
+        )
         return kept.map(lambda index, record: record)
-    raise ConfigError(f"Unknown shard_policy {policy!r}. Expected one of: "
-                      f"{', '.join(SHARD_POLICIES)}.")
+    raise ConfigError(
+        f"Unknown shard_policy {policy!r}. Expected one of: {', '.join(SHARD_POLICIES)}."
+    )
 
 
 def decode(records: tf.data.Dataset, reader) -> tf.data.Dataset:
@@ -115,15 +122,22 @@ def decode(records: tf.data.Dataset, reader) -> tf.data.Dataset:
     if reader.decode is None:
         return records
     if reader.batched_decode:
-        chunks = records.batch(_DECODE_CHUNK).map(reader.decode,
-                                                  num_parallel_calls=tf.data.AUTOTUNE)
+        chunks = records.batch(_DECODE_CHUNK).map(
+            reader.decode, num_parallel_calls=tf.data.AUTOTUNE
+        )
         return chunks.unbatch()
     return records.map(reader.decode, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def sharded_examples(reader, *, policy: str, num_pipelines: int,
-                     pipeline_id: Union[int, tf.Tensor], seed: int = 0,
-                     cache: Optional[bool] = None) -> tf.data.Dataset:
+def sharded_examples(
+    reader,
+    *,
+    policy: str,
+    num_pipelines: int,
+    pipeline_id: int | tf.Tensor,
+    seed: int = 0,
+    cache: bool | None = None,
+) -> tf.data.Dataset:
     """Pipeline `pipeline_id`'s decoded `(features, label)` examples, in a fixed order.
 
     Args:
@@ -134,8 +148,9 @@ def sharded_examples(reader, *, policy: str, num_pipelines: int,
       seed: seeds the `random` policy.
       cache: keep the decoded part in memory; None decides from its size (`CACHE_BYTES`).
     """
-    records = shard_records(reader, policy=policy, num_pipelines=num_pipelines,
-                            pipeline_id=pipeline_id, seed=seed)
+    records = shard_records(
+        reader, policy=policy, num_pipelines=num_pipelines, pipeline_id=pipeline_id, seed=seed
+    )
     examples = decode(records, reader)
     if cache is None:
         cache = fits_in_memory(reader, policy, num_pipelines)

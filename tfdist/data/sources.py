@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-from typing import Callable, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -41,7 +41,7 @@ class SplitReader:
     """
 
     files: tuple = ()
-    decode: Optional[Callable] = None
+    decode: Callable | None = None
     batched_decode: bool = True
 
     def __init__(self, *, what: str, num_examples: int, example_bytes: int):
@@ -49,8 +49,9 @@ class SplitReader:
         self.num_examples = num_examples
         self.example_bytes = example_bytes
 
-    def records(self, files: Optional[tf.data.Dataset] = None, *,
-                keyed: bool = False) -> tf.data.Dataset:
+    def records(
+        self, files: tf.data.Dataset | None = None, *, keyed: bool = False
+    ) -> tf.data.Dataset:
         """The records of `files` (a dataset of file names; None: the whole split).
 
         With `keyed`, each element is `(key, record)`, `key` a string that names
@@ -67,13 +68,14 @@ class SplitReader:
         """
         return self.records()
 
-    def diagnose(self) -> Optional[str]:
+    def diagnose(self) -> str | None:
         """After a read error: which file fails and why (None when it cannot tell)."""
         return None
 
 
 def chunked(values, count: int, chunk: int = SERVICE_CHUNK) -> tf.data.Dataset:
     """The rows of `values` (a nest of arrays), from a dataset of `chunk`-row pieces."""
+
     def rows(start):
         index = tf.range(start, tf.minimum(start + chunk, count))
         return tf.nest.map_structure(lambda array: tf.gather(array, index), values)
@@ -106,10 +108,13 @@ class HeldArrays:
 class ArraySplit(SplitReader):
     """A split held in memory as arrays (features may be a dict of arrays)."""
 
-    def __init__(self, features, labels, *, what: str, ids: Optional[np.ndarray] = None):
+    def __init__(self, features, labels, *, what: str, ids: np.ndarray | None = None):
         leaves = tf.nest.flatten(features) + tf.nest.flatten(labels)
-        super().__init__(what=what, num_examples=len(leaves[-1]),
-                         example_bytes=sum(a[:1].nbytes for a in leaves) or 1)
+        super().__init__(
+            what=what,
+            num_examples=len(leaves[-1]),
+            example_bytes=sum(a[:1].nbytes for a in leaves) or 1,
+        )
         self._arrays = (features, labels)
         self._held = HeldArrays(self._arrays)
         self._ids = None if ids is None else np.asarray(ids).astype(str)
@@ -129,8 +134,9 @@ class ArraySplit(SplitReader):
 class GeneratedSplit(SplitReader):
     """Examples `start .. start + count - 1` made in the graph by `batch_fn(indices, seed)`."""
 
-    def __init__(self, batch_fn, *, start: int, count: int, seed: int, what: str,
-                 example_bytes: int):
+    def __init__(
+        self, batch_fn, *, start: int, count: int, seed: int, what: str, example_bytes: int
+    ):
         super().__init__(what=what, num_examples=count, example_bytes=example_bytes)
         self._batch_fn, self._start, self._seed = batch_fn, start, seed
 
@@ -138,15 +144,17 @@ class GeneratedSplit(SplitReader):
         indices = tf.data.Dataset.range(self._start, self._start + self.num_examples)
         chunks = indices.batch(_GENERATED_CHUNK)
         if keyed:
-            return chunks.map(lambda i: (tf.strings.as_string(i), self._batch_fn(i, self._seed))
-                              ).unbatch()
+            return chunks.map(
+                lambda i: (tf.strings.as_string(i), self._batch_fn(i, self._seed))
+            ).unbatch()
         return chunks.map(lambda i: self._batch_fn(i, self._seed)).unbatch()
 
     def service_records(self):
         end = self._start + self.num_examples
         starts = tf.data.Dataset.range(self._start, end, _GENERATED_CHUNK)
-        return starts.map(lambda s: self._batch_fn(
-            tf.range(s, tf.minimum(s + _GENERATED_CHUNK, end)), self._seed)).unbatch()
+        return starts.map(
+            lambda s: self._batch_fn(tf.range(s, tf.minimum(s + _GENERATED_CHUNK, end)), self._seed)
+        ).unbatch()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,21 +188,30 @@ class DataSource:
         if name not in self.splits:
             raise ConfigError(
                 f"Dataset {self.name!r} has no {name!r} split (it has: "
-                f"{', '.join(self.splits)}); for a file dataset pass {name}_files.")
+                f"{', '.join(self.splits)}); for a file dataset pass {name}_files."
+            )
         return self.splits[name]
 
-    def read(self, split: str, context: Optional[tf.distribute.InputContext] = None, *,
-             shard_policy: str = "auto", seed: int = 0) -> tf.data.Dataset:
+    def read(
+        self,
+        split: str,
+        context: tf.distribute.InputContext | None = None,
+        *,
+        shard_policy: str = "auto",
+        seed: int = 0,
+    ) -> tf.data.Dataset:
         """The split's unbatched `(features, label)` examples for `context`'s pipeline."""
         reader = self.split(split)
         pipelines = context.num_input_pipelines if context is not None else 1
         pipeline = context.input_pipeline_id if context is not None else 0
-        policy = resolve_policy(shard_policy, num_files=len(reader.files),
-                                num_pipelines=pipelines, what=reader.what)
-        return sharded_examples(reader, policy=policy, num_pipelines=pipelines,
-                                pipeline_id=pipeline, seed=seed)
+        policy = resolve_policy(
+            shard_policy, num_files=len(reader.files), num_pipelines=pipelines, what=reader.what
+        )
+        return sharded_examples(
+            reader, policy=policy, num_pipelines=pipelines, pipeline_id=pipeline, seed=seed
+        )
 
-    def diagnose(self) -> Optional[str]:
+    def diagnose(self) -> str | None:
         """After a read error: the first split file that fails and why, if one does."""
         for reader in self.splits.values():
             found = reader.diagnose()
@@ -216,9 +233,10 @@ def digits_source() -> DataSource:
     images, labels = load_digits_arrays()
     order = np.random.default_rng(0).permutation(len(labels))  # fixed: the split never moves
     val, train = order[:DIGITS_VALIDATION], order[DIGITS_VALIDATION:]
-    splits = {"train": ArraySplit(images[train], labels[train], what="digits train split"),
-              "validation": ArraySplit(images[val], labels[val],
-                                       what="digits validation split")}
+    splits = {
+        "train": ArraySplit(images[train], labels[train], what="digits train split"),
+        "validation": ArraySplit(images[val], labels[val], what="digits validation split"),
+    }
     return DataSource("digits", images.shape[1:], 10, splits)
 
 
@@ -227,9 +245,11 @@ def synthetic_batch(indices: tf.Tensor, seed: int, shape=(SYNTHETIC_FEATURES,)):
     label = argmax(x·W) over the flattened features."""
     size = int(np.prod(shape))
     features = tf.random.stateless_uniform(
-        [tf.shape(indices)[0], size], seed=tf.stack([tf.cast(seed, tf.int64), indices[0]]))
+        [tf.shape(indices)[0], size], seed=tf.stack([tf.cast(seed, tf.int64), indices[0]])
+    )
     weights = tf.random.stateless_normal(
-        [size, SYNTHETIC_CLASSES], seed=tf.constant([seed, -1], tf.int64))
+        [size, SYNTHETIC_CLASSES], seed=tf.constant([seed, -1], tf.int64)
+    )
     labels = tf.argmax(tf.matmul(features - 0.5, weights), axis=1, output_type=tf.int32)
     if len(shape) > 1:
         features = tf.reshape(features, [-1, *shape])
@@ -244,29 +264,44 @@ def interactions_batch(indices: tf.Tensor, seed: int):
     """
     count = tf.shape(indices)[0]
     pair_seed = tf.stack([tf.cast(seed, tf.int64), indices[0]])
-    users = tf.random.stateless_uniform([count], pair_seed, maxval=INTERACTION_USERS,
-                                        dtype=tf.int32)
-    items = tf.random.stateless_uniform([count], pair_seed + 1, maxval=INTERACTION_ITEMS,
-                                        dtype=tf.int32)
-    user_factors = tf.random.stateless_normal([INTERACTION_USERS, INTERACTION_FACTORS],
-                                              tf.constant([seed, -2], tf.int64))
-    item_factors = tf.random.stateless_normal([INTERACTION_ITEMS, INTERACTION_FACTORS],
-                                              tf.constant([seed, -3], tf.int64))
+    users = tf.random.stateless_uniform(
+        [count], pair_seed, maxval=INTERACTION_USERS, dtype=tf.int32
+    )
+    items = tf.random.stateless_uniform(
+        [count], pair_seed + 1, maxval=INTERACTION_ITEMS, dtype=tf.int32
+    )
+    user_factors = tf.random.stateless_normal(
+        [INTERACTION_USERS, INTERACTION_FACTORS], tf.constant([seed, -2], tf.int64)
+    )
+    item_factors = tf.random.stateless_normal(
+        [INTERACTION_ITEMS, INTERACTION_FACTORS], tf.constant([seed, -3], tf.int64)
+    )
     affinity = tf.reduce_sum(tf.gather(user_factors, users) * tf.gather(item_factors, items), 1)
     return {"user": users, "item": items}, tf.cast(affinity > 0, tf.int32)
 
 
-def generated_source(name, batch_fn, num_examples, seed, *, example_bytes,
-                     **info) -> DataSource:
+def generated_source(name, batch_fn, num_examples, seed, *, example_bytes, **info) -> DataSource:
     """A source generated in the graph, chunk by chunk, from example indices."""
     check_positive("num_examples", num_examples)
     num_validation = max(1, num_examples // 10)
     splits = {
-        "train": GeneratedSplit(batch_fn, start=0, count=num_examples, seed=seed,
-                                what=f"{name} train split", example_bytes=example_bytes),
-        "validation": GeneratedSplit(batch_fn, start=num_examples, count=num_validation,
-                                     seed=seed, what=f"{name} validation split",
-                                     example_bytes=example_bytes)}
+        "train": GeneratedSplit(
+            batch_fn,
+            start=0,
+            count=num_examples,
+            seed=seed,
+            what=f"{name} train split",
+            example_bytes=example_bytes,
+        ),
+        "validation": GeneratedSplit(
+            batch_fn,
+            start=num_examples,
+            count=num_validation,
+            seed=seed,
+            what=f"{name} validation split",
+            example_bytes=example_bytes,
+        ),
+    }
     return DataSource(name=name, splits=splits, **info)
 
 
@@ -274,30 +309,45 @@ def synthetic_source(num_examples: int, seed: int, image_shape=None) -> DataSour
     """The synthetic task: 784 features, or images of `image_shape` (H, W, C) for a
     compute-heavy job (`cnn`); labels are a fixed random linear rule of the pixels."""
     shape = tuple(image_shape) if image_shape else (SYNTHETIC_FEATURES,)
-    return generated_source("synthetic", lambda i, s: synthetic_batch(i, s, shape),
-                            num_examples, seed, example_bytes=4 * int(np.prod(shape)) + 4,
-                            input_shape=shape, num_classes=SYNTHETIC_CLASSES)
+    return generated_source(
+        "synthetic",
+        lambda i, s: synthetic_batch(i, s, shape),
+        num_examples,
+        seed,
+        example_bytes=4 * int(np.prod(shape)) + 4,
+        input_shape=shape,
+        num_classes=SYNTHETIC_CLASSES,
+    )
 
 
 def interactions_source(num_examples: int, seed: int) -> DataSource:
-    return generated_source("interactions", interactions_batch, num_examples, seed,
-                            example_bytes=12, input_shape=(), num_classes=2,
-                            vocab_sizes={"user": INTERACTION_USERS, "item": INTERACTION_ITEMS})
+    return generated_source(
+        "interactions",
+        interactions_batch,
+        num_examples,
+        seed,
+        example_bytes=12,
+        input_shape=(),
+        num_classes=2,
+        vocab_sizes={"user": INTERACTION_USERS, "item": INTERACTION_ITEMS},
+    )
 
 
 # ----- NumPy arrays and .npz files ----------------------------------------------------
-def count_classes(labels: np.ndarray, num_classes: Optional[int], what: str) -> int:
+def count_classes(labels: np.ndarray, num_classes: int | None, what: str) -> int:
     """`num_classes`, or the largest label + 1; labels must be ints in [0, num_classes)."""
     labels = np.asarray(labels)
     if labels.size and (labels.min() < 0 or not np.issubdtype(labels.dtype, np.integer)):
         raise ConfigError(
             f"{what} has labels that are not class indices (min {labels.min()!r}, dtype "
-            f"{labels.dtype}); labels must be integers 0..num_classes-1.")
+            f"{labels.dtype}); labels must be integers 0..num_classes-1."
+        )
     top = int(labels.max()) + 1 if labels.size else 1
     if num_classes is not None and top > num_classes:
         raise ConfigError(
             f"{what} has label {top - 1} but num_classes is {num_classes}; pass "
-            f"num_classes={top} or more.")
+            f"num_classes={top} or more."
+        )
     return num_classes or top
 
 
@@ -309,21 +359,33 @@ def _model_features(arrays: Mapping[str, np.ndarray], what: str) -> np.ndarray:
         return np.asarray(next(iter(arrays.values())), np.float32)
     rows = {len(a) for a in arrays.values()}
     if len(rows) != 1:
-        raise ConfigError(f"{what} has arrays of different lengths {sorted(rows)}; every "
-                          "array must hold one row per example.")
-    return np.concatenate([np.asarray(a, np.float32).reshape(len(a), -1)
-                           for _, a in sorted(arrays.items())], axis=1)
+        raise ConfigError(
+            f"{what} has arrays of different lengths {sorted(rows)}; every "
+            "array must hold one row per example."
+        )
+    return np.concatenate(
+        [np.asarray(a, np.float32).reshape(len(a), -1) for _, a in sorted(arrays.items())], axis=1
+    )
 
 
 def _class_indices(labels) -> bool:
     """Labels that are one integer class per example (what `num_classes` counts)."""
-    return (not isinstance(labels, (dict, list, tuple)) and np.asarray(labels).ndim == 1
-            and np.issubdtype(np.asarray(labels).dtype, np.integer))
+    return (
+        not isinstance(labels, (dict, list, tuple))
+        and np.asarray(labels).ndim == 1
+        and np.issubdtype(np.asarray(labels).dtype, np.integer)
+    )
 
 
-def numpy_source(features, labels, *, validation: Optional[tuple] = None,
-                 ids: Optional[Sequence] = None, num_classes: Optional[int] = None,
-                 name: str = "numpy") -> DataSource:
+def numpy_source(
+    features,
+    labels,
+    *,
+    validation: tuple | None = None,
+    ids: Sequence | None = None,
+    num_classes: int | None = None,
+    name: str = "numpy",
+) -> DataSource:
     """A source from NumPy arrays (the Python API's `NumPy arrays`).
 
     Args:
@@ -337,11 +399,18 @@ def numpy_source(features, labels, *, validation: Optional[tuple] = None,
         targets it is the last dimension of a single target array, else None).
       name: the source's name.
     """
+
     def as_labels(values):
         return tf.nest.map_structure(
-            lambda a: np.asarray(a).astype(np.int32) if _class_indices(a)
-            else np.asarray(a, np.float32) if np.asarray(a).dtype == np.float64
-            else np.asarray(a), values)
+            lambda a: (
+                np.asarray(a).astype(np.int32)
+                if _class_indices(a)
+                else np.asarray(a, np.float32)
+                if np.asarray(a).dtype == np.float64
+                else np.asarray(a)
+            ),
+            values,
+        )
 
     labels = as_labels(labels)
     rows = len(tf.nest.flatten(labels)[0])
@@ -352,8 +421,9 @@ def numpy_source(features, labels, *, validation: Optional[tuple] = None,
     if validation is not None:
         val_features, val_labels = validation
         classes.append(as_labels(val_labels))
-        splits["validation"] = ArraySplit(val_features, classes[-1],
-                                          what=f"{name} validation arrays")
+        splits["validation"] = ArraySplit(
+            val_features, classes[-1], what=f"{name} validation arrays"
+        )
     if _class_indices(labels):
         num_classes = count_classes(np.concatenate(classes), num_classes, f"{name} arrays")
     elif not isinstance(labels, (dict, list, tuple)) and labels.ndim > 1:
@@ -363,7 +433,7 @@ def numpy_source(features, labels, *, validation: Optional[tuple] = None,
     return DataSource(name, tuple(shape), num_classes, splits)
 
 
-def _load_npz(files: Sequence[str], *, label_key: str, id_key: Optional[str], flag: str):
+def _load_npz(files: Sequence[str], *, label_key: str, id_key: str | None, flag: str):
     """Features, labels and ids of `files`, joined in file order."""
     parts = []
     for path in files:
@@ -371,12 +441,15 @@ def _load_npz(files: Sequence[str], *, label_key: str, id_key: Optional[str], fl
             with tf.io.gfile.GFile(path, "rb") as f:
                 arrays = dict(np.load(f, allow_pickle=False))
         except (OSError, ValueError) as error:
-            raise ConfigError(f"npz file {path!r} cannot be read ({error}); write it with "
-                              "numpy.savez and pass it in " + flag + ".") from None
+            raise ConfigError(
+                f"npz file {path!r} cannot be read ({error}); write it with "
+                "numpy.savez and pass it in " + flag + "."
+            ) from None
         if label_key not in arrays:
             raise ConfigError(
                 f"npz file {path!r} has no array {label_key!r} (its arrays: "
-                f"{', '.join(arrays)}); pass label_key='NAME' with one of them.")
+                f"{', '.join(arrays)}); pass label_key='NAME' with one of them."
+            )
         ids = arrays.pop(id_key) if id_key and id_key in arrays else None
         labels = arrays.pop(label_key)
         parts.append((_model_features(arrays, f"npz file {path!r}"), labels, ids))
@@ -384,14 +457,22 @@ def _load_npz(files: Sequence[str], *, label_key: str, id_key: Optional[str], fl
     labels = np.concatenate([p[1] for p in parts])
     ids = None if any(p[2] is None for p in parts) else np.concatenate([p[2] for p in parts])
     if len(features) != len(labels):
-        raise ConfigError(f"{flag} holds {len(features)} feature rows but {len(labels)} "
-                          "labels; give every example one label.")
+        raise ConfigError(
+            f"{flag} holds {len(features)} feature rows but {len(labels)} "
+            "labels; give every example one label."
+        )
     return features, labels, ids
 
 
-def npz_source(*, train_files: Sequence[str], validation_files: Sequence[str] = (),
-               label_key: str = "label", id_key: Optional[str] = None,
-               num_classes: Optional[int] = None, name: str = "npz") -> DataSource:
+def npz_source(
+    *,
+    train_files: Sequence[str],
+    validation_files: Sequence[str] = (),
+    label_key: str = "label",
+    id_key: str | None = None,
+    num_classes: int | None = None,
+    name: str = "npz",
+) -> DataSource:
     """A source from `.npz` files (`numpy.savez`), loaded whole into memory.
 
     Each file holds the label array `label_key` and one features array (several are
@@ -401,8 +482,8 @@ def npz_source(*, train_files: Sequence[str], validation_files: Sequence[str] = 
     x, y, ids = _load_npz(train_files, label_key=label_key, id_key=id_key, flag="train_files")
     validation = None
     if validation_files:
-        vx, vy, _ = _load_npz(validation_files, label_key=label_key, id_key=id_key,
-                              flag="validation_files")
+        vx, vy, _ = _load_npz(
+            validation_files, label_key=label_key, id_key=id_key, flag="validation_files"
+        )
         validation = (vx, vy)
-    return numpy_source(x, y, validation=validation, ids=ids, num_classes=num_classes,
-                        name=name)
+    return numpy_source(x, y, validation=validation, ids=ids, num_classes=num_classes, name=name)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Callable, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Mapping, Sequence
 
 import tensorflow as tf
 
@@ -24,8 +24,14 @@ from tfdist.data.files import READ_ERRORS, FileSplit, describe_files, expand_fil
 from tfdist.data.sources import DataSource, count_classes
 from tfdist.tf_errors import tf_reason
 
-_DTYPES = {"float32": tf.float32, "float": tf.float32, "int64": tf.int64, "int": tf.int64,
-           "string": tf.string, "bytes": tf.string}
+_DTYPES = {
+    "float32": tf.float32,
+    "float": tf.float32,
+    "int64": tf.int64,
+    "int": tf.int64,
+    "string": tf.string,
+    "bytes": tf.string,
+}
 
 
 def parse_feature_spec(text: str) -> dict:
@@ -34,12 +40,16 @@ def parse_feature_spec(text: str) -> dict:
     for entry in (e.strip() for e in text.split(",") if e.strip()):
         parts = entry.split(":")
         shape_text = parts[2] if len(parts) == 3 else ""
-        if len(parts) not in (2, 3) or parts[1] not in _DTYPES or not re.fullmatch(
-                r"(\d+(x\d+)*)?", shape_text):
+        if (
+            len(parts) not in (2, 3)
+            or parts[1] not in _DTYPES
+            or not re.fullmatch(r"(\d+(x\d+)*)?", shape_text)
+        ):
             raise ConfigError(
                 f"feature_spec entry {entry!r} must be NAME:DTYPE[:SHAPE] with DTYPE one of "
                 "float32, int64, string and SHAPE like 64 or 8x8, e.g. "
-                "feature_spec='pixels:float32:8x8,label:int64'.")
+                "feature_spec='pixels:float32:8x8,label:int64'."
+            )
         shape = [int(d) for d in shape_text.split("x")] if shape_text else []
         spec[parts[0]] = tf.io.FixedLenFeature(shape, _DTYPES[parts[1]])
     return spec
@@ -50,7 +60,7 @@ def describe_records(path: str) -> str:
     try:
         first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
         example = tf.train.Example.FromString(first.numpy()) if first is not None else None
-    except Exception:  # noqa: BLE001 - only a hint for a message; the error is reported anyway.
+    except Exception:
         return "unknown"
     if example is None:
         return "none (the file is empty)"
@@ -83,7 +93,7 @@ class ExampleSpec:
 
     spec: Mapping[str, tf.io.FixedLenFeature]
     label_key: str
-    feature_keys: Tuple[str, ...]
+    feature_keys: tuple[str, ...]
 
     @property
     def input_shape(self) -> tuple:
@@ -107,31 +117,46 @@ class ExampleSpec:
         return tf.reshape(tf.io.parse_example(serialized, label)[self.label_key], [-1])
 
 
-def example_spec(spec: Mapping[str, tf.io.FixedLenFeature], *, label_key: str,
-                 id_key: Optional[str], what: str) -> ExampleSpec:
+def example_spec(
+    spec: Mapping[str, tf.io.FixedLenFeature], *, label_key: str, id_key: str | None, what: str
+) -> ExampleSpec:
     """Checks `spec` for the built-in models: a label, numeric features."""
     if label_key not in spec:
         raise ConfigError(
             f"{what} has no feature {label_key!r} for the label (features: "
-            f"{', '.join(sorted(spec))}); pass label_key='NAME' or add it to feature_spec.")
+            f"{', '.join(sorted(spec))}); pass label_key='NAME' or add it to feature_spec."
+        )
     keys = tuple(sorted(k for k in spec if k not in (label_key, id_key)))
     if not keys:
-        raise ConfigError(f"{what} has no feature besides the label {label_key!r}; the model "
-                          "needs at least one.")
+        raise ConfigError(
+            f"{what} has no feature besides the label {label_key!r}; the model needs at least one."
+        )
     text = [k for k in keys if spec[k].dtype == tf.string]
     if text:
         raise ConfigError(
             f"{what} has string feature(s) {', '.join(text)}; the built-in models read "
             "numbers: give tfrecord_source(parse_fn=...) through the Python API, or "
-            "leave them out of feature_spec.")
+            "leave them out of feature_spec."
+        )
     return ExampleSpec(dict(spec), label_key, keys)
 
 
 class TFRecordSplit(FileSplit):
     """TFRecord files of serialized records, decoded by an ExampleSpec or a parse function."""
 
-    def __init__(self, files, sizes, *, what, example_bytes, decode, batched,
-                 id_key=None, id_feature=None, flag="train_files"):
+    def __init__(
+        self,
+        files,
+        sizes,
+        *,
+        what,
+        example_bytes,
+        decode,
+        batched,
+        id_key=None,
+        id_feature=None,
+        flag="train_files",
+    ):
         super().__init__(files, sizes, what=what, example_bytes=example_bytes)
         self.decode, self.batched_decode = decode, batched
         self._id_key, self._flag = id_key, flag
@@ -150,21 +175,33 @@ class TFRecordSplit(FileSplit):
 
     def explain(self, path, error):
         if isinstance(error, tf.errors.DataLossError):
-            return (f"TFRecord file {path!r} is corrupt ({tf_reason(error)}); regenerate it "
-                    f"or leave it out of {self._flag}.")
-        return (f"TFRecord file {path!r} does not match the feature spec "
-                f"({tf_reason(error)}); its records hold {describe_records(path)}; fix "
-                "feature_spec or label_key.")
+            return (
+                f"TFRecord file {path!r} is corrupt ({tf_reason(error)}); regenerate it "
+                f"or leave it out of {self._flag}."
+            )
+        return (
+            f"TFRecord file {path!r} does not match the feature spec "
+            f"({tf_reason(error)}); its records hold {describe_records(path)}; fix "
+            "feature_spec or label_key."
+        )
 
 
-def _tfrecord_split(files, *, what, parse: Optional[ExampleSpec], parse_fn, id_key, flag,
-                    example_bytes) -> Tuple[TFRecordSplit, int]:
+def _tfrecord_split(
+    files, *, what, parse: ExampleSpec | None, parse_fn, id_key, flag, example_bytes
+) -> tuple[TFRecordSplit, int]:
     """The split of `files` (each read once: counted, checked) and its largest label."""
     id_feature = parse.spec.get(id_key) if parse and id_key else None
-    split = TFRecordSplit(files, [0] * len(files), what=what, example_bytes=example_bytes,
-                          decode=parse.decode_batch if parse else parse_fn,
-                          batched=parse is not None, id_key=id_key, id_feature=id_feature,
-                          flag=flag)
+    split = TFRecordSplit(
+        files,
+        [0] * len(files),
+        what=what,
+        example_bytes=example_bytes,
+        decode=parse.decode_batch if parse else parse_fn,
+        batched=parse is not None,
+        id_key=id_key,
+        id_feature=id_feature,
+        flag=flag,
+    )
 
     def labels_of(path):
         records = tf.data.TFRecordDataset(path)
@@ -182,23 +219,35 @@ def _first_example(path: str) -> tf.train.Example:
     try:
         first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
     except READ_ERRORS as error:
-        raise ConfigError(f"TFRecord file {path!r} is corrupt ({tf_reason(error)}); "
-                          "regenerate it or leave it out of train_files.") from None
+        raise ConfigError(
+            f"TFRecord file {path!r} is corrupt ({tf_reason(error)}); "
+            "regenerate it or leave it out of train_files."
+        ) from None
     if first is None:
-        raise ConfigError(f"TFRecord file {path!r} holds no record; write examples into it "
-                          "or leave it out of train_files.")
+        raise ConfigError(
+            f"TFRecord file {path!r} holds no record; write examples into it "
+            "or leave it out of train_files."
+        )
     try:
         return tf.train.Example.FromString(first.numpy())
-    except Exception:  # noqa: BLE001 - protobuf's DecodeError has no stable import path.
-        raise ConfigError(f"TFRecord file {path!r} does not hold tf.train.Example records; "
-                          "give tfrecord_source(parse_fn=...) through the Python API.") from None
+    except Exception:
+        raise ConfigError(
+            f"TFRecord file {path!r} does not hold tf.train.Example records; "
+            "give tfrecord_source(parse_fn=...) through the Python API."
+        ) from None
 
 
-def tfrecord_source(*, train_files, validation_files=None,
-                    feature_spec: Union[None, str, Mapping[str, tf.io.FixedLenFeature]] = None,
-                    parse_fn: Optional[Callable] = None, label_key: str = "label",
-                    id_key: Optional[str] = None, num_classes: Optional[int] = None,
-                    name: str = "tfrecord") -> DataSource:
+def tfrecord_source(
+    *,
+    train_files,
+    validation_files=None,
+    feature_spec: None | str | Mapping[str, tf.io.FixedLenFeature] = None,
+    parse_fn: Callable | None = None,
+    label_key: str = "label",
+    id_key: str | None = None,
+    num_classes: int | None = None,
+    name: str = "tfrecord",
+) -> DataSource:
     """A source of TFRecord files of `tf.train.Example` records.
 
     Args:
@@ -223,18 +272,26 @@ def tfrecord_source(*, train_files, validation_files=None,
             spec = dict(feature_spec)
         else:
             spec = _infer_spec(_first_example(train[0]), (label_key, id_key))
-        parse = example_spec(spec, label_key=label_key, id_key=id_key,
-                             what=f"TFRecord file {train[0]!r}")
+        parse = example_spec(
+            spec, label_key=label_key, id_key=id_key, what=f"TFRecord file {train[0]!r}"
+        )
         input_shape = parse.input_shape
     example_bytes = 4 * int(tf.TensorShape(input_shape or (64,)).num_elements() or 1) + 4
     splits, top = {}, -1
     for split_name, files, flag, patterns in (
-            ("train", train, "train_files", train_files),
-            ("validation", validation, "validation_files", validation_files)):
+        ("train", train, "train_files", train_files),
+        ("validation", validation, "validation_files", validation_files),
+    ):
         if files:
             splits[split_name], split_top = _tfrecord_split(
-                files, what=describe_files(flag, patterns), parse=parse, parse_fn=parse_fn,
-                id_key=id_key, flag=flag, example_bytes=example_bytes)
+                files,
+                what=describe_files(flag, patterns),
+                parse=parse,
+                parse_fn=parse_fn,
+                id_key=id_key,
+                flag=flag,
+                example_bytes=example_bytes,
+            )
             top = max(top, split_top)
     if input_shape is None:  # parse_fn: the shape of what it returns.
         first = next(iter(tf.data.TFRecordDataset(train[0]).take(1)))
@@ -258,11 +315,10 @@ class TfdsSplit(FileSplit):
 
     def decode(self, record):
         example = self._features.deserialize_example(record)
-        return (tf.cast(example["image"], tf.float32) / 255.0,
-                tf.cast(example["label"], tf.int32))
+        return (tf.cast(example["image"], tf.float32) / 255.0, tf.cast(example["label"], tf.int32))
 
 
-def tfds_source(name: str, data_dir: Optional[str], known: Sequence[str]) -> DataSource:
+def tfds_source(name: str, data_dir: str | None, known: Sequence[str]) -> DataSource:
     """A TFDS dataset prepared under `data_dir` with `image` and `label` features."""
     import tensorflow_datasets as tfds
 
@@ -271,20 +327,25 @@ def tfds_source(name: str, data_dir: Optional[str], known: Sequence[str]) -> Dat
     except tfds.core.registered.DatasetNotFoundError:
         raise ConfigError(
             f"Unknown dataset {name!r}. Expected one of: {', '.join(known)}, or a TFDS "
-            "dataset name such as 'mnist'.") from None
+            "dataset name such as 'mnist'."
+        ) from None
     if not builder.is_prepared():
         raise ConfigError(
             f"TFDS dataset {name!r} is not prepared on disk (looked in {builder.data_dir}) and "
             f"this machine cannot download it; run `tfds build {name} --data_dir=DIR` where "
-            "there is network, copy DIR here and pass data_dir='DIR'.")
+            "there is network, copy DIR here and pass data_dir='DIR'."
+        )
     info = builder.info
     if "image" not in info.features or "label" not in info.features:
         raise ConfigError(
             f"TFDS dataset {name!r} has features {list(info.features)}; the built-in job needs "
-            "'image' and 'label'. Pass your own dataset function through the Python API.")
+            "'image' and 'label'. Pass your own dataset function through the Python API."
+        )
     if str(info.file_format).split(".")[-1].lower() != "tfrecord":
-        raise ConfigError(f"TFDS dataset {name!r} is stored as {info.file_format}; tfdist reads "
-                          "TFRecord shards: rebuild it with `tfds build --file_format=tfrecord`.")
+        raise ConfigError(
+            f"TFDS dataset {name!r} is stored as {info.file_format}; tfdist reads "
+            "TFRecord shards: rebuild it with `tfds build --file_format=tfrecord`."
+        )
     shape = tuple(info.features["image"].shape)
     example_bytes = 4 * int(tf.TensorShape(shape).num_elements() or 1) + 4
     splits = {}
@@ -293,7 +354,10 @@ def tfds_source(name: str, data_dir: Optional[str], known: Sequence[str]) -> Dat
         if found:
             split = info.splits[found]
             splits[split_name] = TfdsSplit(
-                [os.fspath(p) for p in split.filepaths], split.shard_lengths,
-                what=f"TFDS {name} {found} split", features=info.features,
-                example_bytes=example_bytes)
+                [os.fspath(p) for p in split.filepaths],
+                split.shard_lengths,
+                what=f"TFDS {name} {found} split",
+                features=info.features,
+                example_bytes=example_bytes,
+            )
     return DataSource(name, shape, info.features["label"].num_classes, splits)

@@ -10,7 +10,7 @@ message ("TF_CONFIG is malformed: ... Expected JSON like ..."). Standard library
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 from launch.errors import LaunchError
 from launch.tf_config import ClusterConfig
@@ -18,7 +18,7 @@ from launch.tf_config import parse_tf_config as _parse
 from tfdist.config import ConfigError
 
 
-def parse_tf_config(text: Optional[str]) -> Optional[ClusterConfig]:
+def parse_tf_config(text: str | None) -> ClusterConfig | None:
     """Parses TF_CONFIG text (`launch.tf_config.parse_tf_config`); None or blank: no cluster.
 
     Raises:
@@ -30,7 +30,7 @@ def parse_tf_config(text: Optional[str]) -> Optional[ClusterConfig]:
         raise ConfigError(str(error)) from None
 
 
-def read_tf_config(environ: Optional[Mapping[str, str]] = None) -> Optional[ClusterConfig]:
+def read_tf_config(environ: Mapping[str, str] | None = None) -> ClusterConfig | None:
     """Reads and parses `TF_CONFIG` from `environ` (default `os.environ`); None if unset.
 
     Raises:

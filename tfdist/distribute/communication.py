@@ -11,7 +11,7 @@ gradients are reduced exactly once.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -25,12 +25,15 @@ _IMPLEMENTATION = {
 }
 
 
-def collective_options(config: CommunicationConfig) -> tf.distribute.experimental.CommunicationOptions:
+def collective_options(
+    config: CommunicationConfig,
+) -> tf.distribute.experimental.CommunicationOptions:
     """The `CommunicationOptions` of `config`: pack size, timeout, implementation."""
     return tf.distribute.experimental.CommunicationOptions(
         bytes_per_pack=config.all_reduce_pack_bytes,
         timeout_seconds=config.collective_timeout,
-        implementation=_IMPLEMENTATION[config.collective_implementation])
+        implementation=_IMPLEMENTATION[config.collective_implementation],
+    )
 
 
 class GradientReducer:
@@ -47,18 +50,17 @@ class GradientReducer:
             return gradient
         return tf.cast(gradient, self._wire_dtype)
 
-    def __call__(self, gradients: Sequence[Optional[tf.Tensor]]) -> List[Optional[tf.Tensor]]:
+    def __call__(self, gradients: Sequence[tf.Tensor | None]) -> list[tf.Tensor | None]:
         """All-reduces (SUM) the non-None gradients in replica context; keeps Nones in place."""
         present = [i for i, g in enumerate(gradients) if g is not None]
         dense = [tf.convert_to_tensor(gradients[i]) for i in present]
         wire = [self._to_wire(g) for g in dense]
-        self.bytes_per_step = sum(
-            int(w.shape.num_elements() or 0) * w.dtype.size for w in wire)
+        self.bytes_per_step = sum(int(w.shape.num_elements() or 0) * w.dtype.size for w in wire)
         context = tf.distribute.get_replica_context()
         if context is not None and wire:
             wire = context.all_reduce(tf.distribute.ReduceOp.SUM, wire, options=self._options)
-        result: List[Optional[tf.Tensor]] = list(gradients)
-        for i, w, g in zip(present, wire, dense):
+        result: list[tf.Tensor | None] = list(gradients)
+        for i, w, g in zip(present, wire, dense, strict=False):
             result[i] = tf.cast(w, g.dtype) if w.dtype != g.dtype else w
         return result
 
@@ -77,5 +79,6 @@ def disable_optimizer_all_reduce(optimizer) -> None:
         if not hasattr(target, "_all_reduce_sum_gradients"):
             raise ConfigError(
                 f"optimizer {type(target).__name__} has no _all_reduce_sum_gradients; this "
-                "Keras version moved it. Pin keras<3.16 or report this to tfdist.")
+                "Keras version moved it. Pin keras<3.16 or report this to tfdist."
+            )
         target._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)

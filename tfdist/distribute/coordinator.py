@@ -12,8 +12,8 @@ once the rerun's result is copied, and fetches that.
 
 from __future__ import annotations
 
-from absl import logging
 import tensorflow as tf
+from absl import logging
 
 from tfdist.tf_errors import is_lost_task_error, names_job
 
@@ -38,8 +38,10 @@ def fetch_result(coordinator, result):
     except tf.errors.OpError as error:
         if not lost_worker(error):
             raise
-        logging.warning("a worker was lost before its step's result reached the coordinator "
-                        "(%s); waiting for the coordinator to run the step again",
-                        type(error).__name__)
+        logging.warning(
+            "a worker was lost before its step's result reached the coordinator "
+            "(%s); waiting for the coordinator to run the step again",
+            type(error).__name__,
+        )
         coordinator.join()  # TF reruns the function elsewhere and copies its result.
         return result.fetch()

@@ -28,7 +28,8 @@ import sys
 import tempfile
 import traceback
 import warnings
-from typing import Any, Callable, Mapping, Optional, Sequence, TextIO
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO
 
 from launch.errors import LaunchError
 from launch.launcher import run_launch
@@ -53,8 +54,15 @@ class LaunchFailed(RuntimeError):
       result: the whole `launch.result.LaunchResult`.
     """
 
-    def __init__(self, message: str, *, task: Optional[str], exit_code: Optional[int],
-                 log_tail: Sequence[str], result):
+    def __init__(
+        self,
+        message: str,
+        *,
+        task: str | None,
+        exit_code: int | None,
+        log_tail: Sequence[str],
+        result,
+    ):
         super().__init__(message)
         self.task = task
         self.exit_code = exit_code
@@ -66,8 +74,10 @@ def _cloudpickle():
     try:
         import cloudpickle
     except ImportError:  # pragma: no cover - a dependency of tfdist (setup.cfg)
-        raise ConfigError("tfdist.launch needs cloudpickle to send the function to its "
-                          "tasks; pip install cloudpickle.") from None
+        raise ConfigError(
+            "tfdist.launch needs cloudpickle to send the function to its "
+            "tasks; pip install cloudpickle."
+        ) from None
     return cloudpickle
 
 
@@ -75,17 +85,22 @@ def _check_options(fn, strategy, num_workers, num_ps) -> None:
     if not callable(fn):
         raise ConfigError(f"fn ({fn!r}) must be callable: the function every task runs.")
     if strategy not in STRATEGIES:
-        raise ConfigError(f"Unknown strategy {strategy!r} for tfdist.launch. Expected one of: "
-                          f"{', '.join(STRATEGIES)} (one process: call the function itself).")
+        raise ConfigError(
+            f"Unknown strategy {strategy!r} for tfdist.launch. Expected one of: "
+            f"{', '.join(STRATEGIES)} (one process: call the function itself)."
+        )
     for name, value, least in (("num_workers", num_workers, 1), ("num_ps", num_ps, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ConfigError(f"{name} ({value!r}) must be an integer of at least {least}.")
     if strategy == "parameter_server" and num_ps < 1:
-        raise ConfigError(f"num_ps ({num_ps}) must be at least 1 for "
-                          "strategy='parameter_server'; pass num_ps=1.")
+        raise ConfigError(
+            f"num_ps ({num_ps}) must be at least 1 for strategy='parameter_server'; pass num_ps=1."
+        )
     if strategy == "multi_worker" and num_ps:
-        raise ConfigError(f"num_ps ({num_ps}) is only used by strategy='parameter_server'; "
-                          "drop num_ps or pass strategy='parameter_server'.")
+        raise ConfigError(
+            f"num_ps ({num_ps}) is only used by strategy='parameter_server'; "
+            "drop num_ps or pass strategy='parameter_server'."
+        )
 
 
 def _python_path(environ: Mapping[str, str]) -> str:
@@ -99,8 +114,9 @@ def _python_path(environ: Mapping[str, str]) -> str:
     return os.pathsep.join(seen)
 
 
-def task_env(*, verbose: bool, env: Optional[Mapping[str, str]] = None,
-             environ: Optional[Mapping[str, str]] = None) -> dict:
+def task_env(
+    *, verbose: bool, env: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None
+) -> dict:
     """The environment every task starts from (the caller's `os.environ` is not written).
 
     It is `environ` (default `os.environ`) with PYTHONPATH extended by this
@@ -127,14 +143,22 @@ def _failure(report, folder: str) -> LaunchFailed:
     result = report.attempts[-1]
     cause = result.root_cause
     if cause is None:
-        return LaunchFailed(f"tfdist.launch: the launch was interrupted by "
-                            f"{result.interrupted_by}; every task was stopped.",
-                            task=None, exit_code=None, log_tail=(), result=result)
+        return LaunchFailed(
+            f"tfdist.launch: the launch was interrupted by "
+            f"{result.interrupted_by}; every task was stopped.",
+            task=None,
+            exit_code=None,
+            log_tail=(),
+            result=result,
+        )
     tail = [line for line in cause.log_tail if not is_noise(line)][-_TAIL_LINES:]
-    message = (f"tfdist.launch: task {cause.name} failed ({cause.describe()}); the other tasks "
-               "were stopped. Its last lines:\n" + "\n".join(f"    {line}" for line in tail))
-    failed = LaunchFailed(message, task=cause.name, exit_code=cause.exit_code, log_tail=tail,
-                          result=result)
+    message = (
+        f"tfdist.launch: task {cause.name} failed ({cause.describe()}); the other tasks "
+        "were stopped. Its last lines:\n" + "\n".join(f"    {line}" for line in tail)
+    )
+    failed = LaunchFailed(
+        message, task=cause.name, exit_code=cause.exit_code, log_tail=tail, result=result
+    )
     path = os.path.join(folder, _error_file(cause.name))
     if os.path.exists(path):
         try:
@@ -145,12 +169,21 @@ def _failure(report, folder: str) -> LaunchFailed:
     return failed
 
 
-def launch(fn: Callable[..., Any], *args, strategy: str = "multi_worker",
-           num_workers: int = 2, num_ps: int = 0, kwargs: Optional[Mapping[str, Any]] = None,
-           env: Optional[Mapping[str, str]] = None, verbose: bool = False,
-           isolate_network: bool = True, output: Optional[TextIO] = None,
-           stop_timeout: float = 10.0, max_restarts: int = 0,
-           min_workers: Optional[int] = None) -> Any:
+def launch(
+    fn: Callable[..., Any],
+    *args,
+    strategy: str = "multi_worker",
+    num_workers: int = 2,
+    num_ps: int = 0,
+    kwargs: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    verbose: bool = False,
+    isolate_network: bool = True,
+    output: TextIO | None = None,
+    stop_timeout: float = 10.0,
+    max_restarts: int = 0,
+    min_workers: int | None = None,
+) -> Any:
     """Runs `fn(*args, **kwargs)` on every task of a local cluster; returns the chief's result.
 
     Each task is a process of this interpreter with its own TF_CONFIG, so `fn`
@@ -199,24 +232,38 @@ def launch(fn: Callable[..., Any], *args, strategy: str = "multi_worker",
         try:
             payload = pickler.dumps((fn, tuple(args), dict(kwargs or {}), bool(verbose)))
         except Exception as error:
-            raise ConfigError(f"tfdist.launch could not serialise fn {fn!r} and its arguments "
-                              f"({type(error).__name__}: {error}); pass picklable "
-                              "arguments, e.g. arrays or file paths.") from error
+            raise ConfigError(
+                f"tfdist.launch could not serialise fn {fn!r} and its arguments "
+                f"({type(error).__name__}: {error}); pass picklable "
+                "arguments, e.g. arrays or file paths."
+            ) from error
         with open(os.path.join(folder, _CALL_FILE), "wb") as f:
             f.write(payload)
         command = (sys.executable, "-m", "tfdist.distribute.launcher", folder)
         spec = LaunchSpec(
-            strategy=strategy, command=command, num_workers=num_workers, num_ps=num_ps,
+            strategy=strategy,
+            command=command,
+            num_workers=num_workers,
+            num_ps=num_ps,
             server_command=tfdist_server_command() if strategy == "parameter_server" else None,
-            base_env=base_env, isolate_network=isolate_network)
+            base_env=base_env,
+            isolate_network=isolate_network,
+        )
         stream = output if output is not None else (lambda: sys.stdout)
         forward = stream if verbose else QuietOutput(stream)
         try:
             report = run_launch(
-                spec, output=forward, stop_timeout=stop_timeout, max_restarts=max_restarts,
+                spec,
+                output=forward,
+                stop_timeout=stop_timeout,
+                max_restarts=max_restarts,
                 min_workers=min_workers,
-                announce=lambda line: print(f"tfdist.launch: {line}", file=(
-                    output if output is not None else sys.stdout), flush=True))
+                announce=lambda line: print(
+                    f"tfdist.launch: {line}",
+                    file=(output if output is not None else sys.stdout),
+                    flush=True,
+                ),
+            )
         except LaunchError as error:
             raise ConfigError(str(error)) from None
         if report.exit_code:
@@ -260,9 +307,12 @@ def main(argv: Sequence[str]) -> int:
         try:
             _dump(os.path.join(folder, _RESULT_FILE), value)
         except Exception as error:
-            print(f"tfdist.launch: the chief's return value {type(value).__name__} could not "
-                  f"be pickled ({error}); return plain values (numbers, lists, dicts, arrays).",
-                  file=sys.stderr, flush=True)
+            print(
+                f"tfdist.launch: the chief's return value {type(value).__name__} could not "
+                f"be pickled ({error}); return plain values (numbers, lists, dicts, arrays).",
+                file=sys.stderr,
+                flush=True,
+            )
             return 1
     return 0
 

@@ -26,7 +26,8 @@ class TablePartitioner:
     def __init__(self, *, max_shards: int, min_shard_bytes: int = 1024):
         self.max_shards = max_shards
         self._split = tf.distribute.experimental.partitioners.MinSizePartitioner(
-            min_shard_bytes=min_shard_bytes, max_shards=max_shards)
+            min_shard_bytes=min_shard_bytes, max_shards=max_shards
+        )
 
     def __call__(self, shape, dtype):
         if creating_tables():

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from tfdist.config import ConfigError
 from launch.tf_config import ClusterConfig
+from tfdist.config import ConfigError
 
 # TensorFlow's own import loads Keras' optimizers eagerly (for SavedModel registrations;
 # it skips them on ImportError): 4.3 of 16.2 s under `python -X importtime` here, and a
@@ -35,12 +35,17 @@ def serve(cluster: ClusterConfig) -> None:
     if cluster.task.type not in ("ps", "worker"):
         raise ConfigError(
             f"task {cluster.task.name} is not a ps or worker task; only those run a server. "
-            "The chief runs `python -m tfdist.train`.")
+            "The chief runs `python -m tfdist.train`."
+        )
     spec = tf.train.ClusterSpec({job: list(addresses) for job, addresses in cluster.jobs.items()})
     try:
-        server = tf.distribute.Server(spec, job_name=cluster.task.type,
-                                      task_index=cluster.task.index, protocol="grpc",
-                                      start=True)
+        server = tf.distribute.Server(
+            spec,
+            job_name=cluster.task.type,
+            task_index=cluster.task.index,
+            protocol="grpc",
+            start=True,
+        )
     except tf.errors.UnknownError:
         from tfdist.distribute.strategies import server_start_error
 

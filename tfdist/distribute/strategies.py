@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from typing import Callable, Dict, Optional
+from collections.abc import Callable
 
 import tensorflow as tf
 
+from launch.tf_config import ClusterConfig
+from tfdist.config import (
+    DEFAULT_CPU_REPLICAS,
+    STRATEGIES,
+    CommunicationConfig,
+    ConfigError,
+    check_choice,
+    check_positive,
+)
+from tfdist.distribute.cluster import read_tf_config
 from tfdist.distribute.communication import collective_options
 from tfdist.distribute.partitioning import TablePartitioner
-from tfdist.config import (DEFAULT_CPU_REPLICAS, STRATEGIES, CommunicationConfig, ConfigError,
-                           check_choice, check_positive)
-from launch.tf_config import ClusterConfig
-from tfdist.distribute.cluster import read_tf_config
 from tfdist.tf_errors import is_server_start_failure
 
 
@@ -49,7 +55,7 @@ class Distribution:
 
     kind: str
     strategy: tf.distribute.Strategy
-    coordinator: Optional[tf.distribute.experimental.coordinator.ClusterCoordinator]
+    coordinator: tf.distribute.experimental.coordinator.ClusterCoordinator | None
     role: TaskRole
     num_workers: int
     input_pipeline_id: int = 0
@@ -67,7 +73,7 @@ class Distribution:
         """The strategy's scope: build and compile the model inside it."""
         return self.strategy.scope()
 
-    def direct_input_context(self) -> Optional[tf.distribute.InputContext]:
+    def direct_input_context(self) -> tf.distribute.InputContext | None:
         """The input context when this process feeds one CPU replica (None otherwise).
 
         Such a process can iterate its dataset directly and pass batches to
@@ -85,12 +91,14 @@ class Distribution:
             return None
         if tf.DeviceSpec.from_string(devices[0]).device_type not in (None, "CPU"):
             return None
-        return tf.distribute.InputContext(num_input_pipelines=self.num_workers,
-                                          input_pipeline_id=self.input_pipeline_id,
-                                          num_replicas_in_sync=self.num_replicas)
+        return tf.distribute.InputContext(
+            num_input_pipelines=self.num_workers,
+            input_pipeline_id=self.input_pipeline_id,
+            num_replicas_in_sync=self.num_replicas,
+        )
 
 
-def resolve_kind(kind: str, cluster: Optional[ClusterConfig], num_gpus: int) -> str:
+def resolve_kind(kind: str, cluster: ClusterConfig | None, num_gpus: int) -> str:
     """Turns `auto` into a concrete kind from TF_CONFIG and the devices present."""
     check_choice("strategy", kind, STRATEGIES)
     if kind != "auto":
@@ -109,7 +117,8 @@ def configure_cpu_devices(count: int) -> list:
     cpu = tf.config.list_physical_devices("CPU")[0]
     try:
         tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count
+        )
     except RuntimeError:
         pass  # Already initialised: use what is there if it is enough.
     names = [device.name for device in tf.config.list_logical_devices("CPU")]
@@ -117,17 +126,19 @@ def configure_cpu_devices(count: int) -> list:
         raise ConfigError(
             f"num_devices ({count}) CPU replicas were asked for, but TensorFlow already started "
             f"with {len(names)} CPU device(s); call tfdist.configure_cpu_devices({count}) "
-            "before anything else uses TensorFlow, or ask for fewer devices.")
+            "before anything else uses TensorFlow, or ask for fewer devices."
+        )
     return names[:count]
 
 
-def _mirrored_devices(num_devices: Optional[int]) -> list:
+def _mirrored_devices(num_devices: int | None) -> list:
     if tf.config.list_physical_devices("GPU"):  # Physical: listing logical ones starts TF.
         gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
         if num_devices is not None and num_devices > len(gpus):
             raise ConfigError(
                 f"num_devices ({num_devices}) is more than the {len(gpus)} GPU(s) visible; "
-                f"pass num_devices={len(gpus)} or fewer.")
+                f"pass num_devices={len(gpus)} or fewer."
+            )
         return gpus[:num_devices] if num_devices else gpus
     return configure_cpu_devices(num_devices or DEFAULT_CPU_REPLICAS)
 
@@ -135,7 +146,8 @@ def _mirrored_devices(num_devices: Optional[int]) -> list:
 def _resolver(cluster: ClusterConfig):
     spec = tf.train.ClusterSpec({job: list(addresses) for job, addresses in cluster.jobs.items()})
     return tf.distribute.cluster_resolver.SimpleClusterResolver(
-        spec, task_type=cluster.task.type, task_id=cluster.task.index, rpc_layer="grpc")
+        spec, task_type=cluster.task.type, task_id=cluster.task.index, rpc_layer="grpc"
+    )
 
 
 def _port_in_use(address: str) -> bool:
@@ -153,17 +165,23 @@ def _port_in_use(address: str) -> bool:
 def server_start_error(cluster: ClusterConfig) -> ConfigError:
     """The one-line error for a task whose gRPC server could not start."""
     address = cluster.jobs[cluster.task.type][cluster.task.index]
-    cause = ("the port is already in use" if _port_in_use(address)
-             else "the address cannot be bound here")
+    cause = (
+        "the port is already in use"
+        if _port_in_use(address)
+        else "the address cannot be bound here"
+    )
     return ConfigError(
         f"could not start the gRPC server of task {cluster.task.name} on {address}: {cause}; "
-        "stop what holds it or give this task another port in TF_CONFIG.")
+        "stop what holds it or give this task another port in TF_CONFIG."
+    )
 
 
 def _role_from_resolver(resolver) -> TaskRole:
     task_type, index = resolver.task_type, resolver.task_id or 0
     jobs = resolver.cluster_spec().jobs
-    is_chief = task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in jobs)
+    is_chief = task_type == "chief" or (
+        task_type == "worker" and index == 0 and "chief" not in jobs
+    )
     return TaskRole(task_type, index, is_chief)
 
 
@@ -183,7 +201,8 @@ def _mirrored(*, num_devices, cluster, communication, ps_shards):
     # another's of a different size ("Shape mismatch in the collective instance").
     on_cpus = all(tf.DeviceSpec.from_string(d).device_type == "CPU" for d in devices)
     strategy = tf.distribute.MirroredStrategy(
-        devices, cross_device_ops=tf.distribute.ReductionToOneDevice() if on_cpus else None)
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice() if on_cpus else None
+    )
     return strategy, None, _LOCAL_ROLE, 1, 0
 
 
@@ -195,11 +214,13 @@ def _multi_worker(*, num_devices, cluster, communication, ps_shards):
     if cluster.has_ps:
         raise ConfigError(
             "strategy 'multi_worker' cannot run in a TF_CONFIG cluster that has 'ps' tasks; "
-            "use strategy='parameter_server' or remove the ps job.")
+            "use strategy='parameter_server' or remove the ps job."
+        )
     resolver = _resolver(cluster)
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(
-            cluster_resolver=resolver, communication_options=options)
+            cluster_resolver=resolver, communication_options=options
+        )
     except tf.errors.UnknownError as error:
         if not is_server_start_failure(error):
             raise
@@ -220,22 +241,26 @@ def _parameter_server(*, num_devices, cluster, communication, ps_shards):
         raise ConfigError(
             "strategy 'parameter_server' needs a TF_CONFIG cluster with 'chief', 'worker' and "
             "'ps' jobs; start one with the launcher (`python -m launch --strategy=parameter_server "
-            "--num_workers=2 --num_ps=1 -- COMMAND`) or set TF_CONFIG.")
+            "--num_workers=2 --num_ps=1 -- COMMAND`) or set TF_CONFIG."
+        )
     if cluster.task.type != "chief":
         raise ConfigError(
             f"task {cluster.task.name} of a parameter_server cluster runs a server, not the "
-            "training loop; start it with `python -m tfdist.server` (the trainer CLI does this).")
+            "training loop; start it with `python -m tfdist.server` (the trainer CLI does this)."
+        )
     num_ps = len(cluster.jobs["ps"])
     shards = num_ps if ps_shards is None else ps_shards
     if shards > num_ps:
         raise ConfigError(
             f"ps_shards ({shards}) is more than the {num_ps} ps task(s); use at most "
-            f"{num_ps} or give the cluster {shards} ps tasks.")
+            f"{num_ps} or give the cluster {shards} ps tasks."
+        )
     partitioner = TablePartitioner(max_shards=shards) if shards > 1 else None
     resolver = _resolver(cluster)
     try:
         strategy = tf.distribute.experimental.ParameterServerStrategy(
-            resolver, variable_partitioner=partitioner)
+            resolver, variable_partitioner=partitioner
+        )
         coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
     except tf.errors.UnknownError as error:
         if not is_server_start_failure(error):
@@ -244,7 +269,7 @@ def _parameter_server(*, num_devices, cluster, communication, ps_shards):
     return strategy, coordinator, _role_from_resolver(resolver), cluster.num_workers, 0
 
 
-_BUILDERS: Dict[str, Callable] = {
+_BUILDERS: dict[str, Callable] = {
     "one_device": _one_device,
     "mirrored": _mirrored,
     "multi_worker": _multi_worker,
@@ -253,18 +278,22 @@ _BUILDERS: Dict[str, Callable] = {
 
 
 _FROM_ENVIRONMENT = object()
-_MADE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_MADE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def distribution_of(strategy: tf.distribute.Strategy) -> Optional[Distribution]:
+def distribution_of(strategy: tf.distribute.Strategy) -> Distribution | None:
     """The Distribution `make_strategy` built around `strategy`, if it did."""
     return _MADE.get(strategy)
 
 
-def make_strategy(kind: str = "auto", *, num_devices: Optional[int] = None,
-                  cluster=_FROM_ENVIRONMENT,
-                  communication: Optional[CommunicationConfig] = None,
-                  ps_shards: Optional[int] = None) -> Distribution:
+def make_strategy(
+    kind: str = "auto",
+    *,
+    num_devices: int | None = None,
+    cluster=_FROM_ENVIRONMENT,
+    communication: CommunicationConfig | None = None,
+    ps_shards: int | None = None,
+) -> Distribution:
     """Builds the strategy `kind` for this process.
 
     Args:
@@ -289,10 +318,15 @@ def make_strategy(kind: str = "auto", *, num_devices: Optional[int] = None,
     check_positive("ps_shards", ps_shards, allow_none=True)
     resolved = resolve_kind(kind, cluster, len(tf.config.list_physical_devices("GPU")))
     strategy, coordinator, role, num_workers, pipeline_id = _BUILDERS[resolved](
-        num_devices=num_devices, cluster=cluster, communication=communication,
-        ps_shards=ps_shards)
-    distribution = Distribution(kind=resolved, strategy=strategy, coordinator=coordinator,
-                                role=role, num_workers=num_workers,
-                                input_pipeline_id=pipeline_id)
+        num_devices=num_devices, cluster=cluster, communication=communication, ps_shards=ps_shards
+    )
+    distribution = Distribution(
+        kind=resolved,
+        strategy=strategy,
+        coordinator=coordinator,
+        role=role,
+        num_workers=num_workers,
+        input_pipeline_id=pipeline_id,
+    )
     _MADE[strategy] = distribution
     return distribution

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 from tfdist.training.history import EpochLog, History
 
@@ -46,7 +46,7 @@ class LoopLog:
     seconds: float
     examples: int
     loss: float
-    logs: Optional[Callable[[], dict]] = dataclasses.field(default=None, compare=False)
+    logs: Callable[[], dict] | None = dataclasses.field(default=None, compare=False)
 
     @property
     def examples_per_sec(self) -> float:
@@ -56,8 +56,9 @@ class LoopLog:
 class Callback:
     """Base class of trainer callbacks; override the hooks you need (each does nothing)."""
 
-    def on_fit_begin(self, *, epochs: int, steps_per_epoch: int, initial_epoch: int,
-                     initial_step: int) -> None:
+    def on_fit_begin(
+        self, *, epochs: int, steps_per_epoch: int, initial_epoch: int, initial_step: int
+    ) -> None:
         """Called once before the first epoch; `initial_*` are restored values (0 fresh)."""
 
     def on_epoch_begin(self, epoch: int) -> None:
@@ -69,10 +70,10 @@ class Callback:
     def on_loop_end(self, loop: LoopLog) -> None:
         """Called after a loop's results are in."""
 
-    def on_epoch_end(self, log: "EpochLog") -> None:
+    def on_epoch_end(self, log: EpochLog) -> None:
         """Called after an epoch's validation and checkpoint."""
 
-    def on_fit_end(self, history: "History") -> None:
+    def on_fit_end(self, history: History) -> None:
         """Called once after the last epoch."""
 
 
@@ -103,13 +104,19 @@ class CallbackList:
         """Seconds since `fit_begin`."""
         return time.perf_counter() - self._fit_started
 
-    def fit_begin(self, *, epochs: int, steps_per_epoch: int, initial_epoch: int,
-                  initial_step: int) -> None:
+    def fit_begin(
+        self, *, epochs: int, steps_per_epoch: int, initial_epoch: int, initial_step: int
+    ) -> None:
         self._fit_started = time.perf_counter()
         self._steps_per_epoch = steps_per_epoch
         self._scheduled = self._done = initial_step
-        self._call("on_fit_begin", epochs=epochs, steps_per_epoch=steps_per_epoch,
-                   initial_epoch=initial_epoch, initial_step=initial_step)
+        self._call(
+            "on_fit_begin",
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            initial_epoch=initial_epoch,
+            initial_step=initial_step,
+        )
 
     def epoch_begin(self, epoch: int) -> None:
         self._epoch, self._epoch_steps, self._examples = epoch, 0, 0
@@ -130,17 +137,23 @@ class CallbackList:
         now = time.perf_counter()
         self._done += num_steps
         self._epoch_steps += num_steps
-        loop = LoopLog(epoch=self._epoch, step=self._done, num_steps=num_steps,
-                       epoch_steps=self._epoch_steps, steps_per_epoch=self._steps_per_epoch,
-                       seconds=now - self._mark, examples=int(count) - self._examples,
-                       loss=loss_sum / count if count else 0.0,
-                       logs=(lambda: logs_fn(epoch_totals)) if logs_fn else None)
+        loop = LoopLog(
+            epoch=self._epoch,
+            step=self._done,
+            num_steps=num_steps,
+            epoch_steps=self._epoch_steps,
+            steps_per_epoch=self._steps_per_epoch,
+            seconds=now - self._mark,
+            examples=int(count) - self._examples,
+            loss=loss_sum / count if count else 0.0,
+            logs=(lambda: logs_fn(epoch_totals)) if logs_fn else None,
+        )
         self._examples = int(count)
         self._call("on_loop_end", loop)
         self._mark = time.perf_counter()
 
-    def epoch_end(self, log: "EpochLog") -> None:
+    def epoch_end(self, log: EpochLog) -> None:
         self._call("on_epoch_end", log)
 
-    def fit_end(self, history: "History") -> None:
+    def fit_end(self, history: History) -> None:
         self._call("on_fit_end", history)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Optional
 
-from absl import logging
 import tensorflow as tf
+from absl import logging
 
 from tfdist.config import ConfigError
 from tfdist.distribute.strategies import TaskRole
@@ -34,27 +33,39 @@ class CheckpointWriteError(RuntimeError):
     """
 
 
-def _write_error(what: str, path: str, error: BaseException,
-                 newest: Optional[str]) -> CheckpointWriteError:
-    full = (isinstance(error, tf.errors.ResourceExhaustedError)
-            or getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT))
+def _write_error(
+    what: str, path: str, error: BaseException, newest: str | None
+) -> CheckpointWriteError:
+    full = isinstance(error, tf.errors.ResourceExhaustedError) or getattr(error, "errno", None) in (
+        errno.ENOSPC,
+        errno.EDQUOT,
+    )
     if full:
         reason = "no space left on device"
     elif isinstance(error, tf.errors.OpError):
         reason = tf_reason(error)
     else:
         reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
-    resume = (f"the newest complete checkpoint is {newest}, unchanged; free space, then rerun "
-              "the same command to resume from it" if newest else
-              "there is no complete checkpoint yet; free space, then rerun the same command")
+    resume = (
+        f"the newest complete checkpoint is {newest}, unchanged; free space, then rerun "
+        "the same command to resume from it"
+        if newest
+        else "there is no complete checkpoint yet; free space, then rerun the same command"
+    )
     return CheckpointWriteError(f"{what} could not be written to {path}: {reason}; {resume}.")
 
 
 class CheckpointKeeper:
     """Saves and restores one `tf.train.Checkpoint` for one task of a run."""
 
-    def __init__(self, checkpoint: tf.train.Checkpoint, *, model_dir: str, role: TaskRole,
-                 max_to_keep: int = 3):
+    def __init__(
+        self,
+        checkpoint: tf.train.Checkpoint,
+        *,
+        model_dir: str,
+        role: TaskRole,
+        max_to_keep: int = 3,
+    ):
         self._checkpoint = checkpoint
         self._role = role
         self.chief_dir = os.path.join(model_dir, CHECKPOINT_SUBDIR)
@@ -67,9 +78,11 @@ class CheckpointKeeper:
         except tf.errors.OpError as error:
             raise ConfigError(
                 f"model_dir ({model_dir}) is not writable: {tf_reason(error)}; "
-                "pass a model_dir this process can write.") from None
-        self._manager = tf.train.CheckpointManager(checkpoint, self._write_dir,
-                                                   max_to_keep=max_to_keep)
+                "pass a model_dir this process can write."
+            ) from None
+        self._manager = tf.train.CheckpointManager(
+            checkpoint, self._write_dir, max_to_keep=max_to_keep
+        )
 
     def _candidates(self) -> list:
         """The chief's checkpoints, newest first."""
@@ -80,7 +93,7 @@ class CheckpointKeeper:
         paths = [p if os.path.isabs(p) else os.path.join(self.chief_dir, p) for p in paths]
         return list(reversed(paths))
 
-    def restore_latest(self) -> Optional[str]:
+    def restore_latest(self) -> str | None:
         """Restores the chief's newest readable checkpoint, if any; returns its path.
 
         A corrupt or half-written newest checkpoint is skipped (with a warning) for the
@@ -90,19 +103,26 @@ class CheckpointKeeper:
             try:
                 tf.train.load_checkpoint(path)  # Reads the index: fails on damaged files.
             except (tf.errors.OpError, ValueError) as error:
-                logging.warning("skipping unreadable checkpoint %s (%s); trying the one before",
-                                path, tf_reason(error)[:120])
+                logging.warning(
+                    "skipping unreadable checkpoint %s (%s); trying the one before",
+                    path,
+                    tf_reason(error)[:120],
+                )
                 continue
             try:
                 self._checkpoint.restore(path).expect_partial()
             except (tf.errors.DataLossError, IndexError) as error:  # IndexError: truncated data.
-                logging.warning("skipping corrupt checkpoint %s (%s); trying the one before",
-                                path, tf_reason(error)[:120])
+                logging.warning(
+                    "skipping corrupt checkpoint %s (%s); trying the one before",
+                    path,
+                    tf_reason(error)[:120],
+                )
                 continue
             except (tf.errors.OpError, ValueError, AssertionError) as error:
                 raise ConfigError(
                     f"checkpoint {path} does not fit this model ({tf_reason(error)}); "
-                    "use another model_dir or delete that checkpoint.") from None
+                    "use another model_dir or delete that checkpoint."
+                ) from None
             return path
         return None
 
@@ -134,9 +154,8 @@ class CheckpointKeeper:
             return os.path.join(self.chief_dir, os.path.basename(path))
         return path
 
-
     @property
-    def latest(self) -> Optional[str]:
+    def latest(self) -> str | None:
         """The chief's newest checkpoint."""
         return tf.train.latest_checkpoint(self.chief_dir)
 

@@ -10,8 +10,6 @@ the loop `tfdist.training.trainer`.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -22,12 +20,12 @@ from tfdist.config import ConfigError
 def overrides_steps(model: keras.Model) -> bool:
     """True when the model's class defines its own `train_step` or `test_step`."""
     cls = type(model)
-    return any(getattr(cls, name) is not getattr(keras.Model, name)
-               for name in ("train_step", "test_step"))
+    return any(
+        getattr(cls, name) is not getattr(keras.Model, name) for name in ("train_step", "test_step")
+    )
 
 
-def check_own_steps(model: keras.Model, distribution, grad_accum_steps: int,
-                    communication) -> None:
+def check_own_steps(model: keras.Model, distribution, grad_accum_steps: int, communication) -> None:
     """A model's own `train_step` runs only where Keras' contract holds."""
     name = type(model).__name__
     if distribution.is_async:
@@ -35,19 +33,28 @@ def check_own_steps(model: keras.Model, distribution, grad_accum_steps: int,
             f"{name} overrides train_step/test_step; under strategy='parameter_server' "
             "tfdist schedules its own step on the workers (a Keras train_step would update "
             "the metrics on the ps from every worker at once): move the custom loss into "
-            "compute_loss, or use strategy='multi_worker'.")
+            "compute_loss, or use strategy='multi_worker'."
+        )
     if grad_accum_steps != 1:
         raise ConfigError(
             f"grad_accum_steps ({grad_accum_steps}) needs tfdist's step, but {name} "
-            "overrides train_step, which applies its own gradients; drop grad_accum_steps.")
+            "overrides train_step, which applies its own gradients; drop grad_accum_steps."
+        )
     if communication is not None and communication.grad_compression != "none":
         raise ConfigError(
             f"grad_compression ({communication.grad_compression!r}) needs tfdist's step, but "
-            f"{name} overrides train_step (Keras all-reduces its gradients); drop it.")
+            f"{name} overrides train_step (Keras all-reduces its gradients); drop it."
+        )
 
 
-def compiled_logs(model: keras.Model, totals, *, metrics_updated: bool = True,
-                  loss_from_totals: bool = False, read=None) -> dict:
+def compiled_logs(
+    model: keras.Model,
+    totals,
+    *,
+    metrics_updated: bool = True,
+    loss_from_totals: bool = False,
+    read=None,
+) -> dict:
     """The model's metric results as Keras logs them (`loss` first), as floats.
 
     Args:
@@ -74,8 +81,9 @@ def compiled_logs(model: keras.Model, totals, *, metrics_updated: bool = True,
 def validates(epoch: int, validation_freq) -> bool:
     """Keras' rule: an int validates every that many epochs; a collection, those epochs."""
     if isinstance(validation_freq, bool):
-        raise ConfigError(f"validation_freq ({validation_freq!r}) must be a positive integer "
-                          "or a list of epochs.")
+        raise ConfigError(
+            f"validation_freq ({validation_freq!r}) must be a positive integer or a list of epochs."
+        )
     if isinstance(validation_freq, int):
         if validation_freq < 1:
             raise ConfigError(f"validation_freq ({validation_freq}) must be at least 1.")
@@ -83,14 +91,16 @@ def validates(epoch: int, validation_freq) -> bool:
     try:
         return epoch in set(validation_freq)
     except TypeError:
-        raise ConfigError(f"validation_freq ({validation_freq!r}) must be a positive integer "
-                          "or a list of epochs.") from None
+        raise ConfigError(
+            f"validation_freq ({validation_freq!r}) must be a positive integer or a list of epochs."
+        ) from None
 
 
-def whole_split_context() -> Optional[tf.distribute.InputContext]:
+def whole_split_context() -> tf.distribute.InputContext | None:
     """The input context of one process reading a whole split (the PSS coordinator)."""
-    return tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
-                                      num_replicas_in_sync=1)
+    return tf.distribute.InputContext(
+        num_input_pipelines=1, input_pipeline_id=0, num_replicas_in_sync=1
+    )
 
 
 class StopVote:

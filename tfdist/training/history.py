@@ -7,7 +7,6 @@ Plain records, no TensorFlow: callbacks, progress, summaries and the CLI read th
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,18 +22,18 @@ class EpochLog:
     epoch: int
     steps: int
     train_loss: float
-    train_accuracy: Optional[float]
-    val_loss: Optional[float]
-    val_accuracy: Optional[float]
+    train_accuracy: float | None
+    val_loss: float | None
+    val_accuracy: float | None
     train_seconds: float
     examples: int
     global_step: int = 0
     wall_seconds: float = 0.0
-    learning_rate: Optional[float] = None
-    metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
-    val_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+    learning_rate: float | None = None
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    val_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
 
-    def keras_logs(self) -> Dict[str, float]:
+    def keras_logs(self) -> dict[str, float]:
         """The epoch's logs as Keras' fit gives them: `loss`, metrics, `val_*`."""
         logs = {"loss": self.train_loss}
         if self.train_accuracy is not None:
@@ -61,10 +60,10 @@ class History:
     `final_step` unless `initial_epoch` skipped steps no worker ran.
     """
 
-    epochs: List[EpochLog] = dataclasses.field(default_factory=list)
+    epochs: list[EpochLog] = dataclasses.field(default_factory=list)
     final_step: int = 0
-    restored_from: Optional[str] = None
-    steps_by_worker: Optional[List[int]] = None
+    restored_from: str | None = None
+    steps_by_worker: list[int] | None = None
 
     def examples_per_sec(self) -> float:
         """Training throughput after the first epoch (warm-up), or of the only epoch."""
@@ -79,8 +78,10 @@ class History:
 class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or infinite; nothing was saved after the last good step."""
 
-    def __init__(self, step: int, epoch: int, checkpoint: Optional[str]):
+    def __init__(self, step: int, epoch: int, checkpoint: str | None):
         kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint kept"
-        super().__init__(f"training loss became NaN/inf by step {step} (epoch {epoch}); {kept}. "
-                         "Lower learning_rate or check the data for NaN/inf.")
+        super().__init__(
+            f"training loss became NaN/inf by step {step} (epoch {epoch}); {kept}. "
+            "Lower learning_rate or check the data for NaN/inf."
+        )
         self.step, self.epoch, self.checkpoint = step, epoch, checkpoint

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 
@@ -39,8 +39,10 @@ _WRITE_ON_CHIEF_ONLY = (keras.callbacks.CSVLogger, keras.callbacks.TensorBoard)
 def _uses_batch_logs(callback: keras.callbacks.Callback) -> bool:
     """Whether `callback` does something at a training batch's end (reads its logs)."""
     base = keras.callbacks.Callback
-    return any(getattr(getattr(callback, name), "__func__", None) is not getattr(base, name)
-               for name in ("on_train_batch_end", "on_batch_end"))
+    return any(
+        getattr(getattr(callback, name), "__func__", None) is not getattr(base, name)
+        for name in ("on_train_batch_end", "on_batch_end")
+    )
 
 
 def needs_batch_logs(callbacks: Sequence[keras.callbacks.Callback], verbose: int) -> bool:
@@ -75,14 +77,27 @@ class KerasCallbacks(Callback):
       is_chief: this task writes files and shows progress.
     """
 
-    def __init__(self, callbacks: Sequence[keras.callbacks.Callback], *, model: keras.Model,
-                 verbose: int, epochs: int, steps_per_epoch: int, is_chief: bool):
+    def __init__(
+        self,
+        callbacks: Sequence[keras.callbacks.Callback],
+        *,
+        model: keras.Model,
+        verbose: int,
+        epochs: int,
+        steps_per_epoch: int,
+        is_chief: bool,
+    ):
         self.history = keras.callbacks.History()
         self.model = model
         show = verbose if is_chief else 0
         self.callbacks = keras.callbacks.CallbackList(
-            [*_for_this_task(callbacks, is_chief), self.history], add_progbar=show != 0,
-            model=model, verbose=show, epochs=epochs, steps=steps_per_epoch)
+            [*_for_this_task(callbacks, is_chief), self.history],
+            add_progbar=show != 0,
+            model=model,
+            verbose=show,
+            epochs=epochs,
+            steps=steps_per_epoch,
+        )
         self._scheduled = 0
         self._read_batch_logs = needs_batch_logs(callbacks, verbose)
 

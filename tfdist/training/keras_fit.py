@@ -23,14 +23,18 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import keras
 import tensorflow as tf
 
 from tfdist.config import CommunicationConfig, ConfigError, check_positive
-from tfdist.data.keras_inputs import (arrays_source, check_batch_size, dataset_source,
-                                      inference_source, is_dataset)
+from tfdist.data.keras_inputs import (
+    arrays_source,
+    check_batch_size,
+    dataset_source,
+    inference_source,
+    is_dataset,
+)
 from tfdist.data.pipeline import make_dataset_fn
 from tfdist.distribute.strategies import Distribution, TaskRole, distribution_of
 from tfdist.training.compiled import whole_split_context
@@ -39,7 +43,7 @@ from tfdist.training.summaries import Summaries, tensorboard_dir
 from tfdist.training.trainer import Trainer
 
 
-def _distribution(model: keras.Model, distribution: Optional[Distribution]) -> Distribution:
+def _distribution(model: keras.Model, distribution: Distribution | None) -> Distribution:
     """The Distribution whose scope built `model` (or the one given, which must match)."""
     strategy = model.distribute_strategy
     if distribution is not None:
@@ -47,18 +51,21 @@ def _distribution(model: keras.Model, distribution: Optional[Distribution]) -> D
             raise ConfigError(
                 f"model {model.name!r} was built under another strategy than "
                 f"distribution ({distribution.kind!r}); build and compile it inside "
-                "`with distribution.scope():`.")
+                "`with distribution.scope():`."
+            )
         return distribution
     found = distribution_of(strategy)
     if found is not None:
         return found
     if strategy is tf.distribute.get_strategy():  # Built outside any scope: one device.
-        return Distribution(kind="one_device", strategy=strategy, coordinator=None,
-                            role=_LOCAL, num_workers=1)
+        return Distribution(
+            kind="one_device", strategy=strategy, coordinator=None, role=_LOCAL, num_workers=1
+        )
     raise ConfigError(
         f"model {model.name!r} was built under a strategy tfdist did not make; build it "
         "inside `with dist.scope():` of `dist = tfdist.make_strategy(...)`, or pass "
-        "distribution=.")
+        "distribution=."
+    )
 
 
 _LOCAL = TaskRole("worker", 0, True)
@@ -82,23 +89,45 @@ def _check_compiled(model: keras.Model, what: str) -> None:
     if not getattr(model, "compiled", False):
         raise ConfigError(
             f"model {model.name!r} is not compiled; call model.compile(optimizer=..., "
-            f"loss=..., metrics=...) inside the strategy's scope before tfdist.{what}.")
+            f"loss=..., metrics=...) inside the strategy's scope before tfdist.{what}."
+        )
 
 
-def _trainer(model, distribution, *, global_batch_size, steps_per_loop, grad_accum_steps,
-             communication, callbacks=(), local_sgd=(1, "none", 0.7, 0.9)) -> Trainer:
-    key = _TrainerKey(id(distribution.strategy), global_batch_size, steps_per_loop,
-                      grad_accum_steps, communication, tuple(local_sgd))
+def _trainer(
+    model,
+    distribution,
+    *,
+    global_batch_size,
+    steps_per_loop,
+    grad_accum_steps,
+    communication,
+    callbacks=(),
+    local_sgd=(1, "none", 0.7, 0.9),
+) -> Trainer:
+    key = _TrainerKey(
+        id(distribution.strategy),
+        global_batch_size,
+        steps_per_loop,
+        grad_accum_steps,
+        communication,
+        tuple(local_sgd),
+    )
     cached = getattr(model, "_tfdist_trainer", None)
     if cached is not None and cached[0] == key:
         trainer = cached[1]
         trainer.callbacks = tuple(callbacks)
         return trainer
-    trainer = Trainer(distribution, model=model, optimizer=None,  # model.compile's.
-                      global_batch_size=global_batch_size,
-                      steps_per_loop=steps_per_loop, grad_accum_steps=grad_accum_steps,
-                      communication=communication, callbacks=callbacks)
-    model._tfdist_trainer = (key, trainer)  # noqa: SLF001 - compiled loops built once.
+    trainer = Trainer(
+        distribution,
+        model=model,
+        optimizer=None,  # model.compile's.
+        global_batch_size=global_batch_size,
+        steps_per_loop=steps_per_loop,
+        grad_accum_steps=grad_accum_steps,
+        communication=communication,
+        callbacks=callbacks,
+    )
+    model._tfdist_trainer = (key, trainer)
     return trainer
 
 
@@ -111,36 +140,48 @@ def _build(model, distribution, dataset_fn) -> None:
     """
     spec = dataset_fn(whole_split_context()).element_spec
     with distribution.scope():
-        model._symbolic_build(data_batch=spec)  # noqa: SLF001
+        model._symbolic_build(data_batch=spec)
 
 
-def _source_and_batch(x, y, *, batch_size, sample_weight, class_weight, validation_split,
-                      validation_data):
+def _source_and_batch(
+    x, y, *, batch_size, sample_weight, class_weight, validation_split, validation_data
+):
     if is_dataset(x):
         if y is not None or sample_weight is not None or class_weight is not None:
-            raise ConfigError("x is a tf.data.Dataset: give its targets and weights inside "
-                              "it ((x, y) or (x, y, sample_weight) elements), not as y=, "
-                              "sample_weight= or class_weight=.")
+            raise ConfigError(
+                "x is a tf.data.Dataset: give its targets and weights inside "
+                "it ((x, y) or (x, y, sample_weight) elements), not as y=, "
+                "sample_weight= or class_weight=."
+            )
         if validation_split:
-            raise ConfigError("validation_split needs arrays; with a dataset pass "
-                              "validation_data= instead.")
+            raise ConfigError(
+                "validation_split needs arrays; with a dataset pass validation_data= instead."
+            )
         if batch_size is not None:
-            raise ConfigError("x is a batched tf.data.Dataset: its batch is the global "
-                              "batch; drop batch_size=.")
+            raise ConfigError(
+                "x is a batched tf.data.Dataset: its batch is the global batch; drop batch_size=."
+            )
         return dataset_source(x, validation=validation_data)
-    source = arrays_source(x, y, sample_weight=sample_weight, class_weight=class_weight,
-                           validation_split=validation_split, validation_data=validation_data)
+    source = arrays_source(
+        x,
+        y,
+        sample_weight=sample_weight,
+        class_weight=class_weight,
+        validation_split=validation_split,
+        validation_data=validation_data,
+    )
     return source, check_batch_size(batch_size)
 
 
-def _steps(source, batch: int, steps_per_epoch: Optional[int]) -> int:
+def _steps(source, batch: int, steps_per_epoch: int | None) -> int:
     if steps_per_epoch is not None:
         return check_positive("steps_per_epoch", steps_per_epoch)
     steps = source.num_train // batch
     if steps == 0:
         raise ConfigError(
             f"batch_size ({batch}) is more than the {source.num_train} training examples; "
-            f"use batch_size={max(1, source.num_train)} or less.")
+            f"use batch_size={max(1, source.num_train)} or less."
+        )
     return steps
 
 
@@ -153,12 +194,15 @@ def _keras_callbacks(callbacks, model_dir):
             if model_dir and backup and str(backup) != str(model_dir):
                 raise ConfigError(
                     f"BackupAndRestore(backup_dir={backup!r}) and model_dir={model_dir!r} "
-                    "both say where to resume from; keep one of them.")
+                    "both say where to resume from; keep one of them."
+                )
             model_dir = model_dir or backup  # tfdist's exact resume is its equivalent.
             continue
         if not isinstance(callback, keras.callbacks.Callback):
-            raise ConfigError(f"callbacks holds {type(callback).__name__}; each must be a "
-                              "keras.callbacks.Callback.")
+            raise ConfigError(
+                f"callbacks holds {type(callback).__name__}; each must be a "
+                "keras.callbacks.Callback."
+            )
         kept.append(callback)
     return kept, model_dir
 
@@ -171,18 +215,38 @@ def _verbose(verbose) -> int:
     return verbose
 
 
-def fit(model: keras.Model, x=None, y=None, *, batch_size: Optional[int] = None,
-        epochs: int = 1, verbose="auto", callbacks=None, validation_split: float = 0.0,
-        validation_data=None, shuffle: bool = True, class_weight=None, sample_weight=None,
-        initial_epoch: int = 0, steps_per_epoch: Optional[int] = None,
-        validation_steps: Optional[int] = None, validation_freq=1,
-        distribution: Optional[Distribution] = None, model_dir: Optional[str] = None,
-        checkpoint_every_steps: Optional[int] = None, keep_checkpoints: int = 3,
-        steps_per_loop: int = 32, grad_accum_steps: int = 1,
-        communication: Optional[CommunicationConfig] = None, shard_policy: str = "auto",
-        seed: int = 0, sync_every: int = 1, outer_optimizer: str = "none",
-        outer_learning_rate: float = 0.7,
-        outer_momentum: float = 0.9) -> keras.callbacks.History:
+def fit(
+    model: keras.Model,
+    x=None,
+    y=None,
+    *,
+    batch_size: int | None = None,
+    epochs: int = 1,
+    verbose="auto",
+    callbacks=None,
+    validation_split: float = 0.0,
+    validation_data=None,
+    shuffle: bool = True,
+    class_weight=None,
+    sample_weight=None,
+    initial_epoch: int = 0,
+    steps_per_epoch: int | None = None,
+    validation_steps: int | None = None,
+    validation_freq=1,
+    distribution: Distribution | None = None,
+    model_dir: str | None = None,
+    checkpoint_every_steps: int | None = None,
+    keep_checkpoints: int = 3,
+    steps_per_loop: int = 32,
+    grad_accum_steps: int = 1,
+    communication: CommunicationConfig | None = None,
+    shard_policy: str = "auto",
+    seed: int = 0,
+    sync_every: int = 1,
+    outer_optimizer: str = "none",
+    outer_learning_rate: float = 0.7,
+    outer_momentum: float = 0.9,
+) -> keras.callbacks.History:
     """Trains a compiled Keras model as `model.fit` would, under its tfdist strategy.
 
     Arguments up to `validation_freq` are Keras' (`batch_size` is the global batch;
@@ -214,39 +278,70 @@ def fit(model: keras.Model, x=None, y=None, *, batch_size: Optional[int] = None,
     check_positive("epochs", epochs)
     distribution = _distribution(model, distribution)
     if validation_steps is not None and is_dataset(validation_data):
-        validation_data = validation_data.take(check_positive("validation_steps",
-                                                              validation_steps))
+        validation_data = validation_data.take(check_positive("validation_steps", validation_steps))
     source, batch = _source_and_batch(
-        x, y, batch_size=batch_size, sample_weight=sample_weight, class_weight=class_weight,
-        validation_split=validation_split, validation_data=validation_data)
+        x,
+        y,
+        batch_size=batch_size,
+        sample_weight=sample_weight,
+        class_weight=class_weight,
+        validation_split=validation_split,
+        validation_data=validation_data,
+    )
     steps = _steps(source, batch, steps_per_epoch)
     callbacks, model_dir = _keras_callbacks(callbacks, model_dir)
-    train_fn = make_dataset_fn(source, "train", global_batch_size=batch, training=True,
-                               seed=seed, shuffle=shuffle and not is_dataset(x),
-                               shard_policy=shard_policy,
-                               steps_per_epoch=steps * grad_accum_steps)
-    validation_fn = (make_dataset_fn(source, "validation", global_batch_size=batch,
-                                     training=False) if source.num_validation else None)
+    train_fn = make_dataset_fn(
+        source,
+        "train",
+        global_batch_size=batch,
+        training=True,
+        seed=seed,
+        shuffle=shuffle and not is_dataset(x),
+        shard_policy=shard_policy,
+        steps_per_epoch=steps * grad_accum_steps,
+    )
+    validation_fn = (
+        make_dataset_fn(source, "validation", global_batch_size=batch, training=False)
+        if source.num_validation
+        else None
+    )
     _build(model, distribution, train_fn)
     is_chief = distribution.role.is_chief
-    keras_hooks = KerasCallbacks(callbacks, model=model, verbose=_verbose(verbose),
-                                 epochs=epochs, steps_per_epoch=steps, is_chief=is_chief)
+    keras_hooks = KerasCallbacks(
+        callbacks,
+        model=model,
+        verbose=_verbose(verbose),
+        epochs=epochs,
+        steps_per_epoch=steps,
+        is_chief=is_chief,
+    )
     hooks = [keras_hooks]
     if model_dir and is_chief:
         hooks.append(Summaries(tensorboard_dir(model_dir)))
-    trainer = _trainer(model, distribution, global_batch_size=batch,
-                       steps_per_loop=steps_per_loop, grad_accum_steps=grad_accum_steps,
-                       communication=communication or CommunicationConfig(), callbacks=hooks,
-                       local_sgd=(sync_every, outer_optimizer, outer_learning_rate,
-                                  outer_momentum))
+    trainer = _trainer(
+        model,
+        distribution,
+        global_batch_size=batch,
+        steps_per_loop=steps_per_loop,
+        grad_accum_steps=grad_accum_steps,
+        communication=communication or CommunicationConfig(),
+        callbacks=hooks,
+        local_sgd=(sync_every, outer_optimizer, outer_learning_rate, outer_momentum),
+    )
     if not model_dir:  # A new fit starts at initial_epoch, as Keras' does.
         trainer.epoch.assign(initial_epoch)
         trainer.step.assign(initial_epoch * steps)
-    record = trainer.fit(train_fn, epochs=epochs, steps_per_epoch=steps,
-                         validation_fn=validation_fn, model_dir=model_dir,
-                         checkpoint_every_steps=checkpoint_every_steps,
-                         keep_checkpoints=keep_checkpoints, validation_freq=validation_freq,
-                         initial_epoch=initial_epoch)
+    record = trainer.fit(
+        train_fn,
+        epochs=epochs,
+        steps_per_epoch=steps,
+        validation_fn=validation_fn,
+        model_dir=model_dir,
+        checkpoint_every_steps=checkpoint_every_steps,
+        keep_checkpoints=keep_checkpoints,
+        validation_freq=validation_freq,
+        initial_epoch=initial_epoch,
+    )
     history = keras_hooks.history
     history.tfdist = record
     model.history = history
@@ -257,15 +352,16 @@ def _inference_fn(model, x, y, sample_weight, batch_size, name):
     source = inference_source(x, y, sample_weight=sample_weight, name=name)
     if is_dataset(x):
         if batch_size is not None:
-            raise ConfigError(f"x is a batched tf.data.Dataset: its batch is the global batch; "
-                              f"drop batch_size= from tfdist.{name}.")
+            raise ConfigError(
+                f"x is a batched tf.data.Dataset: its batch is the global batch; "
+                f"drop batch_size= from tfdist.{name}."
+            )
         from tfdist.data.keras_inputs import dataset_batch_size
 
         batch = dataset_batch_size(x)
     else:
         batch = check_batch_size(batch_size)
-    return source, batch, make_dataset_fn(source, "train", global_batch_size=batch,
-                                          training=False)
+    return source, batch, make_dataset_fn(source, "train", global_batch_size=batch, training=False)
 
 
 def _take(x, steps):
@@ -273,14 +369,25 @@ def _take(x, steps):
     if steps is None:
         return x
     if not is_dataset(x):
-        raise ConfigError("steps= counts the batches of a dataset; with arrays give fewer "
-                          "rows instead.")
+        raise ConfigError(
+            "steps= counts the batches of a dataset; with arrays give fewer rows instead."
+        )
     return x.take(check_positive("steps", steps))
 
 
-def evaluate(model: keras.Model, x=None, y=None, *, batch_size: Optional[int] = None,
-             verbose="auto", sample_weight=None, steps=None, callbacks=None,
-             return_dict: bool = False, distribution: Optional[Distribution] = None):
+def evaluate(
+    model: keras.Model,
+    x=None,
+    y=None,
+    *,
+    batch_size: int | None = None,
+    verbose="auto",
+    sample_weight=None,
+    steps=None,
+    callbacks=None,
+    return_dict: bool = False,
+    distribution: Distribution | None = None,
+):
     """Evaluates a compiled model as `model.evaluate` would, every example exactly once.
 
     Each worker reads its part of `x` once (the last partial batch kept, no padding);
@@ -298,9 +405,18 @@ def evaluate(model: keras.Model, x=None, y=None, *, batch_size: Optional[int] = 
     _, batch, dataset_fn = _inference_fn(model, x, y, sample_weight, batch_size, "evaluate")
     _build(model, distribution, dataset_fn)
     cached = getattr(model, "_tfdist_trainer", None)
-    trainer = cached[1] if cached is not None else _trainer(
-        model, distribution, global_batch_size=batch, steps_per_loop=1, grad_accum_steps=1,
-        communication=CommunicationConfig())
+    trainer = (
+        cached[1]
+        if cached is not None
+        else _trainer(
+            model,
+            distribution,
+            global_batch_size=batch,
+            steps_per_loop=1,
+            grad_accum_steps=1,
+            communication=CommunicationConfig(),
+        )
+    )
     logs = trainer.evaluate(dataset_fn)
     if return_dict:
         return logs
@@ -308,8 +424,16 @@ def evaluate(model: keras.Model, x=None, y=None, *, batch_size: Optional[int] = 
     return values[0] if len(values) == 1 else values
 
 
-def predict(model: keras.Model, x, *, batch_size: Optional[int] = None, verbose="auto",
-            steps=None, callbacks=None, distribution: Optional[Distribution] = None):
+def predict(
+    model: keras.Model,
+    x,
+    *,
+    batch_size: int | None = None,
+    verbose="auto",
+    steps=None,
+    callbacks=None,
+    distribution: Distribution | None = None,
+):
     """Predicts as `model.predict` would: NumPy outputs in the order of `x`.
 
     Each worker predicts a contiguous part of `x` once and the parts are gathered on

@@ -40,8 +40,6 @@ agree, and an exact resume stays exact. The loops and epochs belong to
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 import keras
 import tensorflow as tf
 
@@ -77,31 +75,39 @@ def _scaled(gradient, factor):
 
 def _local_copy(variable, name: str) -> tf.Variable:
     """A mirrored variable like `variable` whose replica-context writes stay local."""
-    return tf.Variable(tf.zeros(variable.shape, variable.dtype), trainable=False, name=name,
-                       aggregation=tf.VariableAggregation.NONE)
+    return tf.Variable(
+        tf.zeros(variable.shape, variable.dtype),
+        trainable=False,
+        name=name,
+        aggregation=tf.VariableAggregation.NONE,
+    )
 
 
 def _is_float(variable) -> bool:
     return tf.as_dtype(variable.dtype).is_floating
 
 
-def check_local_sgd(config: LocalSGDConfig, *, is_async: bool, optimizer,
-                    grad_compression: str) -> None:
+def check_local_sgd(
+    config: LocalSGDConfig, *, is_async: bool, optimizer, grad_compression: str
+) -> None:
     """Raises ConfigError when `config` cannot run with these settings."""
     what = f"sync_every ({config.sync_every}), outer_optimizer ({config.outer_optimizer!r})"
     if is_async:
         raise ConfigError(
             f"{what} are for strategy='mirrored' or 'multi_worker'; parameter_server workers "
             "already step without waiting for each other. Drop them or use "
-            "strategy='multi_worker'.")
+            "strategy='multi_worker'."
+        )
     if grad_compression != "none":
         raise ConfigError(
             f"grad_compression ({grad_compression!r}) compresses the gradient all-reduce, which "
-            f"{what} replace by averaging the weights in full precision; drop grad_compression.")
+            f"{what} replace by averaging the weights in full precision; drop grad_compression."
+        )
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         raise ConfigError(
             f"{what} cannot run with a LossScaleOptimizer (mixed_float16): its loss scale must "
-            "be agreed at every step; use mixed_bfloat16 or float32.")
+            "be agreed at every step; use mixed_bfloat16 or float32."
+        )
 
 
 class LocalSGD:
@@ -125,19 +131,19 @@ class LocalSGD:
         self._options = collective_options(communication)
         self._trainable = list(model.trainable_variables)
         trainable_ids = {id(v) for v in self._trainable}
-        self._others = [v for v in model.variables
-                        if id(v) not in trainable_ids and _is_float(v)]
+        self._others = [v for v in model.variables if id(v) not in trainable_ids and _is_float(v)]
         # Slots: Keras creates them with aggregation "none"; iterations and the learning
         # rate are "only_first_replica" and equal on every replica anyway.
-        self._slots = [v for v in optimizer.variables
-                       if v.aggregation == "none" and _is_float(v)]
-        self._anchors: List[tf.Variable] = []
-        self._momenta: List[tf.Variable] = []
+        self._slots = [v for v in optimizer.variables if v.aggregation == "none" and _is_float(v)]
+        self._anchors: list[tf.Variable] = []
+        self._momenta: list[tf.Variable] = []
         if config.outer_optimizer != "none":
-            self._anchors = [_local_copy(v, f"outer_anchor_{i}")
-                             for i, v in enumerate(self._trainable)]
-            self._momenta = [_local_copy(v, f"outer_momentum_{i}")
-                             for i, v in enumerate(self._trainable)]
+            self._anchors = [
+                _local_copy(v, f"outer_anchor_{i}") for i, v in enumerate(self._trainable)
+            ]
+            self._momenta = [
+                _local_copy(v, f"outer_momentum_{i}") for i, v in enumerate(self._trainable)
+            ]
         # The optimizer step the loop is at: set by `start`, advanced by `loop`.
         self._position = tf.Variable(0, dtype=tf.int64, trainable=False, name="local_sgd_step")
         self._sync_fn = tf.function(lambda: strategy.run(self._sync_replica, args=(True,)))
@@ -145,13 +151,13 @@ class LocalSGD:
         self._start_fn = tf.function(lambda: strategy.run(self._start_replica))
 
     @property
-    def state(self) -> Optional[tf.train.Checkpoint]:
+    def state(self) -> tf.train.Checkpoint | None:
         """What a checkpoint must hold beyond model and optimizer (None: nothing)."""
         return tf.train.Checkpoint(momenta=self._momenta) if self._momenta else None
 
     # ----- in replica context -------------------------------------------------------------
     def _start_replica(self):
-        for anchor, weight in zip(self._anchors, self._trainable):
+        for anchor, weight in zip(self._anchors, self._trainable, strict=False):
             anchor.assign(tf.identity(weight.value))
 
     def _mean(self, variables):
@@ -161,7 +167,9 @@ class LocalSGD:
         return context.all_reduce(tf.distribute.ReduceOp.MEAN, local, options=self._options)
 
     def _average_slots(self):
-        for slot, mean in zip(self._slots, self._mean(self._slots) if self._slots else ()):
+        for slot, mean in zip(
+            self._slots, self._mean(self._slots) if self._slots else (), strict=False
+        ):
             slot.assign(mean)
 
     def _sync_replica(self, with_slots: bool = False):
@@ -170,7 +178,7 @@ class LocalSGD:
         count = len(self._trainable)
         if self._anchors:
             means[:count] = [self._outer_step(i, mean) for i, mean in enumerate(means[:count])]
-        for variable, mean in zip(variables, means):
+        for variable, mean in zip(variables, means, strict=False):
             variable.assign(mean)
 
     def _outer_step(self, index: int, mean):
@@ -228,8 +236,9 @@ class LocalSGD:
             if (first + done) % every == 0:
                 self._strategy.run(self._sync_replica)
 
-    def segments(self, first_step: int, steps: int, checkpoint_every: Optional[int],
-                 steps_per_loop: int) -> List[List[int]]:
+    def segments(
+        self, first_step: int, steps: int, checkpoint_every: int | None, steps_per_loop: int
+    ) -> list[list[int]]:
         """Loop-call sizes for `steps` steps from `first_step`, grouped into segments.
 
         Each segment ends at a synchronisation point (a multiple of `sync_every`, or
@@ -238,17 +247,29 @@ class LocalSGD:
         `steps_per_loop` steps and, when a synchronisation point lies within that
         reach, ends at the last one, so the trainer checks for preemption there.
         """
-        return plan_segments(first_step, steps, steps_per_loop=steps_per_loop,
-                             sync_every=self.sync_every, checkpoint_every=checkpoint_every)
+        return plan_segments(
+            first_step,
+            steps,
+            steps_per_loop=steps_per_loop,
+            sync_every=self.sync_every,
+            checkpoint_every=checkpoint_every,
+        )
 
 
-def plan_segments(first_step: int, steps: int, *, steps_per_loop: int, sync_every: int,
-                  checkpoint_every: Optional[int] = None) -> List[List[int]]:
+def plan_segments(
+    first_step: int,
+    steps: int,
+    *,
+    steps_per_loop: int,
+    sync_every: int,
+    checkpoint_every: int | None = None,
+) -> list[list[int]]:
     """See `LocalSGD.segments`; with `sync_every=1`, one call per segment as usual."""
     if checkpoint_every and checkpoint_every % sync_every:
         raise ConfigError(
             f"checkpoint_every_steps ({checkpoint_every}) must be a multiple of sync_every "
-            f"({sync_every}): checkpoints are taken where the replicas agree.")
+            f"({sync_every}): checkpoints are taken where the replicas agree."
+        )
     segments, current = [], []
     step, last = first_step, first_step + steps
     while step < last:

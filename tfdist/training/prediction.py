@@ -13,7 +13,6 @@ outputs.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -37,8 +36,9 @@ def _inputs(x):
     arrays = tf.nest.map_structure(np.asarray, x)
     counts = {len(leaf) for leaf in tf.nest.flatten(arrays)}
     if len(counts) != 1:
-        raise ConfigError(f"x has arrays of different lengths {sorted(counts)}; give one row "
-                          "per example to each.")
+        raise ConfigError(
+            f"x has arrays of different lengths {sorted(counts)}; give one row per example to each."
+        )
     return arrays, counts.pop(), None
 
 
@@ -79,16 +79,22 @@ def _gather_blocks(distribution, block, counts):
     padded = tf.nest.map_structure(pad, block)
     gathered = strategy.run(
         lambda value: tf.nest.map_structure(
-            lambda t: tf.distribute.get_replica_context().all_gather(t, axis=0), value),
-        args=(tf.nest.map_structure(tf.constant, padded),))
+            lambda t: tf.distribute.get_replica_context().all_gather(t, axis=0), value
+        ),
+        args=(tf.nest.map_structure(tf.constant, padded),),
+    )
     gathered = tf.nest.map_structure(
-        lambda value: np.asarray(strategy.experimental_local_results(value)[0]), gathered)
+        lambda value: np.asarray(strategy.experimental_local_results(value)[0]), gathered
+    )
     return tf.nest.map_structure(
-        lambda array: np.concatenate([array[i * longest:i * longest + n]
-                                      for i, n in enumerate(counts)]), gathered)
+        lambda array: np.concatenate(
+            [array[i * longest : i * longest + n] for i, n in enumerate(counts)]
+        ),
+        gathered,
+    )
 
 
-def predict_arrays(model, distribution, x, *, batch_size: Optional[int]):
+def predict_arrays(model, distribution, x, *, batch_size: int | None):
     """The model's outputs for every example of `x`, in order, on every worker."""
     arrays, rows, dataset_batch = _inputs(x)
     batch = dataset_batch or check_batch_size(batch_size)
@@ -100,18 +106,19 @@ def predict_arrays(model, distribution, x, *, batch_size: Optional[int]):
     size = math.ceil(rows / workers)
     counts = [max(0, min(size, rows - i * size)) for i in range(workers)]
     index = distribution.input_pipeline_id
-    block = tf.nest.map_structure(lambda a: a[index * size:index * size + counts[index]],
-                                  arrays)
+    block = tf.nest.map_structure(lambda a: a[index * size : index * size + counts[index]], arrays)
     local_batch = max(1, batch // workers)
     direct = distribution.direct_input_context() is not None
     if direct:
         step = tf.function(model.predict_step)
-        parts = [tf.nest.map_structure(np.asarray, step((b,)))
-                 for b in _batches(block, local_batch)]
+        parts = [
+            tf.nest.map_structure(np.asarray, step((b,))) for b in _batches(block, local_batch)
+        ]
         outputs = _concat(parts) if parts else _empty_outputs(model, block)
     else:
-        outputs = _concat(_local_predict(model, distribution.strategy,
-                                         _batches(block, local_batch)))
+        outputs = _concat(
+            _local_predict(model, distribution.strategy, _batches(block, local_batch))
+        )
     return _gather_blocks(distribution, outputs, counts)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Optional
 
 import tensorflow as tf
 
@@ -20,10 +19,11 @@ import tensorflow as tf
 class Preempted(Exception):
     """Training stopped on SIGTERM after saving a checkpoint."""
 
-    def __init__(self, step: int, checkpoint: Optional[str]):
+    def __init__(self, step: int, checkpoint: str | None):
         where = f"saved checkpoint {checkpoint}" if checkpoint else "no model_dir, nothing saved"
-        super().__init__(f"preempted (SIGTERM) at step {step}: {where}; rerun the same "
-                         "command to resume.")
+        super().__init__(
+            f"preempted (SIGTERM) at step {step}: {where}; rerun the same command to resume."
+        )
         self.step, self.checkpoint = step, checkpoint
 
 
@@ -38,11 +38,13 @@ class PreemptionWatcher:
         self._previous = None
         self._agree = None
         if sync_workers:
+
             def agree(flag):
                 def all_reduce(f):
                     local = tf.identity(f)  # Placed on the replica's device, as reduce needs.
                     return tf.distribute.get_replica_context().all_reduce(
-                        tf.distribute.ReduceOp.SUM, local)
+                        tf.distribute.ReduceOp.SUM, local
+                    )
 
                 summed = strategy.run(all_reduce, args=(flag,))
                 return strategy.experimental_local_results(summed)[0]
@@ -52,7 +54,7 @@ class PreemptionWatcher:
     def _handle(self, signum, frame):
         self._received = True
 
-    def __enter__(self) -> "PreemptionWatcher":
+    def __enter__(self) -> PreemptionWatcher:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         return self

@@ -11,16 +11,15 @@ choice (`job`: the chief; every worker with `--verbose`).
 from __future__ import annotations
 
 import sys
-from typing import Optional, TextIO
+from typing import TextIO
 
 from tfdist.training.callbacks import Callback, LoopLog
 from tfdist.training.history import EpochLog
 
 
-def format_epoch(log: "EpochLog", *, epochs: Optional[int] = None) -> str:
+def format_epoch(log: EpochLog, *, epochs: int | None = None) -> str:
     """One epoch in one line: loss, accuracies, custom metrics, seconds and examples/s."""
-    parts = [f"epoch {log.epoch}" + (f"/{epochs}" if epochs else ""),
-             f"loss {log.train_loss:.4f}"]
+    parts = [f"epoch {log.epoch}" + (f"/{epochs}" if epochs else ""), f"loss {log.train_loss:.4f}"]
     if log.train_accuracy is not None:
         parts.append(f"accuracy {log.train_accuracy:.4f}")
     parts.extend(f"{name} {value:.4f}" for name, value in log.metrics.items())
@@ -57,7 +56,7 @@ class ProgressBar(Callback):
       width: characters of the bar.
     """
 
-    def __init__(self, *, stream: Optional[TextIO] = None, width: int = 24):
+    def __init__(self, *, stream: TextIO | None = None, width: int = 24):
         self._stream = stream
         self.width = width
         self._epochs = self._steps_per_epoch = 0
@@ -74,7 +73,7 @@ class ProgressBar(Callback):
         self._timed_steps, self._timed_seconds = 0, 0.0
         self._first_loop = True
 
-    def _eta(self, loop: LoopLog) -> Optional[float]:
+    def _eta(self, loop: LoopLog) -> float | None:
         # The first loop of a fit includes tracing and compiling: leave it out once others ran.
         if self._first_loop:
             self._first_loop = False
@@ -83,8 +82,11 @@ class ProgressBar(Callback):
             self._timed_steps += loop.num_steps
             self._timed_seconds += loop.seconds
             rate = self._timed_seconds / self._timed_steps
-        remaining = ((self._epochs - loop.epoch) * self._steps_per_epoch
-                     + loop.steps_per_epoch - loop.epoch_steps)
+        remaining = (
+            (self._epochs - loop.epoch) * self._steps_per_epoch
+            + loop.steps_per_epoch
+            - loop.epoch_steps
+        )
         return remaining * rate
 
     def _draw(self, line: str, *, end: str = "") -> None:
@@ -99,13 +101,14 @@ class ProgressBar(Callback):
             return
         done = min(1.0, loop.epoch_steps / max(loop.steps_per_epoch, 1))
         filled = int(done * self.width)
-        bar = "=" * filled + (">" if filled < self.width else "") + "." * (
-            self.width - filled - 1)
-        self._draw(f"epoch {loop.epoch}/{self._epochs} [{bar}] "
-                   f"{loop.epoch_steps}/{loop.steps_per_epoch} - ETA {format_duration(eta)} - "
-                   f"loss {loop.loss:.4f} - {loop.examples_per_sec:,.0f} examples/s")
+        bar = "=" * filled + (">" if filled < self.width else "") + "." * (self.width - filled - 1)
+        self._draw(
+            f"epoch {loop.epoch}/{self._epochs} [{bar}] "
+            f"{loop.epoch_steps}/{loop.steps_per_epoch} - ETA {format_duration(eta)} - "
+            f"loss {loop.loss:.4f} - {loop.examples_per_sec:,.0f} examples/s"
+        )
 
-    def on_epoch_end(self, log: "EpochLog") -> None:
+    def on_epoch_end(self, log: EpochLog) -> None:
         line = format_epoch(log, epochs=self._epochs or None)
         if is_terminal(self.stream):
             self._draw(line, end="\n")

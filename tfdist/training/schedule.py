@@ -10,7 +10,7 @@ of the steps each parameter-server worker ran (`WorkerSteps`). Running the calls
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
@@ -20,8 +20,15 @@ if TYPE_CHECKING:
     from tfdist.training.preemption import PreemptionWatcher
 
 
-def loop_segments(first_step: int, steps: int, *, every: Optional[int], steps_per_loop: int,
-                  one_call_each: bool, free_workers: int = 0) -> List[List[int]]:
+def loop_segments(
+    first_step: int,
+    steps: int,
+    *,
+    every: int | None,
+    steps_per_loop: int,
+    one_call_each: bool,
+    free_workers: int = 0,
+) -> list[list[int]]:
     """Loop-call sizes for `steps` steps from `first_step`, grouped into segments.
 
     A segment ends at each multiple of `every` (a checkpoint) and at the end; its
@@ -43,7 +50,7 @@ def loop_segments(first_step: int, steps: int, *, every: Optional[int], steps_pe
     return segments
 
 
-def shrinking_calls(steps: int, steps_per_loop: int, workers: int) -> List[int]:
+def shrinking_calls(steps: int, steps_per_loop: int, workers: int) -> list[int]:
     """Calls of `steps` steps for `workers` workers that each take the next call when free.
 
     A segment waits for its last call, so a slow worker that takes a long last call
@@ -63,10 +70,10 @@ def shrinking_calls(steps: int, steps_per_loop: int, workers: int) -> List[int]:
 class EpochRun:
     """What the epochs of one `fit` share."""
 
-    keeper: Optional["CheckpointKeeper"]
-    every: Optional[int]
-    hooks: "CallbackList"
-    watcher: "PreemptionWatcher"
+    keeper: CheckpointKeeper | None
+    every: int | None
+    hooks: CallbackList
+    watcher: PreemptionWatcher
     diverged: bool = False  # The loss became NaN/inf and a callback stopped the run.
 
 
@@ -87,10 +94,14 @@ class WorkerSteps:
     """
 
     def __init__(self, num_workers: int):
-        self.variable = tf.Variable(tf.zeros([num_workers], tf.int64), trainable=False,
-                                    shape=tf.TensorShape([None]), name="worker_steps")
+        self.variable = tf.Variable(
+            tf.zeros([num_workers], tf.int64),
+            trainable=False,
+            shape=tf.TensorShape([None]),
+            name="worker_steps",
+        )
         self._num_workers = num_workers
-        self._counts: List[int] = [0] * num_workers
+        self._counts: list[int] = [0] * num_workers
 
     def start(self) -> None:
         """Reads the counts (restored or not), with room for every worker of this run."""
@@ -104,7 +115,7 @@ class WorkerSteps:
         self.variable.assign(tf.constant(self._counts, tf.int64))
 
     @property
-    def counts(self) -> List[int]:
+    def counts(self) -> list[int]:
         return list(self._counts)
 
 
@@ -133,16 +144,22 @@ def make_inputs(distribution, train_fn, validation_fn, *, skip_micro_steps: int 
 
     strategy = distribution.strategy
     if distribution.is_async:
-        train = iter(distribution.coordinator.create_per_worker_dataset(
-            per_worker_dataset_fn(train_fn, num_workers=distribution.num_workers)))
+        train = iter(
+            distribution.coordinator.create_per_worker_dataset(
+                per_worker_dataset_fn(train_fn, num_workers=distribution.num_workers)
+            )
+        )
         return train, validation_fn(whole_split_context()) if validation_fn else None
     if train_fn is not None:
         train_fn = skipping(train_fn, skip_micro_steps)
     direct = distribution.direct_input_context()
     if direct is not None:
-        return (iter(train_fn(direct)) if train_fn else None,
-                validation_fn(direct) if validation_fn else None)
+        return (
+            iter(train_fn(direct)) if train_fn else None,
+            validation_fn(direct) if validation_fn else None,
+        )
     train = iter(strategy.distribute_datasets_from_function(train_fn)) if train_fn else None
-    validation = (strategy.distribute_datasets_from_function(validation_fn)
-                  if validation_fn else None)
+    validation = (
+        strategy.distribute_datasets_from_function(validation_fn) if validation_fn else None
+    )
     return train, validation

@@ -11,7 +11,6 @@ time to its first scheduled steps' results. The job writes both to the metrics J
 from __future__ import annotations
 
 import time
-from typing import List, Optional
 
 import tensorflow as tf
 
@@ -31,8 +30,8 @@ class FirstStepTimer(Callback):
 
     def __init__(self, started_at: float):
         self.started_at = started_at
-        self.seconds: Optional[float] = None
-        self.finished_at: Optional[float] = None
+        self.seconds: float | None = None
+        self.finished_at: float | None = None
 
     def on_loop_end(self, loop) -> None:
         if self.seconds is None:
@@ -40,7 +39,7 @@ class FirstStepTimer(Callback):
             self.seconds = self.finished_at - self.started_at
 
 
-def task_startup_seconds(distribution, seconds: Optional[float]) -> List[Optional[float]]:
+def task_startup_seconds(distribution, seconds: float | None) -> list[float | None]:
     """Every task's start-up seconds in task order (chief first) under `multi_worker`
     with several workers, else `[seconds]`. A collective there: every task must call.
     """
@@ -49,7 +48,8 @@ def task_startup_seconds(distribution, seconds: Optional[float]) -> List[Optiona
     strategy = distribution.strategy
     mine = -1.0 if seconds is None else float(seconds)
     values = strategy.experimental_distribute_values_from_function(
-        lambda context: tf.constant([mine], tf.float64))
+        lambda context: tf.constant([mine], tf.float64)
+    )
     local_replicas = len(strategy.extended.worker_devices)
     gathered = strategy.gather(values, axis=0).numpy().tolist()[::local_replicas]
     return [None if value < 0 else value for value in gathered]

@@ -18,13 +18,13 @@ checkpoints belong to `trainer`.
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
 
-from tfdist.distribute.communication import GradientReducer, disable_optimizer_all_reduce
 from tfdist.config import ConfigError
+from tfdist.distribute.communication import GradientReducer, disable_optimizer_all_reduce
 from tfdist.layers import sharded_embeddings
 
 LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -39,8 +39,12 @@ def sparse_categorical_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 def _hits(labels, outputs) -> tf.Tensor:
     """Argmax hits per example, for class-index labels or one-hot rows alike."""
     predicted = tf.argmax(outputs, axis=-1, output_type=tf.int64)
-    if labels.shape.rank is not None and labels.shape.rank == outputs.shape.rank \
-            and labels.shape[-1] == outputs.shape[-1] and outputs.shape[-1] != 1:
+    if (
+        labels.shape.rank is not None
+        and labels.shape.rank == outputs.shape.rank
+        and labels.shape[-1] == outputs.shape[-1]
+        and outputs.shape[-1] != 1
+    ):
         labels = tf.argmax(labels, axis=-1, output_type=tf.int64)  # One-hot rows.
     return tf.equal(predicted, tf.cast(tf.reshape(labels, tf.shape(predicted)), tf.int64))
 
@@ -58,8 +62,9 @@ def _add(a, b):
         return b if a is None else a
     if isinstance(a, tf.IndexedSlices) or isinstance(b, tf.IndexedSlices):
         a, b = (g if isinstance(g, tf.IndexedSlices) else _as_slices(g) for g in (a, b))
-        return tf.IndexedSlices(tf.concat([a.values, b.values], 0),
-                                tf.concat([a.indices, b.indices], 0), a.dense_shape)
+        return tf.IndexedSlices(
+            tf.concat([a.values, b.values], 0), tf.concat([a.indices, b.indices], 0), a.dense_shape
+        )
     return a + b
 
 
@@ -78,7 +83,8 @@ def _scale(gradient, factor):
 
 def _float32(outputs):
     return tf.nest.map_structure(
-        lambda t: tf.cast(t, tf.float32) if t.dtype.is_floating else t, outputs)
+        lambda t: tf.cast(t, tf.float32) if t.dtype.is_floating else t, outputs
+    )
 
 
 class StepFunctions:
@@ -96,10 +102,21 @@ class StepFunctions:
       metrics: Keras metrics updated with `(labels, outputs)` of each training batch.
     """
 
-    def __init__(self, *, strategy, model, optimizer, loss: Optional[LossFn],
-                 global_batch_size: int, grad_accum_steps: int, reducer: GradientReducer,
-                 accuracy: bool, metrics=(), compiled: bool = False,
-                 own_steps: bool = False):
+    def __init__(
+        self,
+        *,
+        strategy,
+        model,
+        optimizer,
+        loss: LossFn | None,
+        global_batch_size: int,
+        grad_accum_steps: int,
+        reducer: GradientReducer,
+        accuracy: bool,
+        metrics=(),
+        compiled: bool = False,
+        own_steps: bool = False,
+    ):
         self.strategy = strategy
         self.model = model
         self.optimizer = optimizer
@@ -112,7 +129,7 @@ class StepFunctions:
         self.compiled = compiled
         self._metric_state = None  # Set while an async loop traces (`async_metric_variables`).
         self.own_steps = own_steps  # The model's train_step/test_step run as they are.
-        self.trace_problem: Optional[str] = None
+        self.trace_problem: str | None = None
         self._scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         self._tables = sharded_embeddings(model)  # Updated sparsely on the ps, not by Keras.
         if not own_steps:  # A model's own train_step applies through Keras' all-reduce.
@@ -138,7 +155,8 @@ class StepFunctions:
             # Raised while tracing; strategy.run re-wraps it, so the trainer re-raises this.
             self.trace_problem = (
                 "loss returned a scalar; it must return one loss per example (shape [batch]) "
-                "so the trainer can average over the global batch.")
+                "so the trainer can average over the global batch."
+            )
             raise ConfigError(self.trace_problem)
         return losses
 
@@ -150,13 +168,18 @@ class StepFunctions:
         """
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
         y_pred = self.model(x, training=training)
-        loss = self.model._compute_loss(x=x, y=y, y_pred=y_pred,  # noqa: SLF001
-                                        sample_weight=sample_weight, training=training)
+        loss = self.model._compute_loss(
+            x=x,
+            y=y,
+            y_pred=y_pred,
+            sample_weight=sample_weight,
+            training=training,
+        )
         count = tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         mean = tf.cast(loss, tf.float32) * float(replicas)
         if not (training and self.strategy_is_async):  # PSS: the coordinator sums totals.
-            self.model._loss_tracker.update_state(mean, sample_weight=count)  # noqa: SLF001
+            self.model._loss_tracker.update_state(mean, sample_weight=count)
         totals = tf.stack([mean * count, tf.constant(0.0), count])
         return loss, totals, (x, y, y_pred, sample_weight)
 
@@ -169,8 +192,11 @@ class StepFunctions:
         if not self.strategy_is_async:
             self.model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         elif self._metric_state is not None:  # PSS: updates of the ps variables would race.
-            self._metric_state = list(self.model._compile_metrics.stateless_update_state(  # noqa: SLF001
-                self._metric_state, y, y_pred, sample_weight=sample_weight))
+            self._metric_state = list(
+                self.model._compile_metrics.stateless_update_state(
+                    self._metric_state, y, y_pred, sample_weight=sample_weight
+                )
+            )
         return tape.gradient(loss, variables), totals
 
     @property
@@ -185,8 +211,7 @@ class StepFunctions:
         with tf.GradientTape() as tape:
             outputs = _float32(self.model(features, training=True))
             per_example = self.per_example_loss(labels, outputs)
-            loss = tf.nn.compute_average_loss(per_example,
-                                              global_batch_size=self.global_batch_size)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
             if self.model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
             if self._scales_loss:
@@ -195,17 +220,19 @@ class StepFunctions:
             metric.update_state(labels, outputs)
         return tape.gradient(loss, variables), self.totals(labels, outputs, per_example)
 
-    def _apply(self, gradients: List[Optional[tf.Tensor]]) -> None:
+    def _apply(self, gradients: list[tf.Tensor | None]) -> None:
         if self.grad_accum_steps > 1:
             gradients = [_scale(g, 1.0 / self.grad_accum_steps) for g in gradients]
         dense_count = len(self.model.trainable_variables)
         if dense_count:
             reduced = self.reducer(gradients[:dense_count])
-            self.optimizer.apply_gradients(zip(reduced, self.model.trainable_variables))
+            self.optimizer.apply_gradients(
+                zip(reduced, self.model.trainable_variables, strict=False)
+            )
         offset = dense_count
         for table in self._tables:
             count = len(table.parts())
-            table.apply_sparse_gradients(gradients[offset:offset + count])
+            table.apply_sparse_gradients(gradients[offset : offset + count])
             offset += count
 
     def replica_step(self, batch, accumulated=None, apply=True, record=None):
@@ -223,7 +250,7 @@ class StepFunctions:
             return None, totals
         gradients, totals = self._forward_backward(batch)
         if accumulated is not None:
-            gradients = [_add(a, g) for a, g in zip(accumulated, gradients)]
+            gradients = [_add(a, g) for a, g in zip(accumulated, gradients, strict=False)]
         if apply:
             self._apply(gradients)
             gradients = None
@@ -252,8 +279,10 @@ class StepFunctions:
         for micro in range(self.grad_accum_steps):
             last = micro == self.grad_accum_steps - 1
             gradients, step_totals = self.strategy.run(
-                self.replica_step, args=(next(iterator),),
-                kwargs={"accumulated": gradients, "apply": last, "record": record})
+                self.replica_step,
+                args=(next(iterator),),
+                kwargs={"accumulated": gradients, "apply": last, "record": record},
+            )
             totals += tf.add_n(self.strategy.experimental_local_results(step_totals))
         return totals
 
@@ -304,8 +333,9 @@ class StepFunctions:
 
     def sync_eval(self, dataset, totals_variable) -> None:
         for batch in dataset:
-            self.strategy.run(lambda b: totals_variable.assign_add(self.replica_eval(b)),
-                              args=(batch,))
+            self.strategy.run(
+                lambda b: totals_variable.assign_add(self.replica_eval(b)), args=(batch,)
+            )
 
     def local_eval(self, dataset) -> tf.Tensor:
         totals = tf.zeros([TOTALS])

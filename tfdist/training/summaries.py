@@ -16,19 +16,18 @@ writes is the caller's choice; only the chief should (`job` does so).
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from tfdist.training.callbacks import Callback, LoopLog
 from tfdist.config import ConfigError, check_profile_steps
+from tfdist.training.callbacks import Callback, LoopLog
 from tfdist.training.history import EpochLog, History
-
 
 TENSORBOARD_DIR = "tensorboard"
 _SCALAR = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+)
 
 
 def tensorboard_dir(model_dir: str) -> str:
@@ -46,13 +45,14 @@ class Summaries(Callback):
         trace; every compiled loop that runs one of them is traced whole.
     """
 
-    def __init__(self, log_dir: str, *, profile_steps: Optional[Tuple[int, int]] = None):
+    def __init__(self, log_dir: str, *, profile_steps: tuple[int, int] | None = None):
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
-            raise ConfigError(f"log_dir ({log_dir!r}) must be a directory path, "
-                             "e.g. tensorboard_dir(model_dir).")
+            raise ConfigError(
+                f"log_dir ({log_dir!r}) must be a directory path, e.g. tensorboard_dir(model_dir)."
+            )
         self.log_dir = str(log_dir)
         self.profile_steps = check_profile_steps(profile_steps)
-        self._writers: Dict[str, tf.summary.SummaryWriter] = {}
+        self._writers: dict[str, tf.summary.SummaryWriter] = {}
         self._profiling = False
 
     @property
@@ -60,14 +60,13 @@ class Summaries(Callback):
         """The run directory the profiler trace goes to (`plugins/profile` below it)."""
         return os.path.join(self.log_dir, "train")
 
-    def _write(self, run: str, step: int, scalars: Dict[str, Optional[float]]) -> None:
+    def _write(self, run: str, step: int, scalars: dict[str, float | None]) -> None:
         if run not in self._writers:
             self._writers[run] = tf.summary.create_file_writer(os.path.join(self.log_dir, run))
         with self._writers[run].as_default():
             for tag, value in scalars.items():
                 if value is not None:
-                    tf.summary.write(tag, tf.constant(float(value)), step=step,
-                                     metadata=_SCALAR)
+                    tf.summary.write(tag, tf.constant(float(value)), step=step, metadata=_SCALAR)
 
     # ----- the profiler -----------------------------------------------------------------
     def on_loop_begin(self, step: int, num_steps: int) -> None:
@@ -86,23 +85,35 @@ class Summaries(Callback):
 
     # ----- scalars ----------------------------------------------------------------------
     def on_loop_end(self, loop: LoopLog) -> None:
-        self._write("train", loop.step, {
-            "examples_per_sec": loop.examples_per_sec,
-            "seconds_per_step": loop.seconds / loop.num_steps if loop.num_steps else None})
+        self._write(
+            "train",
+            loop.step,
+            {
+                "examples_per_sec": loop.examples_per_sec,
+                "seconds_per_step": loop.seconds / loop.num_steps if loop.num_steps else None,
+            },
+        )
         if self._profiling and loop.step >= self.profile_steps[1]:
             self._stop_profiler()
 
-    def on_epoch_end(self, log: "EpochLog") -> None:
+    def on_epoch_end(self, log: EpochLog) -> None:
         step = log.global_step
-        self._write("train", step, {"loss": log.train_loss, "accuracy": log.train_accuracy,
-                                    "learning_rate": log.learning_rate, **log.metrics})
+        self._write(
+            "train",
+            step,
+            {
+                "loss": log.train_loss,
+                "accuracy": log.train_accuracy,
+                "learning_rate": log.learning_rate,
+                **log.metrics,
+            },
+        )
         if log.val_loss is not None:
-            self._write("validation", step, {"loss": log.val_loss,
-                                             "accuracy": log.val_accuracy})
+            self._write("validation", step, {"loss": log.val_loss, "accuracy": log.val_accuracy})
         for writer in self._writers.values():
             writer.flush()
 
-    def on_fit_end(self, history: "History") -> None:
+    def on_fit_end(self, history: History) -> None:
         self._stop_profiler()
         for writer in self._writers.values():
             writer.close()

@@ -24,30 +24,30 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
 
-from tfdist.training.callbacks import Callback, CallbackList
-from tfdist.training.checkpoints import CheckpointKeeper, export_model
-from tfdist.distribute.communication import CommunicationConfig, GradientReducer
 from tfdist.config import ConfigError, LocalSGDConfig, check_positive, per_replica_batch_size
 from tfdist.data.pipeline import DatasetFn
+from tfdist.distribute.communication import CommunicationConfig, GradientReducer
+from tfdist.distribute.coordinator import fetch_result
+from tfdist.distribute.strategies import Distribution
+from tfdist.optimizers import build_optimizer
+from tfdist.training.callbacks import Callback, CallbackList
+from tfdist.training.checkpoints import CheckpointKeeper, export_model
+from tfdist.training.compiled import StopVote, compiled_logs, validates, whole_split_context
+from tfdist.training.compiled import check_own_steps as _check_own_steps
+from tfdist.training.compiled import overrides_steps as _overrides_steps
 from tfdist.training.history import EpochLog, History, TrainingDiverged
 from tfdist.training.local_sgd import LocalSGD, check_local_sgd
-from tfdist.optimizers import build_optimizer
 from tfdist.training.preemption import Preempted, PreemptionWatcher
-from tfdist.distribute.coordinator import fetch_result
-from tfdist.training.compiled import (StopVote, check_own_steps as _check_own_steps, compiled_logs,
-                                      overrides_steps as _overrides_steps, validates,
-                                      whole_split_context)
 from tfdist.training.schedule import EpochRun, WorkerSteps, loop_segments, make_inputs
 from tfdist.training.step import TOTALS, LossFn, StepFunctions, sparse_categorical_loss
-from tfdist.distribute.strategies import Distribution
 
 
-def _ratio(numerator: float, denominator: float) -> Optional[float]:
+def _ratio(numerator: float, denominator: float) -> float | None:
     return float(numerator / denominator) if denominator else None
 
 
@@ -93,16 +93,26 @@ class Trainer:
         at each synchronisation, with `outer_learning_rate` and `outer_momentum`.
     """
 
-    def __init__(self, distribution: Distribution, *, model: keras.Model,
-                 optimizer: Union[str, keras.optimizers.Optimizer, None] = None,
-                 learning_rate: float = 1e-3, loss: Optional[LossFn] = None,
-                 global_batch_size: int, steps_per_loop: int = 32, accuracy: bool = True,
-                 grad_accum_steps: int = 1,
-                 communication: Optional[CommunicationConfig] = None,
-                 metrics: Sequence[keras.metrics.Metric] = (),
-                 callbacks: Sequence[Callback] = (),
-                 sync_every: int = 1, outer_optimizer: str = "none",
-                 outer_learning_rate: float = 0.7, outer_momentum: float = 0.9):
+    def __init__(
+        self,
+        distribution: Distribution,
+        *,
+        model: keras.Model,
+        optimizer: str | keras.optimizers.Optimizer | None = None,
+        learning_rate: float = 1e-3,
+        loss: LossFn | None = None,
+        global_batch_size: int,
+        steps_per_loop: int = 32,
+        accuracy: bool = True,
+        grad_accum_steps: int = 1,
+        communication: CommunicationConfig | None = None,
+        metrics: Sequence[keras.metrics.Metric] = (),
+        callbacks: Sequence[Callback] = (),
+        sync_every: int = 1,
+        outer_optimizer: str = "none",
+        outer_learning_rate: float = 0.7,
+        outer_momentum: float = 0.9,
+    ):
         check_positive("global_batch_size", global_batch_size)
         check_positive("steps_per_loop", steps_per_loop)
         check_positive("grad_accum_steps", grad_accum_steps)
@@ -112,7 +122,8 @@ class Trainer:
             raise ConfigError(
                 f"grad_compression ({communication.grad_compression!r}) compresses the "
                 "all-reduce of sync strategies; parameter_server has none. Drop it or use "
-                "strategy='multi_worker'.")
+                "strategy='multi_worker'."
+            )
         self.distribution = distribution
         self.model = model
         self.global_batch_size = global_batch_size
@@ -121,7 +132,8 @@ class Trainer:
         if metrics and distribution.is_async:
             raise ConfigError(
                 f"metrics ({[m.name for m in metrics]}) are updated in the replica step of "
-                "sync strategies only; drop them or use strategy='multi_worker'.")
+                "sync strategies only; drop them or use strategy='multi_worker'."
+            )
         self.metrics = tuple(metrics)
         self.callbacks = tuple(callbacks)
         self.compiled = bool(getattr(model, "compiled", False)) and loss is None
@@ -137,8 +149,9 @@ class Trainer:
                 optimizer = "adam"
             if isinstance(optimizer, str):
                 optimizer = build_optimizer(optimizer, learning_rate=learning_rate)
-            if (keras.mixed_precision.global_policy().name == "mixed_float16"
-                    and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)):
+            if keras.mixed_precision.global_policy().name == "mixed_float16" and not isinstance(
+                optimizer, keras.optimizers.LossScaleOptimizer
+            ):
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.optimizer = optimizer
             if not self.optimizer.built:
@@ -149,60 +162,92 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             # The running totals of the epoch in progress, so a resumed epoch reports all
             # of its steps (and one resumed at its last step reports any at all).
-            self.epoch_totals = tf.Variable(tf.zeros([TOTALS]), trainable=False,
-                                            name="epoch_totals")
+            self.epoch_totals = tf.Variable(
+                tf.zeros([TOTALS]), trainable=False, name="epoch_totals"
+            )
             if not distribution.is_async:
                 self._train_totals = self._totals_variable("train_totals")
                 self._val_totals = self._totals_variable("val_totals")
             # Under parameter_server, how many of the steps each worker ran.
-            self.worker_steps = (WorkerSteps(distribution.num_workers)
-                                 if distribution.is_async else None)
+            self.worker_steps = (
+                WorkerSteps(distribution.num_workers) if distribution.is_async else None
+            )
         self.local_sgd = self._make_local_sgd(
-            LocalSGDConfig(sync_every=sync_every, outer_optimizer=outer_optimizer,
-                           outer_learning_rate=outer_learning_rate,
-                           outer_momentum=outer_momentum), communication)
+            LocalSGDConfig(
+                sync_every=sync_every,
+                outer_optimizer=outer_optimizer,
+                outer_learning_rate=outer_learning_rate,
+                outer_momentum=outer_momentum,
+            ),
+            communication,
+        )
         state = self.local_sgd.state if self.local_sgd else None
         extra = {"local_sgd": state} if state is not None else {}
         if self.worker_steps is not None:
             extra["worker_steps"] = self.worker_steps.variable
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer,
-                                              epoch=self.epoch, step=self.step,
-                                              epoch_totals=self.epoch_totals, **extra)
+        self.checkpoint = tf.train.Checkpoint(
+            model=model,
+            optimizer=self.optimizer,
+            epoch=self.epoch,
+            step=self.step,
+            epoch_totals=self.epoch_totals,
+            **extra,
+        )
         self.reducer = GradientReducer(communication)
         self.steps = StepFunctions(
-            strategy=strategy, model=model, optimizer=self.optimizer,
+            strategy=strategy,
+            model=model,
+            optimizer=self.optimizer,
             loss=None if self.compiled else (loss or sparse_categorical_loss),
-            global_batch_size=global_batch_size, grad_accum_steps=grad_accum_steps,
+            global_batch_size=global_batch_size,
+            grad_accum_steps=grad_accum_steps,
             reducer=self.local_sgd.reducer if self.local_sgd else self.reducer,
-            accuracy=accuracy, metrics=self.metrics, compiled=self.compiled,
-            own_steps=own_steps)
+            accuracy=accuracy,
+            metrics=self.metrics,
+            compiled=self.compiled,
+            own_steps=own_steps,
+        )
         self._accuracy = accuracy
         self._stop_vote = StopVote(distribution)
         self._held_metric_changes = None  # PSS: loops' metric changes not yet on the ps.
         # Under multi_worker a metric read is a collective: compiled once, not run eagerly.
-        self._read_metrics = (tf.function(model.get_metrics_result)
-                              if distribution.num_workers > 1 and not distribution.is_async
-                              else model.get_metrics_result)
+        self._read_metrics = (
+            tf.function(model.get_metrics_result)
+            if distribution.num_workers > 1 and not distribution.is_async
+            else model.get_metrics_result
+        )
         if distribution.is_async:
             self._train_loop = tf.function(self.steps.async_loop)
             self._eval_loop = tf.function(self.steps.local_eval)
         else:
             self._train_loop = tf.function(
-                lambda iterator, n: self.steps.sync_loop(iterator, n, self._train_totals))
+                lambda iterator, n: self.steps.sync_loop(iterator, n, self._train_totals)
+            )
             self._eval_loop = tf.function(
-                lambda dataset: self.steps.sync_eval(dataset, self._val_totals))
+                lambda dataset: self.steps.sync_eval(dataset, self._val_totals)
+            )
         if self.local_sgd:  # Local steps, the replicas averaged every sync_every steps.
-            self._train_loop = tf.function(lambda iterator, n: self.local_sgd.loop(
-                self.steps, iterator, n, self._train_totals))
+            self._train_loop = tf.function(
+                lambda iterator, n: self.local_sgd.loop(self.steps, iterator, n, self._train_totals)
+            )
 
-    def _make_local_sgd(self, config: LocalSGDConfig, communication) -> Optional[LocalSGD]:
+    def _make_local_sgd(self, config: LocalSGDConfig, communication) -> LocalSGD | None:
         if not config.enabled:
             return None
-        check_local_sgd(config, is_async=self.distribution.is_async, optimizer=self.optimizer,
-                        grad_compression=communication.grad_compression)
+        check_local_sgd(
+            config,
+            is_async=self.distribution.is_async,
+            optimizer=self.optimizer,
+            grad_compression=communication.grad_compression,
+        )
         with self.distribution.strategy.scope():
-            return LocalSGD(config, strategy=self.distribution.strategy, model=self.model,
-                            optimizer=self.optimizer, communication=communication)
+            return LocalSGD(
+                config,
+                strategy=self.distribution.strategy,
+                model=self.model,
+                optimizer=self.optimizer,
+                communication=communication,
+            )
 
     @property
     def allreduce_bytes_per_step(self) -> int:
@@ -211,18 +256,27 @@ class Trainer:
 
     @staticmethod
     def _totals_variable(name: str) -> tf.Variable:
-        return tf.Variable(tf.zeros([TOTALS]), trainable=False, name=name,
-                           synchronization=tf.VariableSynchronization.ON_READ,
-                           aggregation=tf.VariableAggregation.SUM)
+        return tf.Variable(
+            tf.zeros([TOTALS]),
+            trainable=False,
+            name=name,
+            synchronization=tf.VariableSynchronization.ON_READ,
+            aggregation=tf.VariableAggregation.SUM,
+        )
 
     # ----- one epoch --------------------------------------------------------------------
-    def _segments(self, first_step: int, steps: int, every: Optional[int]) -> list:
+    def _segments(self, first_step: int, steps: int, every: int | None) -> list:
         if self.local_sgd:  # Segments end where the replicas agree.
             return self.local_sgd.segments(first_step, steps, every, self.steps_per_loop)
         is_async = self.distribution.is_async
-        return loop_segments(first_step, steps, every=every, steps_per_loop=self.steps_per_loop,
-                             one_call_each=not is_async,
-                             free_workers=self.distribution.num_workers if is_async else 0)
+        return loop_segments(
+            first_step,
+            steps,
+            every=every,
+            steps_per_loop=self.steps_per_loop,
+            one_call_each=not is_async,
+            free_workers=self.distribution.num_workers if is_async else 0,
+        )
 
     def _run_segment_sync(self, iterator, sizes, hooks: CallbackList, prior) -> tf.Tensor:
         for size in sizes:
@@ -238,11 +292,14 @@ class Trainer:
         results = []
         for size in sizes:
             hooks.loop_begin(size)
-            results.append(coordinator.schedule(self._train_loop,
-                                                args=(iterator, tf.constant(size))))
+            results.append(
+                coordinator.schedule(self._train_loop, args=(iterator, tf.constant(size)))
+            )
         totals = before
         tracked = bool(self.steps.async_metric_variables())
-        for size, result in zip(sizes, results):  # In order, as each loop's result comes in.
+        for size, result in zip(
+            sizes, results, strict=False
+        ):  # In order, as each loop's result comes in.
             fetched = fetch_result(coordinator, result)
             if tracked:
                 self._hold_metric_changes(fetched["metrics"])
@@ -257,28 +314,33 @@ class Trainer:
     def _hold_metric_changes(self, changes) -> None:
         """Adds a loop's metric changes (PSS) to those not yet written to the ps."""
         held = self._held_metric_changes
-        self._held_metric_changes = (list(changes) if held is None
-                                     else [a + b for a, b in zip(held, changes)])
+        self._held_metric_changes = (
+            list(changes) if held is None else [a + b for a, b in zip(held, changes, strict=False)]
+        )
 
     def _apply_metric_changes(self) -> None:
         """Writes the held metric changes into the ps variables (the coordinator: the only
         writer), once per segment or when logs read the metrics, not after every loop."""
         held, self._held_metric_changes = self._held_metric_changes, None
         if held is not None:
-            for variable, change in zip(self.steps.async_metric_variables(), held):
+            for variable, change in zip(self.steps.async_metric_variables(), held, strict=False):
                 variable.assign(variable + change)
 
     def _batch_logs(self, totals) -> dict:
         """The logs Keras callbacks get at a batch's end: the epoch's metrics so far."""
         self._apply_metric_changes()
         if self.compiled:
-            return compiled_logs(self.model, totals, read=self._read_metrics,
-                                 loss_from_totals=self.distribution.is_async,
-                                 metrics_updated=bool(self.steps.async_metric_variables())
-                                 or not self.distribution.is_async)
+            return compiled_logs(
+                self.model,
+                totals,
+                read=self._read_metrics,
+                loss_from_totals=self.distribution.is_async,
+                metrics_updated=bool(self.steps.async_metric_variables())
+                or not self.distribution.is_async,
+            )
         return {"loss": _ratio(totals[0], totals[2]) or 0.0}
 
-    def _train_epoch(self, iterator, epoch: int, steps: int, run: "EpochRun") -> tf.Tensor:
+    def _train_epoch(self, iterator, epoch: int, steps: int, run: EpochRun) -> tf.Tensor:
         """Trains `steps` steps of `epoch`; checkpoints and stops as `run` says.
 
         Starts from the totals of the epoch's steps before a resume (`epoch_totals`).
@@ -340,16 +402,29 @@ class Trainer:
             logs["accuracy"] = _ratio(totals[1], totals[2])
         return logs
 
-    def _make_inputs(self, train_fn: Optional[DatasetFn], validation_fn: Optional[DatasetFn]):
-        return make_inputs(self.distribution, train_fn, validation_fn,
-                           skip_micro_steps=int(self.step.numpy()) * self.grad_accum_steps)
+    def _make_inputs(self, train_fn: DatasetFn | None, validation_fn: DatasetFn | None):
+        return make_inputs(
+            self.distribution,
+            train_fn,
+            validation_fn,
+            skip_micro_steps=int(self.step.numpy()) * self.grad_accum_steps,
+        )
 
     # ----- the outer loop ---------------------------------------------------------------
-    def fit(self, train_fn: DatasetFn, *, epochs: int, steps_per_epoch: int,
-            validation_fn: Optional[DatasetFn] = None, model_dir: Optional[str] = None,
-            export: bool = True, checkpoint_every_steps: Optional[int] = None,
-            keep_checkpoints: int = 3, validation_freq: int = 1,
-            initial_epoch: int = 0) -> History:
+    def fit(
+        self,
+        train_fn: DatasetFn,
+        *,
+        epochs: int,
+        steps_per_epoch: int,
+        validation_fn: DatasetFn | None = None,
+        model_dir: str | None = None,
+        export: bool = True,
+        checkpoint_every_steps: int | None = None,
+        keep_checkpoints: int = 3,
+        validation_freq: int = 1,
+        initial_epoch: int = 0,
+    ) -> History:
         """Trains for `epochs` epochs of `steps_per_epoch` steps.
 
         With `model_dir`, a rerun resumes exactly where the last checkpoint left off:
@@ -385,8 +460,12 @@ class Trainer:
         history = History()
         keeper = None
         if model_dir:
-            keeper = CheckpointKeeper(self.checkpoint, model_dir=model_dir,
-                                      role=self.distribution.role, max_to_keep=keep_checkpoints)
+            keeper = CheckpointKeeper(
+                self.checkpoint,
+                model_dir=model_dir,
+                role=self.distribution.role,
+                max_to_keep=keep_checkpoints,
+            )
             history.restored_from = keeper.restore_latest()
         if initial_epoch and not history.restored_from and int(self.epoch.numpy()) == 0:
             self.epoch.assign(initial_epoch)
@@ -399,24 +478,34 @@ class Trainer:
         done_in_epoch = int(self.step.numpy()) - (first_epoch - 1) * steps_per_epoch
         train, validation = self._make_inputs(train_fn, validation_fn)
         hooks = CallbackList(self.callbacks)
-        hooks.fit_begin(epochs=epochs, steps_per_epoch=steps_per_epoch,
-                        initial_epoch=first_epoch - 1, initial_step=int(self.step.numpy()))
+        hooks.fit_begin(
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            initial_epoch=first_epoch - 1,
+            initial_step=int(self.step.numpy()),
+        )
         watcher = PreemptionWatcher(
             self.distribution.strategy,
-            sync_workers=not self.distribution.is_async and self.distribution.num_workers > 1)
+            sync_workers=not self.distribution.is_async and self.distribution.num_workers > 1,
+        )
         run = EpochRun(keeper=keeper, every=checkpoint_every_steps, hooks=hooks, watcher=watcher)
         with watcher:
             for epoch in range(first_epoch, epochs + 1):
-                log = self._run_epoch(epoch, steps_per_epoch - max(0, done_in_epoch), train,
-                                      validation if validates(epoch, validation_freq) else None,
-                                      run)
+                log = self._run_epoch(
+                    epoch,
+                    steps_per_epoch - max(0, done_in_epoch),
+                    train,
+                    validation if validates(epoch, validation_freq) else None,
+                    run,
+                )
                 done_in_epoch = 0
                 history.epochs.append(log)
                 if self._stop_vote(bool(getattr(self.model, "stop_training", False))):
                     break
         history.final_step = int(self.step.numpy())
-        history.steps_by_worker = (self.worker_steps.counts if self.worker_steps is not None
-                                   else None)
+        history.steps_by_worker = (
+            self.worker_steps.counts if self.worker_steps is not None else None
+        )
         hooks.fit_end(history)
         if keeper:
             keeper.close()
@@ -424,7 +513,7 @@ class Trainer:
             export_model(self.model, model_dir)
         return history
 
-    def _run_epoch(self, epoch: int, steps: int, train, validation, run: "EpochRun") -> EpochLog:
+    def _run_epoch(self, epoch: int, steps: int, train, validation, run: EpochRun) -> EpochLog:
         """One epoch: its remaining `steps`, validation, the epoch-end save, callbacks."""
         started = time.perf_counter()
         run.hooks.epoch_begin(epoch)
@@ -434,13 +523,19 @@ class Trainer:
             self.model.reset_metrics()
         train_totals = self._traced(self._train_epoch, train, epoch, steps, run).numpy()
         seconds = time.perf_counter() - started
-        train_logs = (self._batch_logs(train_totals) if self.compiled
-                      else None)
+        train_logs = self._batch_logs(train_totals) if self.compiled else None
         val_logs = None
         if validation is not None:
             val_logs = self._eval_logs(self._traced(self._evaluate, validation).numpy())
-        log = self._epoch_log(epoch, steps, train_totals, train_logs, val_logs, seconds,
-                              wall_seconds=run.hooks.wall_seconds)
+        log = self._epoch_log(
+            epoch,
+            steps,
+            train_totals,
+            train_logs,
+            val_logs,
+            seconds,
+            wall_seconds=run.hooks.wall_seconds,
+        )
         self.epoch.assign(epoch)
         self.epoch_totals.assign(tf.zeros([TOTALS]))
         run.diverged = not math.isfinite(float(train_totals[0]))  # Stopped by TerminateOnNaN.
@@ -458,8 +553,9 @@ class Trainer:
                 raise ConfigError(self.steps.trace_problem) from None
             raise
 
-    def _epoch_log(self, epoch, steps, train_totals, train_logs, val_logs, seconds,
-                   wall_seconds) -> EpochLog:
+    def _epoch_log(
+        self, epoch, steps, train_totals, train_logs, val_logs, seconds, wall_seconds
+    ) -> EpochLog:
         loss_sum, correct, count = (float(v) for v in train_totals)
         metrics = {m.name: float(m.result()) for m in self.metrics}
         train_loss = _ratio(loss_sum, count)
@@ -468,12 +564,21 @@ class Trainer:
             train_loss = train_logs.get("loss", train_loss)
         val_logs = val_logs or {}
         return EpochLog(
-            epoch=epoch, steps=steps, train_loss=train_loss,
+            epoch=epoch,
+            steps=steps,
+            train_loss=train_loss,
             train_accuracy=_ratio(correct, count) if self._accuracy else None,
-            val_loss=val_logs.get("loss"), val_accuracy=val_logs.get("accuracy")
-            if self._accuracy else None, train_seconds=seconds,
-            examples=int(count), global_step=int(self.step.numpy()),
-            wall_seconds=wall_seconds, learning_rate=_scalar(self.optimizer.learning_rate),
+            val_loss=val_logs.get("loss"),
+            val_accuracy=val_logs.get("accuracy") if self._accuracy else None,
+            train_seconds=seconds,
+            examples=int(count),
+            global_step=int(self.step.numpy()),
+            wall_seconds=wall_seconds,
+            learning_rate=_scalar(self.optimizer.learning_rate),
             metrics=metrics,
-            val_metrics={k: v for k, v in val_logs.items()
-                         if k != "loss" and (self.compiled or k != "accuracy")})
+            val_metrics={
+                k: v
+                for k, v in val_logs.items()
+                if k != "loss" and (self.compiled or k != "accuracy")
+            },
+        )

@@ -19,8 +19,12 @@ import yaml
 
 from launch.__main__ import main
 
-CRD = pathlib.Path(__file__).resolve().parents[3].parent / "shared" / "k8s" / \
-    "kubeflow.org_tfjobs.yaml"
+CRD = (
+    pathlib.Path(__file__).resolve().parents[3].parent
+    / "shared"
+    / "k8s"
+    / "kubeflow.org_tfjobs.yaml"
+)
 K8S_VERSIONS = ("1.27.0", "1.37.0")  # An old supported release and the newest schemas here.
 COMMAND = ["--", "python", "-m", "tfdist.train", "--model_dir=gs://bucket/runs/a b"]
 
@@ -28,13 +32,27 @@ COMMAND = ["--", "python", "-m", "tfdist.train", "--model_dir=gs://bucket/runs/a
 CASES = {
     "multi_worker": ["--strategy=multi_worker", "--num_workers=2"],
     "multi_worker_gpus_resources_env_namespace": [
-        "--strategy=multi_worker", "--num_workers=4", "--gpus_per_worker=2", "--cpu=4",
-        "--memory=8Gi", "--env=TF_CPP_MIN_LOG_LEVEL=2", "--env=NCCL_DEBUG=INFO",
-        "--namespace=ml-team", "--name=digits-run-7"],
+        "--strategy=multi_worker",
+        "--num_workers=4",
+        "--gpus_per_worker=2",
+        "--cpu=4",
+        "--memory=8Gi",
+        "--env=TF_CPP_MIN_LOG_LEVEL=2",
+        "--env=NCCL_DEBUG=INFO",
+        "--namespace=ml-team",
+        "--name=digits-run-7",
+    ],
     "parameter_server": ["--strategy=parameter_server", "--num_ps=1", "--num_workers=2"],
     "parameter_server_gpus_resources_env": [
-        "--strategy=parameter_server", "--num_ps=3", "--num_workers=5", "--gpus_per_worker=1",
-        "--cpu=500m", "--memory=1.5Gi", "--env=EMPTY=", "--name=pss"],
+        "--strategy=parameter_server",
+        "--num_ps=3",
+        "--num_workers=5",
+        "--gpus_per_worker=1",
+        "--cpu=500m",
+        "--memory=1.5Gi",
+        "--env=EMPTY=",
+        "--name=pss",
+    ],
     "mirrored": ["--strategy=mirrored", "--gpus_per_worker=8", "--name=one"],
     "mirrored_cpu_only_long_name": ["--strategy=mirrored", "--cpu=2", "--name=" + "a" * 50],
     "multi_worker_one_worker_long_name": ["--strategy=multi_worker", "--name=" + "w" * 50],
@@ -61,8 +79,11 @@ def _strict(schema):
 
     def visit(node):
         if isinstance(node, dict):
-            if ("properties" in node and "additionalProperties" not in node
-                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+            if (
+                "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
                 node["additionalProperties"] = False
             for value in node.values():
                 visit(value)
@@ -87,7 +108,9 @@ def tfjob_validator():
     version = crd["spec"]["versions"][0]
     assert version["name"] == "v1"
     schema = _strict(version["schema"]["openAPIV3Schema"])
-    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    validator_class = jsonschema.validators.validator_for(
+        schema, default=jsonschema.Draft7Validator
+    )
     validator_class.check_schema(schema)
     return validator_class(schema)
 
@@ -104,8 +127,12 @@ def k8s_validate():
 
 
 def _manifests(capsys, flags, *, kind):
-    assert main(["k8s", f"--kind={kind}", "--image=registry.example.com/tfdist:0.1.0",
-                 *flags, *COMMAND]) == 0
+    assert (
+        main(
+            ["k8s", f"--kind={kind}", "--image=registry.example.com/tfdist:0.1.0", *flags, *COMMAND]
+        )
+        == 0
+    )
     return [document for document in yaml.safe_load_all(capsys.readouterr().out) if document]
 
 
@@ -114,8 +141,10 @@ def test_every_tfjob_validates_against_kubeflows_crd(case, capsys, tfjob_validat
     documents = _manifests(capsys, CASES[case], kind="tfjob")
 
     assert len(documents) == 1
-    errors = [f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
-              for error in tfjob_validator.iter_errors(documents[0])]
+    errors = [
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in tfjob_validator.iter_errors(documents[0])
+    ]
     assert errors == [], errors
     assert documents[0]["apiVersion"] == "kubeflow.org/v1"
     assert documents[0]["kind"] == "TFJob"
@@ -127,8 +156,11 @@ def test_every_indexed_job_and_service_validates_against_kubernetes(case, capsys
 
     kinds = [document["kind"] for document in documents]
     strategy = CASES[case][0].partition("=")[2]
-    expected = {"mirrored": ["Job"], "multi_worker": ["Service", "Job"],
-                "parameter_server": ["Service", "Job", "Job", "Job"]}[strategy]
+    expected = {
+        "mirrored": ["Job"],
+        "multi_worker": ["Service", "Job"],
+        "parameter_server": ["Service", "Job", "Job", "Job"],
+    }[strategy]
     assert kinds == expected
     for document in documents:
         for version in K8S_VERSIONS:
@@ -137,12 +169,18 @@ def test_every_indexed_job_and_service_validates_against_kubernetes(case, capsys
         assert all(doc["spec"]["completionMode"] == "Indexed" for doc in documents[1:])
 
 
-@pytest.mark.parametrize("path, value, message", [
-    (("spec", "tfReplicaSpecs", "Worker", "replicas"), "two", "'two' is not of type 'integer'"),
-    (("spec", "tfReplicaSpecs", "Worker", "restartPolcy"), "Never",
-     "Additional properties are not allowed ('restartPolcy' was unexpected)"),
-    (("spec", "runPolicy", "cleanPodPolicy"), ["Running"], "is not of type 'string'"),
-])
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (("spec", "tfReplicaSpecs", "Worker", "replicas"), "two", "'two' is not of type 'integer'"),
+        (
+            ("spec", "tfReplicaSpecs", "Worker", "restartPolcy"),
+            "Never",
+            "Additional properties are not allowed ('restartPolcy' was unexpected)",
+        ),
+        (("spec", "runPolicy", "cleanPodPolicy"), ["Running"], "is not of type 'string'"),
+    ],
+)
 def test_the_crd_check_catches_a_broken_tfjob(path, value, message, capsys, tfjob_validator):
     document = _manifests(capsys, CASES["multi_worker"], kind="tfjob")[0]
     node = document
@@ -154,11 +192,14 @@ def test_the_crd_check_catches_a_broken_tfjob(path, value, message, capsys, tfjo
     assert any(message in text for text in messages), messages
 
 
-@pytest.mark.parametrize("path, value", [
-    (("spec", "completionMode"), 1),
-    (("spec", "template", "spec", "subdomian"), "tfdist"),
-    (("spec", "template", "spec", "containers"), [{"image": "no-name"}]),
-])
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        (("spec", "completionMode"), 1),
+        (("spec", "template", "spec", "subdomian"), "tfdist"),
+        (("spec", "template", "spec", "containers"), [{"image": "no-name"}]),
+    ],
+)
 def test_the_kubernetes_check_catches_a_broken_job(path, value, capsys, k8s_validate):
     import kubernetes_validate
 

@@ -6,7 +6,6 @@ import pytest
 
 from tfdist.cli import train
 
-
 pytestmark = pytest.mark.usefixtures("fresh_flags")
 
 
@@ -22,31 +21,47 @@ def _one_line_error(capsys, pattern):
     assert pattern in err[0], err[0]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model=resnet9000"], "Unknown model 'resnet9000'. Expected one of: cnn, mlp"),
-    (["--dataset=no_such_data_xyz"], "Unknown dataset 'no_such_data_xyz'"),
-    (["--strategy=mirrored", "--global_batch_size=33"],
-     "global_batch_size (33) must be divisible by the number of replicas (2); use 32 or 34"),
-    (["--strategy=parameter_server", "--num_ps=0"], "num_ps (0) must be at least 1"),
-    (["--model=cnn", "--dataset=synthetic"], "model 'cnn' needs image input"),
-    (["--strategy=parameter_server", "--num_workers=2", "--num_ps=1", "--min_workers=1"],
-     "--min_workers (1) is for strategy 'multi_worker', not 'parameter_server'"),
-    (["--num_workers=3", "--min_workers=2", "--global_batch_size=64"],
-     "but not by 3; use 60 or 66."),
-    (["--num_workers=2", "--min_workers=3"],
-     "--min_workers (3) must be at most --num_workers (2); pass --min_workers=2 or fewer."),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model=resnet9000"], "Unknown model 'resnet9000'. Expected one of: cnn, mlp"),
+        (["--dataset=no_such_data_xyz"], "Unknown dataset 'no_such_data_xyz'"),
+        (
+            ["--strategy=mirrored", "--global_batch_size=33"],
+            "global_batch_size (33) must be divisible by the number of replicas (2); use 32 or 34",
+        ),
+        (["--strategy=parameter_server", "--num_ps=0"], "num_ps (0) must be at least 1"),
+        (["--model=cnn", "--dataset=synthetic"], "model 'cnn' needs image input"),
+        (
+            ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1", "--min_workers=1"],
+            "--min_workers (1) is for strategy 'multi_worker', not 'parameter_server'",
+        ),
+        (
+            ["--num_workers=3", "--min_workers=2", "--global_batch_size=64"],
+            "but not by 3; use 60 or 66.",
+        ),
+        (
+            ["--num_workers=2", "--min_workers=3"],
+            "--min_workers (3) must be at most --num_workers (2); pass --min_workers=2 or fewer.",
+        ),
+    ],
+)
 def test_user_mistakes_exit_2_with_one_line(capsys, args, message):
     assert _run(*args, "--epochs=1") == 2
     _one_line_error(capsys, message)
 
 
-@pytest.mark.parametrize("argv, kept", [
-    (["--num_workers=3", "--min_workers=2", "--epochs=1"], ["--num_workers=3", "--epochs=1"]),
-    (["--min_workers", "2", "-min_workers=1", "-min_workers", "3", "--min_workersx=1"],
-     ["--min_workersx=1"]),
-    ([], []),
-])
+@pytest.mark.parametrize(
+    "argv, kept",
+    [
+        (["--num_workers=3", "--min_workers=2", "--epochs=1"], ["--num_workers=3", "--epochs=1"]),
+        (
+            ["--min_workers", "2", "-min_workers=1", "-min_workers", "3", "--min_workersx=1"],
+            ["--min_workersx=1"],
+        ),
+        ([], []),
+    ],
+)
 def test_launched_tasks_do_not_get_the_launchers_min_workers(argv, kept):
     assert train.without_flag(argv, "min_workers") == kept
 
@@ -58,7 +73,9 @@ def test_unknown_strategy_fails_at_flag_parsing(capsys):
 
 
 def test_malformed_tf_config(monkeypatch, capsys):
-    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "ps"}}')
+    monkeypatch.setenv(
+        "TF_CONFIG", '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "ps"}}'
+    )
     assert _run("--epochs=1") == 2
     _one_line_error(capsys, "TF_CONFIG is malformed: task type 'ps' is not a job of the cluster")
 
@@ -71,12 +88,23 @@ def test_tfds_name_not_on_disk(tmp_path, capsys):
 def test_flagfile_and_metrics_json(tmp_path):
     metrics = tmp_path / "out" / "metrics.json"
     flagfile = tmp_path / "job.flags"
-    flagfile.write_text(f"--strategy=mirrored\n--epochs=2\n--steps_per_epoch=5\n"
-                        f"--metrics_json={metrics}\n--model_dir={tmp_path / 'model'}\n")
+    flagfile.write_text(
+        f"--strategy=mirrored\n--epochs=2\n--steps_per_epoch=5\n"
+        f"--metrics_json={metrics}\n--model_dir={tmp_path / 'model'}\n"
+    )
     assert _run(f"--flagfile={flagfile}") == 0
     summary = json.loads(metrics.read_text())
-    for key in ("strategy", "num_replicas", "num_workers", "steps", "train_loss",
-                "train_accuracy", "val_accuracy", "examples_per_sec", "wall_seconds"):
+    for key in (
+        "strategy",
+        "num_replicas",
+        "num_workers",
+        "steps",
+        "train_loss",
+        "train_accuracy",
+        "val_accuracy",
+        "examples_per_sec",
+        "wall_seconds",
+    ):
         assert key in summary
     assert (summary["strategy"], summary["num_replicas"], summary["steps"]) == ("mirrored", 2, 10)
     assert (tmp_path / "model" / "model.keras").exists()
@@ -85,5 +113,7 @@ def test_flagfile_and_metrics_json(tmp_path):
 def test_gpus_per_worker_reaches_the_launcher(monkeypatch, capsys):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # One GPU id visible, two needed.
     assert _run("--strategy=multi_worker", "--num_workers=2", "--gpus_per_worker=1") == 2
-    _one_line_error(capsys, "gpus_per_worker (1) for 2 worker task(s) needs 2 GPUs, but the "
-                            "GPUs visible are 1 (0)")
+    _one_line_error(
+        capsys,
+        "gpus_per_worker (1) for 2 worker task(s) needs 2 GPUs, but the GPUs visible are 1 (0)",
+    )

@@ -18,7 +18,8 @@ DATA = "user_data_i12"
 @pytest.fixture
 def user_modules(tmp_path, monkeypatch):
     """Two modules of the user's own code in tmp_path, importable through sys.path."""
-    (tmp_path / f"{MODELS}.py").write_text(textwrap.dedent("""
+    (tmp_path / f"{MODELS}.py").write_text(
+        textwrap.dedent("""
         import keras
 
         CALLS = []
@@ -36,8 +37,10 @@ def user_modules(tmp_path, monkeypatch):
             return "not a model"
 
         NOT_A_FUNCTION = 3
-    """))
-    (tmp_path / f"{DATA}.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (tmp_path / f"{DATA}.py").write_text(
+        textwrap.dedent("""
         import numpy as np
         from tfdist.data.pipeline import numpy_source
 
@@ -61,7 +64,8 @@ def user_modules(tmp_path, monkeypatch):
 
         def returns_three():
             return _arrays(8, 0) + (None,)
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     yield
     for name in (MODELS, DATA):
@@ -78,8 +82,17 @@ def test_own_model_and_arrays_train(user_modules, tmp_path):
     # one_device: a second MirroredStrategy in one process that trains a model of another
     # size fails on a collective instance key (also at HEAD); e2e covers several replicas.
     metrics = tmp_path / "metrics.json"
-    assert _run(f"--model={MODELS}:build", f"--dataset={DATA}:arrays", "--strategy=one_device",
-                "--epochs=2", "--global_batch_size=32", f"--metrics_json={metrics}") == 0
+    assert (
+        _run(
+            f"--model={MODELS}:build",
+            f"--dataset={DATA}:arrays",
+            "--strategy=one_device",
+            "--epochs=2",
+            "--global_batch_size=32",
+            f"--metrics_json={metrics}",
+        )
+        == 0
+    )
     summary = json.loads(metrics.read_text())
     assert sys.modules[MODELS].CALLS == [((6,), 3)]  # Called once, with the data's shape.
     assert summary["dataset"] == f"{DATA}:arrays" and summary["num_replicas"] == 1
@@ -89,46 +102,80 @@ def test_own_model_and_arrays_train(user_modules, tmp_path):
 
 def test_own_data_source_with_a_registered_model(user_modules, tmp_path):
     metrics = tmp_path / "metrics.json"
-    assert _run("--model=mlp", f"--dataset={DATA}:source", "--strategy=one_device",
-                "--epochs=1", "--global_batch_size=32", f"--metrics_json={metrics}") == 0
+    assert (
+        _run(
+            "--model=mlp",
+            f"--dataset={DATA}:source",
+            "--strategy=one_device",
+            "--epochs=1",
+            "--global_batch_size=32",
+            f"--metrics_json={metrics}",
+        )
+        == 0
+    )
     summary = json.loads(metrics.read_text())
     assert summary["steps"] == 128 // 32 and summary["val_accuracy"] is None
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model=no_such_module_i12:build"],
-     "model ('no_such_module_i12:build'): cannot import module 'no_such_module_i12' (No module "
-     "named 'no_such_module_i12'); expected "),
-    (["--model=no_such_module_i12:build"],
-     "package.module:function with the module importable from the current folder or "
-     "PYTHONPATH, e.g. "),
-    ([f"--model={MODELS}:missing"],
-     f"model ('{MODELS}:missing'): module '{MODELS}' ("),
-    ([f"--model={MODELS}:missing"], "has no attribute 'missing'; expected "),
-    ([f"--model={MODELS}:NOT_A_FUNCTION"],
-     f"model ('{MODELS}:NOT_A_FUNCTION') names a int, not a function"),
-    ([f"--model={MODELS}:build_wrong"],
-     f"model '{MODELS}:build_wrong' cannot be called with the keyword arguments "
-     "'input_shape' and 'num_classes' (missing a required argument: 'shape'); give it those "
-     "parameters and return a keras.Model."),
-    ([f"--model={MODELS}:build_nothing"],
-     f"model builder '{MODELS}:build_nothing' returned str, not a keras.Model"),
-    (["--model=mlp:"], "Unknown model 'mlp:'. Expected one of: cnn, mlp, recommender; or your "
-                       "own builder as 'package.module:function'"),
-    (["--dataset=no_such_module_i12:load"],
-     "dataset ('no_such_module_i12:load'): cannot import module 'no_such_module_i12'"),
-    ([f"--dataset={DATA}:missing"], "has no attribute 'missing'; expected "),
-    ([f"--dataset={DATA}:takes_context"],
-     f"dataset ('{DATA}:takes_context') takes arguments (context) (a dataset_fn(InputContext) "
-     "is the Trainer's contract"),
-    ([f"--dataset={DATA}:returns_dataset"],
-     f"dataset ('{DATA}:returns_dataset') returned a tf.data.Dataset, which tfdist cannot "
-     "shard"),
-    ([f"--dataset={DATA}:returns_three"],
-     f"dataset ('{DATA}:returns_three') returned a tuple of 3; expected a function of no "
-     "arguments returning (x_train, y_train), (x_train, y_train, x_val, y_val) or a "
-     "DataSource"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--model=no_such_module_i12:build"],
+            "model ('no_such_module_i12:build'): cannot import module 'no_such_module_i12' "
+            "(No module "
+            "named 'no_such_module_i12'); expected ",
+        ),
+        (
+            ["--model=no_such_module_i12:build"],
+            "package.module:function with the module importable from the current folder or "
+            "PYTHONPATH, e.g. ",
+        ),
+        ([f"--model={MODELS}:missing"], f"model ('{MODELS}:missing'): module '{MODELS}' ("),
+        ([f"--model={MODELS}:missing"], "has no attribute 'missing'; expected "),
+        (
+            [f"--model={MODELS}:NOT_A_FUNCTION"],
+            f"model ('{MODELS}:NOT_A_FUNCTION') names a int, not a function",
+        ),
+        (
+            [f"--model={MODELS}:build_wrong"],
+            f"model '{MODELS}:build_wrong' cannot be called with the keyword arguments "
+            "'input_shape' and 'num_classes' (missing a required argument: 'shape'); give it those "
+            "parameters and return a keras.Model.",
+        ),
+        (
+            [f"--model={MODELS}:build_nothing"],
+            f"model builder '{MODELS}:build_nothing' returned str, not a keras.Model",
+        ),
+        (
+            ["--model=mlp:"],
+            "Unknown model 'mlp:'. Expected one of: cnn, mlp, recommender; or your "
+            "own builder as 'package.module:function'",
+        ),
+        (
+            ["--dataset=no_such_module_i12:load"],
+            "dataset ('no_such_module_i12:load'): cannot import module 'no_such_module_i12'",
+        ),
+        ([f"--dataset={DATA}:missing"], "has no attribute 'missing'; expected "),
+        (
+            [f"--dataset={DATA}:takes_context"],
+            f"dataset ('{DATA}:takes_context') takes arguments (context) (a "
+            f"dataset_fn(InputContext) "
+            "is the Trainer's contract",
+        ),
+        (
+            [f"--dataset={DATA}:returns_dataset"],
+            f"dataset ('{DATA}:returns_dataset') returned a tf.data.Dataset, which tfdist cannot "
+            "shard",
+        ),
+        (
+            [f"--dataset={DATA}:returns_three"],
+            f"dataset ('{DATA}:returns_three') returned a tuple of 3; expected a function of no "
+            "arguments returning (x_train, y_train), (x_train, y_train, x_val, y_val) or a "
+            "DataSource",
+        ),
+    ],
+)
 def test_bad_import_paths_exit_2_with_one_line(user_modules, capsys, args, message):
     dataset = [] if any(a.startswith("--dataset") for a in args) else [f"--dataset={DATA}:arrays"]
     assert _run(*args, *dataset, "--strategy=one_device", "--epochs=1") == 2

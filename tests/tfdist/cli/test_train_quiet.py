@@ -16,8 +16,9 @@ def _options_warnings(*args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(SystemExit) as exited:
-            train.main(["tfdist.train", "--strategy=mirrored", "--epochs=1",
-                        "--steps_per_epoch=2", *args])
+            train.main(
+                ["tfdist.train", "--strategy=mirrored", "--epochs=1", "--steps_per_epoch=2", *args]
+            )
     assert exited.value.code == 0
     return [w for w in caught if str(w.message).startswith(TF_DATA_OPTIONS_WARNING)]
 

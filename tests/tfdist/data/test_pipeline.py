@@ -1,16 +1,22 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-
 import tfds_fixture
+
 from tfdist.config import ConfigError
-from tfdist.data.pipeline import (load_digits_arrays, load_source, make_dataset_fn, steps_per_epoch,
-                         synthetic_batch)
+from tfdist.data.pipeline import (
+    load_digits_arrays,
+    load_source,
+    make_dataset_fn,
+    steps_per_epoch,
+    synthetic_batch,
+)
 
 
 def _context(pipelines, index, replicas):
-    return tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=index,
-                                      num_replicas_in_sync=replicas)
+    return tf.distribute.InputContext(
+        num_input_pipelines=pipelines, input_pipeline_id=index, num_replicas_in_sync=replicas
+    )
 
 
 def _first_batch(dataset_fn, context):
@@ -75,8 +81,11 @@ def test_synthetic_is_deterministic_and_learnable():
 
 def test_batch_not_divisible_by_replicas():
     fn = make_dataset_fn(load_source("digits"), "train", global_batch_size=30, training=True)
-    with pytest.raises(ConfigError, match=r"global_batch_size \(30\) must be divisible by the "
-                                          r"number of replicas \(4\); use 28 or 32"):
+    with pytest.raises(
+        ConfigError,
+        match=r"global_batch_size \(30\) must be divisible by the "
+        r"number of replicas \(4\); use 28 or 32",
+    ):
         fn(_context(1, 0, 4))
 
 
@@ -86,15 +95,21 @@ def test_batch_larger_than_dataset():
 
 
 def test_unknown_dataset_lists_choices():
-    with pytest.raises(ConfigError, match=r"Unknown dataset 'no_such_data_xyz'. Expected one of: "
-                                          r"digits, synthetic, interactions, tfrecord, csv, npz, "
-                                          r"image_folder, or a TFDS"):
+    with pytest.raises(
+        ConfigError,
+        match=r"Unknown dataset 'no_such_data_xyz'. Expected one of: "
+        r"digits, synthetic, interactions, tfrecord, csv, npz, "
+        r"image_folder, or a TFDS",
+    ):
         load_source("no_such_data_xyz")
 
 
 def test_tfds_dataset_not_on_disk_says_where_and_how(tmp_path):
-    with pytest.raises(ConfigError, match=r"TFDS dataset 'mnist' is not prepared on disk "
-                                          r"\(looked in .*mnist.*\).*tfds build mnist"):
+    with pytest.raises(
+        ConfigError,
+        match=r"TFDS dataset 'mnist' is not prepared on disk "
+        r"\(looked in .*mnist.*\).*tfds build mnist",
+    ):
         load_source("mnist", data_dir=str(tmp_path))
 
 

@@ -34,25 +34,38 @@ RESUMED_AT = STEPS_PER_EPOCH + 7  # The last checkpoint: step 7 of the second ep
 
 def _steps(dataset_fn, pipelines, steps):
     """The ids each global step reads: `steps` steps of `pipelines` pipelines together."""
-    readers = [iter(dataset_fn(tf.distribute.InputContext(pipelines, p, pipelines)))
-               for p in range(pipelines)]
-    return [[int(i) for reader in readers for i in next(reader)[0].numpy()[:, 0]]
-            for _ in range(steps)]
+    readers = [
+        iter(dataset_fn(tf.distribute.InputContext(pipelines, p, pipelines)))
+        for p in range(pipelines)
+    ]
+    return [
+        [int(i) for reader in readers for i in next(reader)[0].numpy()[:, 0]] for _ in range(steps)
+    ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run(shuffle, policy="data"):
     """Steps 0..S-1 with 3 workers, then S.. to the end of the next epoch with 2."""
     ids = np.arange(NUM_EXAMPLES)
     source = numpy_source(ids[:, None].astype(np.float32), ids % 4)
-    dataset_fn = make_dataset_fn(source, "train", global_batch_size=GLOBAL_BATCH,
-                                 training=True, shuffle=shuffle, shard_policy=policy, seed=3)
+    dataset_fn = make_dataset_fn(
+        source,
+        "train",
+        global_batch_size=GLOBAL_BATCH,
+        training=True,
+        shuffle=shuffle,
+        shard_policy=policy,
+        seed=3,
+    )
     before = _steps(dataset_fn, 3, RESUMED_AT)
     after = _steps(skipping(dataset_fn, RESUMED_AT), 2, 3 * STEPS_PER_EPOCH - RESUMED_AT)
     steps = before + after
-    return [collections.Counter(i for step in steps[e * STEPS_PER_EPOCH:
-                                                    (e + 1) * STEPS_PER_EPOCH] for i in step)
-            for e in range(3)]
+    return [
+        collections.Counter(
+            i for step in steps[e * STEPS_PER_EPOCH : (e + 1) * STEPS_PER_EPOCH] for i in step
+        )
+        for e in range(3)
+    ]
 
 
 def _exactly_once(counts):
@@ -82,9 +95,12 @@ def test_with_fixed_parts_the_interrupted_epoch_repeats_some_examples_and_misses
 def test_under_the_data_policy_a_step_reads_the_same_examples_for_any_number_of_workers():
     ids = np.arange(NUM_EXAMPLES)
     source = numpy_source(ids[:, None].astype(np.float32), ids % 4)
-    dataset_fn = make_dataset_fn(source, "train", global_batch_size=GLOBAL_BATCH,
-                                 training=True, shuffle=True, seed=3)
-    steps = {pipelines: [sorted(step) for step in _steps(dataset_fn, pipelines, 25)]
-             for pipelines in (1, 2, 3)}
+    dataset_fn = make_dataset_fn(
+        source, "train", global_batch_size=GLOBAL_BATCH, training=True, shuffle=True, seed=3
+    )
+    steps = {
+        pipelines: [sorted(step) for step in _steps(dataset_fn, pipelines, 25)]
+        for pipelines in (1, 2, 3)
+    }
     assert steps[1] == steps[2] == steps[3]
     assert steps[1][0] != steps[1][STEPS_PER_EPOCH]  # Each epoch is dealt in a new order.

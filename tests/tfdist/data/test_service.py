@@ -8,12 +8,17 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from tfdist.cli import train
-from tfdist.config import ConfigError, TrainConfig
 from launch.tf_config import ClusterConfig, TaskSpec
+from tfdist.cli import train
+from tfdist.config import ConfigError
 from tfdist.data.pipeline import make_dataset_fn, numpy_source
-from tfdist.data.service import (LocalService, ServiceTarget, job_name_for, normalize_address,
-                                 service_target)
+from tfdist.data.service import (
+    LocalService,
+    ServiceTarget,
+    job_name_for,
+    normalize_address,
+    service_target,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +43,13 @@ def _read_interleaved(iterators):
 def test_one_pass_through_the_service_is_exactly_once(service):
     ids = np.arange(20000)  # 79 served elements of 256 examples: more than a reader buffers.
     source = numpy_source(ids[:, None].astype(np.float32), ids % 5)
-    fn = make_dataset_fn(source, "train", global_batch_size=10, training=False,
-                         data_service=ServiceTarget(service.address, "one-pass"))
+    fn = make_dataset_fn(
+        source,
+        "train",
+        global_batch_size=10,
+        training=False,
+        data_service=ServiceTarget(service.address, "one-pass"),
+    )
     readers = [iter(fn(tf.distribute.InputContext(2, p, 2))) for p in range(2)]
     got = _read_interleaved(readers)
     assert sorted(got[0] + got[1]) == list(ids) and got[0] and got[1]
@@ -48,28 +58,41 @@ def test_one_pass_through_the_service_is_exactly_once(service):
 def test_training_through_the_service_repeats_passes(service):
     ids = np.arange(120)
     source = numpy_source(ids[:, None].astype(np.float32), ids % 5)
-    fn = make_dataset_fn(source, "train", global_batch_size=12, training=True,
-                         data_service=ServiceTarget(service.address, "training"))
+    fn = make_dataset_fn(
+        source,
+        "train",
+        global_batch_size=12,
+        training=True,
+        data_service=ServiceTarget(service.address, "training"),
+    )
     batches = iter(fn(None))
     seen = [int(i) for _ in range(30) for i in next(batches)[0].numpy()[:, 0]]
     counts = collections.Counter(seen)  # Three passes' worth, from two data workers that
-    assert set(counts) == set(ids)      # may be a little apart in their passes.
+    assert set(counts) == set(ids)  # may be a little apart in their passes.
     assert max(counts.values()) - min(counts.values()) <= 2
     assert seen[:120] != seen[120:240]
 
 
 def test_service_settings():
     assert normalize_address("node1:5050") == "grpc://node1:5050"
-    with pytest.raises(ConfigError, match=r"data_service_address \('node1'\) must be the "
-                                          r"dispatcher as HOST:PORT"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data_service_address \('node1'\) must be the "
+        r"dispatcher as HOST:PORT",
+    ):
         normalize_address("node1")
-    cluster = ClusterConfig(jobs={"worker": ("localhost:1", "localhost:2")},
-                            task=TaskSpec("worker", 1))
-    other = ClusterConfig(jobs={"worker": ("localhost:1", "localhost:2")},
-                          task=TaskSpec("worker", 0))
+    cluster = ClusterConfig(
+        jobs={"worker": ("localhost:1", "localhost:2")}, task=TaskSpec("worker", 1)
+    )
+    other = ClusterConfig(
+        jobs={"worker": ("localhost:1", "localhost:2")}, task=TaskSpec("worker", 0)
+    )
     assert job_name_for(cluster) == job_name_for(other)  # Every task of a run: one job.
-    with pytest.raises(ConfigError, match=r"data_service needs the dispatcher of a running "
-                                          r"service when TF_CONFIG is set"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data_service needs the dispatcher of a running "
+        r"service when TF_CONFIG is set",
+    ):
         service_target(address=None, local_workers=1, cluster=cluster)
     target, local = service_target(address="h:1", local_workers=1, cluster=cluster)
     assert target.address == "grpc://h:1" and local is None
@@ -81,8 +104,16 @@ def test_single_process_cli_starts_its_own_service(tmp_path, monkeypatch):
     metrics = tmp_path / "metrics.json"
     try:
         with pytest.raises(SystemExit) as exited:
-            train.main(["tfdist.train", "--strategy=one_device", "--data_service",
-                        "--epochs=2", "--steps_per_epoch=10", f"--metrics_json={metrics}"])
+            train.main(
+                [
+                    "tfdist.train",
+                    "--strategy=one_device",
+                    "--data_service",
+                    "--epochs=2",
+                    "--steps_per_epoch=10",
+                    f"--metrics_json={metrics}",
+                ]
+            )
     finally:
         flags.FLAGS.unparse_flags()
     assert exited.value.code == 0

@@ -2,11 +2,11 @@
 
 import collections
 
+import data_files
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import data_files
 from tfdist.config import ConfigError
 from tfdist.data.pipeline import load_source, make_dataset_fn, numpy_source, per_worker_dataset_fn
 from tfdist.data.sharding import resolve_policy
@@ -15,8 +15,9 @@ IDS = np.arange(60)
 
 
 def _context(pipelines, index):
-    return tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=index,
-                                      num_replicas_in_sync=pipelines)
+    return tf.distribute.InputContext(
+        num_input_pipelines=pipelines, input_pipeline_id=index, num_replicas_in_sync=pipelines
+    )
 
 
 def _source(ids=IDS):
@@ -25,20 +26,31 @@ def _source(ids=IDS):
 
 def _pass(source, policy, pipelines, seed=0):
     """Each pipeline's ids, read once."""
-    fn = make_dataset_fn(source, "train", global_batch_size=12, training=False,
-                         shard_policy=policy, seed=seed)
-    return [[int(i) for x, _ in fn(_context(pipelines, p)) for i in x.numpy()[:, 0]]
-            for p in range(pipelines)]
+    fn = make_dataset_fn(
+        source, "train", global_batch_size=12, training=False, shard_policy=policy, seed=seed
+    )
+    return [
+        [int(i) for x, _ in fn(_context(pipelines, p)) for i in x.numpy()[:, 0]]
+        for p in range(pipelines)
+    ]
 
 
 def _epochs(source, policy, pipelines, *, batch=6, count=2, shuffle=True):
     """Each epoch's ids over all pipelines, for ``count`` epochs of steps_per_epoch steps."""
-    fn = make_dataset_fn(source, "train", global_batch_size=batch, training=True,
-                         shard_policy=policy, shuffle=shuffle)
+    fn = make_dataset_fn(
+        source,
+        "train",
+        global_batch_size=batch,
+        training=True,
+        shard_policy=policy,
+        shuffle=shuffle,
+    )
     steps = source.num_train // batch
     iterators = [iter(fn(_context(pipelines, p))) for p in range(pipelines)]
-    return [[int(i) for it in iterators for _ in range(steps) for i in next(it)[0].numpy()[:, 0]]
-            for _ in range(count)]
+    return [
+        [int(i) for it in iterators for _ in range(steps) for i in next(it)[0].numpy()[:, 0]]
+        for _ in range(count)
+    ]
 
 
 @pytest.mark.parametrize("policy", ["data", "random", "hash", "auto"])
@@ -85,7 +97,7 @@ def test_hash_keeps_an_example_on_its_pipeline_whatever_the_order():
     moved = [set(p) for p in _pass(_source(IDS[order]), "hash", 3)]
     assert parts == moved
     grown = [set(p) for p in _pass(_source(np.arange(90)), "hash", 3)]  # More data later.
-    assert all(old <= new for old, new in zip(parts, grown))
+    assert all(old <= new for old, new in zip(parts, grown, strict=False))
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +121,13 @@ def test_uneven_files_are_not_exactly_once_per_training_epoch(uneven):
 
 
 def test_fewer_files_than_pipelines_under_file(uneven):
-    with pytest.raises(ConfigError, match=r"shard_policy 'file' needs at least one file per "
-                                          r"input pipeline, but train_files \('.*-\*\.tfrecord'\) "
-                                          r"has 3 file\(s\) for 4 input pipelines; .*"
-                                          r"shard_policy='data'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"shard_policy 'file' needs at least one file per "
+        r"input pipeline, but train_files \('.*-\*\.tfrecord'\) "
+        r"has 3 file\(s\) for 4 input pipelines; .*"
+        r"shard_policy='data'",
+    ):
         _pass(uneven, "file", 4)
     assert resolve_policy("auto", num_files=3, num_pipelines=4, what="x") == "data"
     with pytest.raises(ConfigError, match=r"is not read from files; use shard_policy='data'"):
@@ -120,31 +135,41 @@ def test_fewer_files_than_pipelines_under_file(uneven):
 
 
 def test_unknown_policy_lists_choices():
-    with pytest.raises(ConfigError, match=r"Unknown shard_policy 'rows'. Expected one of: "
-                                          r"auto, file, data, hash, random, off"):
-        make_dataset_fn(_source(), "train", global_batch_size=6, training=True,
-                        shard_policy="rows")
+    with pytest.raises(
+        ConfigError,
+        match=r"Unknown shard_policy 'rows'. Expected one of: "
+        r"auto, file, data, hash, random, off",
+    ):
+        make_dataset_fn(_source(), "train", global_batch_size=6, training=True, shard_policy="rows")
 
 
 def test_tf_auto_sharding_is_off():
     dataset = make_dataset_fn(_source(), "train", global_batch_size=6, training=True)(
-        _context(2, 0))
-    assert (dataset.options().experimental_distribute.auto_shard_policy
-            == tf.data.experimental.AutoShardPolicy.OFF)
+        _context(2, 0)
+    )
+    assert (
+        dataset.options().experimental_distribute.auto_shard_policy
+        == tf.data.experimental.AutoShardPolicy.OFF
+    )
 
 
 def test_pipeline_id_may_be_a_tensor():
     """As on a parameter-server worker: the worker index is known only in the graph."""
-    fn = make_dataset_fn(_source(), "train", global_batch_size=6, training=False,
-                         shard_policy="random")
+    fn = make_dataset_fn(
+        _source(), "train", global_batch_size=6, training=False, shard_policy="random"
+    )
     for p in range(2):
-        traced = tf.function(lambda index: fn(tf.distribute.InputContext(2, index, 1)).reduce(
-            tf.constant(0.0), lambda total, batch: total + tf.reduce_sum(batch[0])))
+        traced = tf.function(
+            lambda index: fn(tf.distribute.InputContext(2, index, 1)).reduce(
+                tf.constant(0.0), lambda total, batch: total + tf.reduce_sum(batch[0])
+            )
+        )
         expected = sum(_pass(_source(), "random", 2)[p])
         assert float(traced(tf.constant(p, tf.int64))) == expected
     tf.random.set_seed(0)  # As the job does; a tensor must not reach shuffle's seed then.
     training = make_dataset_fn(_source(), "train", global_batch_size=6, training=True)
-    on_worker = tf.function(lambda index: next(iter(training(
-        tf.distribute.InputContext(2, index, 1))))[0])
+    on_worker = tf.function(
+        lambda index: next(iter(training(tf.distribute.InputContext(2, index, 1))))[0]
+    )
     assert on_worker(tf.constant(1, tf.int64)).shape == (6, 1)
     assert callable(per_worker_dataset_fn(fn, num_workers=2))

@@ -6,8 +6,11 @@ import pytest
 import tensorflow as tf
 
 from tfdist.config import CommunicationConfig, ConfigError
-from tfdist.distribute.communication import (GradientReducer, collective_options,
-                                             disable_optimizer_all_reduce)
+from tfdist.distribute.communication import (
+    GradientReducer,
+    collective_options,
+    disable_optimizer_all_reduce,
+)
 from tfdist.distribute.strategies import make_strategy
 
 # 0.1 is not exact in float16 or bfloat16, so a cast there and back shows in the sum.
@@ -23,8 +26,7 @@ def _reduce(compression, gradients_fn):
     @tf.function
     def step():
         result = strategy.run(lambda: reducer(gradients_fn()))
-        return [None if r is None else strategy.experimental_local_results(r)
-                for r in result]
+        return [None if r is None else strategy.experimental_local_results(r) for r in result]
 
     return reducer, step()
 
@@ -34,8 +36,10 @@ def _gradients():
     return [tf.constant(DENSE), None, tf.constant(BIAS) * (replica + 1)]
 
 
-@pytest.mark.parametrize("compression, wire", [("none", np.float32), ("fp16", np.float16),
-                                                ("bf16", tf.bfloat16.as_numpy_dtype)])
+@pytest.mark.parametrize(
+    "compression, wire",
+    [("none", np.float32), ("fp16", np.float16), ("bf16", tf.bfloat16.as_numpy_dtype)],
+)
 def test_sums_across_replicas_through_the_wire_dtype_and_back(compression, wire):
     _, (dense, none, bias) = _reduce(compression, _gradients)
 
@@ -59,8 +63,9 @@ def test_bytes_per_step_count_what_goes_into_the_all_reduce(compression, float_b
 
 
 def test_indexed_slices_are_reduced_as_the_dense_gradient():
-    slices = lambda: tf.IndexedSlices(tf.ones([2, 4]), tf.constant([1, 1]),  # noqa: E731
-                                      tf.constant([5, 4]))
+    def slices():
+        return tf.IndexedSlices(tf.ones([2, 4]), tf.constant([1, 1]), tf.constant([5, 4]))
+
     reducer, (dense,) = _reduce("none", lambda: [slices()])
 
     expected = np.zeros([5, 4], np.float32)
@@ -80,8 +85,11 @@ def test_outside_a_replica_context_nothing_is_summed():
 
 
 def test_collective_options_carry_the_config():
-    options = collective_options(CommunicationConfig(
-        all_reduce_pack_bytes=4096, collective_implementation="ring", collective_timeout=30.0))
+    options = collective_options(
+        CommunicationConfig(
+            all_reduce_pack_bytes=4096, collective_implementation="ring", collective_timeout=30.0
+        )
+    )
 
     assert options.bytes_per_pack == 4096 and options.timeout_seconds == 30.0
     assert options.implementation == tf.distribute.experimental.CommunicationImplementation.RING
@@ -99,8 +107,11 @@ def test_optimizer_all_reduce_is_switched_off_inner_one_included():
 
 
 def test_an_optimizer_without_the_hook_is_refused_with_the_fix():
-    with pytest.raises(ConfigError, match=r"^optimizer object has no _all_reduce_sum_gradients; "
-                                          r".*Pin keras<3\.16"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^optimizer object has no _all_reduce_sum_gradients; "
+        r".*Pin keras<3\.16",
+    ):
         disable_optimizer_all_reduce(object())
 
 

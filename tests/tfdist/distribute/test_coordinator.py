@@ -11,7 +11,8 @@ import tensorflow as tf
 from tfdist.distribute.coordinator import fetch_result, lost_worker
 
 LOST = tf.errors.UnavailableError(
-    None, None, "failed to connect to all addresses; remote target /job:worker/replica:0/task:1")
+    None, None, "failed to connect to all addresses; remote target /job:worker/replica:0/task:1"
+)
 
 
 class _Result:
@@ -41,24 +42,35 @@ def test_a_result_fetches_without_joining():
     assert fetch_result(coordinator, _Result()) == 7.0 and coordinator.joins == 0
 
 
-@pytest.mark.parametrize("error", [
-    LOST,
-    tf.errors.CancelledError(None, None, "/job:worker/replica:0/task:0 EagerClusterFunctionLibraryRuntime::Run"),
-    tf.errors.AbortedError(None, None, "task /job:worker/replica:0/task:1 restarted"),
-    tf.errors.InvalidArgumentError(  # The copy reached the worker's restarted process.
-        None, None, "Unable to find the relevant tensor remote_handle: Op ID: 12, Output "
-                    "num: 0 on /job:worker/replica:0/task:1"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        LOST,
+        tf.errors.CancelledError(
+            None, None, "/job:worker/replica:0/task:0 EagerClusterFunctionLibraryRuntime::Run"
+        ),
+        tf.errors.AbortedError(None, None, "task /job:worker/replica:0/task:1 restarted"),
+        tf.errors.InvalidArgumentError(  # The copy reached the worker's restarted process.
+            None,
+            None,
+            "Unable to find the relevant tensor remote_handle: Op ID: 12, Output "
+            "num: 0 on /job:worker/replica:0/task:1",
+        ),
+    ],
+)
 def test_a_worker_lost_before_the_copy_waits_for_the_rerun(error):
     coordinator = _Coordinator()
     assert lost_worker(error)
     assert fetch_result(coordinator, _Result(error)) == 7.0 and coordinator.joins == 1
 
 
-@pytest.mark.parametrize("error", [
-    tf.errors.InvalidArgumentError(None, None, "labels out of range on /job:worker/task:0"),
-    tf.errors.UnavailableError(None, None, "remote target /job:ps/replica:0/task:0"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        tf.errors.InvalidArgumentError(None, None, "labels out of range on /job:worker/task:0"),
+        tf.errors.UnavailableError(None, None, "remote target /job:ps/replica:0/task:0"),
+    ],
+)
 def test_a_failing_step_or_a_lost_parameter_server_is_raised_at_once(error):
     coordinator = _Coordinator()
     assert not lost_worker(error)

@@ -16,20 +16,29 @@ def _fn():
     return 1
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(strategy="mirrored"),
-     "Unknown strategy 'mirrored' for tfdist.launch. Expected one of: multi_worker, "
-     "parameter_server"),
-    (dict(num_workers=0), "num_workers (0) must be an integer of at least 1"),
-    (dict(num_workers=True), "num_workers (True) must be an integer of at least 1"),
-    (dict(strategy="parameter_server"),
-     "num_ps (0) must be at least 1 for strategy='parameter_server'; pass num_ps=1"),
-    (dict(num_ps=1), "num_ps (1) is only used by strategy='parameter_server'"),
-    (dict(min_workers=3), "min_workers (3) must be at most num_workers (2)"),
-    (dict(strategy="parameter_server", num_ps=1, min_workers=1),
-     "min_workers (1) is for strategy 'multi_worker', not 'parameter_server'"),
-    (dict(max_restarts=-1), "max_restarts (-1) must be an integer of at least 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            dict(strategy="mirrored"),
+            "Unknown strategy 'mirrored' for tfdist.launch. Expected one of: multi_worker, "
+            "parameter_server",
+        ),
+        (dict(num_workers=0), "num_workers (0) must be an integer of at least 1"),
+        (dict(num_workers=True), "num_workers (True) must be an integer of at least 1"),
+        (
+            dict(strategy="parameter_server"),
+            "num_ps (0) must be at least 1 for strategy='parameter_server'; pass num_ps=1",
+        ),
+        (dict(num_ps=1), "num_ps (1) is only used by strategy='parameter_server'"),
+        (dict(min_workers=3), "min_workers (3) must be at most num_workers (2)"),
+        (
+            dict(strategy="parameter_server", num_ps=1, min_workers=1),
+            "min_workers (1) is for strategy 'multi_worker', not 'parameter_server'",
+        ),
+        (dict(max_restarts=-1), "max_restarts (-1) must be an integer of at least 0"),
+    ],
+)
 def test_bad_options_fail_before_anything_starts(kwargs, message):
     with pytest.raises(ConfigError) as raised:
         tfdist.launch(_fn, **kwargs)
@@ -62,7 +71,9 @@ def test_task_env_is_a_new_dict_with_this_interpreters_path(monkeypatch, tmp_pat
 
 
 def test_task_env_keeps_a_log_level_already_set_and_checks_env():
-    assert task_env(verbose=False, environ={"TF_CPP_MIN_LOG_LEVEL": "0"})[
-        "TF_CPP_MIN_LOG_LEVEL"] == "0"
+    assert (
+        task_env(verbose=False, environ={"TF_CPP_MIN_LOG_LEVEL": "0"})["TF_CPP_MIN_LOG_LEVEL"]
+        == "0"
+    )
     with pytest.raises(ConfigError, match="env .* must map str to str"):
         task_env(verbose=False, environ={}, env={"N": 1})

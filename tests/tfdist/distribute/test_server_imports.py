@@ -24,9 +24,13 @@ def _free_port():
 
 
 def test_a_server_starts_without_importing_keras():
-    done = subprocess.run([sys.executable, "-c", SERVE_ONE_TASK % _free_port()],
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_ONE_TASK % _free_port()],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     target, modules = done.stdout.strip().splitlines()[-1].split(" ", 1)
     assert target.startswith("grpc://") and modules == "[]", done.stdout

@@ -4,11 +4,11 @@ import keras
 import pytest
 import tensorflow as tf
 
-from tfdist.training.callbacks import Callback
 from tfdist.config import ConfigError
 from tfdist.data.pipeline import load_source, make_dataset_fn
-from tfdist.models import build_model
 from tfdist.distribute.strategies import Distribution, TaskRole, make_strategy
+from tfdist.models import build_model
+from tfdist.training.callbacks import Callback
 from tfdist.training.trainer import Trainer
 
 DIGITS = load_source("digits")
@@ -43,8 +43,14 @@ def _fit(kind, *, metrics_fn=lambda: (), callbacks=(), epochs=2, steps=5, steps_
     with distribution.strategy.scope():
         model = build_model("mlp", input_shape=DIGITS.input_shape, num_classes=10)
         metrics = metrics_fn()
-    trainer = Trainer(distribution, model=model, global_batch_size=64,
-                      steps_per_loop=steps_per_loop, metrics=metrics, callbacks=callbacks)
+    trainer = Trainer(
+        distribution,
+        model=model,
+        global_batch_size=64,
+        steps_per_loop=steps_per_loop,
+        metrics=metrics,
+        callbacks=callbacks,
+    )
     train = make_dataset_fn(DIGITS, "train", global_batch_size=64, training=True)
     val = make_dataset_fn(DIGITS, "validation", global_batch_size=64, training=False)
     return trainer.fit(train, epochs=epochs, steps_per_epoch=steps, validation_fn=val)
@@ -53,14 +59,21 @@ def _fit(kind, *, metrics_fn=lambda: (), callbacks=(), epochs=2, steps=5, steps_
 def test_callbacks_see_each_loop_and_epoch_in_order():
     recorder = Recorder()
     history = _fit("mirrored", callbacks=[recorder])
-    assert recorder.of("fit_begin") == [dict(epochs=2, steps_per_epoch=5, initial_epoch=0,
-                                             initial_step=0)]
+    assert recorder.of("fit_begin") == [
+        dict(epochs=2, steps_per_epoch=5, initial_epoch=0, initial_step=0)
+    ]
     assert recorder.of("loop_begin") == [(0, 2), (2, 2), (4, 1), (5, 2), (7, 2), (9, 1)]
     loops = recorder.of("loop_end")
-    assert [(l.epoch, l.step, l.epoch_steps) for l in loops] == [
-        (1, 2, 2), (1, 4, 4), (1, 5, 5), (2, 7, 2), (2, 9, 4), (2, 10, 5)]
-    assert [l.examples for l in loops] == [128, 128, 64] * 2
-    assert all(l.seconds > 0 and l.loss > 0 and l.steps_per_epoch == 5 for l in loops)
+    assert [(loop.epoch, loop.step, loop.epoch_steps) for loop in loops] == [
+        (1, 2, 2),
+        (1, 4, 4),
+        (1, 5, 5),
+        (2, 7, 2),
+        (2, 9, 4),
+        (2, 10, 5),
+    ]
+    assert [loop.examples for loop in loops] == [128, 128, 64] * 2
+    assert all(loop.seconds > 0 and loop.loss > 0 and loop.steps_per_epoch == 5 for loop in loops)
     epochs = recorder.of("epoch_end")
     assert epochs == history.epochs and recorder.of("fit_end") == [history]
     assert [e.global_step for e in epochs] == [5, 10]
@@ -71,9 +84,13 @@ def test_callbacks_see_each_loop_and_epoch_in_order():
 
 
 def test_keras_metrics_are_updated_in_the_replica_step_on_two_replicas():
-    history = _fit("mirrored", metrics_fn=lambda: [
-        keras.metrics.SparseCategoricalAccuracy(name="keras_accuracy"),
-        keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3")])
+    history = _fit(
+        "mirrored",
+        metrics_fn=lambda: [
+            keras.metrics.SparseCategoricalAccuracy(name="keras_accuracy"),
+            keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3"),
+        ],
+    )
     for epoch in history.epochs:
         # Summed over both replicas and reset each epoch: equals the trainer's own count.
         assert epoch.metrics["keras_accuracy"] == pytest.approx(epoch.train_accuracy, abs=1e-6)
@@ -82,11 +99,22 @@ def test_keras_metrics_are_updated_in_the_replica_step_on_two_replicas():
 
 
 def test_metrics_are_refused_under_parameter_server():
-    distribution = Distribution(kind="parameter_server", strategy=tf.distribute.get_strategy(),
-                                coordinator=object(), role=TaskRole("chief", 0, True),
-                                num_workers=2)
+    distribution = Distribution(
+        kind="parameter_server",
+        strategy=tf.distribute.get_strategy(),
+        coordinator=object(),
+        role=TaskRole("chief", 0, True),
+        num_workers=2,
+    )
     model = build_model("mlp", input_shape=DIGITS.input_shape, num_classes=10)
-    with pytest.raises(ConfigError, match=r"metrics \(\['acc'\]\) are updated in the replica "
-                                          r"step of sync strategies only"):
-        Trainer(distribution, model=model, global_batch_size=64,
-                metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
+    with pytest.raises(
+        ConfigError,
+        match=r"metrics \(\['acc'\]\) are updated in the replica "
+        r"step of sync strategies only",
+    ):
+        Trainer(
+            distribution,
+            model=model,
+            global_batch_size=64,
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")],
+        )

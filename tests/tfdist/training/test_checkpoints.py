@@ -18,8 +18,12 @@ WORKER = TaskRole("worker", 1, False)
 
 def _keeper(model_dir, *, role=CHIEF, max_to_keep=3, value=0.0):
     variable = tf.Variable(value)
-    keeper = CheckpointKeeper(tf.train.Checkpoint(v=variable), model_dir=str(model_dir),
-                              role=role, max_to_keep=max_to_keep)
+    keeper = CheckpointKeeper(
+        tf.train.Checkpoint(v=variable),
+        model_dir=str(model_dir),
+        role=role,
+        max_to_keep=max_to_keep,
+    )
     return keeper, variable
 
 
@@ -72,8 +76,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(tmp_path, dam
     assert variable.numpy() == 2.0
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and f"checkpoint {newest} (" in warnings[0]
-    assert warnings[0].startswith("skipping ") and warnings[0].endswith(
-        "; trying the one before")
+    assert warnings[0].startswith("skipping ") and warnings[0].endswith("; trying the one before")
 
 
 def test_every_checkpoint_damaged_restores_nothing(tmp_path):
@@ -88,11 +91,17 @@ def test_every_checkpoint_damaged_restores_nothing(tmp_path):
 
 def test_a_checkpoint_of_another_model_is_an_error_naming_it(tmp_path):
     _save_steps(tmp_path, [1])
-    other = CheckpointKeeper(tf.train.Checkpoint(v=tf.Variable(np.zeros([2, 2], np.float32))),
-                             model_dir=str(tmp_path), role=CHIEF)
+    other = CheckpointKeeper(
+        tf.train.Checkpoint(v=tf.Variable(np.zeros([2, 2], np.float32))),
+        model_dir=str(tmp_path),
+        role=CHIEF,
+    )
 
-    with pytest.raises(ConfigError, match=r"^checkpoint .*ckpt-1 does not fit this model "
-                                          r"\(.+\); use another model_dir or delete"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^checkpoint .*ckpt-1 does not fit this model "
+        r"\(.+\); use another model_dir or delete",
+    ):
         other.restore_latest()
 
 
@@ -105,7 +114,8 @@ def test_keep_checkpoints_keeps_the_newest_ones(tmp_path, keep):
 
     assert kept == sorted(f"ckpt-{step}" for step in range(6 - keep, 6))
     assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == [
-        f"ckpt-{step}" for step in range(6 - keep, 6)]
+        f"ckpt-{step}" for step in range(6 - keep, 6)
+    ]
 
 
 def test_a_worker_writes_to_a_private_directory_and_reads_the_chiefs(tmp_path):
@@ -129,6 +139,9 @@ def test_an_unwritable_model_dir_says_so(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
 
-    with pytest.raises(ConfigError, match=r"^model_dir \(.*a_file/sub\) is not writable: .+; "
-                                          r"pass a model_dir this process can write\.$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^model_dir \(.*a_file/sub\) is not writable: .+; "
+        r"pass a model_dir this process can write\.$",
+    ):
         _keeper(blocker / "sub")

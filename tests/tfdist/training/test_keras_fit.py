@@ -16,9 +16,14 @@ ONE_HOT = keras.utils.to_categorical(Y, 10)
 def _mlp(dist, *, loss="sparse_categorical_crossentropy", metrics=("accuracy",), seed=0):
     keras.utils.set_random_seed(seed)
     with dist.scope():
-        model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
-                                  keras.layers.Dense(32, activation="relu"),
-                                  keras.layers.Dense(10, activation="softmax")])
+        model = keras.Sequential(
+            [
+                keras.Input((8, 8)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(32, activation="relu"),
+                keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
         model.compile(optimizer="adam", loss=loss, metrics=list(metrics))
     return model
 
@@ -32,8 +37,9 @@ def dist():
 def test_fit_gives_keras_history_keys_and_learns(kind):
     dist = tfdist.make_strategy(kind, cluster=None)
     model = _mlp(dist, loss="categorical_crossentropy")
-    history = tfdist.fit(model, X[:1500], ONE_HOT[:1500], batch_size=64, epochs=12,
-                         validation_split=0.2, verbose=0)
+    history = tfdist.fit(
+        model, X[:1500], ONE_HOT[:1500], batch_size=64, epochs=12, validation_split=0.2, verbose=0
+    )
     assert isinstance(history, keras.callbacks.History) and model.history is history
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert history.epoch == list(range(12))
@@ -52,8 +58,7 @@ def test_evaluate_counts_each_example_once_and_equals_keras(dist):
     accuracy = np.mean(np.argmax(outputs, axis=1) == y)
     assert logs["loss"] == pytest.approx(loss, abs=1e-5)
     assert logs["accuracy"] == pytest.approx(accuracy, abs=1e-6)
-    assert tfdist.evaluate(model, x, y, batch_size=64) == pytest.approx([loss, accuracy],
-                                                                        abs=1e-5)
+    assert tfdist.evaluate(model, x, y, batch_size=64) == pytest.approx([loss, accuracy], abs=1e-5)
 
 
 def test_predict_returns_every_example_in_order(dist):
@@ -66,15 +71,31 @@ def test_predict_returns_every_example_in_order(dist):
 def test_sample_and_class_weights_and_validation_data(dist):
     model = _mlp(dist)
     weights = np.where(Y[:1500] == 3, 5.0, 1.0).astype(np.float32)
-    history = tfdist.fit(model, X[:1500], Y[:1500], sample_weight=weights, batch_size=50,
-                         epochs=2, validation_data=(X[1500:], Y[1500:]), verbose=0)
+    history = tfdist.fit(
+        model,
+        X[:1500],
+        Y[:1500],
+        sample_weight=weights,
+        batch_size=50,
+        epochs=2,
+        validation_data=(X[1500:], Y[1500:]),
+        verbose=0,
+    )
     assert "val_accuracy" in history.history
-    history = tfdist.fit(model, X[:1500], Y[:1500], class_weight={3: 5.0}, batch_size=50,
-                         epochs=1, verbose=0)
+    history = tfdist.fit(
+        model, X[:1500], Y[:1500], class_weight={3: 5.0}, batch_size=50, epochs=1, verbose=0
+    )
     assert set(history.history) == {"loss", "accuracy"}
     with pytest.raises(ConfigError, match="class_weight and sample_weight were both given"):
-        tfdist.fit(model, X[:100], Y[:100], class_weight={3: 5.0}, sample_weight=weights[:100],
-                   batch_size=10, verbose=0)
+        tfdist.fit(
+            model,
+            X[:100],
+            Y[:100],
+            class_weight={3: 5.0},
+            sample_weight=weights[:100],
+            batch_size=10,
+            verbose=0,
+        )
 
 
 def test_batched_dataset_is_the_global_batch(dist):
@@ -96,16 +117,25 @@ def test_regression_and_two_outputs_with_loss_weights(dist):
         digit = keras.layers.Dense(10, activation="softmax", name="digit")(hidden)
         ink = keras.layers.Dense(1, name="ink")(hidden)
         model = keras.Model(inputs, {"digit": digit, "ink": ink})
-        model.compile(optimizer="adam",
-                      loss={"digit": "sparse_categorical_crossentropy", "ink": "mse"},
-                      loss_weights={"digit": 1.0, "ink": 0.5},
-                      metrics={"digit": ["accuracy"], "ink": ["mae"]})
+        model.compile(
+            optimizer="adam",
+            loss={"digit": "sparse_categorical_crossentropy", "ink": "mse"},
+            loss_weights={"digit": 1.0, "ink": 0.5},
+            metrics={"digit": ["accuracy"], "ink": ["mae"]},
+        )
     targets = {"digit": Y[:1500], "ink": X[:1500].mean(axis=(1, 2))[:, None]}
-    history = tfdist.fit(model, X[:1500], targets, batch_size=64, epochs=3, verbose=0,
-                         validation_split=0.1)
+    history = tfdist.fit(
+        model, X[:1500], targets, batch_size=64, epochs=3, verbose=0, validation_split=0.1
+    )
     reference = keras.Model(inputs, {"digit": digit, "ink": ink})  # Same names as Keras gives.
-    assert {"loss", "digit_accuracy", "ink_mae", "val_loss", "val_digit_accuracy",
-            "val_ink_mae"} <= set(history.history)
+    assert {
+        "loss",
+        "digit_accuracy",
+        "ink_mae",
+        "val_loss",
+        "val_digit_accuracy",
+        "val_ink_mae",
+    } <= set(history.history)
     del reference
 
 
@@ -122,8 +152,9 @@ def test_own_train_step_runs(dist):
         inputs = keras.Input((8, 8))
         outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs))
         model = Counting(inputs, outputs)
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        model.compile(
+            optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
     history = tfdist.fit(model, X[:1500], Y[:1500], batch_size=32, epochs=10, verbose=0)
     assert calls and history.history["accuracy"][-1] > 0.8
     with pytest.raises(ConfigError, match="grad_accum_steps .* overrides train_step"):
@@ -134,11 +165,21 @@ def test_callbacks_early_stopping_and_lr_schedule(dist):
     model = _mlp(dist)
     seen = []
     history = tfdist.fit(
-        model, X[:1500], Y[:1500], batch_size=64, epochs=30, verbose=0, validation_split=0.2,
-        callbacks=[keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=1),
-                   keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.01 / (epoch + 1)),
-                   keras.callbacks.LambdaCallback(
-                       on_epoch_end=lambda epoch, logs: seen.append((epoch, dict(logs))))])
+        model,
+        X[:1500],
+        Y[:1500],
+        batch_size=64,
+        epochs=30,
+        verbose=0,
+        validation_split=0.2,
+        callbacks=[
+            keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=1),
+            keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.01 / (epoch + 1)),
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: seen.append((epoch, dict(logs)))
+            ),
+        ],
+    )
     assert len(history.epoch) == 2  # Stopped after patience 1 with no 10.0 improvement.
     assert [epoch for epoch, _ in seen] == [0, 1]
     assert seen[-1][1]["learning_rate"] == pytest.approx(0.005)
@@ -147,19 +188,34 @@ def test_callbacks_early_stopping_and_lr_schedule(dist):
 
 def test_model_dir_resumes_and_backup_and_restore_is_its_name(dist, tmp_path):
     model = _mlp(dist)
-    tfdist.fit(model, X[:1500], Y[:1500], batch_size=64, epochs=2, verbose=0,
-               model_dir=str(tmp_path / "run"))
+    tfdist.fit(
+        model,
+        X[:1500],
+        Y[:1500],
+        batch_size=64,
+        epochs=2,
+        verbose=0,
+        model_dir=str(tmp_path / "run"),
+    )
     again = _mlp(dist, seed=1)
-    history = tfdist.fit(again, X[:1500], Y[:1500], batch_size=64, epochs=3, verbose=0,
-                         callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "run"))])
+    history = tfdist.fit(
+        again,
+        X[:1500],
+        Y[:1500],
+        batch_size=64,
+        epochs=3,
+        verbose=0,
+        callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "run"))],
+    )
     assert history.tfdist.restored_from and history.epoch == [2]
     assert (tmp_path / "run" / "model.keras").exists()
 
 
 def test_user_mistakes_are_one_line(dist):
     with dist.scope():
-        raw = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
-                                keras.layers.Dense(10)])
+        raw = keras.Sequential(
+            [keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10)]
+        )
     with pytest.raises(ConfigError, match="is not compiled; call model.compile"):
         tfdist.fit(raw, X, Y)
     model = _mlp(dist)
@@ -174,24 +230,47 @@ def test_user_mistakes_are_one_line(dist):
 def test_the_compiled_optimizer_is_the_one_that_trains(dist):
     keras.utils.set_random_seed(0)
     with dist.scope():
-        model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
-                                  keras.layers.Dense(10, activation="softmax")])
-        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0),
-                      loss="sparse_categorical_crossentropy")
+        model = keras.Sequential(
+            [
+                keras.Input((8, 8)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
+        model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate=0.0),
+            loss="sparse_categorical_crossentropy",
+        )
     before = [w.numpy() for w in model.trainable_weights]
     tfdist.fit(model, X[:640], Y[:640], batch_size=64, epochs=1, verbose=0)
-    for old, new in zip(before, model.trainable_weights):
+    for old, new in zip(before, model.trainable_weights, strict=False):
         np.testing.assert_array_equal(old, new.numpy())  # Learning rate 0: nothing moves.
     assert model._tfdist_trainer[1].optimizer is model.optimizer
-    tfdist.fit(model, X[:640], Y[:640], batch_size=64, epochs=1, verbose=0,
-               callbacks=[keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.5)])
+    tfdist.fit(
+        model,
+        X[:640],
+        Y[:640],
+        batch_size=64,
+        epochs=1,
+        verbose=0,
+        callbacks=[keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.5)],
+    )
     assert not np.array_equal(before[0], model.trainable_weights[0].numpy())
 
 
 def test_local_sgd_through_fit(dist):
     model = _mlp(dist)
-    history = tfdist.fit(model, X[:1500], Y[:1500], batch_size=64, epochs=8, verbose=0,
-                         validation_split=0.2, sync_every=4, outer_optimizer="nesterov")
+    history = tfdist.fit(
+        model,
+        X[:1500],
+        Y[:1500],
+        batch_size=64,
+        epochs=8,
+        verbose=0,
+        validation_split=0.2,
+        sync_every=4,
+        outer_optimizer="nesterov",
+    )
     assert history.history["val_accuracy"][-1] > 0.8
     replicas = dist.strategy.experimental_local_results(model.trainable_weights[0].value)
     np.testing.assert_array_equal(replicas[0].numpy(), replicas[1].numpy())  # Synced.
@@ -199,10 +278,10 @@ def test_local_sgd_through_fit(dist):
 
 def test_a_model_built_outside_any_scope_trains_on_one_device():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
-                              keras.layers.Dense(10, activation="softmax")])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = keras.Sequential(
+        [keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = tfdist.fit(model, X[:640], Y[:640], batch_size=64, epochs=2, verbose=0)
     assert len(history.history["accuracy"]) == 2
     assert tfdist.predict(model, X[:10], batch_size=4).shape == (10, 10)
@@ -232,10 +311,12 @@ def test_batch_logs_are_read_only_when_a_callback_or_the_progress_bar_uses_them(
     assert needs_batch_logs([], verbose=1)  # The progress bar shows the metrics.
     assert needs_batch_logs([_EpochsOnly(), _Batches()], verbose=0)
     assert needs_batch_logs([keras.callbacks.TerminateOnNaN()], verbose=0)  # on_batch_end.
-    assert needs_batch_logs([keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda batch, logs: None)], verbose=0)
-    assert not needs_batch_logs([keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: None)], verbose=0)
+    assert needs_batch_logs(
+        [keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: None)], verbose=0
+    )
+    assert not needs_batch_logs(
+        [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: None)], verbose=0
+    )
 
 
 @pytest.mark.parametrize("with_batch_callback", [False, True])
@@ -251,14 +332,28 @@ def test_fit_reads_the_metrics_per_loop_only_for_batch_logs(with_batch_callback)
     dist = tfdist.make_strategy("one_device", cluster=None)
     keras.utils.set_random_seed(0)
     with dist.scope():
-        model = CountingReads([keras.Input((8, 8)), keras.layers.Flatten(),
-                               keras.layers.Dense(10, activation="softmax")])
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        model = CountingReads(
+            [
+                keras.Input((8, 8)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
+        model.compile(
+            optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
     batches = _Batches()
     callbacks = [batches] if with_batch_callback else [_EpochsOnly()]
-    history = tfdist.fit(model, X[:1280], Y[:1280], batch_size=64, epochs=2, verbose=0,
-                         steps_per_loop=5, callbacks=callbacks)
+    history = tfdist.fit(
+        model,
+        X[:1280],
+        Y[:1280],
+        batch_size=64,
+        epochs=2,
+        verbose=0,
+        steps_per_loop=5,
+        callbacks=callbacks,
+    )
     loops = 20 // 5
     assert len(history.history["accuracy"]) == 2  # The epoch's logs: one read per epoch.
     if with_batch_callback:

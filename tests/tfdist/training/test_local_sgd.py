@@ -40,19 +40,24 @@ def _strategy(kind):
     return make_strategy(kind)
 
 
-def _trainer(kind="mirrored", *, optimizer="adam", learning_rate=1e-3, steps_per_loop=8,
-             **kwargs):
+def _trainer(kind="mirrored", *, optimizer="adam", learning_rate=1e-3, steps_per_loop=8, **kwargs):
     distribution = _strategy(kind)
     keras.utils.set_random_seed(0)
     with distribution.strategy.scope():
         model = build_model("mlp", input_shape=DIGITS.input_shape, num_classes=10)
-    return Trainer(distribution, model=model, optimizer=optimizer, learning_rate=learning_rate,
-                   global_batch_size=BATCH, steps_per_loop=steps_per_loop, **kwargs)
+    return Trainer(
+        distribution,
+        model=model,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        global_batch_size=BATCH,
+        steps_per_loop=steps_per_loop,
+        **kwargs,
+    )
 
 
 def _train_fn(shuffle=False):
-    return make_dataset_fn(DIGITS, "train", global_batch_size=BATCH, training=True,
-                           shuffle=shuffle)
+    return make_dataset_fn(DIGITS, "train", global_batch_size=BATCH, training=True, shuffle=shuffle)
 
 
 def _weights(trainer):
@@ -68,23 +73,27 @@ def _local_sgd_reference(num_syncs, sync_every, learning_rate):
     keras.utils.set_random_seed(0)
     model = build_model("mlp", input_shape=DIGITS.input_shape, num_classes=10)
     weights = [w.numpy() for w in model.trainable_variables]
-    context = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
-                                         num_replicas_in_sync=2)
+    context = tf.distribute.InputContext(
+        num_input_pipelines=1, input_pipeline_id=0, num_replicas_in_sync=2
+    )
     batches = iter(_train_fn()(context))  # Element 2k goes to replica 0, 2k+1 to replica 1.
     for _ in range(num_syncs):
         replicas = [[w.copy() for w in weights] for _ in range(2)]
         for _ in range(sync_every):
             for replica in replicas:
                 features, labels = next(batches)
-                for variable, value in zip(model.trainable_variables, replica):
+                for variable, value in zip(model.trainable_variables, replica, strict=False):
                     variable.assign(value)
                 with tf.GradientTape() as tape:
-                    loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-                        labels, model(features), from_logits=True))
+                    loss = tf.reduce_mean(
+                        keras.losses.sparse_categorical_crossentropy(
+                            labels, model(features), from_logits=True
+                        )
+                    )
                 grads = tape.gradient(loss, model.trainable_variables)
                 for i, g in enumerate(grads):
                     replica[i] = replica[i] - learning_rate * g.numpy()
-        weights = [(a + b) / 2 for a, b in zip(*replicas)]
+        weights = [(a + b) / 2 for a, b in zip(*replicas, strict=False)]
     return weights
 
 
@@ -93,7 +102,7 @@ def test_sync_every_1_is_synchronous_training_bit_for_bit():
     assert explicit.local_sgd is None
     for trainer in (plain, explicit):
         trainer.fit(_train_fn(shuffle=True), epochs=2, steps_per_epoch=23)
-    for a, b in zip(_weights(plain), _weights(explicit)):
+    for a, b in zip(_weights(plain), _weights(explicit), strict=False):
         np.testing.assert_array_equal(a, b)
 
 
@@ -103,9 +112,14 @@ def test_each_replica_steps_alone_then_the_weights_are_averaged():
     reference = _local_sgd_reference(num_syncs=2, sync_every=3, learning_rate=0.1)
     synchronous = _trainer(optimizer="sgd", learning_rate=0.1)
     synchronous.fit(_train_fn(), epochs=1, steps_per_epoch=6)
-    for ours, theirs, sync in zip(_weights(trainer), reference, _weights(synchronous)):
+    for ours, theirs, _sync in zip(
+        _weights(trainer), reference, _weights(synchronous), strict=False
+    ):
         np.testing.assert_allclose(ours, theirs, atol=2e-6, rtol=0)
-    assert max(np.abs(a - b).max() for a, b in zip(reference, _weights(synchronous))) > 1e-4
+    assert (
+        max(np.abs(a - b).max() for a, b in zip(reference, _weights(synchronous), strict=False))
+        > 1e-4
+    )
     for variable in trainer.model.trainable_variables:  # Replicas leave a sync identical.
         first, second = _components(variable)
         np.testing.assert_array_equal(first, second)
@@ -146,17 +160,18 @@ def test_outer_step_moves_the_anchor_along_the_averaged_change(outer, factor):
     diloco = _trainer(optimizer="sgd", learning_rate=0.1, sync_every=3, outer_optimizer=outer)
     diloco.fit(_train_fn(), epochs=1, steps_per_epoch=3)
     average = _local_sgd_reference(num_syncs=1, sync_every=3, learning_rate=0.1)
-    for ours, anchor, mean in zip(_weights(diloco), start, average):
+    for ours, anchor, mean in zip(_weights(diloco), start, average, strict=False):
         np.testing.assert_allclose(ours, anchor - factor * (anchor - mean), atol=2e-6, rtol=0)
 
 
 def test_outer_sgd_with_rate_1_and_no_momentum_is_plain_averaging():
     averaging = _trainer(sync_every=4)
-    outer = _trainer(sync_every=4, outer_optimizer="sgd", outer_learning_rate=1.0,
-                     outer_momentum=0.0)
+    outer = _trainer(
+        sync_every=4, outer_optimizer="sgd", outer_learning_rate=1.0, outer_momentum=0.0
+    )
     for trainer in (averaging, outer):
         trainer.fit(_train_fn(shuffle=True), epochs=2, steps_per_epoch=23)
-    for a, b in zip(_weights(averaging), _weights(outer)):
+    for a, b in zip(_weights(averaging), _weights(outer), strict=False):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
 
 
@@ -164,8 +179,9 @@ def test_local_sgd_and_diloco_learn_digits():
     validation = make_dataset_fn(DIGITS, "validation", global_batch_size=BATCH, training=False)
     for kwargs in ({"sync_every": 8}, {"sync_every": 32, "outer_optimizer": "nesterov"}):
         trainer = _trainer(**kwargs)
-        history = trainer.fit(_train_fn(shuffle=True), epochs=12, steps_per_epoch=23,
-                              validation_fn=validation)
+        history = trainer.fit(
+            _train_fn(shuffle=True), epochs=12, steps_per_epoch=23, validation_fn=validation
+        )
         assert history.epochs[-1].val_accuracy >= 0.93, kwargs
 
 
@@ -187,16 +203,26 @@ def test_preemption_saves_at_a_sync_point_and_resume_is_exact(tmp_path):
     reference.fit(_train_fn(shuffle=True), epochs=2, steps_per_epoch=23)
     stopped = _trainer(**settings, callbacks=[_SigtermAt(29)])
     with pytest.raises(Preempted) as preempted:
-        stopped.fit(_train_fn(shuffle=True), epochs=2, steps_per_epoch=23,
-                    model_dir=str(tmp_path), checkpoint_every_steps=8)
+        stopped.fit(
+            _train_fn(shuffle=True),
+            epochs=2,
+            steps_per_epoch=23,
+            model_dir=str(tmp_path),
+            checkpoint_every_steps=8,
+        )
     # In epoch 2 calls end at 24, 27, 28, 31, 32; the SIGTERM after the call that ends at 31
     # (inside a segment) stops the run at 32, the next sync point.
     assert preempted.value.step == 32
     resumed = _trainer(**settings)
-    history = resumed.fit(_train_fn(shuffle=True), epochs=2, steps_per_epoch=23,
-                          model_dir=str(tmp_path), checkpoint_every_steps=8)
+    history = resumed.fit(
+        _train_fn(shuffle=True),
+        epochs=2,
+        steps_per_epoch=23,
+        model_dir=str(tmp_path),
+        checkpoint_every_steps=8,
+    )
     assert history.restored_from.endswith("ckpt-32") and history.final_step == 46
-    for a, b in zip(_weights(reference), _weights(resumed)):
+    for a, b in zip(_weights(reference), _weights(resumed), strict=False):
         np.testing.assert_array_equal(a, b)
 
 
@@ -207,31 +233,46 @@ def test_segments_end_at_sync_points():
     assert plan_segments(0, 40, steps_per_loop=20, sync_every=8) == [[16], [16], [8]]
     # H beyond steps_per_loop: calls of steps_per_loop grouped until the sync point.
     assert plan_segments(0, 70, steps_per_loop=10, sync_every=32) == [
-        [10, 10, 10, 2], [10, 10, 10, 8]]
+        [10, 10, 10, 2],
+        [10, 10, 10, 8],
+    ]
     # Checkpoints (multiples of H) cut segments too; H=1 is one call per segment.
     assert plan_segments(0, 20, steps_per_loop=32, sync_every=4, checkpoint_every=8) == [
-        [8], [8], [4]]
+        [8],
+        [8],
+        [4],
+    ]
     assert plan_segments(0, 10, steps_per_loop=4, sync_every=1) == [[4], [4], [2]]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"sync_every": 0}, r"sync_every \(0\) must be a whole number of steps of at least 1"),
-    ({"outer_optimizer": "adam"}, r"Unknown outer_optimizer 'adam'.*none, sgd, nesterov"),
-    ({"outer_momentum": 1.0}, r"outer_momentum \(1.0\) must be at least 0 and below 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"sync_every": 0}, r"sync_every \(0\) must be a whole number of steps of at least 1"),
+        ({"outer_optimizer": "adam"}, r"Unknown outer_optimizer 'adam'.*none, sgd, nesterov"),
+        ({"outer_momentum": 1.0}, r"outer_momentum \(1.0\) must be at least 0 and below 1"),
+    ],
+)
 def test_local_sgd_settings_are_checked(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         LocalSGDConfig(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"strategy": "parameter_server", "num_ps": 1, "sync_every": 8},
-     r"sync_every \(8\).*synchronous strategies.*--strategy=multi_worker"),
-    ({"sync_every": 8, "checkpoint_every_steps": 20, "model_dir": "m"},
-     r"checkpoint_every_steps \(20\) must be a multiple of sync_every \(8\).*16 or 24"),
-    ({"sync_every": 8, "grad_compression": "fp16"}, r"grad_compression \('fp16'\).*drop"),
-    ({"sync_every": 8, "mixed_precision": "mixed_float16"}, r"mixed_float16.*mixed_bfloat16"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"strategy": "parameter_server", "num_ps": 1, "sync_every": 8},
+            r"sync_every \(8\).*synchronous strategies.*--strategy=multi_worker",
+        ),
+        (
+            {"sync_every": 8, "checkpoint_every_steps": 20, "model_dir": "m"},
+            r"checkpoint_every_steps \(20\) must be a multiple of sync_every \(8\).*16 or 24",
+        ),
+        ({"sync_every": 8, "grad_compression": "fp16"}, r"grad_compression \('fp16'\).*drop"),
+        ({"sync_every": 8, "mixed_precision": "mixed_float16"}, r"mixed_float16.*mixed_bfloat16"),
+    ],
+)
 def test_train_config_rejects_what_local_sgd_cannot_do(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**kwargs)
@@ -243,9 +284,13 @@ def test_trainer_rejects_loss_scaling_and_checkpoints_off_sync_points(tmp_path):
         model = build_model("mlp", input_shape=DIGITS.input_shape, num_classes=10)
         scaled = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD())
     with pytest.raises(ConfigError, match=r"LossScaleOptimizer.*mixed_bfloat16"):
-        Trainer(distribution, model=model, optimizer=scaled, global_batch_size=BATCH,
-                sync_every=4)
+        Trainer(distribution, model=model, optimizer=scaled, global_batch_size=BATCH, sync_every=4)
     trainer = _trainer(sync_every=4)
     with pytest.raises(ConfigError, match=r"checkpoint_every_steps \(6\) must be a multiple"):
-        trainer.fit(_train_fn(), epochs=1, steps_per_epoch=8, model_dir=str(tmp_path),
-                    checkpoint_every_steps=6)
+        trainer.fit(
+            _train_fn(),
+            epochs=1,
+            steps_per_epoch=8,
+            model_dir=str(tmp_path),
+            checkpoint_every_steps=6,
+        )

@@ -62,5 +62,6 @@ def test_outside_the_main_thread_no_handler_is_installed(outer_handler):
 def test_preempted_says_where_it_saved_and_how_to_resume():
     assert str(Preempted(40, "/m/checkpoints/ckpt-40")) == (
         "preempted (SIGTERM) at step 40: saved checkpoint /m/checkpoints/ckpt-40; rerun the "
-        "same command to resume.")
+        "same command to resume."
+    )
     assert "no model_dir, nothing saved" in str(Preempted(3, None))

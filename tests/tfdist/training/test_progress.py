@@ -6,12 +6,12 @@ import types
 import keras
 import pytest
 
+from tfdist.cli.job import build_callbacks
 from tfdist.config import TrainConfig
 from tfdist.data.pipeline import load_source, make_dataset_fn
-from tfdist.cli.job import build_callbacks
+from tfdist.distribute.strategies import TaskRole, make_strategy
 from tfdist.models import build_model
 from tfdist.training.progress import ProgressBar, format_duration, is_terminal
-from tfdist.distribute.strategies import TaskRole, make_strategy
 from tfdist.training.trainer import Trainer
 
 DIGITS = load_source("digits")
@@ -27,8 +27,13 @@ def _fit_with(stream, *, epochs=3):
     keras.utils.set_random_seed(0)
     with distribution.strategy.scope():
         model = build_model("mlp", input_shape=DIGITS.input_shape, num_classes=10)
-    trainer = Trainer(distribution, model=model, global_batch_size=64, steps_per_loop=2,
-                      callbacks=[ProgressBar(stream=stream)])
+    trainer = Trainer(
+        distribution,
+        model=model,
+        global_batch_size=64,
+        steps_per_loop=2,
+        callbacks=[ProgressBar(stream=stream)],
+    )
     train = make_dataset_fn(DIGITS, "train", global_batch_size=64, training=True)
     val = make_dataset_fn(DIGITS, "validation", global_batch_size=64, training=False)
     trainer.fit(train, epochs=epochs, steps_per_epoch=5, validation_fn=val)
@@ -65,14 +70,19 @@ def test_helpers():
     assert not is_terminal(closed)  # isatty() of a closed stream raises ValueError.
 
 
-@pytest.mark.parametrize("is_chief, verbose, model_dir, expected", [
-    (True, False, None, ["ProgressBar"]),
-    (True, False, "run", ["ProgressBar", "Summaries"]),
-    (False, False, "run", []),
-    (False, True, "run", ["ProgressBar"]),
-], ids=["chief", "chief_model_dir", "worker", "worker_verbose"])
+@pytest.mark.parametrize(
+    "is_chief, verbose, model_dir, expected",
+    [
+        (True, False, None, ["ProgressBar"]),
+        (True, False, "run", ["ProgressBar", "Summaries"]),
+        (False, False, "run", []),
+        (False, True, "run", ["ProgressBar"]),
+    ],
+    ids=["chief", "chief_model_dir", "worker", "worker_verbose"],
+)
 def test_job_shows_progress_on_the_chief_and_elsewhere_only_when_verbose(
-        is_chief, verbose, model_dir, expected):
+    is_chief, verbose, model_dir, expected
+):
     distribution = types.SimpleNamespace(role=TaskRole("worker", 0 if is_chief else 1, is_chief))
     config = TrainConfig(model_dir=model_dir, verbose=verbose)
     assert [type(c).__name__ for c in build_callbacks(config, distribution)] == expected

@@ -59,8 +59,9 @@ def test_calls_for_free_workers_shrink_toward_the_segments_end():
 
 
 def test_parameter_server_segments_still_end_at_checkpoints():
-    segments = loop_segments(0, 100, every=40, steps_per_loop=8, one_call_each=False,
-                             free_workers=2)
+    segments = loop_segments(
+        0, 100, every=40, steps_per_loop=8, one_call_each=False, free_workers=2
+    )
     assert [sum(s) for s in segments] == [40, 40, 20]
     assert segments[0] == shrinking_calls(40, 8, 2)
     assert loop_segments(0, 20, every=None, steps_per_loop=8, one_call_each=False) == [[8, 8, 4]]

@@ -17,16 +17,22 @@ LABELS = np.array([0, 1, 2, 0, 1, 2, 0, 1], np.int32)
 
 def _embedding_model(seed=0):
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((2,), dtype="int32"),
-                             keras.layers.Embedding(ROWS, WIDTH),
-                             keras.layers.Flatten(), keras.layers.Dense(CLASSES)])
+    return keras.Sequential(
+        [
+            keras.Input((2,), dtype="int32"),
+            keras.layers.Embedding(ROWS, WIDTH),
+            keras.layers.Flatten(),
+            keras.layers.Dense(CLASSES),
+        ]
+    )
 
 
 def _gradients(model, ids, labels):
     with tf.GradientTape() as tape:
         logits = model(ids, training=True)
-        loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True))
+        loss = tf.reduce_sum(
+            keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        )
     return tape.gradient(loss, model.trainable_variables)
 
 
@@ -36,14 +42,18 @@ def test_embedding_gradients_are_indexed_slices_and_accumulate_to_the_dense_sum(
     second = _gradients(model, IDS[4:], LABELS[4:])
     assert isinstance(first[0], tf.IndexedSlices)  # What makes _add's sparse path real.
 
-    accumulated = [_add(a, b) for a, b in zip(first, second)]
+    accumulated = [_add(a, b) for a, b in zip(first, second, strict=False)]
 
     assert isinstance(accumulated[0], tf.IndexedSlices)
     assert accumulated[0].values.shape[0] == first[0].values.shape[0] * 2  # Concatenated.
     whole = _gradients(model, IDS, LABELS)  # One batch of all 8 examples.
-    for summed, expected in zip(accumulated, whole):
-        np.testing.assert_allclose(tf.convert_to_tensor(summed).numpy(),
-                                   tf.convert_to_tensor(expected).numpy(), rtol=1e-5, atol=1e-6)
+    for summed, expected in zip(accumulated, whole, strict=False):
+        np.testing.assert_allclose(
+            tf.convert_to_tensor(summed).numpy(),
+            tf.convert_to_tensor(expected).numpy(),
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 def test_a_dense_gradient_joins_a_sparse_one_through_as_slices():
@@ -56,10 +66,16 @@ def test_a_dense_gradient_joins_a_sparse_one_through_as_slices():
 
     assert isinstance(as_slices, tf.IndexedSlices)
     np.testing.assert_array_equal(tf.convert_to_tensor(as_slices).numpy(), dense.numpy())
-    np.testing.assert_allclose(tf.convert_to_tensor(mixed).numpy(),
-                               dense.numpy() + tf.convert_to_tensor(sparse).numpy(), rtol=1e-6)
-    np.testing.assert_allclose(tf.convert_to_tensor(_add(sparse, dense)).numpy(),
-                               tf.convert_to_tensor(mixed).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        tf.convert_to_tensor(mixed).numpy(),
+        dense.numpy() + tf.convert_to_tensor(sparse).numpy(),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        tf.convert_to_tensor(_add(sparse, dense)).numpy(),
+        tf.convert_to_tensor(mixed).numpy(),
+        rtol=1e-6,
+    )
 
 
 def test_scale_and_none_gradients():
@@ -69,8 +85,9 @@ def test_scale_and_none_gradients():
     halved = _scale(sparse, 0.5)
 
     assert isinstance(halved, tf.IndexedSlices)
-    np.testing.assert_allclose(tf.convert_to_tensor(halved).numpy(),
-                               0.5 * tf.convert_to_tensor(sparse).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        tf.convert_to_tensor(halved).numpy(), 0.5 * tf.convert_to_tensor(sparse).numpy(), rtol=1e-6
+    )
     np.testing.assert_allclose(_scale(kernel, 0.25).numpy(), 0.25 * kernel.numpy(), rtol=1e-6)
     assert _scale(None, 0.5) is None
     assert _add(None, kernel) is kernel and _add(kernel, None) is kernel
@@ -81,13 +98,22 @@ def _one_update(kind, *, batch, grad_accum_steps):
     distribution = make_strategy(kind)
     with distribution.strategy.scope():
         model = _embedding_model(seed=3)
-    trainer = Trainer(distribution, model=model, optimizer="sgd", learning_rate=0.5,
-                      global_batch_size=batch, grad_accum_steps=grad_accum_steps,
-                      steps_per_loop=1)
+    trainer = Trainer(
+        distribution,
+        model=model,
+        optimizer="sgd",
+        learning_rate=0.5,
+        global_batch_size=batch,
+        grad_accum_steps=grad_accum_steps,
+        steps_per_loop=1,
+    )
 
     def dataset_fn(context):
-        return tf.data.Dataset.from_tensor_slices((IDS, LABELS)).batch(
-            context.get_per_replica_batch_size(batch)).repeat()
+        return (
+            tf.data.Dataset.from_tensor_slices((IDS, LABELS))
+            .batch(context.get_per_replica_batch_size(batch))
+            .repeat()
+        )
 
     trainer.fit(dataset_fn, epochs=1, steps_per_epoch=1)
     return [v.numpy() for v in model.weights]
@@ -99,6 +125,6 @@ def test_two_accumulated_micro_batches_update_as_one_batch_of_both():
 
     for kind in ("one_device", "mirrored"):
         accumulated = _one_update(kind, batch=4, grad_accum_steps=2)
-        for got, expected, before in zip(accumulated, whole, start):
+        for got, expected, before in zip(accumulated, whole, start, strict=False):
             assert not np.allclose(expected, before)  # The update moved every weight.
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

@@ -7,16 +7,17 @@ import tensorflow as tf
 
 from tfdist.config import ConfigError
 from tfdist.data.pipeline import load_source, make_dataset_fn, steps_per_epoch
-from tfdist.models import build_model
 from tfdist.distribute.strategies import make_strategy
+from tfdist.models import build_model
 from tfdist.training.trainer import Trainer
 
 DIGITS = load_source("digits")
 
 
 def _digits_fns(batch=64, shuffle=True):
-    train = make_dataset_fn(DIGITS, "train", global_batch_size=batch, training=True,
-                            shuffle=shuffle)
+    train = make_dataset_fn(
+        DIGITS, "train", global_batch_size=batch, training=True, shuffle=shuffle
+    )
     val = make_dataset_fn(DIGITS, "validation", global_batch_size=batch, training=False)
     return train, val
 
@@ -26,16 +27,18 @@ def _trainer(kind, *, batch=64, optimizer="adam", **kwargs):
     keras.utils.set_random_seed(0)
     with distribution.strategy.scope():
         model = build_model("mlp", input_shape=DIGITS.input_shape, num_classes=10)
-    return Trainer(distribution, model=model, optimizer=optimizer, global_batch_size=batch,
-                   **kwargs)
+    return Trainer(
+        distribution, model=model, optimizer=optimizer, global_batch_size=batch, **kwargs
+    )
 
 
 @pytest.mark.parametrize("kind", ["one_device", "mirrored"])
 def test_digits_reach_accuracy(kind):
     trainer = _trainer(kind, steps_per_loop=8)
     train, val = _digits_fns()
-    history = trainer.fit(train, epochs=15, steps_per_epoch=steps_per_epoch(DIGITS, 64),
-                          validation_fn=val)
+    history = trainer.fit(
+        train, epochs=15, steps_per_epoch=steps_per_epoch(DIGITS, 64), validation_fn=val
+    )
     assert len(history.epochs) == 15 and history.final_step == 15 * 23
     assert history.epochs[-1].val_accuracy >= 0.93
     assert history.epochs[-1].train_loss < history.epochs[0].train_loss
@@ -57,8 +60,9 @@ def test_resume_from_checkpoint_and_export(tmp_path):
     first.fit(train, epochs=2, steps_per_epoch=5, validation_fn=val, model_dir=str(tmp_path))
     assert (tmp_path / "model.keras").exists()
     resumed = _trainer("mirrored")
-    history = resumed.fit(train, epochs=4, steps_per_epoch=5, validation_fn=val,
-                          model_dir=str(tmp_path))
+    history = resumed.fit(
+        train, epochs=4, steps_per_epoch=5, validation_fn=val, model_dir=str(tmp_path)
+    )
     assert history.restored_from.endswith("ckpt-10")
     assert [e.epoch for e in history.epochs] == [3, 4] and history.final_step == 20
     exported = keras.saving.load_model(tmp_path / "model.keras")
@@ -71,16 +75,25 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     _trainer("one_device").fit(train, epochs=1, steps_per_epoch=2, model_dir=str(tmp_path))
     distribution = make_strategy("one_device")
     with distribution.strategy.scope():
-        other = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
-                                  keras.layers.Dense(7), keras.layers.Dense(10)])
+        other = keras.Sequential(
+            [
+                keras.Input((8, 8)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(7),
+                keras.layers.Dense(10),
+            ]
+        )
     trainer = Trainer(distribution, model=other, global_batch_size=64)
     with pytest.raises(ConfigError, match=r"does not fit this model.*; use another model_dir or"):
         trainer.fit(train, epochs=2, steps_per_epoch=2, model_dir=str(tmp_path))
 
 
 def test_global_batch_must_divide_over_replicas():
-    with pytest.raises(ConfigError, match=r"global_batch_size \(33\) must be divisible by the "
-                                          r"number of replicas \(2\); use 32 or 34"):
+    with pytest.raises(
+        ConfigError,
+        match=r"global_batch_size \(33\) must be divisible by the "
+        r"number of replicas \(2\); use 32 or 34",
+    ):
         _trainer("mirrored", batch=33)
 
 
@@ -99,7 +112,7 @@ def test_sgd_steps_match_between_one_device_and_mirrored():
         train, _ = _digits_fns(shuffle=False)
         trainer.fit(train, epochs=1, steps_per_epoch=20)
         weights.append([w.numpy() for w in trainer.model.weights])
-    for a, b in zip(*weights):
+    for a, b in zip(*weights, strict=False):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
@@ -118,12 +131,24 @@ def test_resume_from_a_step_checkpoint_at_an_epochs_last_step(kind, tmp_path):
 
     first = _trainer(kind)
     with pytest.raises(tf.errors.InvalidArgumentError):
-        first.fit(train, epochs=2, steps_per_epoch=8, validation_fn=broken_validation,
-                  model_dir=str(tmp_path), checkpoint_every_steps=8)
+        first.fit(
+            train,
+            epochs=2,
+            steps_per_epoch=8,
+            validation_fn=broken_validation,
+            model_dir=str(tmp_path),
+            checkpoint_every_steps=8,
+        )
     assert int(first.step.numpy()) == 8 and int(first.epoch.numpy()) == 0
     resumed = _trainer(kind)
-    history = resumed.fit(train, epochs=2, steps_per_epoch=8, validation_fn=val,
-                          model_dir=str(tmp_path), checkpoint_every_steps=8)
+    history = resumed.fit(
+        train,
+        epochs=2,
+        steps_per_epoch=8,
+        validation_fn=val,
+        model_dir=str(tmp_path),
+        checkpoint_every_steps=8,
+    )
     assert history.restored_from.endswith("ckpt-8")
     first_epoch, second = history.epochs
     assert first_epoch.epoch == 1 and first_epoch.steps == 0 and first_epoch.examples == 8 * 64
@@ -142,11 +167,17 @@ def test_one_hot_labels_and_a_softmax_model_train_with_the_builtin_accuracy():
     distribution = make_strategy("mirrored")
     keras.utils.set_random_seed(0)
     with distribution.strategy.scope():
-        model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
-                                  keras.layers.Dense(64, activation="relu"),
-                                  keras.layers.Dense(10, activation="softmax")])
-    trainer = Trainer(distribution, model=model, global_batch_size=64,
-                      loss=keras.losses.categorical_crossentropy)
+        model = keras.Sequential(
+            [
+                keras.Input((8, 8)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(64, activation="relu"),
+                keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
+    trainer = Trainer(
+        distribution, model=model, global_batch_size=64, loss=keras.losses.categorical_crossentropy
+    )
     train = make_dataset_fn(source, "train", global_batch_size=64, training=True)
     val = make_dataset_fn(source, "validation", global_batch_size=64, training=False)
     history = trainer.fit(train, epochs=10, steps_per_epoch=23, validation_fn=val)
@@ -159,7 +190,7 @@ def test_numpy_source_takes_float_and_multi_output_targets():
     features = np.random.default_rng(0).random((40, 3)).astype(np.float64)
     regression = numpy_source(features, features.sum(axis=1))
     assert regression.num_classes is None
-    (x, y), = regression.split("train").records().take(1).as_numpy_iterator()
+    ((x, y),) = regression.split("train").records().take(1).as_numpy_iterator()
     assert y.dtype == np.float32
     both = numpy_source(features, {"sum": features.sum(axis=1), "label": np.arange(40) % 3})
     assert both.num_train == 40
