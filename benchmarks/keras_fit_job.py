@@ -78,7 +78,7 @@ def run_fit(dist, x, y, steps_per_loop):
     )
     wall = (EPOCHS - 1) * (EXAMPLES // BATCH) * BATCH / (timer.times[-1] - timer.times[1])
     return {
-        "examples_per_sec": history.tfdist.examples_per_sec(),
+        "examples_per_sec": history.examples_per_sec(),
         "wall_examples_per_sec": wall,
         "final_accuracy": history.history["accuracy"][-1],
     }
@@ -90,19 +90,19 @@ def run_trainer(dist, x, y, steps_per_loop):
 
     with dist.scope():
         model = network()
-        optimizer = keras.optimizers.Adam(1e-3)
-    trainer = tfdist.Trainer(
-        dist,
-        model=model,
-        optimizer=optimizer,
-        global_batch_size=BATCH,
-        steps_per_loop=steps_per_loop,
-    )
+        model.compile(
+            keras.optimizers.Adam(1e-3),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+    trainer = tfdist.Trainer(dist, model, tfdist.LoopConfig(steps_per_loop=steps_per_loop))
     train_fn = make_dataset_fn(numpy_source(x, y), "train", global_batch_size=BATCH, training=True)
-    history = trainer.fit(train_fn, epochs=EPOCHS, steps_per_epoch=EXAMPLES // BATCH)
+    history = trainer.fit(
+        train_fn, epochs=EPOCHS, steps_per_epoch=EXAMPLES // BATCH, global_batch_size=BATCH
+    )
     return {
         "examples_per_sec": history.examples_per_sec(),
-        "final_accuracy": history.epochs[-1].train_accuracy,
+        "final_accuracy": history.history["accuracy"][-1],
     }
 
 

@@ -111,6 +111,8 @@ def _called_name(call: ast.Call) -> str:
 def layer_of_file(path: pathlib.Path) -> str:
     parts = path.relative_to(REPO / "tfdist").parts
     if len(parts) > 1:
+        if parts[0] == "config":
+            return "config"
         return parts[0] if parts[0] in SUBPACKAGES else "root"  # tfdist/resources/ is root.
     stem = path.stem
     if stem == "__init__":
@@ -218,6 +220,65 @@ def test_only_the_cli_and_launch_entry_points_read_flags_or_argparse():
     assert not found, "\n" + "\n".join(found)
 
 
+# ----- one of each: one step implementation, one callback protocol, one History ----------
+STEP_MODULE = "tfdist/training/step.py"
+KERAS_CALLBACK_BASES = {"keras.callbacks.Callback", "keras.callbacks.History"}
+
+
+def _dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return getattr(node, "id", "")
+
+
+def second_steps() -> list[str]:
+    """Places outside the step module that take gradients or apply them."""
+    found = []
+    for path in python_files("tfdist"):
+        if path.relative_to(REPO).as_posix() == STEP_MODULE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            name = _dotted(node.func) if isinstance(node, ast.Call) else ""
+            if name.endswith(("GradientTape", ".gradient", "apply_gradients")):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {name}(...)")
+    return found
+
+
+def second_callback_protocols() -> list[str]:
+    """Classes with hook methods (`on_...`) that are not Keras callbacks, and any class named
+    like a callback protocol or history of tfdist's own."""
+    found = []
+    for path in python_files("tfdist"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            bases = {_dotted(base) for base in node.bases}
+            hooks = [
+                f.name
+                for f in node.body
+                if isinstance(f, ast.FunctionDef) and f.name.startswith("on_")
+            ]
+            where = f"{path.relative_to(REPO)}:{node.lineno}: class {node.name}"
+            keras_based = bool(bases & KERAS_CALLBACK_BASES)
+            if hooks and not keras_based:
+                found.append(f"{where} has hooks {hooks} but is not a keras.callbacks.Callback")
+            if node.name in ("Callback", "CallbackList", "LoopLog", "EpochLog") or (
+                node.name == "History" and not keras_based
+            ):
+                found.append(f"{where}: a second {node.name}")
+    return found
+
+
+def test_one_step_implementation():
+    found = second_steps()
+    assert not found, "\n" + "\n".join(found)
+
+
+def test_one_callback_protocol_and_one_history():
+    found = second_callback_protocols()
+    assert not found, "\n" + "\n".join(found)
+
+
 # ----- the checker itself, on sources written for the purpose ------------------------------
 @pytest.fixture
 def fake_module(tmp_path, monkeypatch):
@@ -276,6 +337,28 @@ def test_checker_flags_third_party_imports_and_argparse_in_launch(fake_module):
         "launch/local.py:2: launch → yaml (launch imports only the standard library and launch)"
     ]
     assert flag_violations() == ["launch/local.py:4: uses argparse outside an entry point"]
+
+
+def test_checker_finds_a_second_step_and_a_second_callback_protocol(fake_module):
+    fake_module("tfdist/training/step.py", "def f(t, o):\n    t.gradient(1, 2)\n")
+    fake_module(
+        "tfdist/training/mine.py",
+        "import tensorflow as tf\n"
+        "def g(o):\n    with tf.GradientTape():\n        o.apply_gradients([])\n"
+        "class Hooks:\n    def on_epoch_end(self, epoch):\n        pass\n"
+        "class History:\n    pass\n"
+        "class Fine(keras.callbacks.Callback):\n    def on_epoch_end(self, epoch):\n        pass\n",
+    )
+
+    assert second_steps() == [
+        "tfdist/training/mine.py:3: tf.GradientTape(...)",
+        "tfdist/training/mine.py:4: o.apply_gradients(...)",
+    ]
+    assert second_callback_protocols() == [
+        "tfdist/training/mine.py:5: class Hooks has hooks ['on_epoch_end'] but is not a "
+        "keras.callbacks.Callback",
+        "tfdist/training/mine.py:8: class History: a second History",
+    ]
 
 
 def test_checker_flags_flag_definitions_outside_the_cli(fake_module):

@@ -11,14 +11,18 @@ The Python API is Keras' (imported lazily, so `import tfdist` starts no TensorFl
     history = tfdist.fit(model, x, y, batch_size=64, epochs=5, validation_split=0.1)
     tfdist.evaluate(model, x_test, y_test, return_dict=True)
 
-`tfdist.Trainer` (dataset functions, tfdist callbacks) is the lower-level API below it.
+`tfdist.Trainer` (dataset functions and a `LoopConfig`) is the lower-level API below it.
 """
 
 import importlib
 
 _EXPORTS = {
     "ConfigError": "tfdist.config",
-    "TrainConfig": "tfdist.config",
+    "JobConfig": "tfdist.config",
+    "LoopConfig": "tfdist.config",
+    "CheckpointConfig": "tfdist.config",
+    "CommunicationConfig": "tfdist.config",
+    "LocalSGDConfig": "tfdist.config",
     "read_tf_config": "tfdist.distribute.cluster",
     "parse_tf_config": "tfdist.distribute.cluster",
     "make_strategy": "tfdist.distribute.strategies",
@@ -36,9 +40,6 @@ _EXPORTS = {
     "predict": "tfdist.training.keras_fit",
     "Trainer": "tfdist.training.trainer",
     "History": "tfdist.training.history",
-    "Callback": "tfdist.training.callbacks",
-    "ProgressBar": "tfdist.training.progress",
-    "Summaries": "tfdist.training.summaries",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,6 +1,6 @@
 """docs/cli.md against the command lines' own definitions: every flag there, none that is gone.
 
-The trainer's flags are read from absl (importing ``tfdist.cli.train`` defines them; no
+The trainer's flags are read from absl (importing ``tfdist.cli.train_flags`` defines them; no
 TensorFlow starts), the launcher's and the other commands' from their argparse parsers. A
 failure lists the table rows to add (with the flag's default and help text) or the flags to
 remove, so whoever adds a flag knows what to write.
@@ -17,7 +17,7 @@ import launch.__main__ as launch_cli
 import launch.slurm.task as slurm_task_cli
 import tfdist.cli.data_service as data_service_cli
 import tfdist.cli.scaling as scaling_cli
-import tfdist.cli.train as train_cli
+import tfdist.cli.train_flags as train_cli
 
 CLI_DOC = "docs/cli.md"
 TRAINER = "python -m tfdist.train"

@@ -1,5 +1,6 @@
 """A user's own job through the Python API: a functional Keras 3 model with two named
-inputs (a dict of features) and a custom loss, under MultiWorkerMirroredStrategy.
+inputs (a dict of features) compiled with a custom loss function, trained by the Trainer on
+a dataset function under MultiWorkerMirroredStrategy.
 
 Run by test_custom_model_e2e.py as two worker processes; each writes OUT_DIR/worker_<i>.json.
 """
@@ -49,22 +50,21 @@ def dataset_fn(context):
 def main(out_dir):
     distribution = tfdist.make_strategy("multi_worker", cluster=tfdist.read_tf_config())
     keras.utils.set_random_seed(1)
-    with distribution.strategy.scope():
+    with distribution.scope():
         model = build_two_tower()
-    trainer = tfdist.Trainer(
-        distribution,
-        model=model,
-        optimizer="rmsprop",
-        learning_rate=3e-3,
-        loss=smoothed_loss,
-        global_batch_size=GLOBAL_BATCH,
-        steps_per_loop=10,
+        model.compile(
+            optimizer=keras.optimizers.RMSprop(3e-3),
+            loss=smoothed_loss,
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+    trainer = tfdist.Trainer(distribution, model, tfdist.LoopConfig(steps_per_loop=10))
+    history = trainer.fit(
+        dataset_fn, epochs=3, steps_per_epoch=40, global_batch_size=GLOBAL_BATCH
     )
-    history = trainer.fit(dataset_fn, epochs=3, steps_per_epoch=40)
     result = {
         "num_replicas": distribution.num_replicas,
-        "losses": [epoch.train_loss for epoch in history.epochs],
-        "accuracies": [epoch.train_accuracy for epoch in history.epochs],
+        "losses": history.history["loss"],
+        "accuracies": history.history["accuracy"],
         "weights_sum": float(sum(np.abs(np.asarray(w)).sum() for w in model.weights)),
         "final_step": history.final_step,
     }

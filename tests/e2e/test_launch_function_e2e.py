@@ -28,25 +28,23 @@ def train_digits(kind, steps):
     distribution = tfdist.make_strategy(kind, cluster=tfdist.read_tf_config())
     source = load_source("digits")
     keras.utils.set_random_seed(0)
-    with distribution.strategy.scope():
+    with distribution.scope():
         model = tfdist.build_model(
             "mlp", input_shape=source.input_shape, num_classes=source.num_classes
         )
-    trainer = tfdist.Trainer(
-        distribution,
-        model=model,
-        optimizer="adam",
-        learning_rate=3e-3,
-        global_batch_size=64,
-        steps_per_loop=4,
-    )
+        model.compile(
+            optimizer=keras.optimizers.Adam(3e-3),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+    trainer = tfdist.Trainer(distribution, model, tfdist.LoopConfig(steps_per_loop=4))
     history = trainer.fit(
         make_dataset_fn(source, "train", global_batch_size=64, training=True),
         epochs=2,
         steps_per_epoch=steps,
+        global_batch_size=64,
     )
     return {
-        "losses": [epoch.train_loss for epoch in history.epochs],
+        "losses": history.history["loss"],
         "step": history.final_step,
         "kind": distribution.kind,
         "task": json.loads(os.environ["TF_CONFIG"])["task"],

@@ -19,7 +19,7 @@ from tfdist.cli import train
 
 pytestmark = pytest.mark.usefixtures("fresh_flags")
 
-_FLAGS = {flag.name: flag for flag in flags.FLAGS.flags_by_module_dict()["tfdist.cli.train"]}
+_FLAGS = {flag.name: flag for flag in flags.FLAGS.flags_by_module_dict()["tfdist.cli.train_flags"]}
 
 
 def _named(parser_type):

@@ -6,13 +6,26 @@ from pathlib import Path
 import pytest
 
 from launch.tf_config import TaskSpec
-from tfdist.config import ConfigError, TrainConfig, per_replica_batch_size
+from tfdist.config import (
+    CheckpointConfig,
+    CommunicationConfig,
+    ConfigError,
+    JobConfig,
+    LocalSGDConfig,
+    LoopConfig,
+    check_loop_fits,
+    per_replica_batch_size,
+)
 from tfdist.distribute.cluster import parse_tf_config, read_tf_config
 
 
 def test_defaults_are_valid():
-    config = TrainConfig()
-    assert (config.strategy, config.model, config.dataset) == ("auto", "mlp", "digits")
+    config = JobConfig.from_flat()
+    assert (config.launch.strategy, config.model.model, config.data.dataset) == (
+        "auto",
+        "mlp",
+        "digits",
+    )
 
 
 @pytest.mark.parametrize(
@@ -26,7 +39,7 @@ def test_defaults_are_valid():
             {"optimizer": "adagradx"},
             r"Unknown optimizer 'adagradx'. Expected one of: sgd, adam, rmsprop",
         ),
-        ({"global_batch_size": 0}, r"global_batch_size \(0\) must be a positive number"),
+        ({"global_batch_size": 0}, r"global_batch_size \(0\) must be a whole number of at least 1"),
         ({"strategy": "mirrored", "num_ps": 1}, r"num_ps \(1\) is only used by strategy"),
         ({"strategy": "mirrored", "num_workers": 2}, r"--strategy=multi_worker"),
         ({"gpus_per_worker": -1}, r"gpus_per_worker \(-1\) must be an integer of at least 0"),
@@ -73,14 +86,14 @@ def test_defaults_are_valid():
 )
 def test_bad_settings_name_the_value_and_fix(kwargs, message):
     with pytest.raises(ConfigError, match=message):
-        TrainConfig(**kwargs)
+        JobConfig.from_flat(**kwargs)
 
 
 def test_min_workers_with_a_batch_every_cluster_size_divides():
-    config = TrainConfig(
+    config = JobConfig.from_flat(
         strategy="multi_worker", num_workers=4, min_workers=2, global_batch_size=96
     )
-    assert config.min_workers == 2
+    assert config.launch.min_workers == 2
 
 
 def test_per_replica_batch_names_valid_sizes():
@@ -94,10 +107,12 @@ def test_per_replica_batch_names_valid_sizes():
 
 
 def test_launch_layout_follows_num_ps():
-    assert TrainConfig(num_workers=2).launch_strategy() == "multi_worker"
-    assert TrainConfig(num_workers=2, num_ps=1).launch_strategy() == "parameter_server"
-    assert TrainConfig(num_workers=2).needs_local_cluster(None)
-    assert not TrainConfig().needs_local_cluster(None)
+    assert JobConfig.from_flat(num_workers=2).launch.launch_strategy() == "multi_worker"
+    assert (
+        JobConfig.from_flat(num_workers=2, num_ps=1).launch.launch_strategy() == "parameter_server"
+    )
+    assert JobConfig.from_flat(num_workers=2).launch.needs_local_cluster(None)
+    assert not JobConfig.from_flat().launch.needs_local_cluster(None)
 
 
 def _tf_config(cluster, task):
@@ -112,7 +127,7 @@ def _cluster(jobs=PSS, task=("chief", 0)):
 
 
 def test_parameter_server_without_tf_config_needs_num_ps():
-    config = TrainConfig(strategy="parameter_server", num_workers=2)  # Valid by itself.
+    config = JobConfig.from_flat(strategy="parameter_server", num_workers=2)  # Valid by itself.
 
     with pytest.raises(
         ConfigError,
@@ -120,9 +135,11 @@ def test_parameter_server_without_tf_config_needs_num_ps():
         r"'parameter_server' when tfdist launches the cluster "
         r"itself \(no TF_CONFIG\); pass num_ps=1",
     ):
-        config.check_cluster(None)
-    TrainConfig(strategy="parameter_server", num_workers=2, num_ps=1).check_cluster(None)
-    TrainConfig().check_cluster(None)
+        config.launch.check_cluster(None)
+    JobConfig.from_flat(strategy="parameter_server", num_workers=2, num_ps=1).launch.check_cluster(
+        None
+    )
+    JobConfig.from_flat().launch.check_cluster(None)
 
 
 @pytest.mark.parametrize(
@@ -135,11 +152,11 @@ def test_parameter_server_without_tf_config_needs_num_ps():
     ],
 )
 def test_tf_config_gives_the_shape_and_given_counts_agree(kwargs):
-    config = TrainConfig(**kwargs)
+    config = JobConfig.from_flat(**kwargs)
 
     for task in [("chief", 0), ("worker", 1), ("ps", 0)]:
-        config.check_cluster(_cluster(task=task))
-    assert not config.needs_local_cluster(_cluster())
+        config.launch.check_cluster(_cluster(task=task))
+    assert not config.launch.needs_local_cluster(_cluster())
 
 
 @pytest.mark.parametrize(
@@ -186,7 +203,7 @@ def test_tf_config_gives_the_shape_and_given_counts_agree(kwargs):
 def test_settings_that_disagree_with_tf_config(kwargs, jobs, message):
     task = ("chief", 0) if "chief" in jobs else ("worker", 0)
     with pytest.raises(ConfigError, match=message) as caught:
-        TrainConfig(**kwargs).check_cluster(_cluster(jobs, task))
+        JobConfig.from_flat(**kwargs).launch.check_cluster(_cluster(jobs, task))
     assert "\n" not in str(caught.value)
 
 
@@ -261,10 +278,10 @@ def test_malformed_tf_config_is_one_line_error(text, message):
     )
 
 
-def test_settings_tf_config_and_history_import_no_tensorflow():
+def test_settings_and_tf_config_import_no_tensorflow():
     """The launcher and the CLI read these before TensorFlow starts (about 2 s a process)."""
     code = (
-        "import sys, tfdist.config, tfdist.distribute.cluster, tfdist.training.history; "
+        "import sys, tfdist.config, tfdist.distribute.cluster, tfdist.cli.train_flags; "
         "print(sorted(m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules))"
     )
     root = Path(__file__).resolve().parents[2]
@@ -272,3 +289,79 @@ def test_settings_tf_config_and_history_import_no_tensorflow():
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+# ----- the loop's settings, shared by tfdist.fit and the command line --------------------------
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (
+            lambda: CheckpointConfig(checkpoint_every_steps=10),
+            r"^checkpoint_every_steps \(10\) needs somewhere to write; pass model_dir=DIR\.$",
+        ),
+        (lambda: CheckpointConfig(keep_checkpoints=0), r"keep_checkpoints \(0\) must be a whole"),
+        (lambda: CheckpointConfig(model_dir=""), r"model_dir \(''\) must be a directory path"),
+        (lambda: LoopConfig(steps_per_loop=0), r"steps_per_loop \(0\) must be a whole number"),
+        (lambda: LoopConfig(grad_accum_steps=1.5), r"grad_accum_steps \(1.5\) must be a whole"),
+        (lambda: LoopConfig(communication="fp16"), r"communication \('fp16'\) must be a tfdist"),
+        (
+            lambda: LoopConfig(
+                local_sgd=LocalSGDConfig(sync_every=8),
+                checkpoint=CheckpointConfig(model_dir="m", checkpoint_every_steps=20),
+            ),
+            r"checkpoint_every_steps \(20\) must be a multiple of sync_every \(8\).*16 or 24\.$",
+        ),
+    ],
+)
+def test_loop_settings_check_themselves_once_built(build, message):
+    with pytest.raises(ConfigError, match=message):
+        build()
+
+
+@pytest.mark.parametrize(
+    "loop, facts, message",
+    [
+        (
+            LoopConfig(communication=CommunicationConfig(grad_compression="fp16")),
+            dict(strategy="parameter_server", loss_scaled=False),
+            r"grad_compression \('fp16'\) compresses the all-reduce of sync strategies",
+        ),
+        (
+            LoopConfig(local_sgd=LocalSGDConfig(sync_every=4)),
+            dict(strategy="parameter_server", loss_scaled=False),
+            r"sync_every \(4\) .* are for the synchronous strategies",
+        ),
+        (
+            LoopConfig(local_sgd=LocalSGDConfig(sync_every=4)),
+            dict(strategy="mirrored", loss_scaled=True),
+            r"loss-scaled optimizer \(mixed_float16\)",
+        ),
+        (
+            LoopConfig(grad_accum_steps=2),
+            dict(strategy="mirrored", loss_scaled=False, own_train_step="Vae"),
+            r"^grad_accum_steps \(2\) needs tfdist's step, but Vae overrides train_step",
+        ),
+        (
+            LoopConfig(local_sgd=LocalSGDConfig(sync_every=4)),
+            dict(strategy="multi_worker", loss_scaled=False, own_train_step="Vae"),
+            r"^sync_every \(4\) needs tfdist's step, but Vae overrides train_step",
+        ),
+        (
+            LoopConfig(),
+            dict(strategy="parameter_server", loss_scaled=False, own_train_step="Vae"),
+            r"^Vae overrides train_step/test_step; under strategy='parameter_server'",
+        ),
+    ],
+)
+def test_the_loop_against_what_it_runs_on_is_checked_in_one_place(loop, facts, message):
+    with pytest.raises(ConfigError, match=message):
+        check_loop_fits(loop, **facts)
+    check_loop_fits(LoopConfig(), strategy="mirrored", loss_scaled=True)  # The default fits.
+
+
+def test_job_config_flat_and_back():
+    config = JobConfig.from_flat(strategy="mirrored", sync_every=4, model_dir="/tmp/m", epochs=3)
+    assert config.loop.local_sgd.sync_every == 4 and config.loop.checkpoint.model_dir == "/tmp/m"
+    assert JobConfig.from_flat(**config.flat()) == config
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['sync_evry'\]"):
+        JobConfig.from_flat(sync_evry=4)

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -31,20 +32,22 @@ def test_outside_parameter_server_the_table_is_a_keras_weight():
 def test_recommender_trains_on_one_device():
     source = load_source("interactions", num_examples=8192)
     distribution = make_strategy("one_device")
-    with distribution.strategy.scope():
+    with distribution.scope():
         model = build_model(
             "recommender",
             input_shape=source.input_shape,
             num_classes=source.num_classes,
             vocab_sizes=source.vocab_sizes,
         )
+        model.compile(
+            optimizer=keras.optimizers.Adam(0.01),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
     assert sharded_embeddings(model) == []
-    trainer = Trainer(
-        distribution, model=model, optimizer="adam", learning_rate=0.01, global_batch_size=256
-    )
-    history = trainer.fit(
+    history = Trainer(distribution, model).fit(
         make_dataset_fn(source, "train", global_batch_size=256, training=True),
         epochs=3,
         steps_per_epoch=32,
+        global_batch_size=256,
     )
-    assert history.epochs[-1].train_loss < history.epochs[0].train_loss
+    assert history.history["loss"][-1] < history.history["loss"][0]

@@ -1,159 +1,95 @@
-"""Callbacks: the hooks the trainer's outer loop calls, and what it tells them.
+"""Which Keras callbacks run on which task, in one `keras.callbacks.CallbackList`.
 
-Owns the hook interface (`Callback`: fit begins, a compiled loop begins and
-ends, an epoch ends, fit ends), the record of one loop (`LoopLog`), and
-`CallbackList`, which the trainer uses to time loops, count steps and
-examples, and call every callback in order. What a callback does belongs to its
-own module (`progress` prints, `summaries` writes TensorBoard files).
+Owns the distribution rules of callbacks (the same on every strategy), on top of Keras'
+own protocol, which is the only one the loop calls:
 
-The trainer calls the callbacks on every task it runs on; whoever builds them
-decides which task gets which (`job` gives the chief its progress bar and
-summaries, and other workers a progress bar only with `--verbose`).
+- Every task runs the callbacks (under `parameter_server` only the coordinator runs the
+  loop, so only it does). Their logs come from metrics summed over all replicas and
+  workers inside the compiled calls, so a decision taken from them (EarlyStopping, a new
+  learning rate) is the same on every worker; a stop asked on any worker stops all
+  (`tfdist.training.preemption`).
+- Only the chief writes: on other workers ModelCheckpoint writes into a scratch folder
+  (it still runs, so every worker reads the same variables), and CSVLogger and
+  TensorBoard are left out. Which tasks show progress is the front door's choice (`fit`:
+  the chief; the command line: every worker with `--verbose`), through `verbose`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
-from collections.abc import Callable, Sequence
+import os
+import tempfile
+from collections.abc import Sequence
 
-from tfdist.training.history import EpochLog, History
+import keras
 
+from tfdist.config import ConfigError
+from tfdist.training.history import History
 
-@dataclasses.dataclass(frozen=True)
-class LoopLog:
-    """What one `tf.function` loop of `num_steps` optimizer steps did.
-
-    Attributes:
-      epoch: the epoch the loop belongs to (1-based).
-      step: the optimizer step after the loop, counted from where fit started.
-      num_steps: optimizer steps in this loop.
-      epoch_steps: steps done in this epoch so far, this loop included.
-      steps_per_epoch: steps the epoch will have.
-      seconds: wall time of the loop (from the end of the previous one).
-      examples: training examples the loop consumed, over all replicas and workers.
-      loss: mean training loss of the epoch so far.
-      logs: returns the epoch's metrics so far as Keras logs them (`{"loss": ...}`);
-        under multi_worker reading them is a collective, so a callback that calls it
-        must do so on every worker.
-    """
-
-    epoch: int
-    step: int
-    num_steps: int
-    epoch_steps: int
-    steps_per_epoch: int
-    seconds: float
-    examples: int
-    loss: float
-    logs: Callable[[], dict] | None = dataclasses.field(default=None, compare=False)
-
-    @property
-    def examples_per_sec(self) -> float:
-        return self.examples / self.seconds if self.seconds > 0 else 0.0
+_WRITE_ON_CHIEF_ONLY = (keras.callbacks.CSVLogger, keras.callbacks.TensorBoard)
 
 
-class Callback:
-    """Base class of trainer callbacks; override the hooks you need (each does nothing)."""
-
-    def on_fit_begin(
-        self, *, epochs: int, steps_per_epoch: int, initial_epoch: int, initial_step: int
-    ) -> None:
-        """Called once before the first epoch; `initial_*` are restored values (0 fresh)."""
-
-    def on_epoch_begin(self, epoch: int) -> None:
-        """Called before the epoch's first loop (`epoch` is 1-based)."""
-
-    def on_loop_begin(self, step: int, num_steps: int) -> None:
-        """Called before a loop runs (or is scheduled) steps `step + 1 .. step + num_steps`."""
-
-    def on_loop_end(self, loop: LoopLog) -> None:
-        """Called after a loop's results are in."""
-
-    def on_epoch_end(self, log: EpochLog) -> None:
-        """Called after an epoch's validation and checkpoint."""
-
-    def on_fit_end(self, history: History) -> None:
-        """Called once after the last epoch."""
+def check_callbacks(callbacks) -> list[keras.callbacks.Callback]:
+    """`callbacks` as a list, each a `keras.callbacks.Callback`."""
+    checked = []
+    for callback in callbacks or ():
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise ConfigError(
+                f"callbacks holds {type(callback).__name__}; each must be a "
+                "keras.callbacks.Callback."
+            )
+        checked.append(callback)
+    return checked
 
 
-class CallbackList:
-    """Calls callbacks in order; turns the trainer's running totals into LoopLogs.
+def for_this_task(callbacks: Sequence[keras.callbacks.Callback], is_chief: bool) -> list:
+    """The callbacks this task runs: all on the chief; elsewhere none that write files."""
+    if is_chief:
+        return list(callbacks)
+    kept = []
+    scratch = None
+    for callback in callbacks:
+        if isinstance(callback, _WRITE_ON_CHIEF_ONLY):
+            continue
+        if isinstance(callback, keras.callbacks.ModelCheckpoint):
+            scratch = scratch or tempfile.mkdtemp(prefix="tfdist-worker-checkpoint-")
+            callback.filepath = os.path.join(scratch, os.path.basename(str(callback.filepath)))
+        kept.append(callback)
+    return kept
+
+
+def callback_list(
+    callbacks: Sequence[keras.callbacks.Callback],
+    *,
+    model: keras.Model,
+    history: History | None,
+    is_chief: bool,
+    verbose: int,
+    epochs: int,
+    steps: int | None,
+) -> keras.callbacks.CallbackList:
+    """Keras' `CallbackList` of a fit, evaluate or predict on this task.
 
     Args:
-      callbacks: objects with any of `Callback`'s hooks (missing hooks are skipped).
+      callbacks: the user's callbacks.
+      model: the model they watch.
+      history: the fit's `History` (None for evaluate and predict).
+      is_chief: this task writes files.
+      verbose: Keras' `verbose` on this task: 0 silent, 1 progress bar, 2 a line per epoch.
+      epochs: the run's last epoch.
+      steps: steps per epoch (None when unknown).
     """
+    listed = for_this_task(callbacks, is_chief)
+    if history is not None:
+        listed.append(history)
+    return keras.callbacks.CallbackList(
+        listed, add_progbar=verbose != 0, model=model, verbose=verbose, epochs=epochs, steps=steps
+    )
 
-    def __init__(self, callbacks: Sequence[Callback] = ()):
-        self.callbacks = tuple(callbacks)
-        self._fit_started = self._mark = time.perf_counter()
-        self._steps_per_epoch = 0
-        self._epoch = 0
-        self._scheduled = self._done = 0
-        self._epoch_steps = 0
-        self._examples = 0
 
-    def _call(self, hook: str, *args, **kwargs) -> None:
-        for callback in self.callbacks:
-            method = getattr(callback, hook, None)
-            if method is not None:
-                method(*args, **kwargs)
-
-    @property
-    def wall_seconds(self) -> float:
-        """Seconds since `fit_begin`."""
-        return time.perf_counter() - self._fit_started
-
-    def fit_begin(
-        self, *, epochs: int, steps_per_epoch: int, initial_epoch: int, initial_step: int
-    ) -> None:
-        self._fit_started = time.perf_counter()
-        self._steps_per_epoch = steps_per_epoch
-        self._scheduled = self._done = initial_step
-        self._call(
-            "on_fit_begin",
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            initial_epoch=initial_epoch,
-            initial_step=initial_step,
-        )
-
-    def epoch_begin(self, epoch: int) -> None:
-        self._epoch, self._epoch_steps, self._examples = epoch, 0, 0
-        self._call("on_epoch_begin", epoch)
-        self._mark = time.perf_counter()
-
-    def loop_begin(self, num_steps: int) -> None:
-        """Before a loop runs or, under parameter_server, is scheduled."""
-        self._call("on_loop_begin", self._scheduled, num_steps)
-        self._scheduled += num_steps
-
-    def loop_end(self, num_steps: int, epoch_totals, logs_fn=None) -> None:
-        """After a loop; `epoch_totals` = [loss sum, correct, examples] of the epoch so far.
-
-        `logs_fn(epoch_totals)` gives the loop's Keras logs (`LoopLog.logs`).
-        """
-        loss_sum, _, count = (float(value) for value in epoch_totals)
-        now = time.perf_counter()
-        self._done += num_steps
-        self._epoch_steps += num_steps
-        loop = LoopLog(
-            epoch=self._epoch,
-            step=self._done,
-            num_steps=num_steps,
-            epoch_steps=self._epoch_steps,
-            steps_per_epoch=self._steps_per_epoch,
-            seconds=now - self._mark,
-            examples=int(count) - self._examples,
-            loss=loss_sum / count if count else 0.0,
-            logs=(lambda: logs_fn(epoch_totals)) if logs_fn else None,
-        )
-        self._examples = int(count)
-        self._call("on_loop_end", loop)
-        self._mark = time.perf_counter()
-
-    def epoch_end(self, log: EpochLog) -> None:
-        self._call("on_epoch_end", log)
-
-    def fit_end(self, history: History) -> None:
-        self._call("on_fit_end", history)
+def check_verbose(verbose) -> int:
+    """Keras' `verbose`: 'auto' (1), 0, 1 or 2."""
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ConfigError(f"verbose ({verbose!r}) must be 'auto', 0, 1 or 2.")
+    return verbose

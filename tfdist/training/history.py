@@ -1,78 +1,82 @@
-"""What a `fit` reports: one `EpochLog` per epoch, the `History` of a run, and the
-`TrainingDiverged` error that stops a run whose loss became NaN or infinite.
+"""What a fit reports: Keras' `History`, with tfdist's record of the run on it.
 
-Plain records, no TensorFlow: callbacks, progress, summaries and the CLI read them.
+Owns `History`, the one history both front doors return: a `keras.callbacks.History`
+(the logs per epoch under Keras' keys, filled by Keras' callback protocol like any
+other callback) that also carries what tfdist measured: the optimizer step the run
+ended at, the checkpoint it resumed from, the steps each parameter-server worker ran,
+and per epoch its steps, examples and seconds (`EpochTiming`), from which examples/s
+come. And `TrainingDiverged`, the error that stops a run whose loss became NaN or
+infinite.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import keras
+
 
 @dataclasses.dataclass(frozen=True)
-class EpochLog:
-    """What one epoch did; accuracies are None when the trainer does not measure them.
+class EpochTiming:
+    """What one epoch cost: its steps and examples, seconds, and where the run stood after.
 
-    `global_step` is the optimizer step at the epoch's end, `wall_seconds` the
-    time since `fit` began (training, validation, callbacks), `metrics` the
-    results of the trainer's Keras metrics on this epoch's training batches (a compiled
-    model's metrics, by their Keras names), `val_metrics` the same on validation.
+    Attributes:
+      epoch: the epoch (1-based).
+      steps: optimizer steps this run took in it (fewer than an epoch's when resumed).
+      examples: training examples those steps consumed, over all replicas and workers.
+      seconds: wall time of its training steps (validation not included).
+      global_step: the optimizer step at its end.
+      wall_seconds: seconds since `fit` began, at its end (validation included).
+      learning_rate: the optimizer's learning rate at its end.
     """
 
     epoch: int
     steps: int
-    train_loss: float
-    train_accuracy: float | None
-    val_loss: float | None
-    val_accuracy: float | None
-    train_seconds: float
     examples: int
-    global_step: int = 0
-    wall_seconds: float = 0.0
+    seconds: float
+    global_step: int
+    wall_seconds: float
     learning_rate: float | None = None
-    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
-    val_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
-
-    def keras_logs(self) -> dict[str, float]:
-        """The epoch's logs as Keras' fit gives them: `loss`, metrics, `val_*`."""
-        logs = {"loss": self.train_loss}
-        if self.train_accuracy is not None:
-            logs["accuracy"] = self.train_accuracy
-        logs.update(self.metrics)
-        if self.val_loss is not None:
-            logs["val_loss"] = self.val_loss
-        if self.val_accuracy is not None:
-            logs["val_accuracy"] = self.val_accuracy
-        logs.update({f"val_{name}": value for name, value in self.val_metrics.items()})
-        return logs
 
     @property
     def examples_per_sec(self) -> float:
-        return self.examples / self.train_seconds if self.train_seconds > 0 else 0.0
+        return self.examples / self.seconds if self.seconds > 0 else 0.0
 
 
-@dataclasses.dataclass
-class History:
-    """The epochs a `fit` ran, in order, and the optimizer step it ended at.
+class History(keras.callbacks.History):
+    """Keras' History of a fit, plus tfdist's record of the run.
 
-    `steps_by_worker` (`parameter_server` only, else None): how many of the steps each
-    worker ran, by worker index, resumed runs' earlier steps included; it sums to
-    `final_step` unless `initial_epoch` skipped steps no worker ran.
+    Attributes:
+      history: Keras' `{key: [value per epoch]}`.
+      epoch: the 0-based epochs run, as Keras records them.
+      timings: one `EpochTiming` per epoch run.
+      final_step: the optimizer step the run ended at.
+      restored_from: the checkpoint a resumed run began from, or None.
+      steps_by_worker: `parameter_server` only (else None): how many of the steps each
+        worker ran, by worker index, resumed runs' earlier steps included.
     """
 
-    epochs: list[EpochLog] = dataclasses.field(default_factory=list)
-    final_step: int = 0
-    restored_from: str | None = None
-    steps_by_worker: list[int] | None = None
+    def __init__(self):
+        super().__init__()
+        self.timings: list[EpochTiming] = []
+        self.final_step = 0
+        self.restored_from: str | None = None
+        self.steps_by_worker: list[int] | None = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.timings = []
 
     def examples_per_sec(self) -> float:
         """Training throughput after the first epoch (warm-up), or of the only epoch."""
-        timed = self.epochs[1:] or self.epochs
-        seconds = sum(e.train_seconds for e in timed)
-        return sum(e.examples for e in timed) / seconds if seconds > 0 else 0.0
+        timed = self.timings[1:] or self.timings
+        seconds = sum(t.seconds for t in timed)
+        return sum(t.examples for t in timed) / seconds if seconds > 0 else 0.0
 
-    def as_dicts(self) -> list:
-        return [dataclasses.asdict(e) for e in self.epochs]
+    def last(self, key: str):
+        """The last epoch's value of `key`, or None when the run did not log it."""
+        values = self.history.get(key)
+        return values[-1] if values else None
 
 
 class TrainingDiverged(FloatingPointError):

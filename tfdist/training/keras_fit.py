@@ -1,14 +1,15 @@
 """The Keras front door: `tfdist.fit`, `tfdist.evaluate` and `tfdist.predict`.
 
-Owns Keras' `Model.fit`/`evaluate`/`predict` signatures and meanings for a model
-built and compiled inside a tfdist strategy's scope, under every strategy
-(`one_device`, `mirrored`, `multi_worker`, `parameter_server`): Keras-style
-inputs go through the data layer (`tfdist.data.keras_inputs`), so each example is
-read once per epoch across workers; training is the one `Trainer` loop (its step,
-checkpoints, exact resume, preemption); Keras callbacks run through
-`tfdist.training.keras_callbacks`. `batch_size` is the global batch, as in Keras
-under a strategy; the last partial batch of an epoch is dropped when training (so
-every replica steps in lockstep) and kept by `evaluate`/`predict`.
+Owns Keras' `Model.fit`/`evaluate`/`predict` signatures and meanings for a model built
+and compiled inside a strategy's scope, under every strategy (`one_device`, `mirrored`,
+`multi_worker`, `parameter_server`): Keras-style inputs become dataset functions of the
+data layer (`tfdist.data.keras_inputs`), so each example is read once per epoch across
+workers; tfdist's own keyword arguments become one `LoopConfig` (`loop_config`, the one
+place they are read); training is the `Trainer` of the model, kept while everything it
+was built from is unchanged (`compile()`, optimizer, trainable state, strategy, loop).
+`batch_size` is the global batch, as in Keras under a strategy; the last partial batch of
+an epoch is dropped when training (so every replica steps in lockstep) and kept by
+`evaluate`/`predict`.
 
 Example:
 
@@ -22,25 +23,32 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 import tensorflow as tf
 
-from tfdist.config import CommunicationConfig, ConfigError, check_positive
+from tfdist.config import (
+    CheckpointConfig,
+    CommunicationConfig,
+    ConfigError,
+    LocalSGDConfig,
+    LoopConfig,
+    check_positive,
+)
 from tfdist.data.keras_inputs import (
     arrays_source,
     check_batch_size,
+    dataset_batch_size,
     dataset_source,
     inference_source,
     is_dataset,
 )
 from tfdist.data.pipeline import make_dataset_fn
 from tfdist.distribute.strategies import Distribution, TaskRole, distribution_of
-from tfdist.training.compiled import whole_split_context
-from tfdist.training.keras_callbacks import KerasCallbacks
-from tfdist.training.summaries import Summaries, tensorboard_dir
-from tfdist.training.trainer import Trainer
+from tfdist.training.callbacks import check_verbose
+from tfdist.training.history import History
+from tfdist.training.trainer import BuiltFrom, Trainer, check_compiled
+
+_LOCAL = TaskRole("worker", 0, True)
 
 
 def _distribution(model: keras.Model, distribution: Distribution | None) -> Distribution:
@@ -68,79 +76,60 @@ def _distribution(model: keras.Model, distribution: Distribution | None) -> Dist
     )
 
 
-_LOCAL = TaskRole("worker", 0, True)
-
-
-@dataclasses.dataclass(frozen=True)
-class _TrainerKey:
-    """What a cached Trainer was built for; another key builds a new one."""
-
-    strategy: int
-    global_batch_size: int
-    steps_per_loop: int
-    grad_accum_steps: int
-    communication: CommunicationConfig
-    local_sgd: tuple = (1, "none", 0.7, 0.9)
-
-
-def _check_compiled(model: keras.Model, what: str) -> None:
-    if not isinstance(model, keras.Model):
-        raise ConfigError(f"tfdist.{what} takes a keras.Model, got {type(model).__name__}.")
-    if not getattr(model, "compiled", False):
-        raise ConfigError(
-            f"model {model.name!r} is not compiled; call model.compile(optimizer=..., "
-            f"loss=..., metrics=...) inside the strategy's scope before tfdist.{what}."
-        )
-
-
-def _trainer(
-    model,
-    distribution,
+def loop_config(
     *,
-    global_batch_size,
-    steps_per_loop,
-    grad_accum_steps,
-    communication,
-    callbacks=(),
-    local_sgd=(1, "none", 0.7, 0.9),
-) -> Trainer:
-    key = _TrainerKey(
-        id(distribution.strategy),
-        global_batch_size,
-        steps_per_loop,
-        grad_accum_steps,
-        communication,
-        tuple(local_sgd),
-    )
-    cached = getattr(model, "_tfdist_trainer", None)
-    if cached is not None and cached[0] == key:
-        trainer = cached[1]
-        trainer.callbacks = tuple(callbacks)
-        return trainer
-    trainer = Trainer(
-        distribution,
-        model=model,
-        optimizer=None,  # model.compile's.
-        global_batch_size=global_batch_size,
+    model_dir: str | None = None,
+    checkpoint_every_steps: int | None = None,
+    keep_checkpoints: int = 3,
+    steps_per_loop: int = 32,
+    grad_accum_steps: int = 1,
+    communication: CommunicationConfig | None = None,
+    sync_every: int = 1,
+    outer_optimizer: str = "none",
+    outer_learning_rate: float = 0.7,
+    outer_momentum: float = 0.9,
+) -> LoopConfig:
+    """`tfdist.fit`'s keyword arguments as the `LoopConfig` the Trainer takes."""
+    return LoopConfig(
         steps_per_loop=steps_per_loop,
         grad_accum_steps=grad_accum_steps,
-        communication=communication,
-        callbacks=callbacks,
+        communication=communication or CommunicationConfig(),
+        local_sgd=LocalSGDConfig(
+            sync_every=sync_every,
+            outer_optimizer=outer_optimizer,
+            outer_learning_rate=outer_learning_rate,
+            outer_momentum=outer_momentum,
+        ),
+        checkpoint=CheckpointConfig(
+            model_dir=model_dir,
+            checkpoint_every_steps=checkpoint_every_steps,
+            keep_checkpoints=keep_checkpoints,
+        ),
     )
+
+
+def trainer_for(model: keras.Model, distribution: Distribution, loop: LoopConfig) -> Trainer:
+    """The model's Trainer for `loop`: the cached one while all it was built from holds."""
+    key = (distribution.strategy, BuiltFrom(model), loop)
+    cached = getattr(model, "_tfdist_trainer", None)
+    if cached is not None and _same(cached[0], key):
+        return cached[1]
+    trainer = Trainer(distribution, model, loop)
     model._tfdist_trainer = (key, trainer)
     return trainer
 
 
-def _build(model, distribution, dataset_fn) -> None:
-    """Creates the model's, metrics' and optimizer's variables eagerly in scope.
+def _cached_or_new(model: keras.Model, distribution: Distribution) -> Trainer:
+    """For evaluate: the fit's Trainer when it still fits the model, else a new one."""
+    cached = getattr(model, "_tfdist_trainer", None)
+    if cached is not None and _same(cached[0][:2], (distribution.strategy, BuiltFrom(model))):
+        return cached[1]
+    return trainer_for(model, distribution, LoopConfig())
 
-    Keras 3.14+ fails when a stateful optimizer's slots are first made while a
-    distributed tf.function traces (keras-team/keras#23085); Keras' own fit builds
-    them first the same way (`_symbolic_build`).
-    """
-    spec = dataset_fn(whole_split_context()).element_spec
-    with distribution.scope():
-        model._symbolic_build(data_batch=spec)
+
+def _same(cached: tuple, key: tuple) -> bool:
+    """Keys of `trainer_for`: the same strategy object, build and loop settings."""
+    return cached[0] is key[0] and all(a == b for a, b in zip(cached[1:], key[1:], strict=True))
 
 
 def _source_and_batch(
@@ -185,8 +174,8 @@ def _steps(source, batch: int, steps_per_epoch: int | None) -> int:
     return steps
 
 
-def _keras_callbacks(callbacks, model_dir):
-    """The user's Keras callbacks, BackupAndRestore becoming tfdist's model_dir resume."""
+def _resume_dir(callbacks, model_dir):
+    """The user's callbacks, BackupAndRestore becoming tfdist's model_dir resume."""
     kept = []
     for callback in callbacks or ():
         if isinstance(callback, keras.callbacks.BackupAndRestore):
@@ -198,21 +187,8 @@ def _keras_callbacks(callbacks, model_dir):
                 )
             model_dir = model_dir or backup  # tfdist's exact resume is its equivalent.
             continue
-        if not isinstance(callback, keras.callbacks.Callback):
-            raise ConfigError(
-                f"callbacks holds {type(callback).__name__}; each must be a "
-                "keras.callbacks.Callback."
-            )
         kept.append(callback)
     return kept, model_dir
-
-
-def _verbose(verbose) -> int:
-    if verbose == "auto":
-        return 1
-    if verbose not in (0, 1, 2):
-        raise ConfigError(f"verbose ({verbose!r}) must be 'auto', 0, 1 or 2.")
-    return verbose
 
 
 def fit(
@@ -246,7 +222,7 @@ def fit(
     outer_optimizer: str = "none",
     outer_learning_rate: float = 0.7,
     outer_momentum: float = 0.9,
-) -> keras.callbacks.History:
+) -> History:
     """Trains a compiled Keras model as `model.fit` would, under its tfdist strategy.
 
     Arguments up to `validation_freq` are Keras' (`batch_size` is the global batch;
@@ -258,10 +234,10 @@ def fit(
       model_dir: checkpoints and exact resume (a rerun continues where the last
         checkpoint left off, mid-epoch included); `model.keras` is written at the end.
         `keras.callbacks.BackupAndRestore(backup_dir)` means the same.
-      checkpoint_every_steps: also checkpoint every this many steps.
+      checkpoint_every_steps: also checkpoint every this many steps (needs `model_dir`).
       keep_checkpoints: the newest checkpoints kept.
       steps_per_loop: optimizer steps inside one compiled call (Keras'
-        `steps_per_execution`); batch hooks of callbacks run once per loop.
+        `steps_per_execution`); batch hooks of callbacks run once per call.
       grad_accum_steps: micro-batches of `batch_size` summed into one update.
       communication: gradient compression and collective options (sync strategies).
       shard_policy: how workers split the arrays (`tfdist.data.sharding`).
@@ -271,12 +247,25 @@ def fit(
         alone, then average (`tfdist.training.local_sgd`).
 
     Returns:
-      A `keras.callbacks.History` (also `model.history`); `history.tfdist` holds
-      tfdist's own record (steps, examples/s, the checkpoint restored from).
+      tfdist's `History`: Keras' (`history.history`, also `model.history`) with tfdist's
+      record of the run (`final_step`, `restored_from`, `timings`, `steps_by_worker`).
     """
-    _check_compiled(model, "fit")
+    check_compiled(model, "fit")
     check_positive("epochs", epochs)
     distribution = _distribution(model, distribution)
+    callbacks, model_dir = _resume_dir(callbacks, model_dir)
+    loop = loop_config(
+        model_dir=model_dir,
+        checkpoint_every_steps=checkpoint_every_steps,
+        keep_checkpoints=keep_checkpoints,
+        steps_per_loop=steps_per_loop,
+        grad_accum_steps=grad_accum_steps,
+        communication=communication,
+        sync_every=sync_every,
+        outer_optimizer=outer_optimizer,
+        outer_learning_rate=outer_learning_rate,
+        outer_momentum=outer_momentum,
+    )
     if validation_steps is not None and is_dataset(validation_data):
         validation_data = validation_data.take(check_positive("validation_steps", validation_steps))
     source, batch = _source_and_batch(
@@ -289,7 +278,6 @@ def fit(
         validation_data=validation_data,
     )
     steps = _steps(source, batch, steps_per_epoch)
-    callbacks, model_dir = _keras_callbacks(callbacks, model_dir)
     train_fn = make_dataset_fn(
         source,
         "train",
@@ -305,50 +293,22 @@ def fit(
         if source.num_validation
         else None
     )
-    _build(model, distribution, train_fn)
-    is_chief = distribution.role.is_chief
-    keras_hooks = KerasCallbacks(
-        callbacks,
-        model=model,
-        verbose=_verbose(verbose),
-        epochs=epochs,
-        steps_per_epoch=steps,
-        is_chief=is_chief,
-    )
-    hooks = [keras_hooks]
-    if model_dir and is_chief:
-        hooks.append(Summaries(tensorboard_dir(model_dir)))
-    trainer = _trainer(
-        model,
-        distribution,
-        global_batch_size=batch,
-        steps_per_loop=steps_per_loop,
-        grad_accum_steps=grad_accum_steps,
-        communication=communication or CommunicationConfig(),
-        callbacks=hooks,
-        local_sgd=(sync_every, outer_optimizer, outer_learning_rate, outer_momentum),
-    )
-    if not model_dir:  # A new fit starts at initial_epoch, as Keras' does.
-        trainer.epoch.assign(initial_epoch)
-        trainer.step.assign(initial_epoch * steps)
-    record = trainer.fit(
+    trainer = trainer_for(model, distribution, loop)
+    verbose = check_verbose(verbose) if distribution.role.is_chief else 0
+    return trainer.fit(
         train_fn,
         epochs=epochs,
         steps_per_epoch=steps,
+        global_batch_size=batch,
         validation_fn=validation_fn,
-        model_dir=model_dir,
-        checkpoint_every_steps=checkpoint_every_steps,
-        keep_checkpoints=keep_checkpoints,
+        callbacks=callbacks,
+        verbose=verbose,
         validation_freq=validation_freq,
         initial_epoch=initial_epoch,
     )
-    history = keras_hooks.history
-    history.tfdist = record
-    model.history = history
-    return history
 
 
-def _inference_fn(model, x, y, sample_weight, batch_size, name):
+def _inference_fn(x, y, sample_weight, batch_size, name):
     source = inference_source(x, y, sample_weight=sample_weight, name=name)
     if is_dataset(x):
         if batch_size is not None:
@@ -356,12 +316,10 @@ def _inference_fn(model, x, y, sample_weight, batch_size, name):
                 f"x is a batched tf.data.Dataset: its batch is the global batch; "
                 f"drop batch_size= from tfdist.{name}."
             )
-        from tfdist.data.keras_inputs import dataset_batch_size
-
         batch = dataset_batch_size(x)
     else:
         batch = check_batch_size(batch_size)
-    return source, batch, make_dataset_fn(source, "train", global_batch_size=batch, training=False)
+    return make_dataset_fn(source, "train", global_batch_size=batch, training=False)
 
 
 def _take(x, steps):
@@ -398,30 +356,14 @@ def evaluate(
       The loss and metrics: a dict with `return_dict`, else a list (a scalar when
       there is only the loss), in `model.metrics_names` order.
     """
-    _check_compiled(model, "evaluate")
+    check_compiled(model, "evaluate")
     del verbose, callbacks
     distribution = _distribution(model, distribution)
-    x = _take(x, steps)
-    _, batch, dataset_fn = _inference_fn(model, x, y, sample_weight, batch_size, "evaluate")
-    _build(model, distribution, dataset_fn)
-    cached = getattr(model, "_tfdist_trainer", None)
-    trainer = (
-        cached[1]
-        if cached is not None
-        else _trainer(
-            model,
-            distribution,
-            global_batch_size=batch,
-            steps_per_loop=1,
-            grad_accum_steps=1,
-            communication=CommunicationConfig(),
-        )
-    )
-    logs = trainer.evaluate(dataset_fn)
+    dataset_fn = _inference_fn(_take(x, steps), y, sample_weight, batch_size, "evaluate")
+    logs = _cached_or_new(model, distribution).evaluate(dataset_fn)
     if return_dict:
         return logs
-    values = list(logs.values())
-    return values[0] if len(values) == 1 else values
+    return model._flatten_metrics_in_order(logs)
 
 
 def predict(
@@ -444,7 +386,6 @@ def predict(
     if not isinstance(model, keras.Model):
         raise ConfigError(f"tfdist.predict takes a keras.Model, got {type(model).__name__}.")
     distribution = _distribution(model, distribution)
-    x = _take(x, steps)
     from tfdist.training.prediction import predict_arrays
 
-    return predict_arrays(model, distribution, x, batch_size=batch_size)
+    return predict_arrays(model, distribution, _take(x, steps), batch_size=batch_size)

@@ -34,17 +34,18 @@ Synchronisation points are the multiples of H and the end of each epoch (so
 validation, epoch checkpoints and the exported model see one model). Loop calls
 end only at synchronisation points or inside a segment that does
 (`segments`), so checkpoints and preemption stops land where the replicas
-agree, and an exact resume stays exact. The loops and epochs belong to
-`trainer`, the per-replica step to `step`.
+agree, and an exact resume stays exact. `LocalSGDRunner` is the runner the controller
+(`tfdist.training.controller`) drives; the per-replica step is `tfdist.training.step`'s.
 """
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from tfdist.config import ConfigError, LocalSGDConfig
 from tfdist.distribute.communication import collective_options
+from tfdist.training.runners import SyncRunner
+from tfdist.training.step import scaled
 
 
 class LocalGradients:
@@ -62,15 +63,7 @@ class LocalGradients:
     def __call__(self, gradients):
         if self._factor == 1.0:
             return list(gradients)
-        return [_scaled(g, self._factor) for g in gradients]
-
-
-def _scaled(gradient, factor):
-    if gradient is None:
-        return None
-    if isinstance(gradient, tf.IndexedSlices):
-        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
-    return gradient * factor
+        return [scaled(g, self._factor) for g in gradients]
 
 
 def _local_copy(variable, name: str) -> tf.Variable:
@@ -85,29 +78,6 @@ def _local_copy(variable, name: str) -> tf.Variable:
 
 def _is_float(variable) -> bool:
     return tf.as_dtype(variable.dtype).is_floating
-
-
-def check_local_sgd(
-    config: LocalSGDConfig, *, is_async: bool, optimizer, grad_compression: str
-) -> None:
-    """Raises ConfigError when `config` cannot run with these settings."""
-    what = f"sync_every ({config.sync_every}), outer_optimizer ({config.outer_optimizer!r})"
-    if is_async:
-        raise ConfigError(
-            f"{what} are for strategy='mirrored' or 'multi_worker'; parameter_server workers "
-            "already step without waiting for each other. Drop them or use "
-            "strategy='multi_worker'."
-        )
-    if grad_compression != "none":
-        raise ConfigError(
-            f"grad_compression ({grad_compression!r}) compresses the gradient all-reduce, which "
-            f"{what} replace by averaging the weights in full precision; drop grad_compression."
-        )
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        raise ConfigError(
-            f"{what} cannot run with a LossScaleOptimizer (mixed_float16): its loss scale must "
-            "be agreed at every step; use mixed_bfloat16 or float32."
-        )
 
 
 class LocalSGD:
@@ -218,11 +188,10 @@ class LocalSGD:
         elif self._slots:
             self._slots_fn()
 
-    def loop(self, steps, iterator, num_updates, totals_variable) -> None:
-        """`num_updates` local updates, averaging at multiples of H.
+    def loop(self, update, num_updates) -> None:
+        """`num_updates` local updates (`update()` each), averaging at multiples of H.
 
-        `steps` is the trainer's `StepFunctions` built with `self.reducer`; runs
-        inside the trainer's `tf.function`.
+        Runs inside the runner's compiled call.
         """
         every = tf.constant(self.sync_every, tf.int64)
         first = self._position.read_value()
@@ -230,30 +199,60 @@ class LocalSGD:
         done = tf.constant(0, tf.int64)
         while done < total:
             chunk = tf.minimum(total - done, every - (first + done) % every)
-            steps.sync_loop(iterator, chunk, totals_variable)
+            for _ in tf.range(chunk):
+                update()
             done += chunk
             self._position.assign(first + done)
             if (first + done) % every == 0:
                 self._strategy.run(self._sync_replica)
 
-    def segments(
-        self, first_step: int, steps: int, checkpoint_every: int | None, steps_per_loop: int
-    ) -> list[list[int]]:
-        """Loop-call sizes for `steps` steps from `first_step`, grouped into segments.
 
-        Each segment ends at a synchronisation point (a multiple of `sync_every`, or
-        the end, where the trainer calls `settle`), and so at every multiple of
-        `checkpoint_every` (itself a multiple of `sync_every`). A call has at most
-        `steps_per_loop` steps and, when a synchronisation point lies within that
-        reach, ends at the last one, so the trainer checks for preemption there.
-        """
+class LocalSGDRunner(SyncRunner):
+    """A `SyncRunner` whose replicas step alone and average every `sync_every` steps.
+
+    Its `Step` reduces with `LocalGradients` (no all-reduce); segments end at
+    synchronisation points, where the controller may checkpoint or stop.
+
+    Args:
+      distribution: a synchronous strategy's `Distribution`.
+      step: the model's `Step`, built with `LocalGradients`.
+      loop: the loop's settings (`loop.local_sgd` enabled).
+    """
+
+    def __init__(self, distribution, step, loop):
+        super().__init__(distribution, step, loop)
+        with self.strategy.scope():
+            self.averaging = LocalSGD(
+                loop.local_sgd,
+                strategy=self.strategy,
+                model=step.model,
+                optimizer=step.optimizer,
+                communication=loop.communication,
+            )
+
+    def _train_loop(self, iterator, num_steps):
+        self.averaging.loop(lambda: self._update(iterator), num_steps)
+        return self._logs()
+
+    def segments(self, first_step: int, steps: int, checkpoint_every: int | None) -> list:
         return plan_segments(
             first_step,
             steps,
-            steps_per_loop=steps_per_loop,
-            sync_every=self.sync_every,
+            steps_per_loop=self.loop.steps_per_loop,
+            sync_every=self.averaging.sync_every,
             checkpoint_every=checkpoint_every,
         )
+
+    def start(self, step: int) -> None:
+        self.averaging.start(step)
+
+    def after_segment(self, step: int) -> None:
+        self.averaging.settle(step)
+
+    @property
+    def checkpointed(self) -> dict:
+        state = self.averaging.state
+        return {"local_sgd": state} if state is not None else {}
 
 
 def plan_segments(

@@ -1,11 +1,13 @@
-"""Preemption: SIGTERM makes a run save a checkpoint at an agreed step and stop cleanly.
+"""Stopping together: SIGTERM saves a checkpoint at an agreed step, and a stop asked anywhere
+stops every worker.
 
-Owns the SIGTERM handler of a training process (installed only while `fit` runs,
-only from the main thread, the previous handler restored after) and the agreement
-between synchronous workers: a SIGTERM may reach one worker only, so every worker
-sums the flags of all (one scalar all-reduce per check) and all stop at the same
-step, or a collective would wait forever. The trainer checks between loop calls,
-saves, and raises `Preempted`; the CLI exits with 128 + SIGTERM.
+Owns the SIGTERM handler of a training process (installed only while `fit` runs, only
+from the main thread, the previous handler restored after) and the agreement between
+synchronous workers after each segment of steps: a SIGTERM may reach one worker only,
+and a callback may set `model.stop_training` on one worker only, so every worker sums
+both flags of all in one small all-reduce and all stop at the same step, or a
+collective would wait forever. The controller checks after each segment, saves, and
+raises `Preempted`; the CLI exits with 128 + SIGTERM.
 """
 
 from __future__ import annotations
@@ -28,28 +30,27 @@ class Preempted(Exception):
 
 
 class PreemptionWatcher:
-    """Context manager: records SIGTERM; `agreed()` says whether any worker got one."""
+    """Context manager: records SIGTERM; `agree` settles the stop flags of every worker.
+
+    Args:
+      strategy: the run's strategy.
+      sync_workers: several processes step together and must agree (multi_worker).
+    """
 
     def __init__(self, strategy: tf.distribute.Strategy, *, sync_workers: bool):
-        """`sync_workers`: several processes step together and must agree (multi_worker)."""
         self._strategy = strategy
         self._sync = sync_workers
         self._received = False
         self._previous = None
-        self._agree = None
-        if sync_workers:
+        self._agree = tf.function(self._sum_over_workers) if sync_workers else None
 
-            def agree(flag):
-                def all_reduce(f):
-                    local = tf.identity(f)  # Placed on the replica's device, as reduce needs.
-                    return tf.distribute.get_replica_context().all_reduce(
-                        tf.distribute.ReduceOp.SUM, local
-                    )
+    def _sum_over_workers(self, flags):
+        def all_reduce(local):
+            local = tf.identity(local)  # Placed on the replica's device, as reduce needs.
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, local)
 
-                summed = strategy.run(all_reduce, args=(flag,))
-                return strategy.experimental_local_results(summed)[0]
-
-            self._agree = tf.function(agree)
+        summed = self._strategy.run(all_reduce, args=(flags,))
+        return self._strategy.experimental_local_results(summed)[0]
 
     def _handle(self, signum, frame):
         self._received = True
@@ -64,9 +65,13 @@ class PreemptionWatcher:
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
 
-    def agreed(self) -> bool:
-        """True when this or (sync) any other worker received SIGTERM; every worker must call."""
+    def agree(self, stop: bool = False) -> tuple[bool, bool]:
+        """`(preempted, stop)`: whether this or any other worker got SIGTERM, or asked to stop.
+
+        Under multi_worker one all-reduce of both flags: every worker must call it.
+        """
         if not self._sync:
-            return self._received
-        total = self._agree(tf.constant(1.0 if self._received else 0.0))
-        return float(total) > 0
+            return self._received, stop
+        flags = tf.constant([float(self._received), float(stop)])
+        preempted, stopped = (float(v) > 0 for v in self._agree(flags).numpy())
+        return preempted, stopped

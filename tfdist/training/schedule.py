@@ -1,23 +1,15 @@
-"""How an epoch's steps are cut into compiled loop calls, and where a resumed run starts.
+"""How an epoch's steps are cut into compiled loop calls, and who ran them.
 
 Owns the plan of loop calls (`steps_per_loop` steps each) grouped into segments that
-end at checkpoint steps, what the epochs of one `fit` share (`EpochRun`), the inputs of
-a run (`make_inputs`): a resumed run skips the batches already consumed, and the count
-of the steps each parameter-server worker ran (`WorkerSteps`). Running the calls is
-`tfdist.training.trainer`'s.
+end at checkpoint steps, the shrinking last calls of a parameter-server segment, and
+the count of the steps each parameter-server worker ran (`WorkerSteps`). Running the
+calls is `tfdist.training.runners`'; the plan of local SGD's calls is
+`tfdist.training.local_sgd`'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING
-
 import tensorflow as tf
-
-if TYPE_CHECKING:
-    from tfdist.training.callbacks import CallbackList
-    from tfdist.training.checkpoints import CheckpointKeeper
-    from tfdist.training.preemption import PreemptionWatcher
 
 
 def loop_segments(
@@ -66,17 +58,6 @@ def shrinking_calls(steps: int, steps_per_loop: int, workers: int) -> list[int]:
     return calls
 
 
-@dataclasses.dataclass
-class EpochRun:
-    """What the epochs of one `fit` share."""
-
-    keeper: CheckpointKeeper | None
-    every: int | None
-    hooks: CallbackList
-    watcher: PreemptionWatcher
-    diverged: bool = False  # The loss became NaN/inf and a callback stopped the run.
-
-
 class WorkerSteps:
     """The optimizer steps each parameter-server worker ran, in a checkpointed variable.
 
@@ -117,49 +98,3 @@ class WorkerSteps:
     @property
     def counts(self) -> list[int]:
         return list(self._counts)
-
-
-def skipping(train_fn, micro_steps: int):
-    """`train_fn` with the batches of `micro_steps` steps already consumed skipped."""
-    if not micro_steps:
-        return train_fn
-
-    def resumed(context):
-        per_pipeline = context.num_replicas_in_sync // context.num_input_pipelines
-        return train_fn(context).skip(micro_steps * per_pipeline)
-
-    return resumed
-
-
-def make_inputs(distribution, train_fn, validation_fn, *, skip_micro_steps: int = 0):
-    """`(training iterator or None, validation dataset or None)` for `distribution`.
-
-    Training resumes after `skip_micro_steps` consumed micro-batches (sync strategies).
-    Under `parameter_server` every worker builds its own training dataset and the
-    coordinator reads the whole validation split; a process that feeds one CPU replica
-    reads its datasets directly (a distributed iterator only adds a copy per batch there).
-    """
-    from tfdist.data.pipeline import per_worker_dataset_fn
-    from tfdist.training.compiled import whole_split_context
-
-    strategy = distribution.strategy
-    if distribution.is_async:
-        train = iter(
-            distribution.coordinator.create_per_worker_dataset(
-                per_worker_dataset_fn(train_fn, num_workers=distribution.num_workers)
-            )
-        )
-        return train, validation_fn(whole_split_context()) if validation_fn else None
-    if train_fn is not None:
-        train_fn = skipping(train_fn, skip_micro_steps)
-    direct = distribution.direct_input_context()
-    if direct is not None:
-        return (
-            iter(train_fn(direct)) if train_fn else None,
-            validation_fn(direct) if validation_fn else None,
-        )
-    train = iter(strategy.distribute_datasets_from_function(train_fn)) if train_fn else None
-    validation = (
-        strategy.distribute_datasets_from_function(validation_fn) if validation_fn else None
-    )
-    return train, validation

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import time
 
+import keras
 import tensorflow as tf
 
-from tfdist.training.callbacks import Callback
 
-
-class FirstStepTimer(Callback):
+class FirstStepTimer(keras.callbacks.Callback):
     """Records when the first training loop call of `fit` ended.
 
     Args:
@@ -28,12 +27,15 @@ class FirstStepTimer(Callback):
       finished_at: `time.time()` then (None before).
     """
 
+    async_safe = True  # Keras may call it off the main thread: it only reads the clock.
+
     def __init__(self, started_at: float):
+        super().__init__()
         self.started_at = started_at
         self.seconds: float | None = None
         self.finished_at: float | None = None
 
-    def on_loop_end(self, loop) -> None:
+    def on_train_batch_end(self, batch, logs=None) -> None:
         if self.seconds is None:
             self.finished_at = time.time()
             self.seconds = self.finished_at - self.started_at

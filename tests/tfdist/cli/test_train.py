@@ -51,19 +51,53 @@ def test_user_mistakes_exit_2_with_one_line(capsys, args, message):
     _one_line_error(capsys, message)
 
 
-@pytest.mark.parametrize(
-    "argv, kept",
-    [
-        (["--num_workers=3", "--min_workers=2", "--epochs=1"], ["--num_workers=3", "--epochs=1"]),
-        (
-            ["--min_workers", "2", "-min_workers=1", "-min_workers", "3", "--min_workersx=1"],
-            ["--min_workersx=1"],
-        ),
-        ([], []),
-    ],
-)
-def test_launched_tasks_do_not_get_the_launchers_min_workers(argv, kept):
-    assert train.without_flag(argv, "min_workers") == kept
+def _parsed(*args):
+    from absl import flags
+
+    flags.FLAGS(["tfdist.train", *args])
+    return train.config_from_flags()
+
+
+def test_a_launched_task_gets_its_command_from_the_config():
+    """The config written back as flags: this attempt's workers, none of the launcher's own
+    settings, the service address, and nothing left at its default."""
+    config = _parsed(
+        "--num_workers=3",
+        "--min_workers=2",
+        "--max_restarts=2",
+        "--model_dir=/tmp/m",
+        "--global_batch_size=60",
+        "--noshuffle",
+        "--image_size=32x48",
+        "--data_service",
+        "--verbosity=1",
+    )
+
+    class Service:
+        address = "grpc://localhost:5000"
+
+    command = train.task_command(config, Service(), num_workers=2)
+    assert command[1:3] == ["-m", "tfdist.train"]
+    assert command[3:] == [
+        "--num_workers=2",
+        "--image_size=32x48",
+        "--data_service",
+        "--data_service_address=grpc://localhost:5000",
+        "--noshuffle",
+        "--model_dir=/tmp/m",
+        "--global_batch_size=60",
+        "--verbosity=1",
+    ]
+    assert _parsed(*command[3:]).launch.num_workers == 2
+
+
+def test_every_flag_sets_a_config_field_and_every_field_has_a_flag():
+    from absl import flags
+
+    from tfdist.config.job import leaf_names
+
+    ours = {f.name for f in flags.FLAGS.flags_by_module_dict()["tfdist.cli.train_flags"]}
+    assert ours == set(leaf_names()) - {"export"}  # export: the library's, always on in the CLI.
 
 
 def test_unknown_strategy_fails_at_flag_parsing(capsys):

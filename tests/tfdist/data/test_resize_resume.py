@@ -25,7 +25,7 @@ import pytest
 import tensorflow as tf
 
 from tfdist.data.pipeline import make_dataset_fn, numpy_source
-from tfdist.training.schedule import skipping
+from tfdist.training.inputs import skipping
 
 NUM_EXAMPLES, GLOBAL_BATCH = 240, 12  # 20 steps per epoch; 2 and 3 divide the batch.
 STEPS_PER_EPOCH = NUM_EXAMPLES // GLOBAL_BATCH

@@ -8,12 +8,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from compiled_models import digits_mlp
 
-from tfdist.config import ConfigError, LocalSGDConfig, TrainConfig
+from tfdist.config import CheckpointConfig, ConfigError, JobConfig, LocalSGDConfig, LoopConfig
 from tfdist.data.pipeline import load_source, make_dataset_fn
 from tfdist.distribute.strategies import make_strategy
 from tfdist.models import build_model
-from tfdist.training.callbacks import Callback
 from tfdist.training.local_sgd import plan_segments
 from tfdist.training.preemption import Preempted
 from tfdist.training.trainer import Trainer
@@ -40,20 +40,38 @@ def _strategy(kind):
     return make_strategy(kind)
 
 
-def _trainer(kind="mirrored", *, optimizer="adam", learning_rate=1e-3, steps_per_loop=8, **kwargs):
+class _Trainer(Trainer):
+    """A Trainer whose fit defaults to this file's global batch."""
+
+    def fit(self, train_fn, **kwargs):
+        kwargs.setdefault("global_batch_size", BATCH)
+        return super().fit(train_fn, **kwargs)
+
+    def train_calls(self, iterator, steps):
+        """Runs compiled calls of the runner directly (one call of `steps` steps)."""
+        return self.runner_for(_train_fn())._train_call(iterator, tf.constant(steps))
+
+
+def _trainer(
+    kind="mirrored",
+    *,
+    optimizer="adam",
+    learning_rate=1e-3,
+    steps_per_loop=8,
+    model_dir=None,
+    checkpoint_every_steps=None,
+    **local,
+):
     distribution = _strategy(kind)
-    keras.utils.set_random_seed(0)
-    with distribution.strategy.scope():
-        model = build_model("mlp", input_shape=DIGITS.input_shape, num_classes=10)
-    return Trainer(
-        distribution,
-        model=model,
-        optimizer=optimizer,
-        learning_rate=learning_rate,
-        global_batch_size=BATCH,
+    model = digits_mlp(distribution, optimizer=optimizer, learning_rate=learning_rate)
+    loop = LoopConfig(
         steps_per_loop=steps_per_loop,
-        **kwargs,
+        local_sgd=LocalSGDConfig(**local),
+        checkpoint=CheckpointConfig(
+            model_dir=model_dir, checkpoint_every_steps=checkpoint_every_steps
+        ),
     )
+    return _Trainer(distribution, model, loop)
 
 
 def _train_fn(shuffle=False):
@@ -99,7 +117,7 @@ def _local_sgd_reference(num_syncs, sync_every, learning_rate):
 
 def test_sync_every_1_is_synchronous_training_bit_for_bit():
     plain, explicit = _trainer(), _trainer(sync_every=1)
-    assert explicit.local_sgd is None
+    assert not hasattr(explicit.runner_for(_train_fn()), "averaging")
     for trainer in (plain, explicit):
         trainer.fit(_train_fn(shuffle=True), epochs=2, steps_per_epoch=23)
     for a, b in zip(_weights(plain), _weights(explicit), strict=False):
@@ -128,15 +146,15 @@ def test_each_replica_steps_alone_then_the_weights_are_averaged():
 def test_replicas_drift_apart_between_synchronisations():
     trainer = _trainer(optimizer="sgd", learning_rate=0.1, sync_every=4)
     train = iter(trainer.distribution.strategy.distribute_datasets_from_function(_train_fn()))
-    trainer._train_loop(train, tf.constant(3))  # Three local steps, no sync yet.
+    trainer.train_calls(train, 3)  # Three local steps, no sync yet.
     first, second = _components(trainer.model.trainable_variables[0])
     assert np.abs(first - second).max() > 1e-4
-    trainer._train_loop(train, tf.constant(1))  # A second call reaches step 4: a sync.
+    trainer.train_calls(train, 1)  # A second call reaches step 4: a sync.
     first, second = _components(trainer.model.trainable_variables[0])
     np.testing.assert_array_equal(first, second)
-    trainer._train_loop(train, tf.constant(2))
-    trainer.local_sgd.sync()  # What the trainer does at the end of an epoch.
-    for variable in trainer.model.trainable_variables + trainer.optimizer.variables:
+    trainer.train_calls(train, 2)
+    trainer.runner_for(_train_fn()).averaging.sync()  # What the runner does at epoch ends.
+    for variable in trainer.model.trainable_variables + trainer.model.optimizer.variables:
         first, second = _components(variable)
         np.testing.assert_array_equal(first, second)
 
@@ -144,12 +162,13 @@ def test_replicas_drift_apart_between_synchronisations():
 def test_slots_stay_local_between_syncs_and_are_averaged_at_segment_ends():
     trainer = _trainer(sync_every=2)  # Adam: two slots per weight.
     train = iter(trainer.distribution.strategy.distribute_datasets_from_function(_train_fn()))
-    trainer._train_loop(train, tf.constant(4))  # Syncs the weights at steps 2 and 4.
-    kernel, momentum = trainer.model.trainable_variables[0], trainer.optimizer.variables[2]
+    trainer.train_calls(train, 4)  # Syncs the weights at steps 2 and 4.
+    optimizer = trainer.model.optimizer
+    kernel, momentum = trainer.model.trainable_variables[0], optimizer.variables[2]
     np.testing.assert_array_equal(*_components(kernel))
     assert np.abs(np.subtract(*_components(momentum))).max() > 1e-6
-    trainer.local_sgd.settle(4)  # What the trainer does at the end of a segment.
-    for variable in trainer.optimizer.variables:
+    trainer.runner_for(_train_fn()).after_segment(4)  # What the controller does then.
+    for variable in optimizer.variables:
         np.testing.assert_array_equal(*_components(variable))
 
 
@@ -182,17 +201,21 @@ def test_local_sgd_and_diloco_learn_digits():
         history = trainer.fit(
             _train_fn(shuffle=True), epochs=12, steps_per_epoch=23, validation_fn=validation
         )
-        assert history.epochs[-1].val_accuracy >= 0.93, kwargs
+        assert history.last("val_accuracy") >= 0.93, kwargs
 
 
-class _SigtermAt(Callback):
-    """Sends this process SIGTERM once, when a loop call ends at or after ``step``."""
+class _SigtermAt(keras.callbacks.Callback):
+    """Sends this process SIGTERM once, when a loop call ends at or after global ``step``."""
 
-    def __init__(self, step):
-        self.at, self.done = step, False
+    def __init__(self, step, steps_per_epoch):
+        super().__init__()
+        self.at, self.per_epoch, self.epoch, self.done = step, steps_per_epoch, 0, False
 
-    def on_loop_end(self, loop):
-        if loop.step >= self.at and not self.done:
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch * self.per_epoch + batch + 1 >= self.at and not self.done:
             self.done = True
             os.kill(os.getpid(), signal.SIGTERM)
 
@@ -201,26 +224,17 @@ def test_preemption_saves_at_a_sync_point_and_resume_is_exact(tmp_path):
     settings = dict(sync_every=4, outer_optimizer="nesterov", steps_per_loop=3)
     reference = _trainer(**settings)
     reference.fit(_train_fn(shuffle=True), epochs=2, steps_per_epoch=23)
-    stopped = _trainer(**settings, callbacks=[_SigtermAt(29)])
+    saved = dict(settings, model_dir=str(tmp_path), checkpoint_every_steps=8)
+    stopped = _trainer(**saved)
     with pytest.raises(Preempted) as preempted:
         stopped.fit(
-            _train_fn(shuffle=True),
-            epochs=2,
-            steps_per_epoch=23,
-            model_dir=str(tmp_path),
-            checkpoint_every_steps=8,
+            _train_fn(shuffle=True), epochs=2, steps_per_epoch=23, callbacks=[_SigtermAt(29, 23)]
         )
     # In epoch 2 calls end at 24, 27, 28, 31, 32; the SIGTERM after the call that ends at 31
     # (inside a segment) stops the run at 32, the next sync point.
     assert preempted.value.step == 32
-    resumed = _trainer(**settings)
-    history = resumed.fit(
-        _train_fn(shuffle=True),
-        epochs=2,
-        steps_per_epoch=23,
-        model_dir=str(tmp_path),
-        checkpoint_every_steps=8,
-    )
+    resumed = _trainer(**saved)
+    history = resumed.fit(_train_fn(shuffle=True), epochs=2, steps_per_epoch=23)
     assert history.restored_from.endswith("ckpt-32") and history.final_step == 46
     for a, b in zip(_weights(reference), _weights(resumed), strict=False):
         np.testing.assert_array_equal(a, b)
@@ -263,7 +277,7 @@ def test_local_sgd_settings_are_checked(kwargs, message):
     [
         (
             {"strategy": "parameter_server", "num_ps": 1, "sync_every": 8},
-            r"sync_every \(8\).*synchronous strategies.*--strategy=multi_worker",
+            r"sync_every \(8\).*synchronous strategies.*strategy='multi_worker'",
         ),
         (
             {"sync_every": 8, "checkpoint_every_steps": 20, "model_dir": "m"},
@@ -273,24 +287,21 @@ def test_local_sgd_settings_are_checked(kwargs, message):
         ({"sync_every": 8, "mixed_precision": "mixed_float16"}, r"mixed_float16.*mixed_bfloat16"),
     ],
 )
-def test_train_config_rejects_what_local_sgd_cannot_do(kwargs, message):
+def test_job_config_rejects_what_local_sgd_cannot_do(kwargs, message):
     with pytest.raises(ConfigError, match=message):
-        TrainConfig(**kwargs)
+        JobConfig.from_flat(**kwargs)
 
 
 def test_trainer_rejects_loss_scaling_and_checkpoints_off_sync_points(tmp_path):
     distribution = _strategy("mirrored")
-    with distribution.strategy.scope():
+    with distribution.scope():
         model = build_model("mlp", input_shape=DIGITS.input_shape, num_classes=10)
-        scaled = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD())
-    with pytest.raises(ConfigError, match=r"LossScaleOptimizer.*mixed_bfloat16"):
-        Trainer(distribution, model=model, optimizer=scaled, global_batch_size=BATCH, sync_every=4)
-    trainer = _trainer(sync_every=4)
-    with pytest.raises(ConfigError, match=r"checkpoint_every_steps \(6\) must be a multiple"):
-        trainer.fit(
-            _train_fn(),
-            epochs=1,
-            steps_per_epoch=8,
-            model_dir=str(tmp_path),
-            checkpoint_every_steps=6,
+        model.compile(
+            optimizer=keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD()),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
+    loop = LoopConfig(local_sgd=LocalSGDConfig(sync_every=4))
+    with pytest.raises(ConfigError, match=r"loss-scaled optimizer.*mixed_bfloat16"):
+        Trainer(distribution, model, loop)
+    with pytest.raises(ConfigError, match=r"checkpoint_every_steps \(6\) must be a multiple"):
+        _trainer(sync_every=4, model_dir=str(tmp_path), checkpoint_every_steps=6)

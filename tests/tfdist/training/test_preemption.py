@@ -1,5 +1,5 @@
 """PreemptionWatcher in one process: a real SIGTERM to this process sets the flag, which
-``agreed()`` reports, alone or summed over two replicas; the previous handler comes back."""
+``agree()`` reports, alone or summed over two replicas; the previous handler comes back."""
 
 import os
 import signal
@@ -29,10 +29,10 @@ def test_sigterm_sets_the_flag_and_agreed_reports_it(kind, sync, outer_handler):
     watcher = PreemptionWatcher(make_strategy(kind).strategy, sync_workers=sync)
 
     with watcher:
-        assert watcher.agreed() is False
+        assert watcher.agree() == (False, False)
         _sigterm_self()
-        assert watcher.agreed() is True
-        assert watcher.agreed() is True  # It stays set: every later check says stop.
+        assert watcher.agree() == (True, False)
+        assert watcher.agree() == (True, False)  # It stays set: every later check says stop.
 
     assert outer_handler == []  # The watcher's handler took the signal, not ours.
 
@@ -44,7 +44,7 @@ def test_the_previous_handler_is_back_after_the_run(outer_handler):
         pass
     _sigterm_self()
 
-    assert outer_handler == [signal.SIGTERM] and watcher.agreed() is False
+    assert outer_handler == [signal.SIGTERM] and watcher.agree() == (False, False)
 
 
 def test_outside_the_main_thread_no_handler_is_installed(outer_handler):
@@ -56,7 +56,14 @@ def test_outside_the_main_thread_no_handler_is_installed(outer_handler):
     _sigterm_self()
     watcher.__exit__(None, None, None)
 
-    assert outer_handler == [signal.SIGTERM] and watcher.agreed() is False
+    assert outer_handler == [signal.SIGTERM] and watcher.agree() == (False, False)
+
+
+@pytest.mark.parametrize("kind, sync", [("one_device", False), ("mirrored", True)])
+def test_a_stop_asked_is_agreed_with_the_preemption_flag(kind, sync):
+    watcher = PreemptionWatcher(make_strategy(kind).strategy, sync_workers=sync)
+    assert watcher.agree(stop=True) == (False, True)
+    assert watcher.agree(stop=False) == (False, False)
 
 
 def test_preempted_says_where_it_saved_and_how_to_resume():

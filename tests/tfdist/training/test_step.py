@@ -5,8 +5,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfdist.config import LoopConfig
 from tfdist.distribute.strategies import make_strategy
-from tfdist.training.step import _add, _as_slices, _scale
+from tfdist.training.step import _add, _as_slices, scaled
 from tfdist.training.trainer import Trainer
 
 ROWS, WIDTH, CLASSES = 12, 4, 3
@@ -82,31 +83,28 @@ def test_scale_and_none_gradients():
     model = _embedding_model()
     sparse, kernel, _ = _gradients(model, IDS, LABELS)
 
-    halved = _scale(sparse, 0.5)
+    halved = scaled(sparse, 0.5)
 
     assert isinstance(halved, tf.IndexedSlices)
     np.testing.assert_allclose(
         tf.convert_to_tensor(halved).numpy(), 0.5 * tf.convert_to_tensor(sparse).numpy(), rtol=1e-6
     )
-    np.testing.assert_allclose(_scale(kernel, 0.25).numpy(), 0.25 * kernel.numpy(), rtol=1e-6)
-    assert _scale(None, 0.5) is None
+    np.testing.assert_allclose(scaled(kernel, 0.25).numpy(), 0.25 * kernel.numpy(), rtol=1e-6)
+    assert scaled(None, 0.5) is None
     assert _add(None, kernel) is kernel and _add(kernel, None) is kernel
     assert _add(None, None) is None
 
 
 def _one_update(kind, *, batch, grad_accum_steps):
     distribution = make_strategy(kind)
-    with distribution.strategy.scope():
+    with distribution.scope():
         model = _embedding_model(seed=3)
-    trainer = Trainer(
-        distribution,
-        model=model,
-        optimizer="sgd",
-        learning_rate=0.5,
-        global_batch_size=batch,
-        grad_accum_steps=grad_accum_steps,
-        steps_per_loop=1,
-    )
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.5),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+    loop = LoopConfig(grad_accum_steps=grad_accum_steps, steps_per_loop=1)
+    trainer = Trainer(distribution, model, loop)
 
     def dataset_fn(context):
         return (
@@ -115,7 +113,7 @@ def _one_update(kind, *, batch, grad_accum_steps):
             .repeat()
         )
 
-    trainer.fit(dataset_fn, epochs=1, steps_per_epoch=1)
+    trainer.fit(dataset_fn, epochs=1, steps_per_epoch=1, global_batch_size=batch)
     return [v.numpy() for v in model.weights]
 
 

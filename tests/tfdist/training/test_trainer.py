@@ -1,80 +1,77 @@
-"""The training loop in this process: one_device and mirrored over two logical CPUs."""
+"""The Trainer on dataset functions in this process: one_device and mirrored over two CPUs."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from compiled_models import DIGITS, digits_fns, digits_mlp
 
-from tfdist.config import ConfigError
-from tfdist.data.pipeline import load_source, make_dataset_fn, steps_per_epoch
+from tfdist.config import CheckpointConfig, ConfigError, LoopConfig
+from tfdist.data.pipeline import make_dataset_fn, steps_per_epoch
 from tfdist.distribute.strategies import make_strategy
-from tfdist.models import build_model
 from tfdist.training.trainer import Trainer
 
-DIGITS = load_source("digits")
 
-
-def _digits_fns(batch=64, shuffle=True):
-    train = make_dataset_fn(
-        DIGITS, "train", global_batch_size=batch, training=True, shuffle=shuffle
-    )
-    val = make_dataset_fn(DIGITS, "validation", global_batch_size=batch, training=False)
-    return train, val
-
-
-def _trainer(kind, *, batch=64, optimizer="adam", **kwargs):
+def _trainer(kind, *, optimizer="adam", learning_rate=1e-3, loop=None, seed=0):
     distribution = make_strategy(kind)
-    keras.utils.set_random_seed(0)
-    with distribution.strategy.scope():
-        model = build_model("mlp", input_shape=DIGITS.input_shape, num_classes=10)
-    return Trainer(
-        distribution, model=model, optimizer=optimizer, global_batch_size=batch, **kwargs
-    )
+    model = digits_mlp(distribution, optimizer=optimizer, learning_rate=learning_rate, seed=seed)
+    return Trainer(distribution, model, loop)
+
+
+def _fit(trainer, train, **kwargs):
+    kwargs.setdefault("global_batch_size", 64)
+    return trainer.fit(train, **kwargs)
 
 
 @pytest.mark.parametrize("kind", ["one_device", "mirrored"])
 def test_digits_reach_accuracy(kind):
-    trainer = _trainer(kind, steps_per_loop=8)
-    train, val = _digits_fns()
-    history = trainer.fit(
-        train, epochs=15, steps_per_epoch=steps_per_epoch(DIGITS, 64), validation_fn=val
+    trainer = _trainer(kind, loop=LoopConfig(steps_per_loop=8))
+    train, val = digits_fns()
+    history = _fit(
+        trainer, train, epochs=15, steps_per_epoch=steps_per_epoch(DIGITS, 64), validation_fn=val
     )
-    assert len(history.epochs) == 15 and history.final_step == 15 * 23
-    assert history.epochs[-1].val_accuracy >= 0.93
-    assert history.epochs[-1].train_loss < history.epochs[0].train_loss
-    assert history.epochs[-1].examples == 23 * 64  # Every step's examples counted once.
-    assert history.examples_per_sec() > 0
+    assert history.epoch == list(range(15)) and history.final_step == 15 * 23
+    assert sorted(history.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert history.last("val_accuracy") >= 0.93
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert history.timings[-1].examples == 23 * 64 and history.timings[-1].steps == 23
+    assert history.examples_per_sec() > 0 and trainer.model.history is history
 
 
 def test_validation_counts_every_example_across_replicas():
+    """297 validation examples at batch 64 over 2 replicas: the partial batch counts once."""
     trainer = _trainer("mirrored")
-    train, val = _digits_fns()
-    history = trainer.fit(train, epochs=1, steps_per_epoch=1, validation_fn=val)
-    totals = trainer._val_totals.numpy()
-    assert totals[2] == 297 and history.epochs[0].val_accuracy == pytest.approx(totals[1] / 297)
+    train, val = digits_fns()
+    _fit(trainer, train, epochs=1, steps_per_epoch=1)
+    logs = trainer.evaluate(val)
+    assert int(trainer.model._loss_tracker.count.numpy()) == 297
+    model = trainer.model
+    x = np.concatenate([x for x, _ in DIGITS.split("validation").records().batch(297)])
+    y = np.concatenate([y for _, y in DIGITS.split("validation").records().batch(297)])
+    expected = np.mean(np.argmax(model(x), axis=-1) == y)
+    assert logs["accuracy"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_resume_from_checkpoint_and_export(tmp_path):
-    train, val = _digits_fns()
-    first = _trainer("mirrored")
-    first.fit(train, epochs=2, steps_per_epoch=5, validation_fn=val, model_dir=str(tmp_path))
+    train, val = digits_fns()
+    loop = LoopConfig(checkpoint=CheckpointConfig(model_dir=str(tmp_path)))
+    _fit(_trainer("mirrored", loop=loop), train, epochs=2, steps_per_epoch=5, validation_fn=val)
     assert (tmp_path / "model.keras").exists()
-    resumed = _trainer("mirrored")
-    history = resumed.fit(
-        train, epochs=4, steps_per_epoch=5, validation_fn=val, model_dir=str(tmp_path)
-    )
+    resumed = _trainer("mirrored", loop=loop)
+    history = _fit(resumed, train, epochs=4, steps_per_epoch=5, validation_fn=val)
     assert history.restored_from.endswith("ckpt-10")
-    assert [e.epoch for e in history.epochs] == [3, 4] and history.final_step == 20
+    assert history.epoch == [2, 3] and history.final_step == 20
     exported = keras.saving.load_model(tmp_path / "model.keras")
     x = np.random.default_rng(0).random((4, 8, 8), dtype=np.float32)
     np.testing.assert_allclose(exported(x), resumed.model(x), atol=1e-6)
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
-    train, _ = _digits_fns()
-    _trainer("one_device").fit(train, epochs=1, steps_per_epoch=2, model_dir=str(tmp_path))
+    train, _ = digits_fns()
+    loop = LoopConfig(checkpoint=CheckpointConfig(model_dir=str(tmp_path)))
+    _fit(_trainer("one_device", loop=loop), train, epochs=1, steps_per_epoch=2)
     distribution = make_strategy("one_device")
-    with distribution.strategy.scope():
+    with distribution.scope():
         other = keras.Sequential(
             [
                 keras.Input((8, 8)),
@@ -83,25 +80,27 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
                 keras.layers.Dense(10),
             ]
         )
-    trainer = Trainer(distribution, model=other, global_batch_size=64)
+        other.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     with pytest.raises(ConfigError, match=r"does not fit this model.*; use another model_dir or"):
-        trainer.fit(train, epochs=2, steps_per_epoch=2, model_dir=str(tmp_path))
+        _fit(Trainer(distribution, other, loop), train, epochs=2, steps_per_epoch=2)
 
 
 def test_global_batch_must_divide_over_replicas():
+    train, _ = digits_fns(batch=64)
     with pytest.raises(
         ConfigError,
         match=r"global_batch_size \(33\) must be divisible by the "
         r"number of replicas \(2\); use 32 or 34",
     ):
-        _trainer("mirrored", batch=33)
+        _trainer("mirrored").fit(train, epochs=1, steps_per_epoch=1, global_batch_size=33)
 
 
-def test_loss_must_be_per_example():
-    trainer = _trainer("one_device", loss=lambda y, p: tf.reduce_mean(p))
-    train, _ = _digits_fns()
-    with pytest.raises(ConfigError, match=r"loss returned a scalar"):
-        trainer.fit(train, epochs=1, steps_per_epoch=1)
+def test_an_uncompiled_model_is_refused():
+    distribution = make_strategy("one_device")
+    with distribution.scope():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    with pytest.raises(ConfigError, match=r"is not compiled; call model.compile"):
+        Trainer(distribution, model)
 
 
 def test_sgd_steps_match_between_one_device_and_mirrored():
@@ -109,10 +108,10 @@ def test_sgd_steps_match_between_one_device_and_mirrored():
     weights = []
     for kind in ("one_device", "mirrored"):
         trainer = _trainer(kind, optimizer="sgd", learning_rate=0.1)
-        train, _ = _digits_fns(shuffle=False)
-        trainer.fit(train, epochs=1, steps_per_epoch=20)
+        train, _ = digits_fns(shuffle=False)
+        _fit(trainer, train, epochs=1, steps_per_epoch=20)
         weights.append([w.numpy() for w in trainer.model.weights])
-    for a, b in zip(*weights, strict=False):
+    for a, b in zip(*weights, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
@@ -121,39 +120,62 @@ def test_resume_from_a_step_checkpoint_at_an_epochs_last_step(kind, tmp_path):
     """Killed after the step checkpoint at the epoch's end, before the epoch-end save.
 
     The newest checkpoint then has step = steps_per_epoch and epoch 0: the resumed epoch
-    has no steps left, and must still report the steps it ran before (once a
-    ZeroDivisionError on every restart).
+    has no steps left, and must still report the steps it ran before, from the metric
+    state the step checkpoint kept.
     """
-    train, val = _digits_fns()
+    train, val = digits_fns()
 
     def broken_validation(context):  # Fails when read, after the step checkpoint.
         return val(context).map(lambda x, y: (tf.debugging.check_numerics(x * np.inf, "x"), y))
 
-    first = _trainer(kind)
-    with pytest.raises(tf.errors.InvalidArgumentError):
-        first.fit(
-            train,
-            epochs=2,
-            steps_per_epoch=8,
-            validation_fn=broken_validation,
-            model_dir=str(tmp_path),
-            checkpoint_every_steps=8,
-        )
-    assert int(first.step.numpy()) == 8 and int(first.epoch.numpy()) == 0
-    resumed = _trainer(kind)
-    history = resumed.fit(
-        train,
-        epochs=2,
-        steps_per_epoch=8,
-        validation_fn=val,
-        model_dir=str(tmp_path),
-        checkpoint_every_steps=8,
+    loop = LoopConfig(
+        checkpoint=CheckpointConfig(model_dir=str(tmp_path), checkpoint_every_steps=8)
     )
+    first = _trainer(kind, loop=loop)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        _fit(first, train, epochs=2, steps_per_epoch=8, validation_fn=broken_validation)
+    assert int(first.state.step.numpy()) == 8 and int(first.state.epoch.numpy()) == 0
+    resumed = _trainer(kind, loop=loop)
+    history = _fit(resumed, train, epochs=2, steps_per_epoch=8, validation_fn=val)
     assert history.restored_from.endswith("ckpt-8")
-    first_epoch, second = history.epochs
-    assert first_epoch.epoch == 1 and first_epoch.steps == 0 and first_epoch.examples == 8 * 64
-    assert first_epoch.train_loss > 0 and first_epoch.val_accuracy is not None
+    first_epoch, second = history.timings
+    assert first_epoch.epoch == 1 and first_epoch.steps == 0
+    assert history.history["loss"][0] > 0 and history.history["val_accuracy"][0] is not None
+    # The resumed epoch reports its 8 steps' loss: the same as the interrupted run had.
     assert second.epoch == 2 and second.examples == 8 * 64 and history.final_step == 16
+
+
+def test_a_resumed_epoch_reports_the_same_logs_as_an_uninterrupted_one(tmp_path):
+    """Stopped mid-epoch at a step checkpoint, resumed: the epoch's logs cover all its steps."""
+    train, _ = digits_fns(shuffle=False)
+    whole = _fit(
+        _trainer("mirrored", optimizer="sgd", learning_rate=0.1),
+        train,
+        epochs=1,
+        steps_per_epoch=10,
+    )
+    loop = LoopConfig(
+        steps_per_loop=2,
+        checkpoint=CheckpointConfig(model_dir=str(tmp_path), checkpoint_every_steps=4),
+    )
+
+    class StopAtStep4(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 5:  # The call after the step-4 checkpoint: a crash.
+                raise KeyboardInterrupt
+
+    first = _trainer("mirrored", optimizer="sgd", learning_rate=0.1, loop=loop)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(first, train, epochs=1, steps_per_epoch=10, callbacks=[StopAtStep4()])
+    resumed = _fit(
+        _trainer("mirrored", optimizer="sgd", learning_rate=0.1, loop=loop),
+        train,
+        epochs=1,
+        steps_per_epoch=10,
+    )
+    assert resumed.restored_from.endswith("ckpt-4") and resumed.timings[0].steps == 6
+    for key in ("loss", "accuracy"):
+        assert resumed.history[key][0] == pytest.approx(whole.history[key][0], rel=1e-5), key
 
 
 def test_one_hot_labels_and_a_softmax_model_train_with_the_builtin_accuracy():
@@ -166,7 +188,7 @@ def test_one_hot_labels_and_a_softmax_model_train_with_the_builtin_accuracy():
     assert source.num_classes == 10
     distribution = make_strategy("mirrored")
     keras.utils.set_random_seed(0)
-    with distribution.strategy.scope():
+    with distribution.scope():
         model = keras.Sequential(
             [
                 keras.Input((8, 8)),
@@ -175,13 +197,13 @@ def test_one_hot_labels_and_a_softmax_model_train_with_the_builtin_accuracy():
                 keras.layers.Dense(10, activation="softmax"),
             ]
         )
-    trainer = Trainer(
-        distribution, model=model, global_batch_size=64, loss=keras.losses.categorical_crossentropy
-    )
+        model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     train = make_dataset_fn(source, "train", global_batch_size=64, training=True)
     val = make_dataset_fn(source, "validation", global_batch_size=64, training=False)
-    history = trainer.fit(train, epochs=10, steps_per_epoch=23, validation_fn=val)
-    assert history.epochs[-1].train_accuracy > 0.9 and history.epochs[-1].val_accuracy > 0.8
+    history = _fit(
+        Trainer(distribution, model), train, epochs=10, steps_per_epoch=23, validation_fn=val
+    )
+    assert history.last("accuracy") > 0.9 and history.last("val_accuracy") > 0.8
 
 
 def test_numpy_source_takes_float_and_multi_output_targets():
