@@ -1,13 +1,11 @@
 """Process mechanics of a local launch: spawn, read output, signal, stop.
 
-This private module owns what `launch.local.run_local` does to processes: each
+This private module owns what `launch.runner.run_local` does to processes: each
 task is spawned in its own session (so its whole process group can be
 signalled), a reader thread prefixes its output lines, and stopping signals
 every group, waits, then SIGKILLs. Deciding when a launch ends and what it
-reports is `launch.local`'s job.
+reports is `launch.runner`'s job.
 """
-
-from __future__ import annotations
 
 import collections
 import dataclasses
@@ -17,10 +15,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
-if TYPE_CHECKING:
-    from launch.local import TaskLaunch
+from launch.task_launch import TaskLaunch
 
 LOG_TAIL_LINES = 50
 _REAP_TIMEOUT_S = 5.0
@@ -31,12 +28,16 @@ class RunningTask:
     """A task while it runs: the blueprint plus its process and output."""
 
     launch: TaskLaunch
-    tail: collections.deque
-    proc: subprocess.Popen | None = None
+    tail: collections.deque[str]
+    proc: subprocess.Popen[bytes] | None = None
     reader: threading.Thread | None = None
     start_error: OSError | None = None
     stopped: bool = False
     restarts: int = 0
+
+    def poll(self) -> int | None:
+        """The process's exit status, or None while it runs (or if it never started)."""
+        return None if self.proc is None else self.proc.poll()
 
 
 class PrefixedOutput:

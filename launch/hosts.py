@@ -4,7 +4,7 @@ This module owns turning a list of "host:port" addresses (`plan_hosts_cluster`)
 or a cluster-spec JSON file (`read_cluster_spec`) into a `ClusterSpec`, and
 writing down what each task must run on its host: one shell line per task
 (`task_lines`), or one env file per task (`env_files`). It is pure: it starts
-nothing (a host's own tasks are run by `launch.local.run_local`) and never
+nothing (a host's own tasks are run by `launch.launcher.run_launch`) and never
 reads `os.environ`.
 
 Nothing here assumes a shared file system; only the trainer's `--model_dir`

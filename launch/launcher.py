@@ -10,7 +10,7 @@ again up to `max_restarts` times (`launch.restarts`); with `min_workers` a
 `multi_worker` cluster planned here goes on with fewer workers when one cannot
 come back (`resize` makes the smaller spec; the GPUs the launcher gave a lost
 worker are left out of the next plans). Spawning and watching the tasks is
-`launch.local.run_local`'s. Standard library only.
+`launch.runner.run_local`'s. Standard library only.
 """
 
 import contextlib
@@ -20,10 +20,10 @@ from contextlib import AbstractContextManager
 from typing import TextIO
 
 from launch.errors import LaunchError, check_count
-from launch.local import TaskLaunch
 from launch.network import Isolation, inside, private_network
 from launch.plan import LaunchPlan, LaunchSpec, plan_launch
 from launch.restarts import RestartReport, run_with_restarts
+from launch.task_launch import TaskLaunch
 
 
 def _network(plan: LaunchPlan) -> AbstractContextManager[Isolation | None]:

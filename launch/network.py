@@ -18,7 +18,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 
-from launch.local import TaskLaunch
+from launch.task_launch import TaskLaunch
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,7 @@ This module owns planning a launch, whatever starts it (`python -m launch`, its
 `hosts --this_host`, the trainer's own local cluster, the scaling report): the
 cluster on one host (`plan_local_cluster`), and `plan_launch`, which turns a
 `LaunchSpec` into a `LaunchPlan`: the cluster, one `TaskLaunch` per task to
-run here (argv + env, from `launch.local.plan_local_launch`), whether the
+run here (argv + env, from `launch.task_plan.plan_local_launch`), whether the
 network can be isolated, and the one-line description the launcher prints.
 It only prepares; running a plan is `launch.launcher`'s job (as Accelerate keeps
 preparing a launch apart from spawning it). The TF_CONFIG schema and strategy
@@ -19,7 +19,8 @@ import types
 from collections.abc import Mapping, Sequence
 
 from launch.errors import LaunchError, check_count
-from launch.local import THREAD_ENV_VARS, TaskLaunch, plan_local_launch
+from launch.task_launch import TaskLaunch
+from launch.task_plan import THREAD_ENV_VARS, plan_local_launch
 from launch.tf_config import (
     MAX_PORT,
     STRATEGY_LAYOUTS,

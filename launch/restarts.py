@@ -23,8 +23,9 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from launch.errors import check_count
-from launch.local import TaskLaunch, run_local
 from launch.result import LaunchResult
+from launch.runner import run_local
+from launch.task_launch import TaskLaunch
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,7 @@ objects carry the pods is those modules' job. Pure standard library.
 import re
 from collections.abc import Mapping, Sequence
 
+from launch.command import check_command
 from launch.errors import LaunchError
 from launch.gpus import check_gpus_per_worker
 
@@ -80,16 +81,7 @@ def check_job(
             f"image ({image!r}) must be a container image reference without spaces, e.g. "
             "--image=registry.example.com/tfdist:0.1.0."
         )
-    if (
-        isinstance(command, str)
-        or not isinstance(command, Sequence)
-        or not command
-        or not all(isinstance(arg, str) for arg in command)
-    ):
-        raise LaunchError(
-            f"command ({command!r}) must be a non-empty list of strings, e.g. "
-            "['python', '-m', 'tfdist.train']."
-        )
+    check_command("command", command, example="['python', '-m', 'tfdist.train']")
     for label, value, minimum in (("num_workers", num_workers, 1), ("num_ps", num_ps, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise LaunchError(

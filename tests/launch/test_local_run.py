@@ -1,4 +1,4 @@
-"""Tests for launch.local.run_local with real child processes (tiny Python scripts)."""
+"""Tests for launch.runner.run_local with real child processes (tiny Python scripts)."""
 
 import io
 import os
