@@ -5,7 +5,9 @@ types, cluster and task specs, the jobs of each strategy, TF_CONFIG JSON both
 ways), planning a launch (`launch.plan`: one frozen `LaunchSpec` in, a
 `LaunchPlan` of per-task argv and env out, nothing started), and running it
 (`launch.launcher.run_launch`, over `launch.runner.run_local`: spawn, watch, stop,
-restart, and report the root cause of a failure). It runs the trainer as a
+and report the root cause of a failure), restarting as one `RestartPolicy` says
+(`launch.restarts`: a parameter_server worker in place, else the whole cluster, or
+going on with fewer workers). It runs the trainer as a
 command and never imports TensorFlow or numpy: it is standard library only.
 Beyond one machine it hands the job to the engines people already run:
 `launch.gpus` (GPUs per task), `launch.hosts` (a command per task of a
@@ -24,7 +26,8 @@ from launch.plan import (
     plan_local_cluster,
     tfdist_server_command,
 )
-from launch.result import LaunchResult, TaskOutcome
+from launch.restarts import RestartPolicy
+from launch.result import LaunchResult, RestartReport, TaskOutcome
 from launch.runner import run_local
 from launch.task_launch import TaskLaunch
 from launch.task_plan import plan_local_launch, threads_per_process
@@ -50,6 +53,8 @@ __all__ = [
     "LaunchPlan",
     "LaunchResult",
     "LaunchSpec",
+    "RestartPolicy",
+    "RestartReport",
     "TaskLaunch",
     "TaskOutcome",
     "TaskSpec",

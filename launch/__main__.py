@@ -132,7 +132,9 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="When a task fails, stop them all and start the cluster again (fresh ports, a "
         "fresh TF_CONFIG), at most this many times; COMMAND resumes from its own "
-        "checkpoints. 0: the launch fails at the first failure.",
+        "checkpoints. A parameter_server worker that dies is restarted in place instead "
+        "(same port, at most this many times each) while the chief goes on. 0: the launch "
+        "fails at the first failure.",
     )
     parser.add_argument(
         "--min_workers",

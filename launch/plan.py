@@ -7,8 +7,9 @@ cluster on one host (`plan_local_cluster`), and `plan_launch`, which turns a
 run here (argv + env, from `launch.task_plan.plan_local_launch`), whether the
 network can be isolated, and the one-line description the launcher prints.
 It only prepares; running a plan is `launch.launcher`'s job (as Accelerate keeps
-preparing a launch apart from spawning it). The TF_CONFIG schema and strategy
-layouts are `launch.tf_config`'s. Standard library only.
+preparing a launch apart from spawning it), and what happens when a task fails
+`launch.restarts`'s. The TF_CONFIG schema and strategy layouts are
+`launch.tf_config`'s. Standard library only.
 """
 
 import dataclasses
@@ -142,7 +143,6 @@ class LaunchSpec:
             CUDA_VISIBLE_DEVICES as inherited.
         gpu_ids: This machine's GPU ids (`launch.visible_gpu_ids`); None when
             unknown, which allows only `gpus_per_worker` 0.
-        worker_restarts: Restarts in place of a dead parameter_server worker.
         isolate_network: Run the tasks in one private network namespace; done
             only when the whole cluster runs here with loopback addresses.
         extra_tasks: Server tasks outside the TensorFlow cluster, started first
@@ -162,7 +162,6 @@ class LaunchSpec:
     cpu_count: int | None = None
     gpus_per_worker: int = 0
     gpu_ids: Sequence[str] | None = None
-    worker_restarts: int = 0
     isolate_network: bool = True
     extra_tasks: Sequence[TaskLaunch] = ()
 
@@ -251,7 +250,6 @@ def plan_launch(spec: LaunchSpec) -> LaunchPlan:
     """
     if not isinstance(spec, LaunchSpec):
         raise LaunchError(f"spec ({spec!r}) must be a LaunchSpec.")
-    check_count("worker_restarts", spec.worker_restarts, 0, fix="pass --max_restarts=0")
     if spec.cluster is None:
         cluster = plan_local_cluster(
             strategy=spec.strategy,
@@ -287,7 +285,6 @@ def plan_launch(spec: LaunchSpec) -> LaunchPlan:
         gpus_per_worker=spec.gpus_per_worker,
         gpu_ids=spec.gpu_ids,
         tasks=spec.tasks,
-        worker_restarts=spec.worker_restarts,
     )
     whole_cluster = len(launches) == cluster.num_tasks
     if not whole_cluster and all(launch.is_server for launch in launches):

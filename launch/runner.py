@@ -2,11 +2,12 @@
 
 This module owns one attempt of a local launch: `run_local` spawns the `TaskLaunch`es
 it is given, prefixes and forwards their output, watches them, starts a server that
-exits again in place (`TaskLaunch.max_restarts`), stops them all when the launch ends
-or fails, and returns a `LaunchResult` that names the root cause. Planning the tasks
-is `launch.plan`'s job, restarting a whole cluster `launch.restarts`'s, process
-mechanics `launch._processes`'s and the report format `launch.result`'s. Each task
-gets its own env dict; this module never writes `os.environ`.
+exits again in place as the `RestartPolicy` allows, stops them all when the launch
+ends or fails, and returns a `LaunchResult` that names the root cause. Planning the
+tasks is `launch.plan`'s job, restarting a whole cluster `launch.launcher`'s, the
+policy `launch.restarts`'s, process mechanics `launch._processes`'s and the report
+format `launch.result`'s. Each task gets its own env dict; this module never writes
+`os.environ`.
 """
 
 import signal
@@ -25,21 +26,20 @@ from launch._processes import (
 )
 from launch.command import check_command
 from launch.errors import LaunchError
+from launch.restarts import RestartPolicy
 from launch.result import LaunchResult, TaskOutcome
 from launch.task_launch import TaskLaunch, check_env
 
 _READER_JOIN_S = 2.0
 
 
-def _restart(task: RunningTask, code: int, output: PrefixedOutput) -> RunningTask:
-    restarts = task.restarts + 1
-    output.write_line(
-        task,
-        f"launch: {task.launch.name} exited with code {code}; restarting "
-        f"it ({restarts}/{task.launch.max_restarts})",
-    )
+def _restart(
+    task: RunningTask, code: int, output: PrefixedOutput, restarts: RestartPolicy
+) -> RunningTask:
+    number = task.restarts + 1
+    output.write_line(task, f"launch: {restarts.in_place_note(task.launch, code, number)}")
     fresh = start_task(task.launch, output)
-    fresh.restarts = restarts
+    fresh.restarts = number
     return fresh
 
 
@@ -48,17 +48,14 @@ def _watch(
     received: list[int],
     poll_interval: float,
     output: PrefixedOutput,
+    restarts: RestartPolicy,
 ) -> tuple[RunningTask | None, int | None]:
     """Waits until the launch ends; returns (root-cause task, signal received)."""
     while not received:
         for i, task in enumerate(tasks):
             code = task.poll()
-            if (
-                code is not None
-                and task.launch.is_server
-                and task.restarts < task.launch.max_restarts
-            ):
-                tasks[i] = _restart(task, code, output)
+            if code is not None and task.restarts < restarts.restarts_in_place(task.launch):
+                tasks[i] = _restart(task, code, output, restarts)
         codes = [task.poll() for task in tasks]
         leads = [code for task, code in zip(tasks, codes, strict=True) if not task.launch.is_server]
         if all(code == 0 for code in leads):
@@ -85,17 +82,18 @@ def run_local(
     output: TextIO | None = None,
     stop_timeout: float = 10.0,
     poll_interval: float = 0.05,
+    restarts: RestartPolicy | None = None,
 ) -> LaunchResult:
     """Spawns every task, watches them, and stops them all when the launch ends.
 
     Every output line of a task is written to `output` prefixed with its name,
     e.g. "[worker:1] step 10". The launch succeeds when every non-server task
     has exited 0; the servers are then stopped. It fails as soon as any task
-    exits non-zero, or a server exits at all before that (once its
-    `max_restarts` are spent); the others are then stopped. A SIGINT or SIGTERM
-    the launcher gets (from the main thread only) is forwarded to every task.
-    Stopping sends a signal (SIGTERM, or the one received) to each task's
-    process group and SIGKILL after `stop_timeout`.
+    exits non-zero, or a server exits at all before that (unless `restarts`
+    starts it again in place: `RestartPolicy.restarts_in_place`); the others are then
+    stopped. A SIGINT or SIGTERM the launcher gets (from the main thread only)
+    is forwarded to every task. Stopping sends a signal (SIGTERM, or the one
+    received) to each task's process group and SIGKILL after `stop_timeout`.
 
     Args:
         launches: The tasks, e.g. from `plan_local_launch`; at least one must
@@ -104,6 +102,9 @@ def run_local(
             `sys.stdout`.
         stop_timeout: Seconds a stopped task gets to exit before SIGKILL.
         poll_interval: Seconds between checks of the tasks.
+        restarts: The policy whose in-place restarts apply (a parameter_server
+            worker server that exits is started again); None restarts nothing.
+            Restarting the whole cluster is `launch.launcher.run_launch`'s.
 
     Returns:
         The `LaunchResult`; its `summary()` reports each task and the root cause.
@@ -126,7 +127,8 @@ def run_local(
                 root = tasks[-1]
                 break
         if root is None:
-            root, interrupt = _watch(tasks, received, poll_interval, prefixed)
+            policy = RestartPolicy() if restarts is None else restarts
+            root, interrupt = _watch(tasks, received, poll_interval, prefixed, policy)
         stop_tasks(tasks, interrupt or signal.SIGTERM, stop_timeout, received, poll_interval)
     except BaseException:
         for task in tasks:

@@ -28,10 +28,6 @@ class TaskLaunch:
         is_server: Whether the task is a server (ps, or worker under
             parameter_server): it runs until the other tasks finish and is then
             stopped; it is not expected to exit by itself.
-        max_restarts: A server that exits is started again in place (same
-            command, env and port) at most this many times before its exit fails
-            the launch; the ParameterServerStrategy coordinator carries on with
-            the other workers meanwhile and uses the restarted one when it is back.
     """
 
     task_type: str
@@ -39,7 +35,6 @@ class TaskLaunch:
     argv: Sequence[str]
     env: Mapping[str, str]
     is_server: bool = False
-    max_restarts: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "argv", tuple(self.argv))

@@ -64,12 +64,8 @@ def plan_local_launch(
     gpus_per_worker: int = 0,
     gpu_ids: Sequence[str] | None = None,
     tasks: Sequence[tuple[str, int]] | None = None,
-    worker_restarts: int = 0,
 ) -> list[TaskLaunch]:
     """Prepares one `TaskLaunch` per task of `cluster`; starts nothing.
-
-    Under "parameter_server", a worker server that dies is restarted in place up
-    to `worker_restarts` times (see `TaskLaunch.max_restarts`).
 
     Each task's env is `base_env` plus TF_CONFIG, PYTHONUNBUFFERED=1 and a
     thread budget: the CPUs are divided among the compute processes (the
@@ -97,7 +93,6 @@ def plan_local_launch(
             unknown, which allows only `gpus_per_worker` 0.
         tasks: The `(task_type, index)` of the tasks to prepare, e.g. those of
             one host of a larger cluster; defaults to every task of `cluster`.
-        worker_restarts: Restarts in place of a dead parameter_server worker.
 
     Returns:
         One `TaskLaunch` per planned task, in `cluster.tasks()` order.
@@ -140,7 +135,6 @@ def plan_local_launch(
         if (task_type, index) in devices:
             env["CUDA_VISIBLE_DEVICES"] = devices[task_type, index]
         is_server = is_ps and task_type in ("worker", "ps")
-        restarts = worker_restarts if is_ps and task_type == "worker" else 0
         launches.append(
             TaskLaunch(
                 task_type=task_type,
@@ -148,7 +142,6 @@ def plan_local_launch(
                 argv=server_command if is_server else command,
                 env=env,
                 is_server=is_server,
-                max_restarts=restarts,
             )
         )
     return launches

@@ -16,13 +16,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 # Preparing a launch is kept apart from spawning it (as Accelerate does): these modules
 # plan, and import nothing that runs processes.
 PLANNING = {"launch.plan", "launch.task_plan", "launch.task_launch", "launch.tf_config"}
-RUNNING = {
-    "launch.runner",
-    "launch._processes",
-    "launch.launcher",
-    "launch.restarts",
-    "launch.servers",
-}
+RUNNING = {"launch.runner", "launch._processes", "launch.launcher", "launch.servers"}
 
 
 def module_name(path: pathlib.Path, root: pathlib.Path) -> str:

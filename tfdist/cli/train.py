@@ -450,7 +450,6 @@ def _launch_local_cluster(config: TrainConfig, argv) -> int:
             base_env=dict(os.environ),
             gpus_per_worker=config.gpus_per_worker,
             gpu_ids=gpu_ids,
-            worker_restarts=config.max_restarts,
             isolate_network=config.isolate_network,
             extra_tasks=service.launches if service else (),
         )
