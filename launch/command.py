@@ -1,8 +1,11 @@
-"""The user's COMMAND: the check every launcher makes of it.
+"""The user's COMMAND: split from an entry point's flags, and checked.
 
-This module owns what `launch` accepts as a command to run in a task: a non-empty
-sequence of strings, never one string (which would be split into characters). Running
-a command is each launcher's job. Standard library only.
+This module owns what `launch` takes as the command to run in a task: everything after
+the first `--` of an entry point's arguments (`split_command`, shared by
+`python -m launch`, `launch.slurm.task` and `launch.k8s.task`), and a non-empty
+sequence of strings, never one string (`check_command`). Parsing the flags before the
+`--` is each entry point's job, running the command each launcher's. Standard library
+only.
 """
 
 from collections.abc import Sequence
@@ -33,3 +36,16 @@ def check_command(
             f"{name} ({command!r}) must be a non-empty list of strings, e.g. {example}."
         )
     return tuple(command)
+
+
+def split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Splits an entry point's arguments at the first `--`: (its flags, the COMMAND).
+
+    Without a `--` every argument is a flag and the command is empty; a later `--`
+    belongs to the command.
+    """
+    arguments = list(argv)
+    if "--" not in arguments:
+        return arguments, []
+    split = arguments.index("--")
+    return arguments[:split], arguments[split + 1 :]

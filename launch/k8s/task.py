@@ -19,6 +19,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
+from launch.command import split_command
 from launch.errors import LaunchError
 from launch.k8s.job import DEFAULT_PORT, pod_task_spec
 from launch.servers import run_task
@@ -88,11 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: The arguments after the program name; defaults to `sys.argv[1:]`.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split = argv.index("--") if "--" in argv else len(argv)
-    command = argv[split + 1 :]
+    flags, command = split_command(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parser().parse_args(argv[:split])
+        args = _parser().parse_args(flags)
         if not command:
             raise LaunchError(
                 f"No command to run: put it after '--', e.g. python -m {_PROG} ... -- "

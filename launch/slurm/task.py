@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+from launch.command import split_command
 from launch.errors import LaunchError
 from launch.gpus import assign_gpus, check_gpus_per_worker, visible_gpu_ids
 from launch.servers import port_open, run_task, serve_until_chief_exits  # noqa: F401 (the helpers' API)
@@ -99,11 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: The arguments after the program name; defaults to `sys.argv[1:]`.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split = argv.index("--") if "--" in argv else len(argv)
-    command = argv[split + 1 :]
+    flags, command = split_command(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parser().parse_args(argv[:split])
+        args = _parser().parse_args(flags)
         if not command:
             raise LaunchError(
                 f"No command to run: put it after '--', e.g. python -m {_PROG} "

@@ -64,6 +64,21 @@ PSS = ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1"]
             [*PSS, "--min_workers=1", "--", PY],
             "min_workers (1) is for strategy 'multi_worker', not 'parameter_server'",
         ),
+        ([], "the following arguments are required: --strategy, --num_workers (see --help)."),
+        (
+            ["--strategy=multi_worker", "--num_workers=2", PY, "train.py"],
+            f"argument SUB-COMMAND: invalid choice: {PY!r} (choose from 'hosts', 'slurm', "
+            "'k8s'); your COMMAND goes after '--' (see --help).",
+        ),
+        (
+            ["--num_workers=2", "hosts", "--strategy=multi_worker", "--hosts=a:1", "--", PY],
+            "the sub-command 'hosts' must come first: its flags follow it, e.g. python -m "
+            "launch hosts --strategy=multi_worker ... -- COMMAND (see --help).",
+        ),
+        (
+            ["k8s", "--strategy=multi_worker", "--image=i", "--max_restarts=1", "--", PY],
+            "unrecognized arguments: --max_restarts=1 (see --help).",
+        ),
     ],
 )
 def test_argument_errors_are_one_line_and_exit_2(capsys, argv, match):
