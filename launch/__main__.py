@@ -22,19 +22,21 @@ import pathlib
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from launch import hosts as hosts_lib
 from launch.command import split_command
 from launch.errors import LaunchError
 from launch.gpus import visible_gpu_ids
 from launch.k8s.job import DEFAULT_PORT as DEFAULT_K8S_PORT
-from launch.k8s.job import job_yaml
-from launch.k8s.tfjob import K8S_STRATEGIES, tfjob_yaml
+from launch.k8s.job import job_manifests, job_yaml
+from launch.k8s.pods import K8S_STRATEGIES
+from launch.k8s.tfjob import tfjob_manifest, tfjob_yaml
 from launch.launcher import run_launch
 from launch.plan import LaunchSpec, tfdist_server_command
+from launch.result import RestartReport
 from launch.slurm.sbatch import DEFAULT_PORT_BASE, SLURM_STRATEGIES, sbatch_script, task_python
-from launch.tf_config import CLUSTER_STRATEGIES
+from launch.tf_config import CLUSTER_STRATEGIES, ClusterSpec
 
 
 class _UsageError(Exception):
@@ -61,7 +63,7 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see --help).")
 
 
-def _int_of_at_least(least: int):
+def _int_of_at_least(least: int) -> Callable[[str], int]:
     """An argparse type: a plain decimal integer (ASCII digits) of at least `least`."""
 
     def parse(text: str) -> int:
@@ -190,7 +192,7 @@ def _announce(line: str) -> None:
     print(f"launch: {line}", file=sys.stderr, flush=True)
 
 
-def _finish(report) -> int:
+def _finish(report: RestartReport) -> int:
     """Prints the failed attempt's summary; returns the launch's exit code."""
     if report.exit_code:
         print(report.attempts[-1].summary(), file=sys.stderr, flush=True)
@@ -417,7 +419,7 @@ def _emit(text: str, output: str | None) -> None:
     print(f"launch: wrote {output}", file=sys.stderr)
 
 
-def _hosts_cluster(args):
+def _hosts_cluster(args: argparse.Namespace) -> ClusterSpec:
     if args.cluster_spec is None:
         return hosts_lib.plan_hosts_cluster(
             strategy=args.strategy, num_ps=args.num_ps, hosts=hosts_lib.parse_hosts(args.hosts)
@@ -437,7 +439,7 @@ def _hosts_cluster(args):
     return hosts_lib.read_cluster_spec(text, source=args.cluster_spec, strategy=args.strategy)
 
 
-def _run_hosts(args, command) -> int:
+def _run_hosts(args: argparse.Namespace, command: list[str]) -> int:
     cluster = _hosts_cluster(args)
     print(f"launch: {hosts_lib.open_ports_warning(cluster)}", file=sys.stderr, flush=True)
     if args.write_env is not None:
@@ -483,7 +485,7 @@ def _run_hosts(args, command) -> int:
     return _finish(run_launch(spec, announce=_announce, stop_timeout=args.stop_timeout))
 
 
-def _run_slurm(args, command) -> int:
+def _run_slurm(args: argparse.Namespace, command: list[str]) -> int:
     _emit(
         sbatch_script(
             strategy=args.strategy,
@@ -506,8 +508,8 @@ def _run_slurm(args, command) -> int:
     return 0
 
 
-def _run_k8s(args, command) -> int:
-    env = {}
+def _run_k8s(args: argparse.Namespace, command: list[str]) -> int:
+    env: dict[str, str] = {}
     for item in args.env:
         key, sep, value = item.partition("=")
         if not sep:
@@ -515,7 +517,7 @@ def _run_k8s(args, command) -> int:
                 f"--env={item} must be NAME=VALUE, e.g. --env=TF_CPP_MIN_LOG_LEVEL=2."
             )
         env[key] = value
-    common = dict(
+    common: dict[str, Any] = dict(
         name=args.name,
         strategy=args.strategy,
         image=args.image,
@@ -529,14 +531,15 @@ def _run_k8s(args, command) -> int:
         env=env,
     )
     if args.kind == "job":
-        _emit(job_yaml(port=args.port, **common), args.output)
+        manifests = job_manifests(port=args.port, **common)
+        _emit(job_yaml(manifests, strategy=args.strategy), args.output)
     else:
         if args.port != DEFAULT_K8S_PORT:
             raise LaunchError(
                 f"--port ({args.port}) is only used with --kind=job; the "
                 "training operator picks a TFJob's ports."
             )
-        _emit(tfjob_yaml(**common), args.output)
+        _emit(tfjob_yaml(tfjob_manifest(**common), strategy=args.strategy), args.output)
     return 0
 
 

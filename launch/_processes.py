@@ -15,10 +15,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import TextIO
+from types import FrameType
+from typing import IO, TextIO
 
 from launch.task_launch import TaskLaunch
 
+# What `signal.signal` returns: the handler it replaced.
+_Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 LOG_TAIL_LINES = 50
 _REAP_TIMEOUT_S = 5.0
 
@@ -67,8 +70,8 @@ class PrefixedOutput:
                 pass
 
 
-def _read_output(task: RunningTask, output: PrefixedOutput) -> None:
-    with task.proc.stdout as stream:
+def _read_output(task: RunningTask, stream: IO[bytes], output: PrefixedOutput) -> None:
+    with stream:
         for raw in stream:
             output.write_line(task, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
 
@@ -93,8 +96,12 @@ def start_task(launch: TaskLaunch, output: PrefixedOutput) -> RunningTask:
         task.start_error = error
         task.tail.append(f"could not start {launch.argv[0]!r}: {error}")
         return task
+    assert task.proc.stdout is not None  # Popen made it: stdout=PIPE.
     task.reader = threading.Thread(
-        target=_read_output, args=(task, output), name=f"launch-{launch.name}", daemon=True
+        target=_read_output,
+        args=(task, task.proc.stdout, output),
+        name=f"launch-{launch.name}",
+        daemon=True,
     )
     task.reader.start()
     return task
@@ -147,11 +154,11 @@ def install_signal_handlers(received: list[int]) -> Callable[[], None]:
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = {}
+    previous: dict[int, _Handler] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous[signum] = signal.signal(signum, lambda num, _: received.append(num))
 
-    def restore():
+    def restore() -> None:
         for signum, handler in previous.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 

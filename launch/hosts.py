@@ -74,9 +74,13 @@ def plan_hosts_cluster(*, strategy: str, hosts: Sequence[str], num_ps: int = 0) 
                 f"1 ps and at least 1 worker address, so at least {max(num_ps, 1) + 2}; got "
                 f"{len(hosts)}. Pass --num_ps=1 and more --hosts."
             )
-        jobs = {"chief": hosts[:1], "ps": hosts[1 : 1 + num_ps], "worker": hosts[1 + num_ps :]}
+        jobs = {
+            "chief": tuple(hosts[:1]),
+            "ps": tuple(hosts[1 : 1 + num_ps]),
+            "worker": tuple(hosts[1 + num_ps :]),
+        }
     else:
-        jobs = {"worker": hosts}
+        jobs = {"worker": tuple(hosts)}
     return check_fits(ClusterSpec(jobs=jobs), strategy)
 
 

@@ -111,7 +111,8 @@ def plan_local_cluster(
     return check_layout(cluster, strategy, fix="plan it with plan_local_cluster")
 
 
-def _tuple(value):
+def _tuple(value: object) -> object:
+    """A list as a tuple (hashable, read-only); anything else as it is, for the checks."""
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
@@ -165,7 +166,7 @@ class LaunchSpec:
     isolate_network: bool = True
     extra_tasks: Sequence[TaskLaunch] = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("command", "server_command", "ports", "gpu_ids", "extra_tasks"):
             object.__setattr__(self, name, _tuple(getattr(self, name)))
         if isinstance(self.tasks, (list, tuple)):

@@ -17,7 +17,8 @@ import argparse
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
 from launch.command import split_command
 from launch.errors import LaunchError
@@ -30,7 +31,7 @@ _INDEX_VAR = "JOB_COMPLETION_INDEX"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise LaunchError(f"{message} (see --help).")
 
 
@@ -72,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _index(environ) -> int:
+def _index(environ: Mapping[str, str]) -> int:
     value = environ.get(_INDEX_VAR, "").strip()
     if not value.isdigit():
         raise LaunchError(

@@ -61,7 +61,7 @@ class SlurmTaskSpec:
 
     def tf_config(self) -> str | None:
         """Returns this task's TF_CONFIG JSON, or None for "mirrored"."""
-        if self.cluster is None:
+        if self.cluster is None or self.task_type is None:
             return None
         return tf_config_json(self.cluster, self.task_type, self.index)
 
@@ -206,7 +206,7 @@ def slurm_task_spec(
         jobs.setdefault(task_type, []).append(f"{nodes[r_node]}:{port_base + r_local}")
     task_type, index = roles[rank]
     return SlurmTaskSpec(
-        cluster=ClusterSpec(jobs=jobs),
+        cluster=ClusterSpec(jobs={job: tuple(addresses) for job, addresses in jobs.items()}),
         task_type=task_type,
         index=index,
         host=nodes[node],
