@@ -4,8 +4,10 @@
 types, cluster and task specs, the jobs of each strategy, TF_CONFIG JSON both
 ways), planning a launch (`launch.plan`: one frozen `LaunchSpec` in, a
 `LaunchPlan` of per-task argv and env out, nothing started), and running it
-(`launch.launcher.run_launch`, over `launch.local.run_local`: spawn, watch, stop,
-restart, and report the root cause of a failure). It runs the trainer as a
+(`launch.launcher.run_launch`, over `launch.runner.run_local`: spawn, watch, stop,
+and report the root cause of a failure), restarting as one `RestartPolicy` says
+(`launch.restarts`: a parameter_server worker in place, else the whole cluster, or
+going on with fewer workers). It runs the trainer as a
 command and never imports TensorFlow or numpy: it is standard library only.
 Beyond one machine it hands the job to the engines people already run:
 `launch.gpus` (GPUs per task), `launch.hosts` (a command per task of a
@@ -17,7 +19,6 @@ TFJob manifest). Command line: `python -m launch --help`.
 from launch.errors import LaunchError, check_count
 from launch.gpus import assign_gpus, visible_gpu_ids
 from launch.launcher import run_launch
-from launch.local import TaskLaunch, plan_local_launch, run_local, threads_per_process
 from launch.plan import (
     LaunchPlan,
     LaunchSpec,
@@ -25,7 +26,11 @@ from launch.plan import (
     plan_local_cluster,
     tfdist_server_command,
 )
-from launch.result import LaunchResult, TaskOutcome
+from launch.restarts import RestartPolicy
+from launch.result import LaunchResult, RestartReport, TaskOutcome
+from launch.runner import run_local
+from launch.task_launch import TaskLaunch
+from launch.task_plan import plan_local_launch, threads_per_process
 from launch.tf_config import (
     CLUSTER_STRATEGIES,
     STRATEGY_LAYOUTS,
@@ -48,6 +53,8 @@ __all__ = [
     "LaunchPlan",
     "LaunchResult",
     "LaunchSpec",
+    "RestartPolicy",
+    "RestartReport",
     "TaskLaunch",
     "TaskOutcome",
     "TaskSpec",

@@ -5,31 +5,38 @@
     python -m launch slurm --strategy=multi_worker --nodes=2 --tasks_per_node=1 -- COMMAND
     python -m launch k8s --strategy=multi_worker --image=IMAGE --num_workers=2 -- COMMAND
 
-Without a subcommand the cluster runs on this machine. `hosts` prints (or
+Without a sub-command the cluster runs on this machine. `hosts` prints (or
 writes, or runs here) each task of a multi-host cluster, `slurm` writes an
-sbatch script and `k8s` a Kubeflow TFJob manifest. This module only turns flags
-into a `launch.plan.LaunchSpec` run by `launch.launcher.run_launch`, or calls of `launch.hosts`,
-`launch.slurm.sbatch` and `launch.k8s.tfjob`; it is the one place that reads `os.environ`
-(as the tasks' base environment). Nothing imports it.
+sbatch script and `k8s` a Kubeflow TFJob manifest; each is an argparse
+sub-parser of the one parser, and COMMAND is what follows `--`
+(`launch.command.split_command`). This module only turns flags into a
+`launch.plan.LaunchSpec` run by `launch.launcher.run_launch`, or calls of
+`launch.hosts`, `launch.slurm.sbatch` and `launch.k8s.tfjob`; it is the one place
+that reads `os.environ` (as the tasks' base environment). Nothing imports it.
 """
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
 
 from launch import hosts as hosts_lib
+from launch.command import split_command
 from launch.errors import LaunchError
 from launch.gpus import visible_gpu_ids
 from launch.k8s.job import DEFAULT_PORT as DEFAULT_K8S_PORT
-from launch.k8s.job import job_yaml
-from launch.k8s.tfjob import K8S_STRATEGIES, tfjob_yaml
+from launch.k8s.job import job_manifests, job_yaml
+from launch.k8s.pods import K8S_STRATEGIES
+from launch.k8s.tfjob import tfjob_manifest, tfjob_yaml
 from launch.launcher import run_launch
 from launch.plan import LaunchSpec, tfdist_server_command
+from launch.result import RestartReport
 from launch.slurm.sbatch import DEFAULT_PORT_BASE, SLURM_STRATEGIES, sbatch_script, task_python
-from launch.tf_config import CLUSTER_STRATEGIES
+from launch.tf_config import CLUSTER_STRATEGIES, ClusterSpec
 
 
 class _UsageError(Exception):
@@ -46,12 +53,17 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+_SUBCOMMAND = "SUB-COMMAND"  # How help and errors name the sub-command's place.
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
+        if message.startswith(f"argument {_SUBCOMMAND}: invalid choice"):
+            message += "; your COMMAND goes after '--'"  # A command given without '--'.
         raise _UsageError(f"{message} (see --help).")
 
 
-def _int_of_at_least(least: int):
+def _int_of_at_least(least: int) -> Callable[[str], int]:
     """An argparse type: a plain decimal integer (ASCII digits) of at least `least`."""
 
     def parse(text: str) -> int:
@@ -79,6 +91,7 @@ def _add_gpus_per_worker(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """`python -m launch`: the local launcher's flags, and a sub-parser per sub-command."""
     parser = _Parser(
         prog="python -m launch",
         usage="%(prog)s --strategy=STRATEGY --num_workers=N [--num_ps=N] "
@@ -89,16 +102,34 @@ def _parser() -> argparse.ArgumentParser:
         "fails.",
         epilog="Beyond this machine: python -m launch hosts|slurm|k8s --help.",
     )
+    _add_local_flags(parser)
+    subcommands = parser.add_subparsers(
+        dest="subcommand", title="sub-commands", metavar=_SUBCOMMAND
+    )
+    for name, subcommand in _SUBCOMMANDS.items():
+        child = subcommands.add_parser(
+            name,
+            prog=f"python -m launch {name}",
+            usage=f"%(prog)s {subcommand.usage} -- COMMAND...",
+            description=subcommand.description,
+            help=subcommand.help,
+        )
+        subcommand.add_flags(child)
+    return parser
+
+
+# Required for a local launch; checked after parsing, since a sub-command has its own.
+_LOCAL_REQUIRED = ("strategy", "num_workers")
+
+
+def _add_local_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strategy",
-        required=True,
         help=f"Cluster layout: one of {', '.join(CLUSTER_STRATEGIES)}. 'parameter_server' "
         "adds a chief and --num_ps ps tasks; its workers and ps tasks are servers "
         "(see --servers), stopped when the chief exits.",
     )
-    parser.add_argument(
-        "--num_workers", type=int, required=True, help="Number of worker tasks; at least 1."
-    )
+    parser.add_argument("--num_workers", type=int, help="Number of worker tasks; at least 1.")
     parser.add_argument(
         "--num_ps",
         type=int,
@@ -132,7 +163,9 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="When a task fails, stop them all and start the cluster again (fresh ports, a "
         "fresh TF_CONFIG), at most this many times; COMMAND resumes from its own "
-        "checkpoints. 0: the launch fails at the first failure.",
+        "checkpoints. A parameter_server worker that dies is restarted in place instead "
+        "(same port, at most this many times each) while the chief goes on. 0: the launch "
+        "fails at the first failure.",
     )
     parser.add_argument(
         "--min_workers",
@@ -153,14 +186,13 @@ def _parser() -> argparse.ArgumentParser:
         "--host=localhost.",
     )
     _add_gpus_per_worker(parser, "from nvidia-smi -L, or CUDA_VISIBLE_DEVICES when set")
-    return parser
 
 
 def _announce(line: str) -> None:
     print(f"launch: {line}", file=sys.stderr, flush=True)
 
 
-def _finish(report) -> int:
+def _finish(report: RestartReport) -> int:
     """Prints the failed attempt's summary; returns the launch's exit code."""
     if report.exit_code:
         print(report.attempts[-1].summary(), file=sys.stderr, flush=True)
@@ -194,48 +226,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: The arguments after the program name; defaults to `sys.argv[1:]`.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split = argv.index("--") if "--" in argv else len(argv)
-    flags, command = argv[:split], argv[split + 1 :]
-    if flags and flags[0] in _SUBCOMMANDS:
-        return _run_subcommand(flags[0], flags[1:], command)
+    flags, command = split_command(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parser().parse_args(flags)
+        parser = _parser()
+        args = parser.parse_args(flags)
+        name = args.subcommand
+        if name is not None and flags[0] != name:
+            parser.error(
+                f"the sub-command {name!r} must come first: its flags follow it, e.g. "
+                f"python -m launch {name} --strategy=multi_worker ... -- COMMAND"
+            )
+        if name is None:
+            return _run_local(parser, args, command)
         if not command:
             raise LaunchError(
-                "No command to launch: put it after '--', e.g. python -m launch "
-                "--strategy=multi_worker --num_workers=2 -- python train.py."
+                f"No command to launch: put it after '--', e.g. python -m launch {name} "
+                "--strategy=multi_worker ... -- python -m tfdist.train --strategy=multi_worker."
             )
-        report = run_launch(
-            local_spec(args, command, os.environ),
-            announce=_announce,
-            stop_timeout=args.stop_timeout,
-            max_restarts=args.max_restarts,
-            min_workers=args.min_workers,
-        )
+        return _SUBCOMMANDS[name].run(args, command)
     except (LaunchError, _UsageError) as error:
         print(f"launch: error: {error}", file=sys.stderr)
         return 2
+
+
+def _run_local(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]
+) -> int:
+    missing = [f"--{name}" for name in _LOCAL_REQUIRED if getattr(args, name) is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
+    if not command:
+        raise LaunchError(
+            "No command to launch: put it after '--', e.g. python -m launch "
+            "--strategy=multi_worker --num_workers=2 -- python train.py."
+        )
+    report = run_launch(
+        local_spec(args, command, os.environ),
+        announce=_announce,
+        stop_timeout=args.stop_timeout,
+        max_restarts=args.max_restarts,
+        min_workers=args.min_workers,
+    )
     return _finish(report)
 
 
-def _sub_parser(name: str, usage: str, description: str) -> argparse.ArgumentParser:
-    return _Parser(
-        prog=f"python -m launch {name}",
-        usage=f"%(prog)s {usage} -- COMMAND...",
-        description=description,
-    )
-
-
-def _hosts_parser() -> argparse.ArgumentParser:
-    parser = _sub_parser(
-        "hosts",
-        "--strategy=STRATEGY (--hosts=H:P,... [--num_ps=N] | --cluster_spec=FILE) "
-        "[--write_env=DIR | --this_host=NAME]",
-        "Plans a cluster over several hosts and prints, for each task, the line to run on "
-        "its host (TF_CONFIG='...' COMMAND); or writes one env file per task; or runs this "
-        "host's tasks here.",
-    )
+def _add_hosts_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strategy", required=True, choices=CLUSTER_STRATEGIES, help="Cluster layout."
     )
@@ -274,17 +309,9 @@ def _hosts_parser() -> argparse.ArgumentParser:
         help="With --this_host: seconds a task gets after SIGTERM.",
     )
     _add_gpus_per_worker(parser, "GPUs 0, 1, ... of each host")
-    return parser
 
 
-def _slurm_parser() -> argparse.ArgumentParser:
-    parser = _sub_parser(
-        "slurm",
-        "--strategy=STRATEGY --nodes=N --tasks_per_node=K [--num_ps=N] "
-        "[--partition=P] [--time=T] [--gpus_per_node=G] [--output=FILE]",
-        "Prints (or writes) an sbatch script whose srun runs COMMAND in every task, each "
-        "with the TF_CONFIG `python -m launch.slurm.task` builds from SLURM_* variables.",
-    )
+def _add_slurm_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strategy",
         required=True,
@@ -324,18 +351,9 @@ def _slurm_parser() -> argparse.ArgumentParser:
         "bare python/python3 resolved on PATH now, else this interpreter.",
     )
     _add_gpus_per_worker(parser, "from the GPUs Slurm gives its node; needs --gpus_per_node")
-    return parser
 
 
-def _k8s_parser() -> argparse.ArgumentParser:
-    parser = _sub_parser(
-        "k8s",
-        "--strategy=STRATEGY --image=IMAGE [--kind=tfjob|job] [--num_workers=N] "
-        "[--num_ps=N] [--gpus_per_worker=G] [--env=NAME=VALUE] [--output=FILE]",
-        "Prints (or writes) a Kubeflow TFJob manifest whose pods run COMMAND (the training "
-        "operator gives each pod its TF_CONFIG), or with --kind=job Kubernetes' own Indexed "
-        "Jobs and a headless Service, whose pods build their TF_CONFIG themselves.",
-    )
+def _add_k8s_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strategy",
         required=True,
@@ -386,7 +404,6 @@ def _k8s_parser() -> argparse.ArgumentParser:
         help="An environment variable of every pod; repeat for more.",
     )
     parser.add_argument("--output", help="Write the manifest to this file instead of stdout.")
-    return parser
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -402,7 +419,7 @@ def _emit(text: str, output: str | None) -> None:
     print(f"launch: wrote {output}", file=sys.stderr)
 
 
-def _hosts_cluster(args):
+def _hosts_cluster(args: argparse.Namespace) -> ClusterSpec:
     if args.cluster_spec is None:
         return hosts_lib.plan_hosts_cluster(
             strategy=args.strategy, num_ps=args.num_ps, hosts=hosts_lib.parse_hosts(args.hosts)
@@ -422,7 +439,7 @@ def _hosts_cluster(args):
     return hosts_lib.read_cluster_spec(text, source=args.cluster_spec, strategy=args.strategy)
 
 
-def _run_hosts(args, command) -> int:
+def _run_hosts(args: argparse.Namespace, command: list[str]) -> int:
     cluster = _hosts_cluster(args)
     print(f"launch: {hosts_lib.open_ports_warning(cluster)}", file=sys.stderr, flush=True)
     if args.write_env is not None:
@@ -468,7 +485,7 @@ def _run_hosts(args, command) -> int:
     return _finish(run_launch(spec, announce=_announce, stop_timeout=args.stop_timeout))
 
 
-def _run_slurm(args, command) -> int:
+def _run_slurm(args: argparse.Namespace, command: list[str]) -> int:
     _emit(
         sbatch_script(
             strategy=args.strategy,
@@ -491,8 +508,8 @@ def _run_slurm(args, command) -> int:
     return 0
 
 
-def _run_k8s(args, command) -> int:
-    env = {}
+def _run_k8s(args: argparse.Namespace, command: list[str]) -> int:
+    env: dict[str, str] = {}
     for item in args.env:
         key, sep, value = item.partition("=")
         if not sep:
@@ -500,7 +517,7 @@ def _run_k8s(args, command) -> int:
                 f"--env={item} must be NAME=VALUE, e.g. --env=TF_CPP_MIN_LOG_LEVEL=2."
             )
         env[key] = value
-    common = dict(
+    common: dict[str, Any] = dict(
         name=args.name,
         strategy=args.strategy,
         image=args.image,
@@ -514,37 +531,61 @@ def _run_k8s(args, command) -> int:
         env=env,
     )
     if args.kind == "job":
-        _emit(job_yaml(port=args.port, **common), args.output)
+        manifests = job_manifests(port=args.port, **common)
+        _emit(job_yaml(manifests, strategy=args.strategy), args.output)
     else:
         if args.port != DEFAULT_K8S_PORT:
             raise LaunchError(
                 f"--port ({args.port}) is only used with --kind=job; the "
                 "training operator picks a TFJob's ports."
             )
-        _emit(tfjob_yaml(**common), args.output)
+        _emit(tfjob_yaml(tfjob_manifest(**common), strategy=args.strategy), args.output)
     return 0
 
 
+@dataclasses.dataclass(frozen=True)
+class _Subcommand:
+    """A sub-command: its usage (less the program and COMMAND), help, flags and runner."""
+
+    usage: str
+    help: str
+    description: str
+    add_flags: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, list[str]], int]
+
+
 _SUBCOMMANDS = {
-    "hosts": (_hosts_parser, _run_hosts),
-    "slurm": (_slurm_parser, _run_slurm),
-    "k8s": (_k8s_parser, _run_k8s),
+    "hosts": _Subcommand(
+        usage="--strategy=STRATEGY (--hosts=H:P,... [--num_ps=N] | --cluster_spec=FILE) "
+        "[--write_env=DIR | --this_host=NAME]",
+        help="a cluster over several hosts: each task's line, env files, or this host's tasks",
+        description="Plans a cluster over several hosts and prints, for each task, the line "
+        "to run on its host (TF_CONFIG='...' COMMAND); or writes one env file per task; or "
+        "runs this host's tasks here.",
+        add_flags=_add_hosts_flags,
+        run=_run_hosts,
+    ),
+    "slurm": _Subcommand(
+        usage="--strategy=STRATEGY --nodes=N --tasks_per_node=K [--num_ps=N] "
+        "[--partition=P] [--time=T] [--gpus_per_node=G] [--output=FILE]",
+        help="an sbatch script whose tasks build their TF_CONFIG from SLURM_* variables",
+        description="Prints (or writes) an sbatch script whose srun runs COMMAND in every "
+        "task, each with the TF_CONFIG `python -m launch.slurm.task` builds from SLURM_* "
+        "variables.",
+        add_flags=_add_slurm_flags,
+        run=_run_slurm,
+    ),
+    "k8s": _Subcommand(
+        usage="--strategy=STRATEGY --image=IMAGE [--kind=tfjob|job] [--num_workers=N] "
+        "[--num_ps=N] [--gpus_per_worker=G] [--env=NAME=VALUE] [--output=FILE]",
+        help="a Kubeflow TFJob manifest, or Indexed Jobs and a headless Service",
+        description="Prints (or writes) a Kubeflow TFJob manifest whose pods run COMMAND (the "
+        "training operator gives each pod its TF_CONFIG), or with --kind=job Kubernetes' own "
+        "Indexed Jobs and a headless Service, whose pods build their TF_CONFIG themselves.",
+        add_flags=_add_k8s_flags,
+        run=_run_k8s,
+    ),
 }
-
-
-def _run_subcommand(name: str, flags: list[str], command: list[str]) -> int:
-    make_parser, run = _SUBCOMMANDS[name]
-    try:
-        args = make_parser().parse_args(flags)
-        if not command:
-            raise LaunchError(
-                f"No command to launch: put it after '--', e.g. python -m launch {name} "
-                "--strategy=multi_worker ... -- python -m tfdist.train --strategy=multi_worker."
-            )
-        return run(args, command)
-    except (LaunchError, _UsageError) as error:
-        print(f"launch: error: {error}", file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":

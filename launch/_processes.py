@@ -1,13 +1,11 @@
 """Process mechanics of a local launch: spawn, read output, signal, stop.
 
-This private module owns what `launch.local.run_local` does to processes: each
+This private module owns what `launch.runner.run_local` does to processes: each
 task is spawned in its own session (so its whole process group can be
 signalled), a reader thread prefixes its output lines, and stopping signals
 every group, waits, then SIGKILLs. Deciding when a launch ends and what it
-reports is `launch.local`'s job.
+reports is `launch.runner`'s job.
 """
-
-from __future__ import annotations
 
 import collections
 import dataclasses
@@ -17,11 +15,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from types import FrameType
+from typing import IO, TextIO
 
-if TYPE_CHECKING:
-    from launch.local import TaskLaunch
+from launch.task_launch import TaskLaunch
 
+# What `signal.signal` returns: the handler it replaced.
+_Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 LOG_TAIL_LINES = 50
 _REAP_TIMEOUT_S = 5.0
 
@@ -31,12 +31,16 @@ class RunningTask:
     """A task while it runs: the blueprint plus its process and output."""
 
     launch: TaskLaunch
-    tail: collections.deque
-    proc: subprocess.Popen | None = None
+    tail: collections.deque[str]
+    proc: subprocess.Popen[bytes] | None = None
     reader: threading.Thread | None = None
     start_error: OSError | None = None
     stopped: bool = False
     restarts: int = 0
+
+    def poll(self) -> int | None:
+        """The process's exit status, or None while it runs (or if it never started)."""
+        return None if self.proc is None else self.proc.poll()
 
 
 class PrefixedOutput:
@@ -66,8 +70,8 @@ class PrefixedOutput:
                 pass
 
 
-def _read_output(task: RunningTask, output: PrefixedOutput) -> None:
-    with task.proc.stdout as stream:
+def _read_output(task: RunningTask, stream: IO[bytes], output: PrefixedOutput) -> None:
+    with stream:
         for raw in stream:
             output.write_line(task, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
 
@@ -92,8 +96,12 @@ def start_task(launch: TaskLaunch, output: PrefixedOutput) -> RunningTask:
         task.start_error = error
         task.tail.append(f"could not start {launch.argv[0]!r}: {error}")
         return task
+    assert task.proc.stdout is not None  # Popen made it: stdout=PIPE.
     task.reader = threading.Thread(
-        target=_read_output, args=(task, output), name=f"launch-{launch.name}", daemon=True
+        target=_read_output,
+        args=(task, task.proc.stdout, output),
+        name=f"launch-{launch.name}",
+        daemon=True,
     )
     task.reader.start()
     return task
@@ -146,11 +154,11 @@ def install_signal_handlers(received: list[int]) -> Callable[[], None]:
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = {}
+    previous: dict[int, _Handler] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous[signum] = signal.signal(signum, lambda num, _: received.append(num))
 
-    def restore():
+    def restore() -> None:
         for signum, handler in previous.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 

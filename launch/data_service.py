@@ -3,7 +3,7 @@
 This module owns planning (not running) the extra tasks a launch needs when the
 trainers read their input through a tf.data service: one dispatcher on a free
 port and `num_workers` data workers that register with it, each a `TaskLaunch`
-with `is_server=True` so that `launch.local.run_local` stops them when the
+with `is_server=True` so that `launch.runner.run_local` stops them when the
 trainers finish (and fails the launch if one dies first). The trainers learn the
 dispatcher from `DataServicePlan.trainer_args`. The servers themselves are
 `python -m tfdist.data_service`; this module is standard library only.
@@ -14,8 +14,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from launch.command import check_command
 from launch.errors import LaunchError
-from launch.local import THREAD_ENV_VARS, TaskLaunch
+from launch.task_launch import TaskLaunch
+from launch.task_plan import THREAD_ENV_VARS
 from launch.tf_config import free_ports
 
 
@@ -67,11 +69,7 @@ def plan_data_service(
             f"num_workers ({num_workers!r}) of the data service must be an "
             "integer of at least 1; pass --data_service_workers=1."
         )
-    if isinstance(command, str) or not command:
-        raise LaunchError(
-            f"command ({command!r}) must be a non-empty list of strings, e.g. "
-            "['python', '-m', 'tfdist.data_service']."
-        )
+    check_command("command", command, example="['python', '-m', 'tfdist.data_service']")
     port = free_ports(1, host)[0] if port is None else port
     env = {k: v for k, v in base_env.items() if k != "TF_CONFIG"}
     for key in THREAD_ENV_VARS:

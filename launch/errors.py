@@ -3,7 +3,7 @@
 This module owns the one exception type that `launch` raises for a launch that
 is described wrongly, and `check_count`, the integer check every `launch`
 module uses for counts (tasks, ports, CPUs). Failures of the launched tasks
-themselves are not exceptions: `launch.local.run_local` reports them in a
+themselves are not exceptions: `launch.runner.run_local` reports them in a
 `LaunchResult`.
 """
 

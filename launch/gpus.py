@@ -6,7 +6,7 @@ This module owns two things: finding the GPU ids a launcher may hand out
 (`assign_gpus`: pure, it returns the CUDA_VISIBLE_DEVICES value of each task).
 It never imports TensorFlow (which would grab every GPU) and never writes
 `os.environ`; putting the values into each task's env is the planner's job
-(`launch.local`, `launch.hosts`, `launch.slurm.sbatch`).
+(`launch.task_plan`, `launch.hosts`, `launch.slurm.sbatch`).
 
 Placement rules: with `gpus_per_worker` N above 0, the compute tasks (the
 workers, and a `multi_worker` chief) get N GPUs each, in task order. Under

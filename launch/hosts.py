@@ -4,7 +4,7 @@ This module owns turning a list of "host:port" addresses (`plan_hosts_cluster`)
 or a cluster-spec JSON file (`read_cluster_spec`) into a `ClusterSpec`, and
 writing down what each task must run on its host: one shell line per task
 (`task_lines`), or one env file per task (`env_files`). It is pure: it starts
-nothing (a host's own tasks are run by `launch.local.run_local`) and never
+nothing (a host's own tasks are run by `launch.launcher.run_launch`) and never
 reads `os.environ`.
 
 Nothing here assumes a shared file system; only the trainer's `--model_dir`
@@ -74,9 +74,13 @@ def plan_hosts_cluster(*, strategy: str, hosts: Sequence[str], num_ps: int = 0) 
                 f"1 ps and at least 1 worker address, so at least {max(num_ps, 1) + 2}; got "
                 f"{len(hosts)}. Pass --num_ps=1 and more --hosts."
             )
-        jobs = {"chief": hosts[:1], "ps": hosts[1 : 1 + num_ps], "worker": hosts[1 + num_ps :]}
+        jobs = {
+            "chief": tuple(hosts[:1]),
+            "ps": tuple(hosts[1 : 1 + num_ps]),
+            "worker": tuple(hosts[1 + num_ps :]),
+        }
     else:
-        jobs = {"worker": hosts}
+        jobs = {"worker": tuple(hosts)}
     return check_fits(ClusterSpec(jobs=jobs), strategy)
 
 

@@ -1,29 +1,46 @@
-"""Running a planned launch: the network namespace, restarts, the start-up line.
+"""Running a planned launch: the network namespace, the attempts, the start-up line.
 
 This module owns running what `launch.plan.plan_launch` planned, the same way
 for every launcher (`python -m launch`, its `hosts --this_host`, the trainer's
 local cluster, the scaling report): the tasks run in a private network
 namespace when the plan allows it (`launch.network`), the start-up line
 (the plan's description plus what was done about the network) goes to
-`announce`, and a failed attempt is planned anew (fresh free ports) and run
-again up to `max_restarts` times (`launch.restarts`); with `min_workers` a
-`multi_worker` cluster planned here goes on with fewer workers when one cannot
-come back (`resize` makes the smaller spec; the GPUs the launcher gave a lost
-worker are left out of the next plans). Spawning and watching the tasks is
-`launch.local.run_local`'s. Standard library only.
+`announce`, and the attempts follow one `launch.restarts.RestartPolicy`: a
+parameter_server worker server is restarted in place within an attempt, any
+other failure ends it and the cluster is planned anew (fresh free ports) and
+run again; with `min_workers` a `multi_worker` cluster planned here goes on
+with fewer workers when one cannot come back (`resize` makes the smaller spec;
+the GPUs the launcher gave a lost worker are left out of the next plans).
+Spawning and watching one attempt's tasks is `launch.runner.run_local`'s.
+Standard library only.
 """
 
 import contextlib
 import dataclasses
+import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import TextIO
+from typing import Protocol, TextIO
 
-from launch.errors import LaunchError, check_count
-from launch.local import TaskLaunch
 from launch.network import Isolation, inside, private_network
 from launch.plan import LaunchPlan, LaunchSpec, plan_launch
-from launch.restarts import RestartReport, run_with_restarts
+from launch.restarts import RestartPolicy
+from launch.result import LaunchResult, RestartReport
+from launch.runner import run_local
+from launch.task_launch import TaskLaunch
+
+
+class Runner(Protocol):
+    """What runs one attempt's tasks: `launch.runner.run_local`'s signature."""
+
+    def __call__(
+        self,
+        launches: Sequence[TaskLaunch],
+        *,
+        output: TextIO | None = ...,
+        stop_timeout: float = ...,
+        restarts: RestartPolicy | None = ...,
+    ) -> LaunchResult: ...
 
 
 def _network(plan: LaunchPlan) -> AbstractContextManager[Isolation | None]:
@@ -58,32 +75,44 @@ def _without_gpus_of(spec: LaunchSpec, lost: Sequence[TaskLaunch]) -> LaunchSpec
     return dataclasses.replace(spec, gpu_ids=[gpu for gpu in spec.gpu_ids if gpu not in gone])
 
 
-def check_min_workers(spec: LaunchSpec, min_workers: int | None) -> None:
-    """Checks that `spec` can go on with as few as `min_workers` workers.
+def run_with_restarts(
+    plan: Callable[[tuple[TaskLaunch, ...]], Sequence[TaskLaunch]],
+    *,
+    restarts: RestartPolicy,
+    output: TextIO | None = None,
+    stop_timeout: float = 10.0,
+    run: Runner = run_local,
+) -> RestartReport:
+    """Runs `plan(())`'s tasks, then each attempt `restarts` calls for after a failure.
 
-    Raises:
-        LaunchError: One line naming the value, the rule and the fix.
+    Args:
+        plan: Returns a fresh set of launches (new ports) for each attempt, given the
+            workers lost so far (their launches, e.g. to leave their GPUs out):
+            `plan(lost)` has `len(lost)` workers fewer than `plan(())`.
+        restarts: The policy: in-place restarts within an attempt, then whether to
+            run the cluster again, the same or with the failed worker left out.
+        output: Where the tasks' output and the restart notes go (`sys.stdout`).
+        stop_timeout: Passed to `run`.
+        run: The runner, `run_local` unless a test replaces it.
     """
-    if min_workers is None:
-        return
-    check_count("min_workers", min_workers, 1, fix="pass --min_workers=1")
-    if spec.strategy != "multi_worker":
-        raise LaunchError(
-            f"min_workers ({min_workers}) is for strategy 'multi_worker', not "
-            f"{spec.strategy!r}: a parameter_server worker is restarted in place while the "
-            "others go on; drop --min_workers."
-        )
-    if spec.cluster is not None:
-        raise LaunchError(
-            f"min_workers ({min_workers}) needs a cluster planned here; a cluster planned "
-            "elsewhere (hosts, Slurm, Kubernetes) is resized by the engine that runs it. "
-            "Drop --min_workers."
-        )
-    if min_workers > spec.num_workers:
-        raise LaunchError(
-            f"min_workers ({min_workers}) must be at most num_workers ({spec.num_workers}); "
-            f"pass --min_workers={spec.num_workers} or fewer."
-        )
+    out = output or sys.stdout
+    attempts: list[LaunchResult] = []
+    lost: list[TaskLaunch] = []
+    used = 0  # Cluster restarts of the current cluster size.
+    while True:
+        launches = plan(tuple(lost))
+        result = run(launches, output=output, stop_timeout=stop_timeout, restarts=restarts)
+        attempts.append(result)
+        workers = sum(launch.task_type == "worker" for launch in launches)
+        decision = restarts.after(result, attempt=len(attempts), restarts=used, workers=workers)
+        if not decision.restart:
+            return RestartReport(tuple(attempts), tuple(launch.name for launch in lost))
+        print(f"launch: {decision.note}", file=out, flush=True)
+        if decision.drop is None:
+            used += 1
+        else:
+            lost.append(next(launch for launch in launches if launch.name == decision.drop))
+            used = 0
 
 
 def run_launch(
@@ -96,12 +125,13 @@ def run_launch(
     min_workers: int | None = None,
     resize: Callable[[LaunchSpec, int], LaunchSpec] = with_workers,
 ) -> RestartReport:
-    """Plans `spec`, runs its tasks until the launch ends, and restarts it after a failure.
+    """Plans `spec`, runs its tasks until the launch ends, and restarts after a failure.
 
     Each attempt is planned anew (`plan_launch`: fresh free ports unless the
     spec gives them) and runs inside the same network namespace. The first
     plan is made before anything else, so a wrong spec raises before any
-    namespace or process exists.
+    namespace or process exists. `max_restarts` and `min_workers` make the
+    `RestartPolicy` (`launch.restarts`) of every attempt.
 
     Args:
         spec: What to launch, or a function returning it, called once per
@@ -110,11 +140,11 @@ def run_launch(
         output: Where the tasks' prefixed output and restart notes go; None for
             `sys.stdout`.
         stop_timeout: Seconds a stopped task gets before SIGKILL.
-        max_restarts: Attempts after the first one fails (with `min_workers`: of
-            each cluster size); 0 runs it once.
+        max_restarts: In-place restarts of each parameter_server worker server,
+            and restarts of the whole cluster after any other failure (with
+            `min_workers`: of each cluster size); 0 runs it once.
         min_workers: Under "multi_worker", go on with fewer workers, at least this
-            many, when a worker's restarts are spent (`launch.restarts`); None ends
-            the launch then.
+            many, when a worker's restarts are spent; None ends the launch then.
         resize: Returns the spec with a given number of workers, e.g. one whose
             command also names the count; `with_workers` by default.
 
@@ -122,12 +152,17 @@ def run_launch(
         The `RestartReport`; its last attempt decides the exit code.
 
     Raises:
-        LaunchError: If the spec or `min_workers` is invalid; nothing is started then.
+        LaunchError: If the spec, `max_restarts` or `min_workers` is invalid;
+            nothing is started then.
     """
-    check_count("max_restarts", max_restarts, 0)
-    make_spec = spec if callable(spec) else (lambda: spec)
+    restarts = RestartPolicy(max_restarts=max_restarts, min_workers=min_workers)
+    make_spec: Callable[[], LaunchSpec] = spec if callable(spec) else (lambda: spec)
     first = make_spec()
-    check_min_workers(first, min_workers)
+    restarts.check_fits(
+        strategy=first.strategy,
+        num_workers=first.num_workers,
+        planned_here=first.cluster is None,
+    )
     plans = [plan_launch(first)]
 
     def next_spec(lost: tuple[TaskLaunch, ...]) -> LaunchSpec:
@@ -138,7 +173,7 @@ def run_launch(
 
     with _network(plans[0]) as isolation:
 
-        def attempt(lost: tuple[TaskLaunch, ...]):
+        def attempt(lost: tuple[TaskLaunch, ...]) -> list[TaskLaunch]:
             plan = plans.pop() if plans else plan_launch(next_spec(lost))
             if announce is not None:
                 network = (
@@ -148,9 +183,5 @@ def run_launch(
             return list(plan.launches) if isolation is None else inside(plan.launches, isolation)
 
         return run_with_restarts(
-            attempt,
-            max_restarts=max_restarts,
-            min_workers=min_workers,
-            output=output,
-            stop_timeout=stop_timeout,
+            attempt, restarts=restarts, output=output, stop_timeout=stop_timeout
         )

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 
-from launch.local import TaskLaunch
+from launch.task_launch import TaskLaunch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Isolation:
         )
 
 
-def _ip(*args: str) -> subprocess.CompletedProcess:
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
 
 

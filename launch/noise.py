@@ -59,7 +59,11 @@ class QuietOutput:
             default: every line that `is_noise` does not match.
     """
 
-    def __init__(self, target, keep: Callable[[str], bool] | None = None):
+    def __init__(
+        self,
+        target: TextIO | Callable[[], TextIO],
+        keep: Callable[[str], bool] | None = None,
+    ) -> None:
         self._target = target
         self._keep = keep or (lambda line: not is_noise(line))
         self._pending = ""
@@ -67,7 +71,10 @@ class QuietOutput:
         self.dropped = 0
 
     def _stream(self) -> TextIO:
-        return self._target() if callable(self._target) else self._target
+        if callable(self._target):
+            stream: TextIO = self._target()
+            return stream
+        return self._target
 
     def write(self, text: str) -> int:
         with self._lock:

@@ -4,11 +4,12 @@ This module owns planning a launch, whatever starts it (`python -m launch`, its
 `hosts --this_host`, the trainer's own local cluster, the scaling report): the
 cluster on one host (`plan_local_cluster`), and `plan_launch`, which turns a
 `LaunchSpec` into a `LaunchPlan`: the cluster, one `TaskLaunch` per task to
-run here (argv + env, from `launch.local.plan_local_launch`), whether the
+run here (argv + env, from `launch.task_plan.plan_local_launch`), whether the
 network can be isolated, and the one-line description the launcher prints.
 It only prepares; running a plan is `launch.launcher`'s job (as Accelerate keeps
-preparing a launch apart from spawning it). The TF_CONFIG schema and strategy
-layouts are `launch.tf_config`'s. Standard library only.
+preparing a launch apart from spawning it), and what happens when a task fails
+`launch.restarts`'s. The TF_CONFIG schema and strategy layouts are
+`launch.tf_config`'s. Standard library only.
 """
 
 import dataclasses
@@ -19,7 +20,8 @@ import types
 from collections.abc import Mapping, Sequence
 
 from launch.errors import LaunchError, check_count
-from launch.local import THREAD_ENV_VARS, TaskLaunch, plan_local_launch
+from launch.task_launch import TaskLaunch
+from launch.task_plan import THREAD_ENV_VARS, plan_local_launch
 from launch.tf_config import (
     MAX_PORT,
     STRATEGY_LAYOUTS,
@@ -109,7 +111,8 @@ def plan_local_cluster(
     return check_layout(cluster, strategy, fix="plan it with plan_local_cluster")
 
 
-def _tuple(value):
+def _tuple(value: object) -> object:
+    """A list as a tuple (hashable, read-only); anything else as it is, for the checks."""
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
@@ -141,7 +144,6 @@ class LaunchSpec:
             CUDA_VISIBLE_DEVICES as inherited.
         gpu_ids: This machine's GPU ids (`launch.visible_gpu_ids`); None when
             unknown, which allows only `gpus_per_worker` 0.
-        worker_restarts: Restarts in place of a dead parameter_server worker.
         isolate_network: Run the tasks in one private network namespace; done
             only when the whole cluster runs here with loopback addresses.
         extra_tasks: Server tasks outside the TensorFlow cluster, started first
@@ -161,11 +163,10 @@ class LaunchSpec:
     cpu_count: int | None = None
     gpus_per_worker: int = 0
     gpu_ids: Sequence[str] | None = None
-    worker_restarts: int = 0
     isolate_network: bool = True
     extra_tasks: Sequence[TaskLaunch] = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("command", "server_command", "ports", "gpu_ids", "extra_tasks"):
             object.__setattr__(self, name, _tuple(getattr(self, name)))
         if isinstance(self.tasks, (list, tuple)):
@@ -250,7 +251,6 @@ def plan_launch(spec: LaunchSpec) -> LaunchPlan:
     """
     if not isinstance(spec, LaunchSpec):
         raise LaunchError(f"spec ({spec!r}) must be a LaunchSpec.")
-    check_count("worker_restarts", spec.worker_restarts, 0, fix="pass --max_restarts=0")
     if spec.cluster is None:
         cluster = plan_local_cluster(
             strategy=spec.strategy,
@@ -286,7 +286,6 @@ def plan_launch(spec: LaunchSpec) -> LaunchPlan:
         gpus_per_worker=spec.gpus_per_worker,
         gpu_ids=spec.gpu_ids,
         tasks=spec.tasks,
-        worker_restarts=spec.worker_restarts,
     )
     whole_cluster = len(launches) == cluster.num_tasks
     if not whole_cluster and all(launch.is_server for launch in launches):

@@ -1,7 +1,9 @@
 """What a finished local launch reports: each task's outcome and the root cause.
 
-This module owns the result types of `launch.local.run_local` and their
-human-readable report. It starts and inspects no process.
+This module owns the result types of a launch and their human-readable reports: a
+`LaunchResult` per attempt (`launch.runner.run_local`), and a `RestartReport` of every
+attempt of a launch that may restart (`launch.launcher.run_launch`). It starts and
+inspects no process.
 """
 
 import dataclasses
@@ -139,4 +141,48 @@ class LaunchResult:
                 lines.extend(f"  {line}" for line in tail)
             else:
                 lines.append(f"{self.root_cause.name} wrote no output.")
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartReport:
+    """Every attempt of a launch, in order; the last one decides the exit code.
+
+    Attributes:
+        attempts: The attempts' results, in order.
+        workers_lost: The workers dropped under `min_workers`, in order (their names in
+            the cluster they failed in, e.g. "worker:2").
+    """
+
+    attempts: tuple[LaunchResult, ...]
+    workers_lost: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        """The last attempt's exit code."""
+        return self.attempts[-1].exit_code
+
+    @property
+    def restarts(self) -> int:
+        """The restarts of the whole cluster (attempts after the first)."""
+        return len(self.attempts) - 1
+
+    def summary(self) -> str:
+        """Each failed attempt's root cause (task, exit code, last log lines), then the last."""
+        failures = [a for a in self.attempts if not a.succeeded]
+        lines = [
+            f"{len(failures)} of {len(self.attempts)} attempt(s) failed "
+            f"({self.restarts} restart(s)"
+            + (f"; workers lost: {', '.join(self.workers_lost)}" if self.workers_lost else "")
+            + "):"
+        ]
+        for number, attempt in enumerate(self.attempts, 1):
+            if attempt.succeeded:
+                lines.append(f"attempt {number}: succeeded")
+                continue
+            cause = attempt.root_cause
+            what = f"{cause.name} {cause.describe()}" if cause else attempt.interrupted_by
+            lines.append(f"attempt {number}: {what}")
+            if cause:
+                lines.extend(f"    {line}" for line in cause.log_tail[-8:])
         return "\n".join(lines)

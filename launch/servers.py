@@ -4,7 +4,7 @@ This module owns one rule shared by the engines' task helpers (`launch.slurm.tas
 `launch.k8s.task`): a ps or worker task is a TensorFlow server that never exits by
 itself, so the helper runs it as a child and stops it, returning 0, once the
 chief's port has been open and then stays closed. Computing TF_CONFIG is each
-engine's job; running a whole local cluster is `launch.local`'s.
+engine's job; running a whole local cluster is `launch.runner`'s.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def check_strategy(strategy: object, *, where: str) -> str:
     Raises:
         LaunchError: "Unknown strategy 'x' for WHERE. Expected one of: ...".
     """
-    if strategy not in STRATEGY_LAYOUTS:
+    if not isinstance(strategy, str) or strategy not in STRATEGY_LAYOUTS:
         raise LaunchError(
             f"Unknown strategy {strategy!r} for {where}. "
             f"Expected one of: {', '.join(CLUSTER_STRATEGIES)}."
@@ -102,7 +102,7 @@ def _checked_jobs(jobs: object) -> dict[str, tuple[str, ...]]:
         raise LaunchError(
             f"Job 'chief' has {len(checked['chief'])} tasks; a cluster has at most 1 chief."
         )
-    seen = {}
+    seen: dict[str, str] = {}
     for job, addresses in checked.items():
         for index, address in enumerate(addresses):
             if address in seen:
@@ -126,13 +126,14 @@ class ClusterSpec:
 
     jobs: Mapping[str, tuple[str, ...]]
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "jobs", types.MappingProxyType(_checked_jobs(self.jobs)))
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(tuple(self.jobs.items()))
 
-    def __reduce__(self):  # The read-only mapping does not pickle; its plain copy does.
+    # The read-only mapping does not pickle; its plain copy does.
+    def __reduce__(self) -> tuple[type["ClusterSpec"], tuple[dict[str, list[str]]]]:
         return ClusterSpec, (self.as_dict(),)
 
     def tasks(self) -> list[tuple[str, int]]:
@@ -230,7 +231,7 @@ class ClusterConfig:
     jobs: Mapping[str, tuple[str, ...]]
     task: TaskSpec
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         cluster = ClusterSpec(jobs=self.jobs)
         object.__setattr__(self, "jobs", cluster.jobs)
         if not isinstance(self.task, TaskSpec):
@@ -244,7 +245,8 @@ class ClusterConfig:
                 "add a 'chief' job with one address."
             )
 
-    def __reduce__(self):  # The read-only mapping does not pickle; its plain copy does.
+    # The read-only mapping does not pickle; its plain copy does.
+    def __reduce__(self) -> tuple[type["ClusterConfig"], tuple[dict[str, list[str]], TaskSpec]]:
         return ClusterConfig, (self.cluster.as_dict(), self.task)
 
     @property

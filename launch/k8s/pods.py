@@ -10,8 +10,10 @@ objects carry the pods is those modules' job. Pure standard library.
 import re
 from collections.abc import Mapping, Sequence
 
+from launch.command import check_command
 from launch.errors import LaunchError
 from launch.gpus import check_gpus_per_worker
+from launch.k8s.yaml_text import Manifest
 
 K8S_STRATEGIES = ("mirrored", "multi_worker", "parameter_server")
 CONTAINER_NAME = "tensorflow"  # The training operator finds the TensorFlow container by this name.
@@ -80,16 +82,7 @@ def check_job(
             f"image ({image!r}) must be a container image reference without spaces, e.g. "
             "--image=registry.example.com/tfdist:0.1.0."
         )
-    if (
-        isinstance(command, str)
-        or not isinstance(command, Sequence)
-        or not command
-        or not all(isinstance(arg, str) for arg in command)
-    ):
-        raise LaunchError(
-            f"command ({command!r}) must be a non-empty list of strings, e.g. "
-            "['python', '-m', 'tfdist.train']."
-        )
+    check_command("command", command, example="['python', '-m', 'tfdist.train']")
     for label, value, minimum in (("num_workers", num_workers, 1), ("num_ps", num_ps, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise LaunchError(
@@ -116,11 +109,11 @@ def check_job(
         )
 
 
-def resources(*, gpus: int, cpu: str | None, memory: str | None) -> dict:
+def resources(*, gpus: int, cpu: str | None, memory: str | None) -> Manifest:
     """Returns a container's `resources`: cpu/memory requested and limited, GPUs limited."""
     amounts = {key: value for key, value in (("cpu", cpu), ("memory", memory)) if value}
-    result = {"requests": dict(amounts)} if amounts else {}
-    limits = dict(amounts)
+    result: Manifest = {"requests": dict(amounts)} if amounts else {}
+    limits: Manifest = dict(amounts)
     if gpus:
         limits[GPU_RESOURCE] = gpus
     if limits:
@@ -133,11 +126,11 @@ def container(
     image: str,
     command: Sequence[str],
     env: Mapping[str, str],
-    resources: dict,
-    ports: Sequence[dict] = (),
-) -> dict:
+    resources: Manifest,
+    ports: Sequence[Manifest] = (),
+) -> Manifest:
     """Returns the pod's container `tensorflow`: the first word of `command` is its command."""
-    spec = {"name": CONTAINER_NAME, "image": image, "command": [command[0]]}
+    spec: Manifest = {"name": CONTAINER_NAME, "image": image, "command": [command[0]]}
     if len(command) > 1:
         spec["args"] = list(command[1:])
     variables = {"PYTHONUNBUFFERED": "1", **env}

@@ -17,8 +17,10 @@ import argparse
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
+from launch.command import split_command
 from launch.errors import LaunchError
 from launch.k8s.job import DEFAULT_PORT, pod_task_spec
 from launch.servers import run_task
@@ -29,7 +31,7 @@ _INDEX_VAR = "JOB_COMPLETION_INDEX"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise LaunchError(f"{message} (see --help).")
 
 
@@ -71,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _index(environ) -> int:
+def _index(environ: Mapping[str, str]) -> int:
     value = environ.get(_INDEX_VAR, "").strip()
     if not value.isdigit():
         raise LaunchError(
@@ -88,11 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: The arguments after the program name; defaults to `sys.argv[1:]`.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split = argv.index("--") if "--" in argv else len(argv)
-    command = argv[split + 1 :]
+    flags, command = split_command(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parser().parse_args(argv[:split])
+        args = _parser().parse_args(flags)
         if not command:
             raise LaunchError(
                 f"No command to run: put it after '--', e.g. python -m {_PROG} ... -- "

@@ -12,14 +12,16 @@ manifest is `launch.k8s.tfjob`'s job.
 import json
 import math
 import re
-from typing import Any
 
 _BARE = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*")
 _SPECIAL_WORDS = {"y", "n", "yes", "no", "true", "false", "on", "off", "null", "nan", "inf"}
 _INDENT = "  "
 
+# A YAML mapping as the manifests build it: str keys, values of any plain data.
+Manifest = dict[str, object]
 
-def scalar(value: Any) -> str:
+
+def scalar(value: object) -> str:
     """Returns `value` (str, int, float, bool or None) as a YAML scalar.
 
     Raises:
@@ -45,11 +47,11 @@ def scalar(value: Any) -> str:
     )
 
 
-def _is_empty_collection(value: Any) -> bool:
+def _is_empty_collection(value: object) -> bool:
     return isinstance(value, (dict, list, tuple)) and not value
 
 
-def _lines(value: Any, depth: int) -> list[str]:
+def _lines(value: object, depth: int) -> list[str]:
     pad = _INDENT * depth
     if isinstance(value, dict):
         lines = []
@@ -75,13 +77,13 @@ def _lines(value: Any, depth: int) -> list[str]:
     return [f"{pad}{scalar(value)}"]
 
 
-def _flow(value: Any) -> str:
+def _flow(value: object) -> str:
     if _is_empty_collection(value):
         return "{}" if isinstance(value, dict) else "[]"
     return scalar(value)
 
 
-def dump(value: Any) -> str:
+def dump(value: object) -> str:
     """Returns `value` as a YAML document (block style), ending with a newline.
 
     Raises:

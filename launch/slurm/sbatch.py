@@ -25,6 +25,7 @@ import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
+from launch.command import check_command
 from launch.errors import LaunchError
 from launch.gpus import check_gpus_per_worker
 from launch.slurm.hostlist import expand_hostlist, expand_tasks_per_node
@@ -60,7 +61,7 @@ class SlurmTaskSpec:
 
     def tf_config(self) -> str | None:
         """Returns this task's TF_CONFIG JSON, or None for "mirrored"."""
-        if self.cluster is None:
+        if self.cluster is None or self.task_type is None:
             return None
         return tf_config_json(self.cluster, self.task_type, self.index)
 
@@ -205,7 +206,7 @@ def slurm_task_spec(
         jobs.setdefault(task_type, []).append(f"{nodes[r_node]}:{port_base + r_local}")
     task_type, index = roles[rank]
     return SlurmTaskSpec(
-        cluster=ClusterSpec(jobs=jobs),
+        cluster=ClusterSpec(jobs={job: tuple(addresses) for job, addresses in jobs.items()}),
         task_type=task_type,
         index=index,
         host=nodes[node],
@@ -366,16 +367,7 @@ def sbatch_script(
             f"time ({time!r}) is not a Slurm time limit; use MINUTES, HH:MM:SS or "
             "DAYS-HH:MM:SS, e.g. --time=01:00:00."
         )
-    if (
-        isinstance(command, str)
-        or not isinstance(command, Sequence)
-        or not command
-        or not all(isinstance(arg, str) for arg in command)
-    ):
-        raise LaunchError(
-            f"command ({command!r}) must be a non-empty list of strings, e.g. "
-            "['python', '-m', 'tfdist.train']."
-        )
+    check_command("command", command, example="['python', '-m', 'tfdist.train']")
     if python is None:
         python = task_python(command)
     if python.replaces_command:

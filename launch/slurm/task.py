@@ -17,7 +17,9 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
+from launch.command import split_command
 from launch.errors import LaunchError
 from launch.gpus import assign_gpus, check_gpus_per_worker, visible_gpu_ids
 from launch.servers import port_open, run_task, serve_until_chief_exits  # noqa: F401 (the helpers' API)
@@ -43,19 +45,21 @@ def task_env(
     env = dict(environ)
     env.pop("TF_CONFIG", None)
     env.setdefault("PYTHONUNBUFFERED", "1")
-    if spec.cluster is None:
+    tf_config = spec.tf_config()
+    if tf_config is None or spec.task_type is None:
         return env
-    env["TF_CONFIG"] = spec.tf_config()
+    env["TF_CONFIG"] = tf_config
     devices = assign_gpus(
         strategy=strategy, tasks=spec.node_tasks, gpu_ids=gpu_ids, gpus_per_worker=gpus_per_worker
     )
-    if (spec.task_type, spec.index) in devices:
-        env["CUDA_VISIBLE_DEVICES"] = devices[spec.task_type, spec.index]
+    task = (spec.task_type, spec.index)
+    if task in devices:
+        env["CUDA_VISIBLE_DEVICES"] = devices[task]
     return env
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise LaunchError(f"{message} (see --help).")
 
 
@@ -99,11 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: The arguments after the program name; defaults to `sys.argv[1:]`.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split = argv.index("--") if "--" in argv else len(argv)
-    command = argv[split + 1 :]
+    flags, command = split_command(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parser().parse_args(argv[:split])
+        args = _parser().parse_args(flags)
         if not command:
             raise LaunchError(
                 f"No command to run: put it after '--', e.g. python -m {_PROG} "
@@ -131,10 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    serves = args.strategy == "parameter_server" and spec.task_type in ("ps", "worker")
-    return run_task(
-        command, env, chief=spec.cluster.jobs["chief"][0] if serves else None, prog=_PROG
-    )
+    chief = None
+    if spec.cluster is not None and spec.task_type in ("ps", "worker"):
+        serves = args.strategy == "parameter_server"
+        chief = spec.cluster.jobs["chief"][0] if serves else None
+    return run_task(command, env, chief=chief, prog=_PROG)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import re
 
 import pytest
 from readme_examples import REPO, anchors, code_blocks, doc_path, prose
-from test_cli_doc import _exists_in_absl, doc_flags, parser_flags
+from test_cli_doc import _exists_in_absl, doc_flags, launch_sub_parser, parser_flags
 
 import launch.__main__ as launch_cli
 import launch.slurm.task as slurm_task_cli
@@ -186,14 +186,14 @@ def command_problems(doc: str) -> list[str]:
     parsers = {
         "launch": launch_cli._parser,
         "launch.slurm.task": slurm_task_cli._parser,
-        **{f"launch {name}": make for name, (make, _) in launch_cli._SUBCOMMANDS.items()},
+        **{f"launch {name}": launch_sub_parser(name) for name in ("hosts", "slurm", "k8s")},
     }
     found = []
     for text in command_texts(doc):
         for module, sub, arguments in _COMMAND.findall(text):
             program = f"{module} {sub}".strip()
             if module.startswith("launch"):
-                own = parser_flags(parsers[program]())
+                own = parser_flags(parsers[program](), recursive=False)
                 unknown = {
                     name
                     for name in _flags_of(arguments.split(" -- ")[0])

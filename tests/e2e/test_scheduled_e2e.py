@@ -14,7 +14,7 @@ import sys
 
 from e2e_helpers import REPO
 
-from launch import plan_local_cluster, plan_local_launch, run_local
+from launch import RestartPolicy, plan_local_cluster, plan_local_launch, run_local
 
 SCRIPT = os.path.join(REPO, "tests", "e2e", "lost_copy_job.py")
 
@@ -30,10 +30,9 @@ def test_a_result_lost_before_its_copy_is_fetched_from_the_rerun(tmp_path):
         command=[sys.executable, SCRIPT, str(report)],
         server_command=[sys.executable, "-m", "tfdist.server"],
         base_env=env,
-        worker_restarts=2,
     )
     output = io.StringIO()
-    result = run_local(launches, output=output)
+    result = run_local(launches, output=output, restarts=RestartPolicy(max_restarts=2))
     assert result.exit_code == 0, result.summary() + output.getvalue()[-4000:]
     found = json.loads(report.read_text())
     assert found["warm_up"] == 7.0

@@ -64,6 +64,21 @@ PSS = ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1"]
             [*PSS, "--min_workers=1", "--", PY],
             "min_workers (1) is for strategy 'multi_worker', not 'parameter_server'",
         ),
+        ([], "the following arguments are required: --strategy, --num_workers (see --help)."),
+        (
+            ["--strategy=multi_worker", "--num_workers=2", PY, "train.py"],
+            f"argument SUB-COMMAND: invalid choice: {PY!r} (choose from 'hosts', 'slurm', "
+            "'k8s'); your COMMAND goes after '--' (see --help).",
+        ),
+        (
+            ["--num_workers=2", "hosts", "--strategy=multi_worker", "--hosts=a:1", "--", PY],
+            "the sub-command 'hosts' must come first: its flags follow it, e.g. python -m "
+            "launch hosts --strategy=multi_worker ... -- COMMAND (see --help).",
+        ),
+        (
+            ["k8s", "--strategy=multi_worker", "--image=i", "--max_restarts=1", "--", PY],
+            "unrecognized arguments: --max_restarts=1 (see --help).",
+        ),
     ],
 )
 def test_argument_errors_are_one_line_and_exit_2(capsys, argv, match):
@@ -131,6 +146,34 @@ def test_parameter_server_stops_servers_after_the_chief(capsys):
     assert exit_code == 0
     assert time.monotonic() - start < 10
     assert "[chief:0] chief done" in capsys.readouterr().out
+
+
+def test_max_restarts_restarts_a_parameter_server_worker_in_place(capsys, tmp_path):
+    # worker:0 dies at its first start; the chief ends once it has started again.
+    starts = tmp_path / "starts"
+    code = textwrap.dedent(f"""
+        import json, os, pathlib, time
+        task, starts = json.loads(os.environ['TF_CONFIG'])['task'], pathlib.Path({str(starts)!r})
+        count = lambda: starts.read_text().count('start') if starts.exists() else 0
+        if task['type'] == 'worker' and task['index'] == 0:
+            with starts.open('a') as f:
+                f.write('start\\n')
+            if count() == 1:
+                os.kill(os.getpid(), 9)
+        while task['type'] == 'chief' and count() < 2:
+            time.sleep(0.01)
+        print('chief done' if task['type'] == 'chief' else 'serving', flush=True)
+        time.sleep(0 if task['type'] == 'chief' else 60)
+        """)
+
+    exit_code = main([*PSS, "--servers=command", "--max_restarts=1", "--", PY, "-c", code])
+
+    captured = capsys.readouterr()
+    assert exit_code == 0, captured.err
+    assert "[worker:0] launch: worker:0 exited with code -9; restarting it (1/1)" in captured.out
+    assert "[chief:0] chief done" in captured.out
+    assert "restarting the cluster" not in captured.out
+    assert captured.err.count("launch: starting parameter_server cluster") == 1
 
 
 def _planned_argv(flags):

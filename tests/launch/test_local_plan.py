@@ -1,4 +1,4 @@
-"""Tests for launch.local planning: per-task argv and env, no processes."""
+"""Tests for launch.task_plan.plan_local_launch: per-task argv and env, no processes."""
 
 import json
 import os

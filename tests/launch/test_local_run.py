@@ -1,5 +1,6 @@
-"""Tests for launch.local.run_local with real child processes (tiny Python scripts)."""
+"""Tests for launch.runner.run_local with real child processes (tiny Python scripts)."""
 
+import dataclasses
 import io
 import os
 import signal
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from launch import LaunchError, TaskLaunch, run_local
+from launch import LaunchError, RestartPolicy, TaskLaunch, run_local
 
 SLEEP = "import time; print('sleeping', flush=True); time.sleep(60)"
 # Far below SLEEP's 60 s, so a hang fails; far above the ~0.1 s these take on an idle
@@ -127,6 +128,67 @@ def test_server_exiting_early_fails_the_launch():
         "server task ps:0 exited with exit code 0 before the non-server tasks finished "
         "(root cause); stopped the other 1 task."
     )
+
+
+# A worker server that counts its starts in a file and dies on the first `deaths` of them;
+# then it serves (sleeps) until the launcher stops it.
+_DYING_SERVER = """
+    import os, sys, time
+    path, deaths = sys.argv[1], int(sys.argv[2])
+    with open(path, "a") as f:
+        f.write("start\\n")
+    starts = len(open(path).read().splitlines())
+    print(f"start {starts} pid {os.getpid()}", flush=True)
+    if starts <= deaths:
+        os.kill(os.getpid(), 9)
+    time.sleep(60)
+    """
+# The chief: done once the worker has started 3 times.
+_CHIEF_WAITING_FOR_3_STARTS = """
+    import os, sys, time
+    while not os.path.exists(sys.argv[1]) or open(sys.argv[1]).read().count("start") < 3:
+        time.sleep(0.01)
+    print(f"chief pid {os.getpid()} done", flush=True)
+    """
+
+
+def _chief_and_dying_worker(count_file, deaths):
+    chief = _task("chief:0", _CHIEF_WAITING_FOR_3_STARTS)
+    worker = _task("worker:0", _DYING_SERVER, is_server=True)
+    return [
+        dataclasses.replace(chief, argv=(*chief.argv, str(count_file))),
+        dataclasses.replace(worker, argv=(*worker.argv, str(count_file), str(deaths))),
+    ]
+
+
+def test_a_parameter_server_worker_is_restarted_in_place_while_the_chief_runs(tmp_path):
+    launches = _chief_and_dying_worker(tmp_path / "starts", deaths=2)
+
+    result, output, elapsed = _run(launches, restarts=RestartPolicy(max_restarts=2))
+
+    assert elapsed < NO_HANG
+    assert result.exit_code == 0, output
+    assert "[worker:0] launch: worker:0 exited with code -9; restarting it (1/2)" in output
+    assert "[worker:0] launch: worker:0 exited with code -9; restarting it (2/2)" in output
+    assert output.count("[chief:0] chief pid") == 1  # The chief ran once, untouched.
+    assert result.tasks[1].stopped  # The third life served until the chief was done.
+
+
+def test_a_worker_whose_in_place_restarts_are_spent_fails_the_launch(tmp_path):
+    launches = _chief_and_dying_worker(tmp_path / "starts", deaths=3)
+
+    result, output, _ = _run(launches, restarts=RestartPolicy(max_restarts=1))
+
+    assert result.exit_code == 128 + signal.SIGKILL
+    assert result.root_cause.name == "worker:0"
+    assert "restarting it (1/1)" in output and "(2/1)" not in output
+    assert (tmp_path / "starts").read_text().count("start") == 2
+
+
+def test_without_a_policy_a_dead_worker_server_fails_the_launch(tmp_path):
+    result, output, _ = _run(_chief_and_dying_worker(tmp_path / "starts", deaths=1))
+
+    assert result.root_cause.name == "worker:0" and "restarting" not in output
 
 
 def test_task_ignoring_sigterm_is_killed_after_stop_timeout(tmp_path):

@@ -187,7 +187,6 @@ def test_spec_is_frozen_and_planning_touches_no_environment():
             r"^num_ps \(0\) must be at least 1 for strategy 'parameter_server'; pass --num_ps=1.$",
         ),
         (dict(num_workers=0), r"num_workers \(0\) must be an integer of at least 1"),
-        (dict(worker_restarts=-1), r"worker_restarts \(-1\) must be an integer of at least 0"),
         (dict(command=[]), r"command \(\(\)\) must be a non-empty list of strings"),
         (dict(base_env=None), r"base_env must be a mapping of str to str"),
         (dict(cluster={"worker": ["h:1"]}), r"cluster \(.*\) must be a ClusterSpec or None"),

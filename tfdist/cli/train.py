@@ -73,7 +73,6 @@ def _launch_local_cluster(config: JobConfig) -> int:
             base_env=dict(os.environ),
             gpus_per_worker=launch.gpus_per_worker,
             gpu_ids=gpu_ids,
-            worker_restarts=launch.max_restarts,
             isolate_network=launch.isolate_network,
             extra_tasks=service.launches if service else (),
         )

@@ -291,7 +291,8 @@ flags.DEFINE_integer(
     0,
     "When the trainer launches a local cluster: if a task fails, stop all, start the cluster "
     "again (it resumes from the latest checkpoint under --model_dir), at most this many "
-    "times; then fail with a summary of every failure.",
+    "times; then fail with a summary of every failure. A parameter_server worker is "
+    "restarted in place instead, as often, while the others go on.",
     lower_bound=0,
 )
 flags.DEFINE_integer(

@@ -212,7 +212,8 @@ def launch(
       stop_timeout: seconds a stopped task gets before it is killed.
       max_restarts: when a task fails, stop every task and run the cluster again (fresh
         ports) at most this many times; `fn` resumes from its own checkpoints (e.g.
-        `tfdist.fit(..., model_dir=...)`).
+        `tfdist.fit(..., model_dir=...)`). A `parameter_server` worker is restarted in
+        place instead, at most this many times each.
       min_workers: `multi_worker`: when a worker fails again after `max_restarts`
         restarts, go on without it while at least this many workers remain (the
         cluster is planned again with one worker fewer); None: fail then.

@@ -112,15 +112,18 @@ def _check_tfjob(document, *, replicas):
 def test_multi_worker_tfjob_field_by_field():
     document = yaml.safe_load(
         tfjob_yaml(
-            name="digits",
+            tfjob_manifest(
+                name="digits",
+                strategy="multi_worker",
+                image="reg.example.com/tfdist:1",
+                command=COMMAND,
+                num_workers=3,
+                gpus_per_worker=2,
+                cpu="4",
+                memory="8Gi",
+                namespace="ml",
+            ),
             strategy="multi_worker",
-            image="reg.example.com/tfdist:1",
-            command=COMMAND,
-            num_workers=3,
-            gpus_per_worker=2,
-            cpu="4",
-            memory="8Gi",
-            namespace="ml",
         )
     )
 
@@ -143,13 +146,16 @@ def test_multi_worker_tfjob_field_by_field():
 def test_parameter_server_tfjob_has_chief_ps_and_workers_with_gpus_only_on_workers():
     document = yaml.safe_load(
         tfjob_yaml(
-            name="pss",
+            tfjob_manifest(
+                name="pss",
+                strategy="parameter_server",
+                image="img",
+                command=COMMAND,
+                num_workers=4,
+                num_ps=2,
+                gpus_per_worker=1,
+            ),
             strategy="parameter_server",
-            image="img",
-            command=COMMAND,
-            num_workers=4,
-            num_ps=2,
-            gpus_per_worker=1,
         )
     )
 
@@ -167,7 +173,10 @@ def test_parameter_server_tfjob_has_chief_ps_and_workers_with_gpus_only_on_worke
 def test_mirrored_tfjob_is_one_worker_pod():
     document = yaml.safe_load(
         tfjob_yaml(
-            name="one", strategy="mirrored", image="img", command=["train"], gpus_per_worker=8
+            tfjob_manifest(
+                name="one", strategy="mirrored", image="img", command=["train"], gpus_per_worker=8
+            ),
+            strategy="mirrored",
         )
     )
 
