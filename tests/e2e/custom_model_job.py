@@ -58,9 +58,7 @@ def main(out_dir):
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         )
     trainer = tfdist.Trainer(distribution, model, tfdist.LoopConfig(steps_per_loop=10))
-    history = trainer.fit(
-        dataset_fn, epochs=3, steps_per_epoch=40, global_batch_size=GLOBAL_BATCH
-    )
+    history = trainer.fit(dataset_fn, epochs=3, steps_per_epoch=40, global_batch_size=GLOBAL_BATCH)
     result = {
         "num_replicas": distribution.num_replicas,
         "losses": history.history["loss"],

@@ -57,7 +57,6 @@ class BuiltFrom:
         )
 
 
-
 def build_variables(model: keras.Model, distribution: Distribution, dataset_fn: DatasetFn) -> None:
     """Creates the model's, metrics' and optimizer's variables eagerly in scope.
 
