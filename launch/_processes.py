@@ -16,8 +16,9 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import IO, TextIO
+from typing import IO
 
+from launch.streams import TextSink
 from launch.task_launch import TaskLaunch
 
 # What `signal.signal` returns: the handler it replaced.
@@ -49,7 +50,7 @@ class PrefixedOutput:
     It also keeps each task's last lines; one lock guards both.
     """
 
-    def __init__(self, output: TextIO):
+    def __init__(self, output: TextSink):
         self._output = output
         self._lock = threading.Lock()
 

@@ -20,13 +20,14 @@ import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol, TextIO
+from typing import Protocol
 
 from launch.network import Isolation, inside, private_network
 from launch.plan import LaunchPlan, LaunchSpec, plan_launch
 from launch.restarts import RestartPolicy
 from launch.result import LaunchResult, RestartReport
 from launch.runner import run_local
+from launch.streams import TextSink
 from launch.task_launch import TaskLaunch
 
 
@@ -37,7 +38,7 @@ class Runner(Protocol):
         self,
         launches: Sequence[TaskLaunch],
         *,
-        output: TextIO | None = ...,
+        output: TextSink | None = ...,
         stop_timeout: float = ...,
         restarts: RestartPolicy | None = ...,
     ) -> LaunchResult: ...
@@ -79,7 +80,7 @@ def run_with_restarts(
     plan: Callable[[tuple[TaskLaunch, ...]], Sequence[TaskLaunch]],
     *,
     restarts: RestartPolicy,
-    output: TextIO | None = None,
+    output: TextSink | None = None,
     stop_timeout: float = 10.0,
     run: Runner = run_local,
 ) -> RestartReport:
@@ -119,7 +120,7 @@ def run_launch(
     spec: LaunchSpec | Callable[[], LaunchSpec],
     *,
     announce: Callable[[str], None] | None = None,
-    output: TextIO | None = None,
+    output: TextSink | None = None,
     stop_timeout: float = 10.0,
     max_restarts: int = 0,
     min_workers: int | None = None,

@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
-from typing import TextIO
+
+from launch.streams import TextSink
 
 # (C++ source file, a fragment of its message); file "" matches a line that is not a
 # C++ log record.
@@ -61,7 +62,7 @@ class QuietOutput:
 
     def __init__(
         self,
-        target: TextIO | Callable[[], TextIO],
+        target: TextSink | Callable[[], TextSink],
         keep: Callable[[str], bool] | None = None,
     ) -> None:
         self._target = target
@@ -70,9 +71,9 @@ class QuietOutput:
         self._lock = threading.Lock()
         self.dropped = 0
 
-    def _stream(self) -> TextIO:
+    def _stream(self) -> TextSink:
         if callable(self._target):
-            stream: TextIO = self._target()
+            stream: TextSink = self._target()
             return stream
         return self._target
 

@@ -14,7 +14,6 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import TextIO
 
 from launch._processes import (
     PrefixedOutput,
@@ -28,6 +27,7 @@ from launch.command import check_command
 from launch.errors import LaunchError
 from launch.restarts import RestartPolicy
 from launch.result import LaunchResult, TaskOutcome
+from launch.streams import TextSink
 from launch.task_launch import TaskLaunch, check_env
 
 _READER_JOIN_S = 2.0
@@ -79,7 +79,7 @@ def _exit_code(root: RunningTask | None) -> int:
 def run_local(
     launches: Sequence[TaskLaunch],
     *,
-    output: TextIO | None = None,
+    output: TextSink | None = None,
     stop_timeout: float = 10.0,
     poll_interval: float = 0.05,
     restarts: RestartPolicy | None = None,

@@ -10,6 +10,11 @@ built from these checks are in `tfdist.config.loop` and `tfdist.config.job`.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
+
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "parameter_server")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 COMPRESSIONS = ("none", "fp16", "bf16")
@@ -25,11 +30,11 @@ class ConfigError(ValueError):
     """A user mistake in settings, TF_CONFIG or data; the message is one line with the fix."""
 
 
-def describe_choices(values) -> str:
+def describe_choices(values: Iterable[str]) -> str:
     return ", ".join(values)
 
 
-def check_choice(what: str, value: str, choices) -> str:
+def check_choice(what: str, value: str, choices: Collection[str]) -> str:
     """Returns `value` if it is one of `choices`; raises ConfigError listing them otherwise."""
     if value not in choices:
         raise ConfigError(
@@ -38,7 +43,7 @@ def check_choice(what: str, value: str, choices) -> str:
     return value
 
 
-def check_positive(what: str, value, *, allow_none: bool = False):
+def check_positive(what: str, value: T, *, allow_none: bool = False) -> T:
     """Returns `value` if it is a positive number (or None when allowed)."""
     if value is None and allow_none:
         return value
@@ -69,7 +74,7 @@ def per_replica_batch_size(global_batch_size: int, num_replicas: int) -> int:
     return global_batch_size // num_replicas
 
 
-def check_profile_steps(steps) -> tuple[int, int] | None:
+def check_profile_steps(steps: object) -> tuple[int, int] | None:
     """Returns `steps` as `(first, last)` optimizer steps to profile, or None."""
     if steps is None:
         return None
@@ -97,7 +102,7 @@ def parse_profile_steps(text: str | None) -> tuple[int, int] | None:
     return check_profile_steps(steps if steps and len(steps) == 2 else text)
 
 
-def check_image_shape(shape) -> tuple[int, int, int] | None:
+def check_image_shape(shape: object) -> tuple[int, int, int] | None:
     """Returns `shape` if it is None or `(height, width, channels)` of positive ints."""
     if shape is None:
         return None
@@ -126,7 +131,7 @@ def parse_image_shape(text: str | None) -> tuple[int, int, int] | None:
     return shape
 
 
-def check_image_size(size) -> tuple[int, int] | None:
+def check_image_size(size: object) -> tuple[int, int] | None:
     """Returns `size` if it is None or `(height, width)` of positive ints."""
     if size is None:
         return None

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from tfdist.config.checks import (
     FILE_DATASETS,
@@ -30,6 +32,23 @@ from tfdist.config.checks import (
     nearest_multiples,
 )
 from tfdist.config.loop import LoopConfig, check_count, check_loop_fits
+
+
+class Cluster(Protocol):
+    """What the settings read of a parsed TF_CONFIG (`launch.tf_config.ClusterConfig`)."""
+
+    @property
+    def jobs(self) -> Mapping[str, Sequence[str]]: ...
+
+    @property
+    def has_ps(self) -> bool: ...
+
+    @property
+    def num_workers(self) -> int: ...
+
+    @property
+    def num_ps(self) -> int: ...
+
 
 _FILES_EXAMPLES = {
     "tfrecord": "'data/train-*.tfrecord'",
@@ -73,7 +92,7 @@ class LaunchConfig:
     max_restarts: int = 0
     min_workers: int | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_choice("strategy", self.strategy, STRATEGIES)
         check_positive("num_workers", self.num_workers, allow_none=True)
         check_positive("num_devices", self.num_devices, allow_none=True)
@@ -111,7 +130,8 @@ class LaunchConfig:
 
     def _check_min_workers(self) -> None:
         """`min_workers` fits the launch: multi_worker and at most num_workers."""
-        if check_positive("min_workers", self.min_workers, allow_none=True) is None:
+        min_workers = check_positive("min_workers", self.min_workers, allow_none=True)
+        if min_workers is None:
             return
         if self.launch_strategy() != "multi_worker" or self.strategy in ("one_device", "mirrored"):
             raise ConfigError(
@@ -125,7 +145,7 @@ class LaunchConfig:
                 + "; drop min_workers."
             )
         workers = self.num_workers or 1
-        if self.min_workers > workers:
+        if min_workers > workers:
             raise ConfigError(
                 f"min_workers ({self.min_workers}) must be at most num_workers ({workers}); "
                 f"pass min_workers={workers} or fewer."
@@ -149,7 +169,7 @@ class LaunchConfig:
         per_worker = max(1, self.gpus_per_worker)
         return [n * per_worker for n in range(self.min_workers or workers, workers + 1)]
 
-    def needs_local_cluster(self, cluster) -> bool:
+    def needs_local_cluster(self, cluster: Cluster | None) -> bool:
         """True when the CLI must start the processes itself (no TF_CONFIG, several tasks).
 
         `cluster` is the parsed TF_CONFIG (a `launch.tf_config.ClusterConfig`) or None.
@@ -158,7 +178,7 @@ class LaunchConfig:
             return False
         return (self.num_workers or 1) > 1 or self.launch_strategy() == "parameter_server"
 
-    def check_cluster(self, cluster) -> None:
+    def check_cluster(self, cluster: Cluster | None) -> None:
         """Checks these settings against the cluster (the parsed TF_CONFIG, or None).
 
         With TF_CONFIG the cluster's shape comes from it: `strategy` must fit its layout
@@ -262,7 +282,7 @@ class DataConfig:
     data_service_workers: int = 1
     shuffle: bool = True
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_positive("num_examples", self.num_examples)
         check_choice("shard_policy", self.shard_policy, SHARD_POLICIES)
         check_positive("num_classes", self.num_classes, allow_none=True)
@@ -309,7 +329,7 @@ class ModelConfig:
     learning_rate: float = 1e-3
     mixed_precision: str = "none"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_positive("learning_rate", self.learning_rate)
         check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
@@ -330,7 +350,7 @@ class OutputConfig:
     profile_steps: tuple[int, int] | None = None
     verbose: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_profile_steps(self.profile_steps)
 
 
@@ -362,7 +382,7 @@ class JobConfig:
     seed: int = 0
 
     @classmethod
-    def from_flat(cls, **values) -> JobConfig:
+    def from_flat(cls, **values: object) -> JobConfig:
         """The config whose leaf fields, found by name in any section, take `values`.
 
         Leaf names are unique across sections and equal the command line's flags, so
@@ -375,13 +395,14 @@ class JobConfig:
                 f"unknown setting(s) {sorted(unknown)}; expected field names of JobConfig's "
                 f"sections, e.g. {', '.join(leaf_names(cls)[:4])}."
             )
-        return _nested(cls, values)
+        built: JobConfig = _nested(cls, values)
+        return built
 
-    def flat(self) -> dict:
+    def flat(self) -> dict[str, object]:
         """Every leaf field by name (the inverse of `from_flat`)."""
         return _flat(self)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_count("global_batch_size", self.global_batch_size)
         check_count("epochs", self.epochs)
         if self.steps_per_epoch is not None:
@@ -416,11 +437,11 @@ class JobConfig:
             )
 
 
-def _is_section(field: dataclasses.Field) -> bool:
+def _is_section(field: dataclasses.Field[Any]) -> bool:
     return dataclasses.is_dataclass(field.default)
 
 
-def leaf_names(cls=JobConfig) -> list[str]:
+def leaf_names(cls: type = JobConfig) -> list[str]:
     """The names of every leaf field of `cls`'s config tree, section by section."""
     names: list[str] = []
     for field in dataclasses.fields(cls):
@@ -428,7 +449,7 @@ def leaf_names(cls=JobConfig) -> list[str]:
     return names
 
 
-def _nested(cls, values: dict):
+def _nested(cls: type, values: dict[str, object]) -> Any:
     kwargs = {}
     for field in dataclasses.fields(cls):
         if _is_section(field):
@@ -438,8 +459,8 @@ def _nested(cls, values: dict):
     return cls(**kwargs)
 
 
-def _flat(config) -> dict:
-    values: dict = {}
+def _flat(config: Any) -> dict[str, object]:
+    values: dict[str, object] = {}
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         values.update(_flat(value) if _is_section(field) else {field.name: value})

@@ -26,7 +26,7 @@ from tfdist.config.checks import (
 )
 
 
-def check_count(what: str, value, *, minimum: int = 1):
+def check_count(what: str, value: object, *, minimum: int = 1) -> int:
     """Returns `value` if it is a whole number of at least `minimum`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{what} ({value!r}) must be a whole number of at least {minimum}.")
@@ -49,7 +49,7 @@ class CommunicationConfig:
     collective_implementation: str = "auto"
     collective_timeout: float | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_choice("grad_compression", self.grad_compression, COMPRESSIONS)
         check_choice(
             "collective_implementation", self.collective_implementation, COLLECTIVE_IMPLEMENTATIONS
@@ -80,7 +80,7 @@ class LocalSGDConfig:
     outer_learning_rate: float = 0.7
     outer_momentum: float = 0.9
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if (
             isinstance(self.sync_every, bool)
             or not isinstance(self.sync_every, int)
@@ -127,7 +127,7 @@ class CheckpointConfig:
     keep_checkpoints: int = 3
     export: bool = True
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.model_dir is not None and (
             not isinstance(self.model_dir, str) or not self.model_dir.strip()
         ):
@@ -164,7 +164,7 @@ class LoopConfig:
     local_sgd: LocalSGDConfig = LocalSGDConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_count("steps_per_loop", self.steps_per_loop)
         check_count("grad_accum_steps", self.grad_accum_steps)
         for name, kind in (

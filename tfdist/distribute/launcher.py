@@ -29,12 +29,14 @@ import tempfile
 import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TextIO
+from typing import Any
 
 from launch.errors import LaunchError
 from launch.launcher import run_launch
 from launch.noise import TF_DATA_OPTIONS_WARNING, QuietOutput, is_noise
 from launch.plan import LaunchSpec, tfdist_server_command
+from launch.result import LaunchResult, RestartReport
+from launch.streams import TextSink
 from tfdist.config import ConfigError
 from tfdist.distribute.cluster import read_tf_config
 
@@ -61,8 +63,8 @@ class LaunchFailed(RuntimeError):
         task: str | None,
         exit_code: int | None,
         log_tail: Sequence[str],
-        result,
-    ):
+        result: LaunchResult,
+    ) -> None:
         super().__init__(message)
         self.task = task
         self.exit_code = exit_code
@@ -70,7 +72,7 @@ class LaunchFailed(RuntimeError):
         self.result = result
 
 
-def _cloudpickle():
+def _cloudpickle() -> Any:
     try:
         import cloudpickle
     except ImportError:  # pragma: no cover - a dependency of tfdist (setup.cfg)
@@ -81,7 +83,7 @@ def _cloudpickle():
     return cloudpickle
 
 
-def _check_options(fn, strategy, num_workers, num_ps) -> None:
+def _check_options(fn: object, strategy: str, num_workers: int, num_ps: int) -> None:
     if not callable(fn):
         raise ConfigError(f"fn ({fn!r}) must be callable: the function every task runs.")
     if strategy not in STRATEGIES:
@@ -139,7 +141,7 @@ def _error_file(task: str) -> str:
     return f"error-{task.replace(':', '-')}.pkl"
 
 
-def _failure(report, folder: str) -> LaunchFailed:
+def _failure(report: RestartReport, folder: str) -> LaunchFailed:
     result = report.attempts[-1]
     cause = result.root_cause
     if cause is None:
@@ -171,7 +173,7 @@ def _failure(report, folder: str) -> LaunchFailed:
 
 def launch(
     fn: Callable[..., Any],
-    *args,
+    *args: Any,
     strategy: str = "multi_worker",
     num_workers: int = 2,
     num_ps: int = 0,
@@ -179,7 +181,7 @@ def launch(
     env: Mapping[str, str] | None = None,
     verbose: bool = False,
     isolate_network: bool = True,
-    output: TextIO | None = None,
+    output: TextSink | None = None,
     stop_timeout: float = 10.0,
     max_restarts: int = 0,
     min_workers: int | None = None,
@@ -251,7 +253,7 @@ def launch(
             isolate_network=isolate_network,
         )
         stream = output if output is not None else (lambda: sys.stdout)
-        forward = stream if verbose else QuietOutput(stream)
+        forward = output if verbose else QuietOutput(stream)  # None: run_launch's stdout.
         try:
             report = run_launch(
                 spec,
@@ -273,7 +275,7 @@ def launch(
             return pickle.load(f)
 
 
-def _dump(path: str, value) -> None:
+def _dump(path: str, value: object) -> None:
     """Writes `value` with cloudpickle (values of `__main__` classes too), atomically."""
     import cloudpickle
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 
@@ -63,13 +64,13 @@ class Distribution:
     @property
     def num_replicas(self) -> int:
         """Replicas that share one update: all of them for sync kinds, one worker's for PSS."""
-        return self.strategy.num_replicas_in_sync
+        return int(self.strategy.num_replicas_in_sync)
 
     @property
     def is_async(self) -> bool:
         return self.coordinator is not None
 
-    def scope(self):
+    def scope(self) -> Any:
         """The strategy's scope: build and compile the model inside it."""
         return self.strategy.scope()
 
@@ -143,7 +144,7 @@ def _mirrored_devices(num_devices: int | None) -> list:
     return configure_cpu_devices(num_devices or DEFAULT_CPU_REPLICAS)
 
 
-def _resolver(cluster: ClusterConfig):
+def _resolver(cluster: ClusterConfig) -> Any:
     spec = tf.train.ClusterSpec({job: list(addresses) for job, addresses in cluster.jobs.items()})
     return tf.distribute.cluster_resolver.SimpleClusterResolver(
         spec, task_type=cluster.task.type, task_id=cluster.task.index, rpc_layer="grpc"
@@ -176,7 +177,7 @@ def server_start_error(cluster: ClusterConfig) -> ConfigError:
     )
 
 
-def _role_from_resolver(resolver) -> TaskRole:
+def _role_from_resolver(resolver: Any) -> TaskRole:
     task_type, index = resolver.task_type, resolver.task_id or 0
     jobs = resolver.cluster_spec().jobs
     is_chief = task_type == "chief" or (
@@ -186,15 +187,17 @@ def _role_from_resolver(resolver) -> TaskRole:
 
 
 _LOCAL_ROLE = TaskRole("worker", 0, True)
+# What a builder returns: strategy, coordinator, this task's role, workers, input pipeline.
+_Built = tuple[Any, Any, TaskRole, int, int]
 
 
-def _one_device(*, num_devices, cluster, communication, ps_shards):
+def _one_device(**_: Any) -> _Built:
     gpus = tf.config.list_logical_devices("GPU")
     device = gpus[0].name if gpus else "/cpu:0"
     return tf.distribute.OneDeviceStrategy(device), None, _LOCAL_ROLE, 1, 0
 
 
-def _mirrored(*, num_devices, cluster, communication, ps_shards):
+def _mirrored(*, num_devices: int | None, **_: Any) -> _Built:
     devices = _mirrored_devices(num_devices)
     # Logical CPUs sum on one device: collective ops there draw instance keys per device,
     # so a second model in the same process could pair one replica's all-reduce with
@@ -206,7 +209,9 @@ def _mirrored(*, num_devices, cluster, communication, ps_shards):
     return strategy, None, _LOCAL_ROLE, 1, 0
 
 
-def _multi_worker(*, num_devices, cluster, communication, ps_shards):
+def _multi_worker(
+    *, cluster: ClusterConfig | None, communication: CommunicationConfig, **_: Any
+) -> _Built:
     options = collective_options(communication)
     if cluster is None:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
@@ -236,7 +241,7 @@ def _pipeline_id(role: TaskRole, cluster: ClusterConfig) -> int:
     return role.index + (1 if cluster.jobs.get("chief") else 0)
 
 
-def _parameter_server(*, num_devices, cluster, communication, ps_shards):
+def _parameter_server(*, cluster: ClusterConfig | None, ps_shards: int | None, **_: Any) -> _Built:
     if cluster is None or not cluster.has_ps:
         raise ConfigError(
             "strategy 'parameter_server' needs a TF_CONFIG cluster with 'chief', 'worker' and "
@@ -269,7 +274,7 @@ def _parameter_server(*, num_devices, cluster, communication, ps_shards):
     return strategy, coordinator, _role_from_resolver(resolver), cluster.num_workers, 0
 
 
-_BUILDERS: dict[str, Callable] = {
+_BUILDERS: dict[str, Callable[..., _Built]] = {
     "one_device": _one_device,
     "mirrored": _mirrored,
     "multi_worker": _multi_worker,
@@ -290,7 +295,7 @@ def make_strategy(
     kind: str = "auto",
     *,
     num_devices: int | None = None,
-    cluster=_FROM_ENVIRONMENT,
+    cluster: Any = _FROM_ENVIRONMENT,
     communication: CommunicationConfig | None = None,
     ps_shards: int | None = None,
 ) -> Distribution:

@@ -14,17 +14,21 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Collection, Iterable
+from typing import Any
 
 import keras
 import tensorflow as tf
 
-from tfdist.config import CheckpointConfig
+from tfdist.config import CheckpointConfig, ConfigError
+from tfdist.data.pipeline import DatasetFn
 from tfdist.distribute.strategies import Distribution
 from tfdist.training.checkpoints import CheckpointKeeper, export_model
 from tfdist.training.history import EpochTiming, History, TrainingDiverged
 from tfdist.training.inputs import make_inputs
 from tfdist.training.metric_state import Logs
 from tfdist.training.preemption import Preempted, PreemptionWatcher
+from tfdist.training.runners import Runner
 
 
 class TrainState:
@@ -33,7 +37,7 @@ class TrainState:
     Create it in the strategy's scope, once per model.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         # Counted here, not by optimizer.iterations: Keras 3's assign_add is a read then a
         # write, so under parameter_server concurrent workers lose increments.
@@ -47,7 +51,9 @@ class TrainState:
             name="epoch_metrics",
         )
 
-    def checkpoint(self, model: keras.Model, optimizer, extras: dict) -> tf.train.Checkpoint:
+    def checkpoint(
+        self, model: keras.Model, optimizer: Any, extras: dict[str, Any]
+    ) -> tf.train.Checkpoint:
         return tf.train.Checkpoint(
             model=model,
             optimizer=optimizer,
@@ -100,7 +106,7 @@ class Controller:
         *,
         distribution: Distribution,
         model: keras.Model,
-        runner,
+        runner: Runner,
         state: TrainState,
         callbacks: keras.callbacks.CallbackList,
         history: History,
@@ -122,12 +128,12 @@ class Controller:
     # ----- the outer loop ----------------------------------------------------------------
     def fit(
         self,
-        train_fn,
+        train_fn: DatasetFn,
         *,
         epochs: int,
         steps_per_epoch: int,
-        validation_fn=None,
-        validation_freq=1,
+        validation_fn: DatasetFn | None = None,
+        validation_freq: int | Collection[int] = 1,
         initial_epoch: int = 0,
     ) -> History:
         """Trains until epoch `epochs`; a restored run continues from its checkpoint."""
@@ -198,7 +204,14 @@ class Controller:
             state.epoch_metrics.assign(tf.zeros([0], tf.float64))
 
     def _run_epoch(
-        self, epoch, steps_per_epoch, done, train, validation, watcher, started
+        self,
+        epoch: int,
+        steps_per_epoch: int,
+        done: int,
+        train: Any,
+        validation: Any,
+        watcher: PreemptionWatcher,
+        started: float,
     ) -> tuple[Logs, bool]:
         """One epoch's remaining steps, validation, the epoch-end save, the callbacks.
 
@@ -240,7 +253,9 @@ class Controller:
             raise Preempted(step, self._keeper.latest if self._keeper else None)
         return logs, stop_asked or self._diverged
 
-    def _train_segments(self, epoch, steps, done, train, watcher) -> tuple[Logs | None, bool]:
+    def _train_segments(
+        self, epoch: int, steps: int, done: int, train: Any, watcher: PreemptionWatcher
+    ) -> tuple[Logs | None, bool]:
         """The epoch's steps, segment by segment; `(last logs, stop asked)`."""
         batches = _Batches(self.callbacks, scheduled=done, done=done)
         every = self.config.checkpoint_every_steps
@@ -266,17 +281,15 @@ class Controller:
         return logs, False
 
 
-def _learning_rate(optimizer) -> float | None:
+def _learning_rate(optimizer: Any) -> float | None:
     try:
         return float(tf.convert_to_tensor(optimizer.learning_rate))
     except (AttributeError, TypeError, ValueError):
         return None
 
 
-def validates(epoch: int, validation_freq) -> bool:
+def validates(epoch: int, validation_freq: object) -> bool:
     """Keras' rule: an int validates every that many epochs; a collection, those epochs."""
-    from tfdist.config import ConfigError
-
     if isinstance(validation_freq, bool):
         raise ConfigError(
             f"validation_freq ({validation_freq!r}) must be a positive integer or a list of epochs."
@@ -285,9 +298,8 @@ def validates(epoch: int, validation_freq) -> bool:
         if validation_freq < 1:
             raise ConfigError(f"validation_freq ({validation_freq}) must be at least 1.")
         return epoch % validation_freq == 0
-    try:
-        return epoch in set(validation_freq)
-    except TypeError:
+    if not isinstance(validation_freq, Iterable) or isinstance(validation_freq, str):
         raise ConfigError(
             f"validation_freq ({validation_freq!r}) must be a positive integer or a list of epochs."
-        ) from None
+        )
+    return epoch in set(validation_freq)

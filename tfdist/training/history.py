@@ -56,14 +56,14 @@ class History(keras.callbacks.History):
         worker ran, by worker index, resumed runs' earlier steps included.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.timings: list[EpochTiming] = []
         self.final_step = 0
         self.restored_from: str | None = None
         self.steps_by_worker: list[int] | None = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, object] | None = None) -> None:
         super().on_train_begin(logs)
         self.timings = []
 
@@ -73,7 +73,7 @@ class History(keras.callbacks.History):
         seconds = sum(t.seconds for t in timed)
         return sum(t.examples for t in timed) / seconds if seconds > 0 else 0.0
 
-    def last(self, key: str):
+    def last(self, key: str) -> object:
         """The last epoch's value of `key`, or None when the run did not log it."""
         values = self.history.get(key)
         return values[-1] if values else None

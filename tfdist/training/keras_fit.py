@@ -23,6 +23,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from typing import Any
+
 import keras
 import tensorflow as tf
 
@@ -32,6 +35,7 @@ from tfdist.config import (
     ConfigError,
     LocalSGDConfig,
     LoopConfig,
+    check_count,
     check_positive,
 )
 from tfdist.data.keras_inputs import (
@@ -42,7 +46,7 @@ from tfdist.data.keras_inputs import (
     inference_source,
     is_dataset,
 )
-from tfdist.data.pipeline import make_dataset_fn
+from tfdist.data.pipeline import DatasetFn, DataSource, make_dataset_fn
 from tfdist.distribute.strategies import Distribution, TaskRole, distribution_of
 from tfdist.training.callbacks import check_verbose
 from tfdist.training.history import History
@@ -113,7 +117,8 @@ def trainer_for(model: keras.Model, distribution: Distribution, loop: LoopConfig
     key = (distribution.strategy, BuiltFrom(model), loop)
     cached = getattr(model, "_tfdist_trainer", None)
     if cached is not None and _same(cached[0], key):
-        return cached[1]
+        found: Trainer = cached[1]
+        return found
     trainer = Trainer(distribution, model, loop)
     model._tfdist_trainer = (key, trainer)
     return trainer
@@ -123,7 +128,8 @@ def _cached_or_new(model: keras.Model, distribution: Distribution) -> Trainer:
     """For evaluate: the fit's Trainer when it still fits the model, else a new one."""
     cached = getattr(model, "_tfdist_trainer", None)
     if cached is not None and _same(cached[0][:2], (distribution.strategy, BuiltFrom(model))):
-        return cached[1]
+        found: Trainer = cached[1]
+        return found
     return trainer_for(model, distribution, LoopConfig())
 
 
@@ -133,8 +139,15 @@ def _same(cached: tuple, key: tuple) -> bool:
 
 
 def _source_and_batch(
-    x, y, *, batch_size, sample_weight, class_weight, validation_split, validation_data
-):
+    x: Any,
+    y: Any,
+    *,
+    batch_size: int | None,
+    sample_weight: Any,
+    class_weight: dict[int, float] | None,
+    validation_split: float,
+    validation_data: Any,
+) -> tuple[DataSource, int]:
     if is_dataset(x):
         if y is not None or sample_weight is not None or class_weight is not None:
             raise ConfigError(
@@ -162,10 +175,10 @@ def _source_and_batch(
     return source, check_batch_size(batch_size)
 
 
-def _steps(source, batch: int, steps_per_epoch: int | None) -> int:
+def _steps(source: DataSource, batch: int, steps_per_epoch: int | None) -> int:
     if steps_per_epoch is not None:
-        return check_positive("steps_per_epoch", steps_per_epoch)
-    steps = source.num_train // batch
+        return check_count("steps_per_epoch", steps_per_epoch)
+    steps: int = source.num_train // batch
     if steps == 0:
         raise ConfigError(
             f"batch_size ({batch}) is more than the {source.num_train} training examples; "
@@ -174,7 +187,9 @@ def _steps(source, batch: int, steps_per_epoch: int | None) -> int:
     return steps
 
 
-def _resume_dir(callbacks, model_dir):
+def _resume_dir(
+    callbacks: Sequence[keras.callbacks.Callback] | None, model_dir: str | None
+) -> tuple[list[keras.callbacks.Callback], str | None]:
     """The user's callbacks, BackupAndRestore becoming tfdist's model_dir resume."""
     kept = []
     for callback in callbacks or ():
@@ -193,22 +208,22 @@ def _resume_dir(callbacks, model_dir):
 
 def fit(
     model: keras.Model,
-    x=None,
-    y=None,
+    x: Any = None,
+    y: Any = None,
     *,
     batch_size: int | None = None,
     epochs: int = 1,
-    verbose="auto",
-    callbacks=None,
+    verbose: int | str = "auto",
+    callbacks: Sequence[keras.callbacks.Callback] | None = None,
     validation_split: float = 0.0,
-    validation_data=None,
+    validation_data: Any = None,
     shuffle: bool = True,
-    class_weight=None,
-    sample_weight=None,
+    class_weight: dict[int, float] | None = None,
+    sample_weight: Any = None,
     initial_epoch: int = 0,
     steps_per_epoch: int | None = None,
     validation_steps: int | None = None,
-    validation_freq=1,
+    validation_freq: int | Collection[int] = 1,
     distribution: Distribution | None = None,
     model_dir: str | None = None,
     checkpoint_every_steps: int | None = None,
@@ -308,7 +323,9 @@ def fit(
     )
 
 
-def _inference_fn(x, y, sample_weight, batch_size, name):
+def _inference_fn(
+    x: Any, y: Any, sample_weight: Any, batch_size: int | None, name: str
+) -> DatasetFn:
     source = inference_source(x, y, sample_weight=sample_weight, name=name)
     if is_dataset(x):
         if batch_size is not None:
@@ -316,13 +333,16 @@ def _inference_fn(x, y, sample_weight, batch_size, name):
                 f"x is a batched tf.data.Dataset: its batch is the global batch; "
                 f"drop batch_size= from tfdist.{name}."
             )
-        batch = dataset_batch_size(x)
+        found = dataset_batch_size(x)
+        if found is None:
+            raise ConfigError(f"x of tfdist.{name} is not batched; batch it, e.g. x.batch(64).")
+        batch = found
     else:
         batch = check_batch_size(batch_size)
     return make_dataset_fn(source, "train", global_batch_size=batch, training=False)
 
 
-def _take(x, steps):
+def _take(x: Any, steps: int | None) -> Any:
     """Keras' `steps` of evaluate/predict: the first batches of a dataset."""
     if steps is None:
         return x
@@ -335,17 +355,17 @@ def _take(x, steps):
 
 def evaluate(
     model: keras.Model,
-    x=None,
-    y=None,
+    x: Any = None,
+    y: Any = None,
     *,
     batch_size: int | None = None,
-    verbose="auto",
-    sample_weight=None,
-    steps=None,
-    callbacks=None,
+    verbose: int | str = "auto",
+    sample_weight: Any = None,
+    steps: int | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] | None = None,
     return_dict: bool = False,
     distribution: Distribution | None = None,
-):
+) -> Any:
     """Evaluates a compiled model as `model.evaluate` would, every example exactly once.
 
     Each worker reads its part of `x` once (the last partial batch kept, no padding);
@@ -368,14 +388,14 @@ def evaluate(
 
 def predict(
     model: keras.Model,
-    x,
+    x: Any,
     *,
     batch_size: int | None = None,
-    verbose="auto",
-    steps=None,
-    callbacks=None,
+    verbose: int | str = "auto",
+    steps: int | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] | None = None,
     distribution: Distribution | None = None,
-):
+) -> Any:
     """Predicts as `model.predict` would: NumPy outputs in the order of `x`.
 
     Each worker predicts a contiguous part of `x` once and the parts are gathered on

@@ -18,7 +18,7 @@ controller (`tfdist.training.controller`) drives:
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import keras
 import tensorflow as tf
@@ -38,6 +38,40 @@ class BatchHooks(Protocol):
     def begin(self, num_steps: int) -> None: ...
 
     def end(self, num_steps: int, logs: Logs) -> None: ...
+
+
+class Runner(Protocol):
+    """What the controller drives: every runner below has these."""
+
+    step: Step
+    metric_state: MetricState
+
+    def segments(self, first_step: int, steps: int, checkpoint_every: int | None) -> list: ...
+
+    def start(self, step: int) -> None: ...
+
+    def epoch_begin(self) -> None: ...
+
+    def train(self, iterator: Any, calls: list[int], hooks: BatchHooks) -> Logs: ...
+
+    def after_segment(self, step: int) -> None: ...
+
+    def current_logs(self) -> Logs: ...
+
+    def epoch_state(self) -> tf.Tensor: ...
+
+    def restore_epoch_state(self, flat: tf.Tensor) -> None: ...
+
+    def evaluate(self, dataset: Any) -> Logs: ...
+
+    @property
+    def checkpointed(self) -> dict: ...
+
+    @property
+    def allreduce_bytes_per_step(self) -> int: ...
+
+    @property
+    def steps_by_worker(self) -> list[int] | None: ...
 
 
 def _mean(strategy: tf.distribute.Strategy, outputs):

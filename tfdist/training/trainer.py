@@ -10,7 +10,7 @@ Keras' inputs into dataset functions and calls this; so does the command line's 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import keras
 from keras.src.utils.python_utils import pythonify_logs
@@ -24,11 +24,11 @@ from tfdist.training.controller import Controller, TrainState
 from tfdist.training.history import History
 from tfdist.training.inputs import make_inputs, whole_split_context
 from tfdist.training.local_sgd import LocalGradients, LocalSGDRunner
-from tfdist.training.runners import CoordinatorRunner, SyncRunner, summed_metrics
+from tfdist.training.runners import CoordinatorRunner, Runner, SyncRunner, summed_metrics
 from tfdist.training.step import Step, own_train_step
 
 
-def check_compiled(model, what: str) -> None:
+def check_compiled(model: object, what: str) -> None:
     """`model` is a compiled `keras.Model` (what `tfdist.{what}` needs)."""
     if not isinstance(model, keras.Model):
         raise ConfigError(f"tfdist.{what} takes a keras.Model, got {type(model).__name__}.")
@@ -101,9 +101,9 @@ class Trainer:
         self.loop = loop
         with distribution.scope():
             self.state = TrainState()
-        self._runner = None
+        self._runner: Runner | None = None
 
-    def runner_for(self, dataset_fn: DatasetFn):
+    def runner_for(self, dataset_fn: DatasetFn) -> Runner:
         """The runner, built on first use: the model's, metrics' and optimizer's variables
         first (from the data's element spec), then the step and the compiled calls."""
         if self._runner is None:
@@ -111,7 +111,7 @@ class Trainer:
             self._runner = self._make_runner()
         return self._runner
 
-    def _make_runner(self):
+    def _make_runner(self) -> Runner:
         distribution, loop = self.distribution, self.loop
         local = loop.local_sgd.enabled
         reducer = (
@@ -146,8 +146,8 @@ class Trainer:
         global_batch_size: int,
         validation_fn: DatasetFn | None = None,
         callbacks: Sequence[keras.callbacks.Callback] = (),
-        verbose=0,
-        validation_freq=1,
+        verbose: int | str = 0,
+        validation_freq: int | Collection[int] = 1,
         initial_epoch: int = 0,
     ) -> History:
         """Trains for `epochs` epochs of `steps_per_epoch` steps; returns Keras' History.
@@ -225,4 +225,5 @@ class Trainer:
             dataset = dataset_fn(whole_split_context())
         else:
             _, dataset = make_inputs(self.distribution, None, dataset_fn)
-        return pythonify_logs(runner.evaluate(dataset))
+        logs: dict = pythonify_logs(runner.evaluate(dataset))
+        return logs
