@@ -94,8 +94,6 @@ class Controller:
       model: the compiled model.
       runner: the runner built for the model and the loop's settings.
       state: the run's `TrainState`.
-      callbacks: Keras' `CallbackList` of this fit on this task, holding `history`.
-      history: the `History` the fit returns.
       checkpoint: where and how often to save.
       global_batch_size: examples per micro-batch over all replicas (for examples/s).
       grad_accum_steps: micro-batches per optimizer step.
@@ -108,8 +106,6 @@ class Controller:
         model: keras.Model,
         runner: Runner,
         state: TrainState,
-        callbacks: keras.callbacks.CallbackList,
-        history: History,
         checkpoint: CheckpointConfig,
         global_batch_size: int,
         grad_accum_steps: int,
@@ -118,26 +114,39 @@ class Controller:
         self.model = model
         self.runner = runner
         self.state = state
-        self.callbacks = callbacks
-        self.history = history
         self.config = checkpoint
         self._examples_per_step = global_batch_size * grad_accum_steps
         self._keeper: CheckpointKeeper | None = None
+        if checkpoint.model_dir:  # Checked here, before any callback writes under it.
+            self._keeper = CheckpointKeeper(
+                state.checkpoint(model, runner.step.optimizer, runner.checkpointed),
+                model_dir=checkpoint.model_dir,
+                role=distribution.role,
+                max_to_keep=checkpoint.keep_checkpoints,
+            )
         self._diverged = False
+        self.callbacks = keras.callbacks.CallbackList()
+        self.history = History()
 
     # ----- the outer loop ----------------------------------------------------------------
     def fit(
         self,
         train_fn: DatasetFn,
         *,
+        callbacks: keras.callbacks.CallbackList,
+        history: History,
         epochs: int,
         steps_per_epoch: int,
         validation_fn: DatasetFn | None = None,
         validation_freq: int | Collection[int] = 1,
         initial_epoch: int = 0,
     ) -> History:
-        """Trains until epoch `epochs`; a restored run continues from its checkpoint."""
-        history, state = self.history, self.state
+        """Trains until epoch `epochs`; a restored run continues from its checkpoint.
+
+        `callbacks` is Keras' list of this task's callbacks, holding `history`.
+        """
+        self.callbacks, self.history = callbacks, history
+        state = self.state
         self._restore(initial_epoch, steps_per_epoch)
         self.runner.start(int(state.step.numpy()))
         first_epoch = int(state.epoch.numpy()) + 1
@@ -186,16 +195,7 @@ class Controller:
 
     def _restore(self, initial_epoch: int, steps_per_epoch: int) -> None:
         config, state = self.config, self.state
-        if config.model_dir:
-            checkpoint = state.checkpoint(
-                self.model, self.runner.step.optimizer, self.runner.checkpointed
-            )
-            self._keeper = CheckpointKeeper(
-                checkpoint,
-                model_dir=config.model_dir,
-                role=self.distribution.role,
-                max_to_keep=config.keep_checkpoints,
-            )
+        if self._keeper:
             self.history.restored_from = self._keeper.restore_latest()
         if not self.history.restored_from and (initial_epoch or not config.model_dir):
             # A new fit starts at initial_epoch, as Keras' does.

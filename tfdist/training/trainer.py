@@ -174,6 +174,16 @@ class Trainer:
           initial_epoch: epochs already done (0-based, as Keras') when nothing is restored.
         """
         self._check_batch(global_batch_size)
+        runner = self.runner_for(train_fn)
+        controller = Controller(
+            distribution=self.distribution,
+            model=self.model,
+            runner=runner,
+            state=self.state,
+            checkpoint=self.loop.checkpoint,
+            global_batch_size=global_batch_size,
+            grad_accum_steps=self.loop.grad_accum_steps,
+        )
         history = History()
         hooks = callback_list(
             check_callbacks(callbacks),
@@ -184,20 +194,10 @@ class Trainer:
             epochs=epochs,
             steps=steps_per_epoch,
         )
-        runner = self.runner_for(train_fn)
-        controller = Controller(
-            distribution=self.distribution,
-            model=self.model,
-            runner=runner,
-            state=self.state,
-            callbacks=hooks,
-            history=history,
-            checkpoint=self.loop.checkpoint,
-            global_batch_size=global_batch_size,
-            grad_accum_steps=self.loop.grad_accum_steps,
-        )
         history = controller.fit(
             train_fn,
+            callbacks=hooks,
+            history=history,
             epochs=epochs,
             steps_per_epoch=steps_per_epoch,
             validation_fn=validation_fn,
