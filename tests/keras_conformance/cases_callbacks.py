@@ -25,13 +25,13 @@ from conformance import (
 
 @case("callbacks")
 def fit_hooks_with_validation(front):
-    """10 examples at batch 4 (3 steps, the last partial), 6 validation examples (2 steps)."""
+    """12 examples at batch 4 (3 steps), 6 validation examples (2 steps, the last partial)."""
     model = regressor(front, metrics=["mae"])
     return fit_observed(
         front,
         model,
-        features(10),
-        targets(10),
+        features(12),
+        targets(12),
         batch_size=4,
         epochs=2,
         validation_data=(features(6, seed=3), targets(6, seed=4)),

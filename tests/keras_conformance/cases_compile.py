@@ -17,7 +17,7 @@ from conformance import (
     weights_of,
 )
 
-X, Y = features(10), targets(10)
+X, Y = features(12), targets(12)  # 3 full batches of 4: partial batches are cases_steps'.
 
 
 @case("compile")
@@ -77,7 +77,8 @@ def steps_per_execution_trains_as_one_step_at_a_time(front):
     """steps_per_execution=3 over 5 batches: executions of 3 and 2; the same weights."""
     model = regressor(front, hidden=3, steps_per_execution=3)
     validation = (features(6, seed=3), targets(6, seed=4))
-    return fit_observed(front, model, X, Y, batch_size=2, epochs=2, validation_data=validation)
+    x, y = features(10), targets(10)
+    return fit_observed(front, model, x, y, batch_size=2, epochs=2, validation_data=validation)
 
 
 @case("compile")

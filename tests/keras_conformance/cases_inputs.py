@@ -26,7 +26,7 @@ from conformance import (
     weights_of,
 )
 
-X, Y = features(10), targets(10)
+X, Y = features(12), targets(12)  # 3 full batches of 4: partial batches are cases_steps'.
 X_VAL, Y_VAL = features(6, seed=3), targets(6, seed=4)
 
 
@@ -45,7 +45,7 @@ def _split(x):
     return {"a": x[:, :3], "b": x[:, 3:5]}
 
 
-X5 = features(10, width=5)
+X5 = features(12, width=5)
 
 
 @case("inputs")
@@ -68,7 +68,7 @@ def arrays_list_of_inputs(front):
 
 @case("inputs")
 def arrays_sample_weight(front):
-    weights = np.linspace(0.0, 2.0, 10).astype("float32")
+    weights = np.linspace(0.0, 2.0, 12).astype("float32")
     return fit_observed(
         front,
         regressor(front, metrics=["mae"]),
@@ -95,12 +95,12 @@ def arrays_class_weight(front):
 
 @case("inputs")
 def arrays_validation_split(front):
-    """validation_split=0.25 of 12: the last 3 examples validate, the first 9 train."""
+    """validation_split=0.25 of 16: the last 4 examples validate, the first 12 train."""
     return fit_observed(
         front,
         regressor(front, metrics=["mae"]),
-        features(12),
-        targets(12),
+        features(16),
+        targets(16),
         validation_split=0.25,
         batch_size=4,
         epochs=2,
@@ -130,6 +130,13 @@ def dataset_finite_with_validation_dataset(front):
         epochs=2,
         validation_data=_dataset(X_VAL, Y_VAL, 4),
     )
+
+
+@case("inputs")
+def dataset_with_a_partial_last_batch(front):
+    """10 examples batched by 4: batches of 4, 4 and 2, each a step, as in Keras."""
+    stream = _dataset(features(10), targets(10), 4)
+    return fit_observed(front, regressor(front), stream, epochs=2)
 
 
 @case("inputs")
@@ -189,7 +196,7 @@ def dataset_of_dict_inputs(front):
 
 @case("inputs")
 def dataset_with_sample_weights(front):
-    weights = np.linspace(0.0, 2.0, 10).astype("float32")
+    weights = np.linspace(0.0, 2.0, 12).astype("float32")
     return fit_observed(
         front, regressor(front, metrics=["mae"]), _dataset(X, Y, 4, weights), epochs=2
     )
@@ -348,7 +355,7 @@ def fit_positional_arguments(front):
 def evaluate_positional_arguments(front):
     """evaluate(x, y, batch_size, verbose, sample_weight, steps, callbacks, return_dict)."""
     model = regressor(front, metrics=["mae"])
-    weights = np.linspace(0.5, 1.5, 10).astype("float32")
+    weights = np.linspace(0.5, 1.5, 12).astype("float32")
     recorder = Recorder()
     listed = front.evaluate(model, X, Y, 4, 0)
     named = front.evaluate(model, X, Y, 4, 0, weights, None, [recorder], True)

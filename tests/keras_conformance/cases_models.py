@@ -146,7 +146,8 @@ def train_step_receives_the_data_as_keras_passes_it(front):
     x, y = features(8, width=2), targets(8)
     model = _watched(front)
     front.fit(model, x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
-    front.fit(model, x, y, sample_weight=np.ones(8, "float32"), batch_size=4, verbose=0)
+    weights = np.ones(8, "float32")
+    front.fit(model, x, y, sample_weight=weights, batch_size=4, shuffle=False, verbose=0)
     return {"seen": model.seen, "weights": weights_of(model)}
 
 

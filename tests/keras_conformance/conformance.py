@@ -53,10 +53,13 @@ CATEGORIES = ("inputs", "steps", "strategies", "models", "compile", "callbacks",
 METRIC_RTOL, METRIC_ATOL = 1e-4, 1e-6
 WEIGHT_ATOL = 1e-5
 # parameter_server: each of the 2 workers may compute its gradient on weights one update
-# stale, so per-epoch losses drift from the one-device run by a few percent on these
-# models. 25% (0.05 absolute for values near 0, such as an accuracy on 10 examples) still
-# catches a summed instead of averaged loss (x2), a lost or doubled epoch, a zero.
-ASYNC_RTOL, ASYNC_ATOL = 0.25, 0.05
+# stale. SGD with every gradient one step stale, simulated on these cases' models and
+# data, moves the per-epoch losses at most 7.4% from the synchronous run's (the 10-example
+# regressions at lr 0.1; ~1% for the classifiers), so 25% leaves three times that while
+# still catching a summed instead of averaged loss (x2), a lost or doubled epoch, a
+# single step's loss reported for the epoch's. 0.1 absolute: one example of the ~12 in a
+# classifier case moves its accuracy by 0.083.
+ASYNC_RTOL, ASYNC_ATOL = 0.25, 0.1
 AGGREGATE_HOOKS = ("epoch_end", "test_end", "train_end")
 TRAIN_BATCH_HOOKS = ("train_batch_begin", "train_batch_end")
 

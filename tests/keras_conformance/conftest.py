@@ -29,7 +29,8 @@ def pytest_collection_finish(session):
     here = os.path.dirname(os.path.abspath(__file__))
     paths = [str(item.path) for item in session.items]
     wants_clusters = any(path.endswith("test_cluster_conformance.py") for path in paths)
-    if wants_clusters and all(path.startswith(here + os.sep) for path in paths):
+    alone = all(path.startswith(here + os.sep) for path in paths)
+    if wants_clusters and alone and not session.config.option.collectonly:
         from clusters import EARLY_START, Clusters
 
         clusters = Clusters()

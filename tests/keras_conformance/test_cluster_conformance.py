@@ -46,16 +46,21 @@ def cluster_results(request):
         clusters.stop()
 
 
+def _outcome(observation: dict):
+    """How a task's run of a case ended: the types of what it raised, if anything."""
+    crashed, raised = observation.get("crashed"), observation.get("raised")
+    return (crashed and crashed["type"], raised and raised["type"])
+
+
 def _worker_problems(result: dict, tasks) -> list[str]:
+    """Under multi_worker every worker must end a case as the chief did."""
     chief, *others = tasks
-    problems = []
-    for task in others:
-        crashed = [result[name].get("crashed") for name in (chief, task)]
-        if bool(crashed[0]) != bool(crashed[1]) or (
-            crashed[0] and crashed[0]["type"] != crashed[1]["type"]
-        ):
-            problems.append(f"{chief} and {task} ended differently: {crashed[0]} vs {crashed[1]}")
-    return problems
+    return [
+        f"{chief} and {task} ended differently (crashed, raised): "
+        f"{_outcome(result[chief])} vs {_outcome(result[task])}"
+        for task in others
+        if _outcome(result[task]) != _outcome(result[chief])
+    ]
 
 
 def _params(strategy: str) -> list:
