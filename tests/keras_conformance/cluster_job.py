@@ -10,8 +10,11 @@ to ``OUT_DIR/<task type>_<index>.jsonl`` a ``{"begin": case}`` line before a cas
 ``{"case": case, "observation": ..., "seconds": ...}`` line after it, flushed at once, so
 what finished survives a crash or a hang. A case that runs past ``CASE_TIMEOUT_S`` (a
 worker waiting in a collective its peer left) writes ``{"timeout": case}`` and ends the
-task with exit code 3, which makes the launcher stop the others; the test's fixture then
-starts the cluster again from the next case.
+task with exit code 3; a case that ended in a TensorFlow runtime error (which can leave
+the collectives or the coordinator aborted for every later case) writes
+``{"restart_after": case}`` and ends the task with exit code 4. Either way the launcher
+stops the other tasks and the test's fixture starts the cluster again from the next
+case, so one case's failure does not become every later case's.
 """
 
 import json
@@ -23,12 +26,13 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from conformance import TfdistFront, all_cases, observe
+from conformance import TfdistFront, all_cases, observe, raised_a_runtime_error
 
 import tfdist
 
 CASE_TIMEOUT_S = 45
 TIMEOUT_EXIT_CODE = 3
+RESTART_EXIT_CODE = 4
 
 
 def task_name() -> str:
@@ -74,6 +78,9 @@ def main(argv) -> int:
         watchdog.cancel()
         seconds = round(time.monotonic() - started, 2)
         records.write({"case": name, "observation": observation, "seconds": seconds})
+        if raised_a_runtime_error(observation) and name != names[-1]:
+            records.write({"restart_after": name})
+            return RESTART_EXIT_CODE
     return 0
 
 

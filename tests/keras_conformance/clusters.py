@@ -5,8 +5,10 @@ python cluster_job.py`), each running every case its strategy runs, in the regis
 order; `ClusterRun.poll()` collects each task's JSON lines when a launch ends. A launch
 that crashes or hangs in a case (the job's watchdog ends a case past
 `cluster_job.CASE_TIMEOUT_S`) records that case's problem with the last lines of the
-launch log, and the cluster is started again from the next case, at most `MAX_LAUNCHES`
-times per strategy; `Clusters.wait` bounds everything by `DEADLINE_S`.
+launch log; one that a task stopped after a case ending in a TensorFlow runtime error
+(it may have broken the collectives) keeps that case's result. Either way the cluster is
+started again from the next case, at most `MAX_LAUNCHES` times per strategy;
+`Clusters.wait` bounds everything by `DEADLINE_S`.
 
 `conftest.py` starts them at collection when only this folder's tests run, so that they
 run beside the in-process tests; otherwise the fixture of `test_cluster_conformance.py`
@@ -38,7 +40,7 @@ CLUSTERS = {
         ("chief_0",),
     ),
 }
-MAX_LAUNCHES = 4
+MAX_LAUNCHES = 12
 DEADLINE_S = 600  # Both clusters, all launches: a hung run cannot hold CI longer.
 LOG_LINES = 25
 STOP_TIMEOUT_S = 20
@@ -119,52 +121,64 @@ class ClusterRun:
         return "\n".join(f"    {line}" for line in lines[-LOG_LINES:])
 
     def _collect(self, code, why: str = "") -> None:
+        """Reads the launch's records; relaunches from the first case left to run."""
         observed = {task: {} for task in self.tasks}
-        begun = set()
-        timed_out = set()
+        begun, timed_out, restarts = set(), set(), []
         for task in self.tasks:
             for record in self._records(task):
                 if "begin" in record:
                     begun.add(record["begin"])
                 elif "timeout" in record:
                     timed_out.add(record["timeout"])
+                elif "restart_after" in record:
+                    restarts.append(record["restart_after"])
                 else:
                     observed[task][record["case"]] = record["observation"]
         tail = self._log_tail()
         launched, self.remaining, self.process = self.remaining, [], None
-        if code != 0 and all(
-            name in self.results or all(name in observed[task] for task in self.tasks)
-            for name in launched
-        ):
+        done = 0
+        for name in launched:
+            if not all(name in observed[task] for task in self.tasks):
+                break
+            self.results[name] = {task: observed[task][name] for task in self.tasks}
+            done += 1
+        rest = launched[done:]
+        restarted = any(name in launched[:done] for name in restarts)
+        if code != 0 and not restarted and not rest:
             self.unexplained_exits.append(f"launch {self.launches}: exit {code}{why}\n{tail}")
-        for position, name in enumerate(launched):
-            if all(name in observed[task] for task in self.tasks):
-                self.results[name] = {task: observed[task][name] for task in self.tasks}
-                continue
-            if code == 0:
-                problem = "the cluster exited 0 without a result for it"
-            elif name in begun:
-                reason = "ran past the case timeout" if name in timed_out else f"exit {code}"
-                problem = f"a task crashed or hung in this case ({reason}{why})"
-            else:
-                problem = f"the cluster failed before this case began (exit {code}{why})"
+        if not rest:
+            return
+        name = rest[0]
+        if code == 0:
+            problem = "the cluster exited 0 without a result for it"
+        elif restarted:  # Stopped on purpose after a case that broke the runtime.
+            problem = None
+        elif name in begun:
+            reason = "ran past the case timeout" if name in timed_out else f"exit {code}"
+            problem = f"a task crashed or hung in this case ({reason}{why})"
+        elif done:
+            problem = None
+            self.unexplained_exits.append(
+                f"launch {self.launches}: stopped between cases (exit {code}{why})\n{tail}"
+            )
+        else:
+            problem = f"the cluster failed before this case began (exit {code}{why})"
+        if problem is not None:
             self.results[name] = {"problem": f"{problem}; launch log:\n{tail}"}
-            if name in begun and code != 0:
-                self.remaining = launched[position + 1 :]
-                break
-            if code != 0:  # Nothing began: the cluster itself failed; do not retry.
-                for rest in launched[position + 1 :]:
-                    self.results[rest] = {"problem": f"not run: {problem}"}
-                break
-        if self.remaining:
-            if self.launches < MAX_LAUNCHES and not why:
-                self.start()
-            else:
-                for name in self.remaining:
-                    self.results[name] = {
-                        "problem": f"not run: {MAX_LAUNCHES} launches used up{why}"
-                    }
-                self.remaining = []
+            rest = rest[1:]
+            if not done and name not in begun:  # Nothing ran at all: do not retry.
+                for other in rest:
+                    self.results[other] = {"problem": f"not run: {problem}"}
+                rest = []
+        if not rest:
+            return
+        if self.launches < MAX_LAUNCHES and not why:
+            self.remaining = rest
+            self.start()
+        else:
+            reason = why or f": {MAX_LAUNCHES} launches used up"
+            for other in rest:
+                self.results[other] = {"problem": f"not run{reason}"}
 
 
 class Clusters:

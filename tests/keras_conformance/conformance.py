@@ -229,11 +229,19 @@ def all_cases() -> dict[str, Case]:
 
 
 def describe_error(error: BaseException) -> dict:
+    """What a case records of an error: its type, whether tfdist's, its message."""
     return {
         "type": type(error).__name__,
         "config_error": isinstance(error, tfdist.ConfigError),
+        "runtime_error": isinstance(error, tf.errors.OpError),
         "message": str(error)[:3000],
     }
+
+
+def raised_a_runtime_error(observation: dict) -> bool:
+    """Whether a case ended in a TensorFlow runtime error (which may leave a cluster's
+    collectives or coordinator broken for the cases after it)."""
+    return any((observation.get(key) or {}).get("runtime_error") for key in ("crashed", "raised"))
 
 
 def observe(case_: Case, front: Front) -> dict:
