@@ -10,9 +10,8 @@ launch log; one that a task stopped after a case ending in a TensorFlow runtime 
 started again from the next case, at most `MAX_LAUNCHES` times per strategy;
 `Clusters.wait` bounds everything by `DEADLINE_S`.
 
-`conftest.py` starts them at collection when only this folder's tests run, so that they
-run beside the in-process tests; otherwise the fixture of `test_cluster_conformance.py`
-starts them when its first test runs.
+`conftest.py` starts them at this folder's first test, so that they run beside the
+in-process tests; the fixture of `test_multi_process_conformance.py` waits for them.
 """
 
 from __future__ import annotations
@@ -212,5 +211,5 @@ class Clusters:
         shutil.rmtree(self.out, ignore_errors=True)
 
 
-# Where conftest.py keeps the Clusters it started at collection.
+# Where conftest.py keeps the Clusters it started.
 EARLY_START = pytest.StashKey[Clusters]()

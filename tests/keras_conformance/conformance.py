@@ -29,6 +29,7 @@ Observation keys the comparison knows:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import functools
@@ -75,7 +76,10 @@ class Front:
     strategy_kind: str | None = None
 
     def __init__(self, root: str | None = None):
-        self._root = root or tempfile.mkdtemp(prefix=f"keras-conformance-{self.name}-")
+        if root is None:
+            root = tempfile.mkdtemp(prefix=f"keras-conformance-{self.name}-")
+            atexit.register(shutil.rmtree, root, True)
+        self._root = root
         self._case = "case"
         self._folders = 0
 

@@ -6,12 +6,18 @@ once through `tfdist.fit/evaluate/predict` with the model built in the strategy'
 scope. The two observations must agree by `conformance.check`: hooks, indices, log keys
 and History keys exactly; per-epoch values within 1e-4 relative; weights within 1e-5.
 
-These run in the unit stage (unmarked): about 90 tiny cases at well under a second
-each per strategy. The cluster strategies are `test_cluster_conformance.py` (e2e).
+Marked `e2e` although they start no process: about 90 cases per strategy, each tracing a
+tiny model's functions (Keras' own run included, about 0.7 s per case and front door on
+2 cores), take minutes, more than the unit stage's "a few minutes at most". In the e2e
+stage they run first in this folder, beside the clusters of
+`test_multi_process_conformance.py` (conftest.py starts them). The suite's own rules are
+unit-tested in `test_comparison.py` and `test_clusters.py`.
 """
 
 import pytest
 from conformance import all_cases, check, local_front, observe, oracle
+
+pytestmark = pytest.mark.e2e
 
 CASES = all_cases()
 LOCAL_STRATEGIES = ("one_device", "mirrored")
