@@ -9,18 +9,8 @@ calls the `on_test_*` hooks and `predict(callbacks=)` the `on_predict_*` ones.
 """
 
 import keras
-from conformance import (
-    Recorder,
-    case,
-    classifier,
-    evaluate_observed,
-    features,
-    fit_observed,
-    history_of,
-    labels,
-    regressor,
-    targets,
-)
+from conformance import Recorder, case, evaluate_observed, fit_observed, history_of
+from tiny import classifier, features, labels, regressor, targets
 
 
 @case("callbacks")

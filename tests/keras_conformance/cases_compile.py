@@ -7,15 +7,8 @@ the CPU to the same weights.
 """
 
 import keras
-from conformance import (
-    case,
-    features,
-    fit_observed,
-    history_of,
-    regressor,
-    targets,
-    weights_of,
-)
+from conformance import case, fit_observed, history_of, weights_of
+from tiny import features, regressor, targets
 
 X, Y = features(12), targets(12)  # 3 full batches of 4: partial batches are cases_steps'.
 

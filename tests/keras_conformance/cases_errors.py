@@ -8,7 +8,8 @@ a traced step, under every strategy.
 
 import keras
 import numpy as np
-from conformance import case, classifier, features, labels, raised, regressor, targets
+from conformance import case, raised
+from tiny import classifier, features, labels, regressor, targets
 
 X = features(8)
 

@@ -12,19 +12,8 @@ which batches each epoch saw.
 import keras
 import numpy as np
 import tensorflow as tf
-from conformance import (
-    Recorder,
-    case,
-    classifier,
-    features,
-    fit_observed,
-    history_of,
-    labels,
-    regressor,
-    structure,
-    targets,
-    weights_of,
-)
+from conformance import Recorder, case, fit_observed, history_of, structure, weights_of
+from tiny import classifier, features, labels, regressor, targets
 
 X, Y = features(12), targets(12)  # 3 full batches of 4: partial batches are cases_steps'.
 X_VAL, Y_VAL = features(6, seed=3), targets(6, seed=4)

@@ -13,16 +13,8 @@ line (its step runs on the workers; docs/trainer.md): that is asserted there ins
 import keras
 import numpy as np
 import tensorflow as tf
-from conformance import (
-    case,
-    classifier,
-    features,
-    fit_observed,
-    history_of,
-    labels,
-    targets,
-    weights_of,
-)
+from conformance import case, fit_observed, history_of, weights_of
+from tiny import classifier, features, labels, targets
 
 _OWN_STEP = (
     "a model's own train_step/test_step is refused under parameter_server "

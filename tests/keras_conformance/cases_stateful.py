@@ -16,17 +16,8 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
-from conformance import (
-    Recorder,
-    case,
-    features,
-    fit_observed,
-    history_of,
-    raised,
-    regressor,
-    targets,
-    weights_of,
-)
+from conformance import Recorder, case, fit_observed, history_of, raised, weights_of
+from tiny import features, regressor, targets
 
 X, Y = features(10), targets(10)
 VALIDATION = (features(6, seed=3), targets(6, seed=4))

@@ -9,7 +9,8 @@ sets their size, `validation_freq` (an int or a list of 1-based epochs) says whi
 epochs validate; `initial_epoch` is the index of the first epoch run.
 """
 
-from conformance import case, evaluate_observed, features, fit_observed, regressor, targets
+from conformance import case, evaluate_observed, fit_observed
+from tiny import features, regressor, targets
 
 VALIDATION = (features(12, seed=3), targets(12, seed=4))
 

@@ -9,7 +9,8 @@ losses loosely instead.
 """
 
 import keras
-from conformance import case, classifier, features, history_of, labels, regressor, targets
+from conformance import case, history_of
+from tiny import classifier, features, labels, regressor, targets
 
 _ASYNC = "asynchronous updates: the weights are not those of one device, by design"
 

@@ -9,15 +9,8 @@ import copy
 import math
 
 import pytest
-from conformance import (
-    ASYNC_RULES,
-    SYNC_RULES,
-    Case,
-    all_cases,
-    batch_order_differences,
-    check,
-    differences,
-)
+from conformance import Case, all_cases
+from rules import ASYNC_RULES, SYNC_RULES, batch_order_differences, check, differences
 
 
 def _events():

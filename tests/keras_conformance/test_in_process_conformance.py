@@ -15,7 +15,8 @@ unit-tested in `test_comparison.py` and `test_clusters.py`.
 """
 
 import pytest
-from conformance import all_cases, check, local_front, observe, oracle
+from conformance import all_cases, local_front, observe, oracle
+from rules import check
 
 pytestmark = pytest.mark.e2e
 

@@ -31,7 +31,8 @@ Differences from Keras' fit under `parameter_server`, asserted as tfdist's own r
 
 import pytest
 from clusters import CLUSTERS, EARLY_START, Clusters, case_names
-from conformance import all_cases, check, oracle
+from conformance import all_cases, oracle
+from rules import check
 
 pytestmark = pytest.mark.e2e
 
