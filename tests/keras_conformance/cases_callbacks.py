@@ -67,6 +67,7 @@ def evaluate_hooks(front):
 
 @case("callbacks")
 def evaluate_hooks_steps_per_execution(front):
+    """steps_per_execution=2 over 5 batches: test hook pairs (0, 1), (2, 3), (4, 5)."""
     model = regressor(front, metrics=["mae"], steps_per_execution=2)
     return evaluate_observed(
         front, model, features(10), targets(10), batch_size=2, return_dict=True
@@ -84,6 +85,7 @@ def predict_hooks(front):
 
 @case("callbacks")
 def predict_hooks_steps_per_execution(front):
+    """steps_per_execution=2 over 5 batches: predict hook pairs (0, 1), (2, 3), (4, 5)."""
     model = regressor(front, steps_per_execution=2)
     recorder = Recorder()
     predictions = front.predict(model, features(10), batch_size=2, callbacks=[recorder], verbose=0)

@@ -76,6 +76,7 @@ def steps_per_execution_trains_as_one_step_at_a_time(front):
 
 @case("compile")
 def jit_compile_trains_on_the_cpu(front):
+    """compile(jit_compile=True) trains on the CPU to Keras' weights and predictions."""
     model = regressor(front, hidden=3, jit_compile=True, metrics=["mae"])
     history = front.fit(model, X, Y, batch_size=4, epochs=2, shuffle=False, verbose=0)
     return {

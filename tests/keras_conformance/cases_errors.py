@@ -26,6 +26,7 @@ def error_label_out_of_range(front):
 
 @case("errors", words=("one-hot", "sparse", "label", "shape"))
 def error_one_hot_labels_with_a_sparse_loss(front):
+    """One-hot (8, 3) targets with sparse_categorical_crossentropy."""
     y = keras.utils.to_categorical(labels(8), 3)
     return {"raised": _fit(front, classifier(front), X, y)}
 
@@ -39,6 +40,7 @@ def error_one_hot_labels_with_the_wrong_number_of_classes(front):
 
 @case("errors", words=("string", "str", "dtype"))
 def error_string_labels(front):
+    """String class names as targets (Keras refuses NumPy string arrays)."""
     y = np.array(["cat", "dog", "bird", "cat", "dog", "bird", "cat", "dog"])
     return {"raised": _fit(front, classifier(front), X, y)}
 
@@ -59,6 +61,7 @@ def error_input_of_the_wrong_width(front):
 
 @case("errors", words=("shape", "input"))
 def error_predict_input_of_the_wrong_width(front):
+    """predict on (8, 5) inputs for a model of Input((4,))."""
     model = regressor(front)
     return {
         "raised": raised(

@@ -39,11 +39,13 @@ X5 = features(12, width=5)
 
 @case("inputs")
 def arrays_dict_of_inputs(front):
+    """A dict of arrays for a model with inputs named a and b."""
     return fit_observed(front, _two_inputs(front), _split(X5), Y, batch_size=4, epochs=2)
 
 
 @case("inputs")
 def arrays_list_of_inputs(front):
+    """A list of arrays (of different widths) for a model with two inputs."""
     inputs = _split(X5)
     return fit_observed(
         front,
@@ -57,6 +59,7 @@ def arrays_list_of_inputs(front):
 
 @case("inputs")
 def arrays_sample_weight(front):
+    """sample_weight= as an array, 0 to 2 across the examples."""
     weights = np.linspace(0.0, 2.0, 12).astype("float32")
     return fit_observed(
         front,
@@ -71,6 +74,7 @@ def arrays_sample_weight(front):
 
 @case("inputs")
 def arrays_class_weight(front):
+    """class_weight= as a dict from class to weight."""
     return fit_observed(
         front,
         classifier(front),
@@ -112,6 +116,7 @@ def _dataset(x, y, batch, *rest):
 
 @case("inputs")
 def dataset_finite_with_validation_dataset(front):
+    """A batched (x, y) dataset, and one as validation_data."""
     return fit_observed(
         front,
         regressor(front, metrics=["mae"]),
@@ -179,12 +184,14 @@ def dataset_of_nested_inputs(front):
 
 @case("inputs")
 def dataset_of_dict_inputs(front):
+    """({"a": ..., "b": ...}, y) elements for a model with named inputs."""
     stream = tf.data.Dataset.from_tensor_slices((_split(X5), Y)).batch(4)
     return fit_observed(front, _two_inputs(front), stream, epochs=2)
 
 
 @case("inputs")
 def dataset_with_sample_weights(front):
+    """(x, y, sample_weight) elements."""
     weights = np.linspace(0.0, 2.0, 12).astype("float32")
     return fit_observed(
         front, regressor(front, metrics=["mae"]), _dataset(X, Y, 4, weights), epochs=2
@@ -248,6 +255,7 @@ class _Batches(keras.utils.PyDataset):
 
 @case("inputs")
 def pydataset(front):
+    """A keras.utils.PyDataset of 3 batches (__len__, __getitem__)."""
     return fit_observed(front, regressor(front), _Batches(X, Y, 4), epochs=2)
 
 
@@ -290,6 +298,7 @@ def generator_endless_with_steps_per_epoch(front):
 
 @case("inputs")
 def validation_data_with_sample_weights(front):
+    """validation_data=(x, y, sample_weight): weighted val_ values."""
     weights = np.array([0.0, 1.0, 2.0, 1.0, 0.5, 0.0], "float32")
     return fit_observed(
         front,
@@ -304,6 +313,7 @@ def validation_data_with_sample_weights(front):
 
 @case("inputs")
 def validation_data_as_pydataset(front):
+    """validation_data as a PyDataset."""
     return fit_observed(
         front,
         regressor(front, metrics=["mae"]),

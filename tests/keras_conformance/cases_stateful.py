@@ -214,6 +214,7 @@ def reduce_lr_on_plateau_halves_the_rate(front):
 
 @case("callbacks")
 def learning_rate_scheduler_sets_each_epochs_rate(front):
+    """LearningRateScheduler(0.2 / (epoch + 1)): the rate of each epoch, in logs too."""
     schedule = keras.callbacks.LearningRateScheduler(lambda epoch, rate: 0.2 / (epoch + 1))
     model = regressor(front)
     history = _fit(front, model, [schedule], epochs=3)
@@ -222,6 +223,7 @@ def learning_rate_scheduler_sets_each_epochs_rate(front):
 
 @case("callbacks")
 def csv_logger_writes_a_row_per_epoch(front):
+    """CSVLogger: its header and a row per epoch, val_ columns included."""
     path = os.path.join(front.workdir(), "log.csv")
     model = regressor(front, metrics=["mae"])
     _fit(front, model, [keras.callbacks.CSVLogger(path)], validation_data=VALIDATION)
