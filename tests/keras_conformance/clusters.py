@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -181,7 +182,11 @@ class ClusterRun:
 
 
 class Clusters:
-    """Both strategies' runs, started together; output in a temporary folder."""
+    """Both strategies' runs, started together and watched by a thread.
+
+    The thread collects each launch as it ends and relaunches past a failed case at
+    once, while the in-process tests keep this process busy; `wait()` joins it.
+    """
 
     def __init__(self):
         self.started = time.monotonic()
@@ -192,22 +197,29 @@ class Clusters:
             folder.mkdir()
             self.runs[strategy] = ClusterRun(strategy, folder, case_names(strategy))
             self.runs[strategy].start()
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="clusters", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        """Polls every run until each has all its results, DEADLINE_S passes, or stop()."""
+        while not all([run.poll() for run in self.runs.values()]):
+            late = time.monotonic() - self.started > DEADLINE_S
+            if late or self._stopping.is_set():
+                why = f"; stopped {DEADLINE_S} s after the start" if late else "; stopped early"
+                for run in self.runs.values():
+                    run.stop(why)
+                return
+            self._stopping.wait(0.5)
 
     def wait(self) -> dict[str, ClusterRun]:
-        """Polls until every run has all its results, or DEADLINE_S after the start."""
-        while not all([run.poll() for run in self.runs.values()]):
-            if time.monotonic() - self.started > DEADLINE_S:
-                for run in self.runs.values():
-                    run.stop(f"; stopped {DEADLINE_S} s after the start")
-                break
-            time.sleep(0.5)
+        self._watcher.join()
         return self.runs
 
     def stop(self) -> None:
         """Ends what still runs and removes the output folder."""
-        for run in self.runs.values():
-            if run.process is not None:
-                run.stop("; stopped at the end of the session")
+        self._stopping.set()
+        self._watcher.join()
         shutil.rmtree(self.out, ignore_errors=True)
 
 
