@@ -10,7 +10,7 @@ calls the `on_test_*` hooks and `predict(callbacks=)` the `on_predict_*` ones.
 
 import keras
 from conformance import Recorder, case, evaluate_observed, fit_observed, history_of
-from tiny import classifier, features, labels, regressor, targets
+from tiny import classifier, features, labels, regressor, targets, validation_pair
 
 
 @case("callbacks")
@@ -24,7 +24,7 @@ def fit_hooks_with_validation(front):
         targets(12),
         batch_size=4,
         epochs=2,
-        validation_data=(features(6, seed=3), targets(6, seed=4)),
+        validation_data=validation_pair(),
     )
 
 
@@ -54,7 +54,7 @@ def fit_hooks_steps_per_execution(front):
         targets(10),
         batch_size=2,
         epochs=2,
-        validation_data=(features(6, seed=3), targets(6, seed=4)),
+        validation_data=validation_pair(),
     )
 
 

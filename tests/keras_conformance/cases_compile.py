@@ -8,7 +8,7 @@ the CPU to the same weights.
 
 import keras
 from conformance import case, fit_observed, history_of, weights_of
-from tiny import features, regressor, targets
+from tiny import features, regressor, targets, validation_pair
 
 X, Y = features(12), targets(12)  # 3 full batches of 4: partial batches are cases_steps'.
 
@@ -69,7 +69,7 @@ def frozen_layer_stays_frozen_after_recompile(front):
 def steps_per_execution_trains_as_one_step_at_a_time(front):
     """steps_per_execution=3 over 5 batches: executions of 3 and 2; the same weights."""
     model = regressor(front, hidden=3, steps_per_execution=3)
-    validation = (features(6, seed=3), targets(6, seed=4))
+    validation = validation_pair()
     x, y = features(10), targets(10)
     return fit_observed(front, model, x, y, batch_size=2, epochs=2, validation_data=validation)
 

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from conformance import case, fit_observed, history_of, weights_of
-from tiny import classifier, features, labels, targets
+from tiny import classifier, features, labels, targets, validation_pair
 
 _OWN_STEP = (
     "a model's own train_step/test_step is refused under parameter_server "
@@ -213,7 +213,7 @@ def custom_step_logs_reach_callbacks_and_history(front):
         targets(8),
         batch_size=4,
         epochs=2,
-        validation_data=(features(6, seed=3), targets(6, seed=4)),
+        validation_data=validation_pair(),
     )
     observation.pop("weights")
     return observation

@@ -17,10 +17,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 from conformance import Recorder, case, fit_observed, history_of, raised, weights_of
-from tiny import features, regressor, targets
+from tiny import features, regressor, targets, validation_pair
 
 X, Y = features(10), targets(10)
-VALIDATION = (features(6, seed=3), targets(6, seed=4))
+VALIDATION = validation_pair()
 
 
 class Interrupted(RuntimeError):

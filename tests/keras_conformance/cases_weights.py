@@ -10,7 +10,7 @@ losses loosely instead.
 
 import keras
 from conformance import case, history_of
-from tiny import classifier, features, labels, regressor, targets
+from tiny import classifier, features, labels, regressor, targets, validation_pair
 
 _ASYNC = "asynchronous updates: the weights are not those of one device, by design"
 
@@ -59,5 +59,5 @@ def adam_weights_with_validation(front):
         targets(12),
         batch_size=4,
         epochs=2,
-        validation_data=(features(6, seed=3), targets(6, seed=4)),
+        validation_data=validation_pair(),
     )

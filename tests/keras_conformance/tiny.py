@@ -17,6 +17,11 @@ def targets(n: int, width: int = 2, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, width)).astype("float32")
 
 
+def validation_pair(n: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """`(x, y)` for `validation_data=`: other examples than `features`/`targets`' own."""
+    return features(n, seed=3), targets(n, seed=4)
+
+
 def labels(n: int, classes: int = 3, seed: int = 2) -> np.ndarray:
     return (np.arange(n) * 7 + seed) % classes
 
