@@ -15,10 +15,18 @@ from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from tfdist.config import ConfigError, check_positive
+from tfdist.data.global_batches import (
+    GlobalBatches,
+    adapter_batches,
+    array_batches,
+    dataset_batches,
+    is_keras_stream,
+)
 from tfdist.data.sources import DataSource, HeldArrays, SplitReader, chunked
 
 _DATASET_TYPES = (tf.data.Dataset,)
@@ -96,7 +104,8 @@ def _structure(value, what: str):
         and not np.isscalar(value[0])
         and np.ndim(value[0]) > 0
     ):
-        return [_as_array(item, f"{what}[{index}]") for index, item in enumerate(value)]
+        # A tuple, not a list: tf.data would stack a list of arrays into one tensor.
+        return tuple(_as_array(item, f"{what}[{index}]") for index, item in enumerate(value))
     return _as_array(value, what)
 
 
@@ -292,3 +301,103 @@ def check_batch_size(batch_size, default: int = 32) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int):
         raise ConfigError(f"batch_size ({batch_size!r}) must be a positive integer.")
     return check_positive("batch_size", batch_size)
+
+
+# ----- Keras' global batches (the synchronous strategies' front door) -----------------------
+def _packed(record: tuple) -> object:
+    """A record `(x, y[, sample_weight])` as Keras packs a batch: `x` alone without targets."""
+    return keras.utils.pack_x_y_sample_weight(*record)
+
+
+def is_keras_input(x: object) -> bool:
+    """Whether `x` is a dataset, a PyDataset or a generator (not arrays)."""
+    return is_dataset(x) or is_keras_stream(x)
+
+
+def global_batches_of(
+    x: object,
+    y: object = None,
+    *,
+    sample_weight: object = None,
+    class_weight: dict | None = None,
+    batch_size: int | None,
+    shuffle: bool | str,
+    seed: int,
+    name: str,
+) -> GlobalBatches:
+    """The global batches Keras' fit, evaluate or predict would read from these inputs.
+
+    Arrays are batched here (`batch_size`, Keras' default 32); a dataset's, PyDataset's or
+    generator's own batches are the global batches (`batch_size` must be None then).
+    """
+    if is_dataset(x) or is_keras_stream(x):
+        kind = "a tf.data.Dataset" if is_dataset(x) else f"a {type(x).__name__}"
+        for given, what in ((y, "y="), (sample_weight, "sample_weight=")):
+            if given is not None:
+                raise ConfigError(
+                    f"{name} is {kind}: give its targets and weights inside its batches "
+                    f"((x, y) or (x, y, sample_weight)), not as {what}"
+                )
+        if batch_size is not None:
+            raise ConfigError(
+                f"{name} is {kind}: its batches are the global batches; drop batch_size=."
+            )
+        if is_dataset(x):
+            if class_weight is not None:
+                raise ConfigError(
+                    f"{name} is a tf.data.Dataset: give class weights as the sample weights of "
+                    "its batches, not as class_weight=."
+                )
+            return dataset_batches(x, name=name)
+        return adapter_batches(x, shuffle=bool(shuffle), class_weight=class_weight, name=name)
+    record = _record(x, y, sample_weight, class_weight, name)
+    return array_batches(
+        _packed(record),
+        batch_size=check_batch_size(batch_size),
+        shuffle=shuffle,
+        seed=seed,
+        name=name,
+    )
+
+
+def split_for_validation(x: object, y: object, sample_weight: object, fraction: float) -> tuple:
+    """Keras' `validation_split`: `(x, y, sample_weight)` of training and of validation,
+    the validation part the last `fraction` of the arrays, taken before any shuffling."""
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"validation_split ({fraction}) must be in [0, 1).")
+    if is_keras_input(x):
+        raise ConfigError(
+            "validation_split needs arrays; with a dataset, PyDataset or generator pass "
+            "validation_data= instead."
+        )
+    record = _record(x, y, sample_weight, None, "fit")
+    head, tail = _split(record, fraction)
+    pad = (None,) * (3 - len(head))
+    return head + pad, tail + pad
+
+
+def validation_batches_of(
+    validation_data: object, *, batch_size: int | None, seed: int
+) -> GlobalBatches:
+    """The global batches of Keras' `validation_data`: `(x, y[, sample_weight])` arrays
+    (batched at `batch_size`), or a dataset, PyDataset or generator."""
+    name = "validation_data"
+    if is_keras_input(validation_data):
+        return global_batches_of(
+            validation_data, batch_size=None, shuffle=False, seed=seed, name=name
+        )
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise ConfigError(
+            f"validation_data ({type(validation_data).__name__}) must be (x, y), "
+            "(x, y, sample_weight), a batched tf.data.Dataset, a PyDataset or a generator."
+        )
+    x, y, *rest = validation_data
+    return global_batches_of(
+        x,
+        y,
+        sample_weight=rest[0] if rest else None,
+        batch_size=batch_size,
+        shuffle=False,
+        seed=seed,
+        name=name,
+    )

@@ -335,3 +335,51 @@ def make_strategy(
     )
     _MADE[strategy] = distribution
     return distribution
+
+
+def _resolved_role(resolver: Any) -> TaskRole:
+    """This task's role from a strategy's cluster resolver (a single task without one)."""
+    spec = resolver.cluster_spec() if resolver is not None else None
+    if not spec or not spec.jobs:
+        return _LOCAL_ROLE
+    return _role_from_resolver(resolver)
+
+
+def adopt(strategy: tf.distribute.Strategy) -> Distribution:
+    """A Distribution around a strategy the user built with TensorFlow's own classes.
+
+    `OneDeviceStrategy`, `MirroredStrategy`, `MultiWorkerMirroredStrategy` (its cluster
+    from its resolver, as TensorFlow read TF_CONFIG) and `ParameterServerStrategy` (whose
+    `ClusterCoordinator` is made here, as Keras' tutorial leaves to `model.fit`), so the
+    TensorFlow tutorials run with `model.fit` → `tfdist.fit(model, ...)` changed alone.
+
+    Raises:
+      ConfigError: for another kind of strategy (TPUStrategy, CentralStorageStrategy).
+    """
+    found = distribution_of(strategy)
+    if found is not None:
+        return found
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
+        coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
+        workers = len(strategy.cluster_resolver.cluster_spec().as_dict().get("worker", ()))
+        kind, role, pipeline = "parameter_server", _resolved_role(resolver), 0
+        distribution = Distribution(kind, strategy, coordinator, role, max(1, workers), pipeline)
+    elif isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        role = _resolved_role(resolver)
+        jobs = resolver.cluster_spec().as_dict() if resolver is not None else {}
+        workers = len(jobs.get("worker", ())) + len(jobs.get("chief", ()))
+        pipeline = 0 if role.type == "chief" else role.index + (1 if jobs.get("chief") else 0)
+        distribution = Distribution("multi_worker", strategy, None, role, max(1, workers), pipeline)
+    elif isinstance(strategy, tf.distribute.MirroredStrategy):
+        distribution = Distribution("mirrored", strategy, None, _LOCAL_ROLE, 1, 0)
+    elif isinstance(strategy, tf.distribute.OneDeviceStrategy):
+        distribution = Distribution("one_device", strategy, None, _LOCAL_ROLE, 1, 0)
+    else:
+        raise ConfigError(
+            f"the model was built under {type(strategy).__name__}, which tfdist does not "
+            "run; build it under OneDeviceStrategy, MirroredStrategy, "
+            "MultiWorkerMirroredStrategy or ParameterServerStrategy, or tfdist.make_strategy()."
+        )
+    _MADE[strategy] = distribution
+    return distribution

@@ -50,6 +50,11 @@ def for_this_task(callbacks: Sequence[keras.callbacks.Callback], is_chief: bool)
     for callback in callbacks:
         if isinstance(callback, _WRITE_ON_CHIEF_ONLY):
             continue
+        if isinstance(callback, keras.callbacks.BackupAndRestore):
+            # It restores the chief's backup (every worker holds the same weights), but
+            # only the chief writes or deletes it.
+            callback._save_model = lambda: None  # type: ignore[method-assign]
+            callback.delete_checkpoint = False
         if isinstance(callback, keras.callbacks.ModelCheckpoint):
             scratch = scratch or tempfile.mkdtemp(prefix="tfdist-worker-checkpoint-")
             callback.filepath = os.path.join(scratch, os.path.basename(str(callback.filepath)))

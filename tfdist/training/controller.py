@@ -1,12 +1,15 @@
 """The controller: the outer loop of a fit, the same for every runner, as Orbit's Controller.
 
-Owns epochs and their segments of steps, checkpoints (restore on start, a save every
-`checkpoint_every_steps` and at each epoch end, the exported model), preemption and the
-stop vote (`PreemptionWatcher.agree` after each segment), divergence, validation, and
-Keras' callbacks: the controller calls Keras' `CallbackList` hooks in Keras' order with
-the logs the runner's compiled calls return, and records the run in the `History`. How
-steps run is the runner's (`tfdist.training.runners`); which callbacks run on which
-task, `tfdist.training.callbacks`'.
+Owns epochs and their calls (Keras' `steps_per_execution` calls of `EpochPlan`'s epochs,
+or until the data ends for a source of unknown length), grouped into the runner's
+segments; checkpoints (restore on start, a save every `checkpoint_every_steps` and at
+each epoch end, the exported model), preemption and the stop vote
+(`PreemptionWatcher.agree` after each segment), divergence, validation, and Keras'
+callbacks: the controller calls Keras' `CallbackList` hooks in Keras' order with the
+logs the runner's compiled calls return (`on_test_*` too, for fit's validation), and
+records the run in the `History`. How steps run is the runner's
+(`tfdist.training.runners`); which callbacks run on which task,
+`tfdist.training.callbacks`'.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import keras
 import tensorflow as tf
 
 from tfdist.config import CheckpointConfig, ConfigError
+from tfdist.data.epochs import Call, EpochPlan, calls
 from tfdist.data.pipeline import DatasetFn
 from tfdist.distribute.strategies import Distribution
 from tfdist.training.checkpoints import CheckpointKeeper, export_model
@@ -28,20 +32,31 @@ from tfdist.training.history import EpochTiming, History, TrainingDiverged
 from tfdist.training.inputs import make_inputs
 from tfdist.training.metric_state import Logs
 from tfdist.training.preemption import Preempted, PreemptionWatcher
-from tfdist.training.runners import Runner
+from tfdist.training.runners import Hooks, Runner
+from tfdist.training.schedule import cut_at
 
 
 class TrainState:
-    """The run's position, checkpointed with the model: step, epoch, the epoch in progress.
+    """The run's position, checkpointed with the model.
 
-    Create it in the strategy's scope, once per model.
+    Create it in the strategy's scope, once per model. `epoch` counts the epochs done,
+    `step` the optimizer steps; `consumed` the batches the run read from its stream of
+    training data, `epoch_begin` where in that stream the epoch in progress began, and
+    `first_epoch` the epoch the run began at (`initial_epoch`), so a resumed run knows
+    its epoch's length and its place in the data.
     """
 
     def __init__(self) -> None:
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        def counter(name: str) -> tf.Variable:
+            return tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+
+        self.epoch = counter("epoch")
         # Counted here, not by optimizer.iterations: Keras 3's assign_add is a read then a
         # write, so under parameter_server concurrent workers lose increments.
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.step = counter("step")
+        self.consumed = counter("consumed")
+        self.epoch_begin = counter("epoch_begin")
+        self.first_epoch = counter("first_epoch")
         # The metric state of the epoch in progress at a mid-epoch checkpoint, so a resumed
         # epoch reports all of its steps; empty at epoch ends.
         self.epoch_metrics = tf.Variable(
@@ -59,26 +74,65 @@ class TrainState:
             optimizer=optimizer,
             epoch=self.epoch,
             step=self.step,
+            consumed=self.consumed,
+            epoch_begin=self.epoch_begin,
+            first_epoch=self.first_epoch,
             epoch_metrics=self.epoch_metrics,
             **extras,
         )
 
+    def start(self, initial_epoch: int) -> None:
+        """A new run (nothing restored) at Keras' `initial_epoch`."""
+        for variable, value in (
+            (self.epoch, initial_epoch),
+            (self.step, 0),
+            (self.consumed, 0),
+            (self.epoch_begin, 0),
+            (self.first_epoch, initial_epoch),
+        ):
+            variable.assign(value)
+        self.epoch_metrics.assign(tf.zeros([0], tf.float64))
 
-@dataclasses.dataclass
-class _Batches:
-    """Keras' batch hooks around the runner's calls: indices within the epoch, timing."""
 
-    callbacks: keras.callbacks.CallbackList
-    scheduled: int = 0
-    done: int = 0
+@dataclasses.dataclass(frozen=True)
+class Validation:
+    """What `fit` validates on.
 
-    def begin(self, num_steps: int) -> None:
-        self.callbacks.on_train_batch_begin(self.scheduled)
-        self.scheduled += num_steps
+    Attributes:
+      fn: the validation dataset function (read once per validated epoch).
+      steps: its global batches when known and the same on every worker (a front door's
+        batches, `tfdist.data.replica_batches`): Keras' test hooks then come per call.
+        None with `equal` (an unknown length, the same on every worker): calls until the
+        data ends. None otherwise: one call over each worker's part, no batch hooks.
+      equal: every worker reads the same number of batches.
+    """
 
-    def end(self, num_steps: int, logs: Logs) -> None:
-        self.done += num_steps
-        self.callbacks.on_train_batch_end(self.done - 1, logs)
+    fn: DatasetFn
+    steps: int | None = None
+    equal: bool = False
+
+
+class _TrainHooks:
+    """Keras' training batch hooks around the runner's calls."""
+
+    def __init__(self, callbacks: keras.callbacks.CallbackList):
+        self.callbacks = callbacks
+
+    def begin(self, call: Call) -> None:
+        self.callbacks.on_train_batch_begin(call.first)
+
+    def end(self, call: Call, logs: Logs) -> None:
+        self.callbacks.on_train_batch_end(call.last, logs)
+
+
+class TestHooks(_TrainHooks):
+    """Keras' test batch hooks around the runner's evaluation calls."""
+
+    def begin(self, call: Call) -> None:
+        self.callbacks.on_test_batch_begin(call.first)
+
+    def end(self, call: Call, logs: Logs) -> None:
+        self.callbacks.on_test_batch_end(call.last, logs)
 
 
 def _finite(logs: Logs) -> bool:
@@ -87,16 +141,18 @@ def _finite(logs: Logs) -> bool:
 
 
 class Controller:
-    """Runs a fit: epochs of segments of the runner's calls, with checkpoints and callbacks.
+    """Runs a fit: epochs of the runner's calls, with checkpoints and callbacks.
 
     Args:
       distribution: the strategy the model was built under.
       model: the compiled model.
       runner: the runner built for the model and the loop's settings.
       state: the run's `TrainState`.
-      checkpoint: where and how often to save.
+      checkpoint: where and how often to save (`model_dir` is checked here, before any
+        callback writes under it).
       global_batch_size: examples per micro-batch over all replicas (for examples/s).
       grad_accum_steps: micro-batches per optimizer step.
+      steps_per_execution: steps per compiled call (Keras' batch hooks come per call).
     """
 
     def __init__(
@@ -109,15 +165,18 @@ class Controller:
         checkpoint: CheckpointConfig,
         global_batch_size: int,
         grad_accum_steps: int,
+        steps_per_execution: int,
     ):
         self.distribution = distribution
         self.model = model
         self.runner = runner
         self.state = state
         self.config = checkpoint
+        self.steps_per_execution = steps_per_execution
         self._examples_per_step = global_batch_size * grad_accum_steps
+        self._grad_accum_steps = grad_accum_steps
         self._keeper: CheckpointKeeper | None = None
-        if checkpoint.model_dir:  # Checked here, before any callback writes under it.
+        if checkpoint.model_dir:
             self._keeper = CheckpointKeeper(
                 state.checkpoint(model, runner.step.optimizer, runner.checkpointed),
                 model_dir=checkpoint.model_dir,
@@ -125,6 +184,10 @@ class Controller:
                 max_to_keep=checkpoint.keep_checkpoints,
             )
         self._diverged = False
+        self._plan = EpochPlan(None, 1, endless=True)
+        self._train: Any = None
+        self._train_fn: DatasetFn | None = None
+        self._fresh = True
         self.callbacks = keras.callbacks.CallbackList()
         self.history = History()
 
@@ -136,27 +199,30 @@ class Controller:
         callbacks: keras.callbacks.CallbackList,
         history: History,
         epochs: int,
-        steps_per_epoch: int,
-        validation_fn: DatasetFn | None = None,
+        plan: EpochPlan,
+        validation: Validation | None = None,
         validation_freq: int | Collection[int] = 1,
         initial_epoch: int = 0,
     ) -> History:
         """Trains until epoch `epochs`; a restored run continues from its checkpoint.
 
-        `callbacks` is Keras' list of this task's callbacks, holding `history`.
+        `callbacks` is Keras' list of this task's callbacks, holding `history`; `plan`
+        says how many steps each epoch takes (`tfdist.data.epochs`).
         """
-        self.callbacks, self.history = callbacks, history
+        self.callbacks, self.history, self._plan = callbacks, history, plan
         state = self.state
-        self._restore(initial_epoch, steps_per_epoch)
+        self._restore(initial_epoch)
         self.runner.start(int(state.step.numpy()))
-        first_epoch = int(state.epoch.numpy()) + 1
-        done_in_epoch = int(state.step.numpy()) - (first_epoch - 1) * steps_per_epoch
-        train, validation = make_inputs(
+        # A known plan reads one stream across epochs; a source of unknown length is read
+        # a pass an epoch (each epoch ends where its pass does).
+        skip = state.consumed if plan.known else state.consumed - state.epoch_begin
+        self._train, validation_data = make_inputs(
             self.distribution,
             train_fn,
-            validation_fn,
-            skip_micro_steps=int(state.step.numpy()) * self.runner.step.grad_accum_steps,
+            validation.fn if validation else None,
+            skip_micro_steps=int(skip.numpy()) * self._grad_accum_steps,
         )
+        self._train_fn, self._fresh = train_fn, True
         self.model.stop_training = False
         started = time.perf_counter()
         watcher = PreemptionWatcher(
@@ -164,23 +230,24 @@ class Controller:
             sync_workers=not self.distribution.is_async and self.distribution.num_workers > 1,
         )
         self.callbacks.on_train_begin()
+        self._callback_resume()
         last_logs: Logs | None = None
         with watcher:
-            for epoch in range(first_epoch, epochs + 1):
-                validate = validates(epoch, validation_freq) and validation is not None
+            for epoch in range(int(state.epoch.numpy()) + 1, epochs + 1):
+                validate = validation is not None and validates(epoch, validation_freq)
                 last_logs, stop = self._run_epoch(
                     epoch,
-                    steps_per_epoch,
-                    max(0, done_in_epoch),
-                    train,
-                    validation if validate else None,
+                    (validation, validation_data) if validate and validation else None,
                     watcher,
                     started,
                 )
-                done_in_epoch = 0
                 if stop:
                     break
-        history.final_step = int(state.step.numpy())
+        return self._finish(last_logs)
+
+    def _finish(self, last_logs: Logs | None) -> History:
+        history = self.history
+        history.final_step = int(self.state.step.numpy())
         history.steps_by_worker = self.runner.steps_by_worker
         if self._keeper:
             self._keeper.close()
@@ -193,23 +260,35 @@ class Controller:
         self.callbacks.on_train_end(last_logs)
         return history
 
-    def _restore(self, initial_epoch: int, steps_per_epoch: int) -> None:
-        config, state = self.config, self.state
+    def _restore(self, initial_epoch: int) -> None:
         if self._keeper:
             self.history.restored_from = self._keeper.restore_latest()
-        if not self.history.restored_from and (initial_epoch or not config.model_dir):
-            # A new fit starts at initial_epoch, as Keras' does.
-            state.epoch.assign(initial_epoch)
-            state.step.assign(initial_epoch * steps_per_epoch)
-            state.epoch_metrics.assign(tf.zeros([0], tf.float64))
+        if not self.history.restored_from:
+            self.state.start(initial_epoch)  # A new fit starts at initial_epoch, as Keras'.
+
+    def _callback_resume(self) -> None:
+        """A callback's resume, as Keras' fit reads it after `on_train_begin`: Keras'
+        `BackupAndRestore` loads its weights and sets `model._initial_epoch`; the run then
+        starts at that epoch, reading its data from the start (unless tfdist restored its
+        own checkpoint)."""
+        epoch = getattr(self.model, "_initial_epoch", None)
+        if epoch is None:
+            return
+        self.model._initial_epoch = None
+        if not self.history.restored_from:
+            self.state.start(int(epoch))
+
+    def _epoch_length(self, epoch: int) -> int | None:
+        """Steps epoch `epoch` (1-based) takes, or None until the data ends."""
+        if not self._plan.known:
+            return None
+        relative = epoch - 1 - int(self.state.first_epoch.numpy())
+        return self._plan.epoch_lengths(relative + 1)[relative]
 
     def _run_epoch(
         self,
         epoch: int,
-        steps_per_epoch: int,
-        done: int,
-        train: Any,
-        validation: Any,
+        validation: tuple[Validation, Any] | None,
         watcher: PreemptionWatcher,
         started: float,
     ) -> tuple[Logs, bool]:
@@ -217,30 +296,35 @@ class Controller:
 
         Returns the epoch's logs and whether the run stops after it.
         """
+        state = self.state
         self.callbacks.on_epoch_begin(epoch - 1)
         self.runner.epoch_begin()
-        saved = self.state.epoch_metrics.numpy()
-        if saved.size and saved.size == self.runner.metric_state.size:
+        done = int(state.consumed.numpy()) - int(state.epoch_begin.numpy())
+        saved = state.epoch_metrics.numpy()
+        if done and saved.size and saved.size == self.runner.metric_state.size:
             # Resumed mid-epoch: the epoch's earlier steps count too (the same metrics).
             self.runner.restore_epoch_state(tf.constant(saved))
+        if not self._plan.known and not self._fresh:
+            self._train, _ = make_inputs(self.distribution, self._train_fn, None)  # A new pass.
+        self._fresh = False
         began = time.perf_counter()
-        logs, stop = self._train_segments(epoch, steps_per_epoch - done, done, train, watcher)
+        logs, ran, stop = self._train_epoch(epoch, done, self._train, watcher)
         seconds = time.perf_counter() - began
         logs = dict(logs) if logs is not None else dict(self.runner.current_logs())
         self._diverged = not _finite(logs)  # Stopped by TerminateOnNaN.
         if validation is not None:
-            val_logs = self.runner.evaluate(validation)
-            logs.update({f"val_{name}": value for name, value in val_logs.items()})
-        self.state.epoch.assign(epoch)
-        self.state.epoch_metrics.assign(tf.zeros([0], tf.float64))
-        step = int(self.state.step.numpy())
+            logs.update(self._validate(*validation))
+        state.epoch.assign(epoch)
+        state.epoch_begin.assign(state.consumed)
+        state.epoch_metrics.assign(tf.zeros([0], tf.float64))
+        step = int(state.step.numpy())
         if self._keeper and not self._diverged:  # The last good checkpoint stays the newest.
             self._keeper.save(step)
         self.history.timings.append(
             EpochTiming(
                 epoch=epoch,
-                steps=steps_per_epoch - done,
-                examples=(steps_per_epoch - done) * self._examples_per_step,
+                steps=ran,
+                examples=ran * self._examples_per_step,
                 seconds=seconds,
                 global_step=step,
                 wall_seconds=time.perf_counter() - started,
@@ -253,32 +337,99 @@ class Controller:
             raise Preempted(step, self._keeper.latest if self._keeper else None)
         return logs, stop_asked or self._diverged
 
-    def _train_segments(
-        self, epoch: int, steps: int, done: int, train: Any, watcher: PreemptionWatcher
-    ) -> tuple[Logs | None, bool]:
-        """The epoch's steps, segment by segment; `(last logs, stop asked)`."""
-        batches = _Batches(self.callbacks, scheduled=done, done=done)
+    def _validate(self, validation: Validation, dataset: Any) -> Logs:
+        """Fit's validation, with Keras' test hooks: the logs prefixed `val_`."""
+        self.callbacks.on_test_begin()
+        hooks = TestHooks(self.callbacks)
+        if validation.steps is not None:
+            plan = calls(0, validation.steps, self.steps_per_execution)
+            logs = self.runner.evaluate(dataset, hooks, plan)
+        elif validation.equal:
+            logs = self.runner.evaluate(dataset, hooks, None)
+        else:
+            logs = self.runner.evaluate(dataset, hooks, None, whole=True)
+        self.callbacks.on_test_end(logs)
+        return {f"val_{name}": value for name, value in logs.items()}
+
+    def _train_epoch(
+        self, epoch: int, done: int, train: Any, watcher: PreemptionWatcher
+    ) -> tuple[Logs | None, int, bool]:
+        """The epoch's steps, segment by segment; `(last logs, steps run, stop asked)`."""
+        length = self._epoch_length(epoch)
+        hooks = _TrainHooks(self.callbacks)
+        epoch_start = int(self.state.step.numpy()) - done
+        if length is None:
+            return self._train_until_the_data_ends(epoch, done, epoch_start, train, hooks, watcher)
+        planned = cut_at(
+            calls(done, length, self.steps_per_execution),
+            epoch_start,
+            self.config.checkpoint_every_steps,
+        )
+        logs, ran = None, 0
+        segments = self.runner.segments(planned, epoch_start, self.config.checkpoint_every_steps)
+        for index, segment in enumerate(segments):
+            logs, count = self.runner.train(train, segment, hooks)
+            ran += count
+            last = index == len(segments) - 1
+            if self._after_segment(epoch, count, logs, watcher, epoch_end=last):
+                return logs, ran, True
+        return logs, ran, False
+
+    def _train_until_the_data_ends(
+        self,
+        epoch: int,
+        done: int,
+        epoch_start: int,
+        train: Any,
+        hooks: Hooks,
+        watcher: PreemptionWatcher,
+    ) -> tuple[Logs | None, int, bool]:
+        """An epoch of a source of unknown length: calls until one finds the data ended."""
+        size, first, logs, ran = self.steps_per_execution, done, None, 0
+        while True:
+            call = Call(first=first, steps=size, last=first - first % size + size - 1)
+            call_logs, count = self.runner.train(train, [call], hooks, dynamic=True)
+            ran += count
+            if count:
+                logs = call_logs
+            ended = count < call.steps
+            if count and self._after_segment(epoch, count, logs, watcher, epoch_end=ended):
+                return logs, ran, True
+            if ended:
+                if not count:
+                    self.runner.after_segment(int(self.state.step.numpy()), settle=True)
+                return logs, ran, False
+            first += count
+
+    def _after_segment(
+        self,
+        epoch: int,
+        count: int,
+        logs: Logs | None,
+        watcher: PreemptionWatcher,
+        *,
+        epoch_end: bool,
+    ) -> bool:
+        """Steps counted; divergence, preemption, checkpoints; whether the run stops."""
+        state = self.state
+        state.step.assign_add(count)
+        state.consumed.assign_add(count)
+        step = int(state.step.numpy())
         every = self.config.checkpoint_every_steps
-        logs = None
-        for calls in self.runner.segments(int(self.state.step.numpy()), steps, every):
-            logs = self.runner.train(train, calls, batches)
-            self.state.step.assign_add(sum(calls))
-            step = int(self.state.step.numpy())
-            self.runner.after_segment(step)
-            if not _finite(logs):
-                if self.model.stop_training:  # Keras' TerminateOnNaN ends the run as in Keras.
-                    return logs, True
-                raise TrainingDiverged(step, epoch, self._keeper.latest if self._keeper else None)
-            preempted, stop = watcher.agree(bool(self.model.stop_training))
-            at_boundary = every and step % every == 0
-            if self._keeper and (at_boundary or preempted):
-                self.state.epoch_metrics.assign(self.runner.epoch_state())
-                self._keeper.save(step)
-            if preempted:
-                raise Preempted(step, self._keeper.latest if self._keeper else None)
-            if stop:
-                return logs, True
-        return logs, False
+        if logs is not None and not _finite(logs):
+            self.runner.after_segment(step, settle=True)
+            if self.model.stop_training:  # Keras' TerminateOnNaN ends the run as in Keras.
+                return True
+            raise TrainingDiverged(step, epoch, self._keeper.latest if self._keeper else None)
+        preempted, stop = watcher.agree(bool(self.model.stop_training))
+        at_boundary = every is not None and step % every == 0
+        self.runner.after_segment(step, settle=epoch_end or at_boundary or preempted or stop)
+        if self._keeper and (at_boundary or preempted):
+            state.epoch_metrics.assign(self.runner.epoch_state())
+            self._keeper.save(step)
+        if preempted:
+            raise Preempted(step, self._keeper.latest if self._keeper else None)
+        return stop
 
 
 def _learning_rate(optimizer: Any) -> float | None:

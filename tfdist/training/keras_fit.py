@@ -27,7 +27,6 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from tfdist.config import (
     CheckpointConfig,
@@ -36,27 +35,27 @@ from tfdist.config import (
     LocalSGDConfig,
     LoopConfig,
     check_count,
-    check_positive,
 )
-from tfdist.data.keras_inputs import (
-    arrays_source,
-    check_batch_size,
-    dataset_batch_size,
-    dataset_source,
-    inference_source,
-    is_dataset,
-)
-from tfdist.data.pipeline import DatasetFn, DataSource, make_dataset_fn
-from tfdist.distribute.strategies import Distribution, TaskRole, distribution_of
-from tfdist.training.callbacks import check_verbose
+from tfdist.data.global_batches import GlobalBatches
+from tfdist.distribute.cluster import read_tf_config
+from tfdist.distribute.strategies import Distribution, TaskRole, adopt, distribution_of
+from tfdist.training.callbacks import callback_list, check_callbacks, check_verbose
+from tfdist.training.fit_inputs import FitInputs, fit_inputs, inference_inputs
 from tfdist.training.history import History
-from tfdist.training.trainer import BuiltFrom, Trainer, check_compiled
+from tfdist.training.prediction import predict_batches
+from tfdist.training.trainer import BuiltFrom, Trainer, build_variables, check_compiled
 
 _LOCAL = TaskRole("worker", 0, True)
 
 
 def _distribution(model: keras.Model, distribution: Distribution | None) -> Distribution:
-    """The Distribution whose scope built `model` (or the one given, which must match)."""
+    """The Distribution whose scope built `model` (or the one given, which must match).
+
+    A model built under TensorFlow's own strategy classes is adopted as it is
+    (`tfdist.distribute.strategies.adopt`); one built outside any scope trains on one
+    device, unless TF_CONFIG names a cluster of several tasks: then every task would train
+    alone and write as chief, so that is an error.
+    """
     strategy = model.distribute_strategy
     if distribution is not None:
         if strategy is not distribution.strategy and distribution_of(strategy) is not None:
@@ -69,15 +68,20 @@ def _distribution(model: keras.Model, distribution: Distribution | None) -> Dist
     found = distribution_of(strategy)
     if found is not None:
         return found
-    if strategy is tf.distribute.get_strategy():  # Built outside any scope: one device.
+    if getattr(model, "_distribute_strategy", None) is None:  # Built outside any scope.
+        cluster = read_tf_config()
+        if cluster is not None and sum(len(tasks) for tasks in cluster.jobs.values()) > 1:
+            raise ConfigError(
+                f"model {model.name!r} was built outside any strategy's scope, but TF_CONFIG "
+                f"names a cluster of {sum(len(t) for t in cluster.jobs.values())} tasks "
+                f"({', '.join(cluster.jobs)}): each would train alone and write as chief. "
+                "Build and compile it inside `with dist.scope():` of "
+                "`dist = tfdist.make_strategy()` (or of TensorFlow's own strategy)."
+            )
         return Distribution(
             kind="one_device", strategy=strategy, coordinator=None, role=_LOCAL, num_workers=1
         )
-    raise ConfigError(
-        f"model {model.name!r} was built under a strategy tfdist did not make; build it "
-        "inside `with dist.scope():` of `dist = tfdist.make_strategy(...)`, or pass "
-        "distribution=."
-    )
+    return adopt(strategy)
 
 
 def loop_config(
@@ -85,7 +89,7 @@ def loop_config(
     model_dir: str | None = None,
     checkpoint_every_steps: int | None = None,
     keep_checkpoints: int = 3,
-    steps_per_loop: int = 32,
+    steps_per_loop: int = 1,
     grad_accum_steps: int = 1,
     communication: CommunicationConfig | None = None,
     sync_every: int = 1,
@@ -138,97 +142,30 @@ def _same(cached: tuple, key: tuple) -> bool:
     return cached[0] is key[0] and all(a == b for a, b in zip(cached[1:], key[1:], strict=True))
 
 
-def _source_and_batch(
-    x: Any,
-    y: Any,
-    *,
-    batch_size: int | None,
-    sample_weight: Any,
-    class_weight: dict[int, float] | None,
-    validation_split: float,
-    validation_data: Any,
-) -> tuple[DataSource, int]:
-    if is_dataset(x):
-        if y is not None or sample_weight is not None or class_weight is not None:
-            raise ConfigError(
-                "x is a tf.data.Dataset: give its targets and weights inside "
-                "it ((x, y) or (x, y, sample_weight) elements), not as y=, "
-                "sample_weight= or class_weight=."
-            )
-        if validation_split:
-            raise ConfigError(
-                "validation_split needs arrays; with a dataset pass validation_data= instead."
-            )
-        if batch_size is not None:
-            raise ConfigError(
-                "x is a batched tf.data.Dataset: its batch is the global batch; drop batch_size=."
-            )
-        return dataset_source(x, validation=validation_data)
-    source = arrays_source(
-        x,
-        y,
-        sample_weight=sample_weight,
-        class_weight=class_weight,
-        validation_split=validation_split,
-        validation_data=validation_data,
-    )
-    return source, check_batch_size(batch_size)
-
-
-def _steps(source: DataSource, batch: int, steps_per_epoch: int | None) -> int:
-    if steps_per_epoch is not None:
-        return check_count("steps_per_epoch", steps_per_epoch)
-    steps: int = source.num_train // batch
-    if steps == 0:
-        raise ConfigError(
-            f"batch_size ({batch}) is more than the {source.num_train} training examples; "
-            f"use batch_size={max(1, source.num_train)} or less."
-        )
-    return steps
-
-
-def _resume_dir(
-    callbacks: Sequence[keras.callbacks.Callback] | None, model_dir: str | None
-) -> tuple[list[keras.callbacks.Callback], str | None]:
-    """The user's callbacks, BackupAndRestore becoming tfdist's model_dir resume."""
-    kept = []
-    for callback in callbacks or ():
-        if isinstance(callback, keras.callbacks.BackupAndRestore):
-            backup = getattr(callback, "backup_dir", None)
-            if model_dir and backup and str(backup) != str(model_dir):
-                raise ConfigError(
-                    f"BackupAndRestore(backup_dir={backup!r}) and model_dir={model_dir!r} "
-                    "both say where to resume from; keep one of them."
-                )
-            model_dir = model_dir or backup  # tfdist's exact resume is its equivalent.
-            continue
-        kept.append(callback)
-    return kept, model_dir
-
-
 def fit(
     model: keras.Model,
     x: Any = None,
     y: Any = None,
-    *,
     batch_size: int | None = None,
     epochs: int = 1,
     verbose: int | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] | None = None,
     validation_split: float = 0.0,
     validation_data: Any = None,
-    shuffle: bool = True,
+    shuffle: bool | str = True,
     class_weight: dict[int, float] | None = None,
     sample_weight: Any = None,
     initial_epoch: int = 0,
     steps_per_epoch: int | None = None,
     validation_steps: int | None = None,
+    validation_batch_size: int | None = None,
     validation_freq: int | Collection[int] = 1,
+    *,
     distribution: Distribution | None = None,
     model_dir: str | None = None,
     checkpoint_every_steps: int | None = None,
     keep_checkpoints: int = 3,
-    steps_per_loop: int = 32,
+    steps_per_loop: int | None = None,
     grad_accum_steps: int = 1,
     communication: CommunicationConfig | None = None,
     shard_policy: str = "auto",
@@ -248,7 +185,9 @@ def fit(
         scope (`tfdist.make_strategy(...).scope()`).
       model_dir: checkpoints and exact resume (a rerun continues where the last
         checkpoint left off, mid-epoch included); `model.keras` is written at the end.
-        `keras.callbacks.BackupAndRestore(backup_dir)` means the same.
+        (Keras' `BackupAndRestore` keeps Keras' own meaning: weights at epoch ends or every
+        `save_freq` batches, a resumed fit restarting that epoch, the backup deleted when
+        the fit ends.)
       checkpoint_every_steps: also checkpoint every this many steps (needs `model_dir`).
       keep_checkpoints: the newest checkpoints kept.
       steps_per_loop: optimizer steps inside one compiled call (Keras'
@@ -266,14 +205,13 @@ def fit(
       record of the run (`final_step`, `restored_from`, `timings`, `steps_by_worker`).
     """
     check_compiled(model, "fit")
-    check_positive("epochs", epochs)
+    check_count("epochs", epochs)
     distribution = _distribution(model, distribution)
-    callbacks, model_dir = _resume_dir(callbacks, model_dir)
     loop = loop_config(
         model_dir=model_dir,
         checkpoint_every_steps=checkpoint_every_steps,
         keep_checkpoints=keep_checkpoints,
-        steps_per_loop=steps_per_loop,
+        steps_per_loop=steps_per_loop or _steps_per_execution(model),
         grad_accum_steps=grad_accum_steps,
         communication=communication,
         sync_every=sync_every,
@@ -281,106 +219,103 @@ def fit(
         outer_learning_rate=outer_learning_rate,
         outer_momentum=outer_momentum,
     )
-    if validation_steps is not None and is_dataset(validation_data):
-        validation_data = validation_data.take(check_positive("validation_steps", validation_steps))
-    source, batch = _source_and_batch(
+    inputs = fit_inputs(
+        distribution,
         x,
         y,
         batch_size=batch_size,
         sample_weight=sample_weight,
         class_weight=class_weight,
+        shuffle=shuffle,
         validation_split=validation_split,
         validation_data=validation_data,
-    )
-    steps = _steps(source, batch, steps_per_epoch)
-    train_fn = make_dataset_fn(
-        source,
-        "train",
-        global_batch_size=batch,
-        training=True,
+        validation_batch_size=validation_batch_size,
+        validation_steps=validation_steps,
+        steps_per_epoch=steps_per_epoch,
         seed=seed,
-        shuffle=shuffle and not is_dataset(x),
         shard_policy=shard_policy,
-        steps_per_epoch=steps * grad_accum_steps,
-    )
-    validation_fn = (
-        make_dataset_fn(source, "validation", global_batch_size=batch, training=False)
-        if source.num_validation
-        else None
+        grad_accum_steps=grad_accum_steps,
     )
     trainer = trainer_for(model, distribution, loop)
-    verbose = check_verbose(verbose) if distribution.role.is_chief else 0
+    callbacks = [*check_callbacks(callbacks), *_source_hooks(inputs)]
     return trainer.fit(
-        train_fn,
+        inputs.train_fn,
         epochs=epochs,
-        steps_per_epoch=steps,
-        global_batch_size=batch,
-        validation_fn=validation_fn,
+        global_batch_size=inputs.global_batch_size,
+        plan=inputs.plan,
+        validation_fn=inputs.validation,
         callbacks=callbacks,
-        verbose=verbose,
+        verbose=check_verbose(verbose) if distribution.role.is_chief else 0,
         validation_freq=validation_freq,
         initial_epoch=initial_epoch,
     )
 
 
-def _inference_fn(
-    x: Any, y: Any, sample_weight: Any, batch_size: int | None, name: str
-) -> DatasetFn:
-    source = inference_source(x, y, sample_weight=sample_weight, name=name)
-    if is_dataset(x):
-        if batch_size is not None:
-            raise ConfigError(
-                f"x is a batched tf.data.Dataset: its batch is the global batch; "
-                f"drop batch_size= from tfdist.{name}."
-            )
-        found = dataset_batch_size(x)
-        if found is None:
-            raise ConfigError(f"x of tfdist.{name} is not batched; batch it, e.g. x.batch(64).")
-        batch = found
-    else:
-        batch = check_batch_size(batch_size)
-    return make_dataset_fn(source, "train", global_batch_size=batch, training=False)
+def _steps_per_execution(model: keras.Model) -> int:
+    """Keras' `compile(steps_per_execution=)`: steps per compiled call, batch hooks' pace."""
+    return check_count("steps_per_execution", getattr(model, "steps_per_execution", 1) or 1)
 
 
-def _take(x: Any, steps: int | None) -> Any:
-    """Keras' `steps` of evaluate/predict: the first batches of a dataset."""
-    if steps is None:
-        return x
-    if not is_dataset(x):
-        raise ConfigError(
-            "steps= counts the batches of a dataset; with arrays give fewer rows instead."
-        )
-    return x.take(check_positive("steps", steps))
+class _SourceEpochs(keras.callbacks.Callback):
+    """A PyDataset's own `on_epoch_begin`/`on_epoch_end`, called as Keras' fit calls them,
+    and its readers stopped when the fit ends."""
+
+    def __init__(self, source: GlobalBatches):
+        super().__init__()
+        self._source = source
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._source.on_epoch_begin()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._source.on_epoch_end()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._source.close()
+
+
+def _source_hooks(inputs: FitInputs) -> list[keras.callbacks.Callback]:
+    return [] if inputs.source is None else [_SourceEpochs(inputs.source)]
 
 
 def evaluate(
     model: keras.Model,
     x: Any = None,
     y: Any = None,
-    *,
     batch_size: int | None = None,
     verbose: int | str = "auto",
     sample_weight: Any = None,
     steps: int | None = None,
     callbacks: Sequence[keras.callbacks.Callback] | None = None,
     return_dict: bool = False,
+    *,
     distribution: Distribution | None = None,
 ) -> Any:
     """Evaluates a compiled model as `model.evaluate` would, every example exactly once.
 
-    Each worker reads its part of `x` once (the last partial batch kept, no padding);
-    metrics are summed over all replicas and workers. Under `parameter_server` the
-    coordinator evaluates the whole split itself.
+    Keras' batches of `x` are shared among the replicas (each worker reads every batch
+    and keeps its replicas' rows, so each example counts once), with Keras' test hooks
+    per compiled call of `steps_per_execution` batches. Under `parameter_server` the
+    coordinator evaluates the whole data itself.
 
     Returns:
       The loss and metrics: a dict with `return_dict`, else a list (a scalar when
       there is only the loss), in `model.metrics_names` order.
     """
     check_compiled(model, "evaluate")
-    del verbose, callbacks
     distribution = _distribution(model, distribution)
-    dataset_fn = _inference_fn(_take(x, steps), y, sample_weight, batch_size, "evaluate")
-    logs = _cached_or_new(model, distribution).evaluate(dataset_fn)
+    dataset_fn, known, batches = inference_inputs(
+        x, y, sample_weight=sample_weight, batch_size=batch_size, steps=steps, name="evaluate"
+    )
+    try:
+        logs = _cached_or_new(model, distribution).evaluate(
+            dataset_fn,
+            steps=known,
+            callbacks=check_callbacks(callbacks),
+            verbose=check_verbose(verbose) if distribution.role.is_chief else 0,
+        )
+    finally:
+        batches.close()
     if return_dict:
         return logs
     return model._flatten_metrics_in_order(logs)
@@ -389,23 +324,42 @@ def evaluate(
 def predict(
     model: keras.Model,
     x: Any,
-    *,
     batch_size: int | None = None,
     verbose: int | str = "auto",
     steps: int | None = None,
     callbacks: Sequence[keras.callbacks.Callback] | None = None,
+    *,
     distribution: Distribution | None = None,
 ) -> Any:
     """Predicts as `model.predict` would: NumPy outputs in the order of `x`.
 
-    Each worker predicts a contiguous part of `x` once and the parts are gathered on
-    every worker; one process with several replicas splits each batch between them;
-    under `parameter_server` the coordinator predicts itself.
+    Keras' batches of `x` are shared among the replicas and their outputs gathered back in
+    order on every worker; Keras' predict hooks run per `steps_per_execution` batches.
+    Under `parameter_server` the coordinator predicts itself.
     """
-    del verbose, callbacks
     if not isinstance(model, keras.Model):
         raise ConfigError(f"tfdist.predict takes a keras.Model, got {type(model).__name__}.")
     distribution = _distribution(model, distribution)
-    from tfdist.training.prediction import predict_arrays
-
-    return predict_arrays(model, distribution, _take(x, steps), batch_size=batch_size)
+    dataset_fn, known, _ = inference_inputs(x, batch_size=batch_size, steps=steps, name="predict")
+    build_variables(model, distribution, dataset_fn)
+    shown = check_verbose(verbose) if distribution.role.is_chief else 0
+    hooks = callback_list(
+        check_callbacks(callbacks),
+        model=model,
+        history=None,
+        is_chief=distribution.role.is_chief,
+        verbose=shown,
+        epochs=1,
+        steps=known,
+    )
+    try:
+        return predict_batches(
+            model,
+            distribution,
+            dataset_fn,
+            steps=known,
+            steps_per_execution=_steps_per_execution(model),
+            callbacks=hooks,
+        )
+    finally:
+        batches.close()

@@ -18,23 +18,21 @@ reads each replica's components, all-reduces them in one call and writes the
 result back to every component.
 
 Optimizer slots (Adam's moments, momentum) stay local between syncs and are
-averaged at the end of every segment (`segments`: at most `steps_per_loop`
-steps, rounded to a multiple of H, and at every epoch end), the only places a
-checkpoint or a preemption stop can happen. A checkpoint stores one copy of a
-mirrored variable, so with slots never averaged a resumed run would start every
-replica from the first replica's slots and differ from the run it resumes;
-averaged there, a checkpoint holds the whole state and resume stays exact. Not
-at every sync, because bytes count at these sizes: one all-reduce of the MLP's
-weights takes 3.2 ms on loopback here, with Adam's two slots 7.4 ms
-(`benchmarks/collective_latency.py`). The DiLoCo outer momentum is
-checkpointed; the anchor equals the weights at every synchronisation point, so
-it is set from them when `fit` starts.
+averaged only where the run needs one state: before a checkpoint, a preemption or a
+stop, and at every epoch end (`settle`). A checkpoint stores one copy of a mirrored
+variable, so with slots never averaged a resumed run would start every replica from
+the first replica's slots and differ from the run it resumes; averaged there, a
+checkpoint holds the whole state and resume stays exact. Not at every sync, because
+bytes count at these sizes: one all-reduce of the MLP's weights takes 3.2 ms on
+loopback here, with Adam's two slots 7.4 ms (`benchmarks/collective_latency.py`). The
+DiLoCo outer momentum is checkpointed; the anchor equals the weights at every
+synchronisation point, so it is set from them when `fit` starts.
 
 Synchronisation points are the multiples of H and the end of each epoch (so
-validation, epoch checkpoints and the exported model see one model). Loop calls
-end only at synchronisation points or inside a segment that does
-(`segments`), so checkpoints and preemption stops land where the replicas
-agree, and an exact resume stays exact. `LocalSGDRunner` is the runner the controller
+validation, epoch checkpoints and the exported model see one model). Segments (after
+which the controller may checkpoint or stop) end only where a call ends at a
+synchronisation point (`segments`), so checkpoints and preemption stops land where the
+replicas agree, and an exact resume stays exact. `LocalSGDRunner` is the runner the controller
 (`tfdist.training.controller`) drives; the per-replica step is `tfdist.training.step`'s.
 """
 
@@ -42,9 +40,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfdist.config import ConfigError, LocalSGDConfig
+from tfdist.config import LocalSGDConfig
+from tfdist.data.epochs import Call
 from tfdist.distribute.communication import collective_options
 from tfdist.training.runners import SyncRunner
+from tfdist.training.schedule import segments_ending
 from tfdist.training.step import scaled
 
 
@@ -177,15 +177,16 @@ class LocalSGD:
         """Averages weights and slots now (every task must call it: it is a collective)."""
         self._sync_fn()
 
-    def settle(self, step: int) -> None:
-        """After a segment that ended at `step`: the replicas leave it identical.
+    def settle(self, step: int, *, slots: bool) -> None:
+        """After a segment that ended at `step`: the weights, and with `slots` the
+        optimizer's slots too, leave it identical on every replica.
 
-        The loop synced the weights if `step` is a multiple of H; the slots are
-        averaged here in any case (a collective: every task calls it).
+        The loop synced the weights if `step` is a multiple of H, else they are
+        averaged here, slots included (a collective: every task calls it alike).
         """
         if step % self.sync_every:
             self.sync()
-        elif self._slots:
+        elif slots and self._slots:
             self._slots_fn()
 
     def loop(self, update, num_updates) -> None:
@@ -230,57 +231,24 @@ class LocalSGDRunner(SyncRunner):
                 communication=loop.communication,
             )
 
-    def _train_loop(self, iterator, num_steps):
+    def _train_loop(self, iterator, num_steps, dynamic):
         self.averaging.loop(lambda: self._update(iterator), num_steps)
-        return self._logs()
+        return self._logs(), num_steps
 
-    def segments(self, first_step: int, steps: int, checkpoint_every: int | None) -> list:
-        return plan_segments(
-            first_step,
-            steps,
-            steps_per_loop=self.loop.steps_per_loop,
-            sync_every=self.averaging.sync_every,
-            checkpoint_every=checkpoint_every,
-        )
+    def segments(self, calls: list[Call], epoch_start: int, every: int | None) -> list:
+        """Segments end where a call ends at a synchronisation point (and at the epoch's
+        end, where the controller settles the replicas too): checkpoints and stops then
+        land where the replicas agree."""
+        sync = self.averaging.sync_every
+        return segments_ending(calls, epoch_start, lambda step: step % sync == 0)
 
     def start(self, step: int) -> None:
         self.averaging.start(step)
 
-    def after_segment(self, step: int) -> None:
-        self.averaging.settle(step)
+    def after_segment(self, step: int, *, settle: bool) -> None:
+        self.averaging.settle(step, slots=settle)
 
     @property
     def checkpointed(self) -> dict:
         state = self.averaging.state
         return {"local_sgd": state} if state is not None else {}
-
-
-def plan_segments(
-    first_step: int,
-    steps: int,
-    *,
-    steps_per_loop: int,
-    sync_every: int,
-    checkpoint_every: int | None = None,
-) -> list[list[int]]:
-    """See `LocalSGD.segments`; with `sync_every=1`, one call per segment as usual."""
-    if checkpoint_every and checkpoint_every % sync_every:
-        raise ConfigError(
-            f"checkpoint_every_steps ({checkpoint_every}) must be a multiple of sync_every "
-            f"({sync_every}): checkpoints are taken where the replicas agree."
-        )
-    segments, current = [], []
-    step, last = first_step, first_step + steps
-    while step < last:
-        stop = last
-        if checkpoint_every:
-            stop = min(last, (step // checkpoint_every + 1) * checkpoint_every)
-        end = min(stop, step + steps_per_loop)
-        if end < stop and end // sync_every * sync_every > step:
-            end = end // sync_every * sync_every
-        current.append(end - step)
-        step = end
-        if step % sync_every == 0 or step == stop:
-            segments.append(current)
-            current = []
-    return segments

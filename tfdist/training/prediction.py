@@ -1,129 +1,93 @@
-"""Distributed `predict`: outputs of every example once, in the order of the inputs.
+"""Distributed `predict`: Keras' batches shared among the replicas, outputs in order.
 
-Owns splitting `x` for prediction and putting the outputs back in order: under
-`multi_worker` each worker predicts a contiguous block of the examples and the
-blocks are all-gathered (padded to the longest, then trimmed), so every worker ends
-with all outputs; one process with several replicas splits each global batch
-between them (`experimental_distribute_dataset`) and concatenates the replicas'
-parts in order; the `parameter_server` coordinator predicts itself, reading the
-variables from the ps. The model's `predict_step` (overridden or not) makes the
-outputs.
+Owns prediction as Keras' `predict` runs it, under every strategy: each of Keras' global
+batches of `x` (`tfdist.data.global_batches`) is shared among the replicas
+(`tfdist.data.replica_batches`: padded shares, never empty), each replica runs the
+model's `predict_step` (overridden or not) on its share, and the shares' outputs are
+gathered back in replica order and cut to the batch's rows, so every worker ends with
+every output, in the order of `x`. Keras' predict hooks run per group of
+`steps_per_execution` batches, with that group's outputs. Under `parameter_server` the
+coordinator predicts itself, reading the variables from the ps.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
+from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdist.config import ConfigError
-from tfdist.data.keras_inputs import check_batch_size, dataset_batch_size, is_dataset
+from tfdist.data.replica_batches import BATCH, META
+from tfdist.distribute.strategies import Distribution
+from tfdist.training.inputs import make_inputs, whole_split_context
 
 
-def _inputs(x):
-    """`x` as a nest of arrays, its row count; a dataset is read whole (unbatched)."""
-    if is_dataset(x):
-        batch = dataset_batch_size(x)
-        if batch is None:
-            raise ConfigError("x is an unbatched dataset; batch it, e.g. x.batch(64).")
-        rows = list(x.unbatch().as_numpy_iterator())
-        first = rows[0] if rows else None
-        if isinstance(first, tuple):  # (x, y[, sample_weight]) elements: keep x.
-            rows = [row[0] for row in rows]
-        stacked = tf.nest.map_structure(lambda *leaves: np.stack(leaves), *rows)
-        return stacked, len(rows), batch
-    arrays = tf.nest.map_structure(np.asarray, x)
-    counts = {len(leaf) for leaf in tf.nest.flatten(arrays)}
-    if len(counts) != 1:
-        raise ConfigError(
-            f"x has arrays of different lengths {sorted(counts)}; give one row per example to each."
-        )
-    return arrays, counts.pop(), None
-
-
-def _batches(arrays, batch: int) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensor_slices(arrays).batch(batch)
-
-
-def _local_predict(model, strategy, dataset) -> list:
-    """Outputs of each batch of `dataset`, replica by replica, in order."""
-    step = tf.function(lambda batch: strategy.run(model.predict_step, args=((batch,),)))
-    parts = []
-    for batch in strategy.experimental_distribute_dataset(dataset):
-        for local in strategy.experimental_local_results(step(batch)):
-            parts.append(tf.nest.map_structure(np.asarray, local))
-    return parts
-
-
-def _concat(parts: list):
-    """Outputs of consecutive parts → one array per output."""
-    return tf.nest.map_structure(lambda *leaves: np.concatenate(leaves), *parts)
-
-
-def _coordinator_predict(model, arrays, batch: int):
-    step = tf.function(model.predict_step)
-    outputs = [tf.nest.map_structure(np.asarray, step((b,))) for b in _batches(arrays, batch)]
-    return tf.nest.map_structure(lambda *parts: np.concatenate(parts), *outputs)
-
-
-def _gather_blocks(distribution, block, counts):
-    """All workers' blocks, in worker order, padded to the longest then trimmed."""
+def _gathered_step(model: keras.Model, distribution: Distribution) -> Callable:
+    """A compiled step: one global batch's shares in, the batch's outputs out."""
     strategy = distribution.strategy
-    longest = max(counts)
 
-    def pad(array):
-        rows = longest - len(array)
-        return np.concatenate([array, np.zeros((rows,) + array.shape[1:], array.dtype)])
+    def share_outputs(element: dict) -> Any:
+        return model.predict_step(element[BATCH])
 
-    padded = tf.nest.map_structure(pad, block)
-    gathered = strategy.run(
-        lambda value: tf.nest.map_structure(
-            lambda t: tf.distribute.get_replica_context().all_gather(t, axis=0), value
-        ),
-        args=(tf.nest.map_structure(tf.constant, padded),),
-    )
-    gathered = tf.nest.map_structure(
-        lambda value: np.asarray(strategy.experimental_local_results(value)[0]), gathered
-    )
-    return tf.nest.map_structure(
-        lambda array: np.concatenate(
-            [array[i * longest : i * longest + n] for i, n in enumerate(counts)]
-        ),
-        gathered,
-    )
+    def step(element: Any) -> Any:
+        outputs = strategy.run(share_outputs, args=(element,))
+        meta = strategy.experimental_local_results(element)[0][META]
+        rows = meta[1]
+        return tf.nest.map_structure(lambda t: strategy.gather(t, axis=0)[:rows], outputs)
+
+    return tf.function(step)
 
 
-def predict_arrays(model, distribution, x, *, batch_size: int | None):
-    """The model's outputs for every example of `x`, in order, on every worker."""
-    arrays, rows, dataset_batch = _inputs(x)
-    batch = dataset_batch or check_batch_size(batch_size)
+def _coordinator_step(model: keras.Model) -> Callable:
+    return tf.function(lambda element: model.predict_step(element[BATCH]))
+
+
+def _concatenate(parts: list) -> Any:
+    if len(parts) == 1:
+        return parts[0]
+    return tf.nest.map_structure(lambda *arrays: np.concatenate(arrays), *parts)
+
+
+def predict_batches(
+    model: keras.Model,
+    distribution: Distribution,
+    dataset_fn: Callable,
+    *,
+    steps: int | None,
+    steps_per_execution: int,
+    callbacks: keras.callbacks.CallbackList,
+) -> Any:
+    """Every output of `dataset_fn`'s batches, in order, with Keras' predict hooks."""
     if distribution.is_async:
-        return _coordinator_predict(model, arrays, batch)
-    workers = distribution.num_workers
-    if workers == 1:
-        return _concat(_local_predict(model, distribution.strategy, _batches(arrays, batch)))
-    size = math.ceil(rows / workers)
-    counts = [max(0, min(size, rows - i * size)) for i in range(workers)]
-    index = distribution.input_pipeline_id
-    block = tf.nest.map_structure(lambda a: a[index * size : index * size + counts[index]], arrays)
-    local_batch = max(1, batch // workers)
-    direct = distribution.direct_input_context() is not None
-    if direct:
-        step = tf.function(model.predict_step)
-        parts = [
-            tf.nest.map_structure(np.asarray, step((b,))) for b in _batches(block, local_batch)
-        ]
-        outputs = _concat(parts) if parts else _empty_outputs(model, block)
+        iterator = iter(dataset_fn(whole_split_context()))
+        step = _coordinator_step(model)
     else:
-        outputs = _concat(
-            _local_predict(model, distribution.strategy, _batches(block, local_batch))
-        )
-    return _gather_blocks(distribution, outputs, counts)
-
-
-def _empty_outputs(model, block):
-    """Zero-row outputs of the right shapes, for a worker whose block is empty."""
-    sample = tf.nest.map_structure(lambda a: np.zeros((1,) + a.shape[1:], a.dtype), block)
-    outputs = tf.nest.map_structure(np.asarray, model.predict_step((sample,)))
-    return tf.nest.map_structure(lambda a: a[:0], outputs)
+        train, _ = make_inputs(distribution, dataset_fn, None)
+        iterator, step = train, _gathered_step(model, distribution)
+    outputs: list = []
+    callbacks.on_predict_begin()
+    index = 0
+    while steps is None or index < steps:
+        group: list = []
+        callbacks.on_predict_batch_begin(index)
+        for _ in range(steps_per_execution):
+            if steps is not None and index + len(group) >= steps:
+                break
+            element = next(iterator, None)
+            if element is None:
+                break
+            group.append(tf.nest.map_structure(np.asarray, step(element)))
+        if not group:
+            break
+        batch_outputs = _concatenate(group)
+        outputs.append(batch_outputs)
+        callbacks.on_predict_batch_end(index + steps_per_execution - 1, {"outputs": batch_outputs})
+        index += len(group)
+        if len(group) < steps_per_execution:
+            break
+    callbacks.on_predict_end()
+    if not outputs:
+        raise ValueError("predict found no batches in x.")
+    return _concatenate(outputs)

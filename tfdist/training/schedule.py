@@ -1,45 +1,79 @@
-"""How an epoch's steps are cut into compiled loop calls, and who ran them.
+"""How an epoch's Keras calls are cut at checkpoints, grouped, and scheduled.
 
-Owns the plan of loop calls (`steps_per_loop` steps each) grouped into segments that
-end at checkpoint steps, the shrinking last calls of a parameter-server segment, and
-the count of the steps each parameter-server worker ran (`WorkerSteps`). Running the
-calls is `tfdist.training.runners`'; the plan of local SGD's calls is
-`tfdist.training.local_sgd`'s.
+Owns cutting the calls of an epoch (`tfdist.data.epochs.calls`: Keras' calls of
+`steps_per_execution` steps) where a checkpoint step falls inside one, grouping calls
+into segments (a runner says where its segments end), the pieces a parameter-server
+segment is scheduled in (its last pieces shrink, so a slow worker does not hold the
+others back), and the count of the steps each parameter-server worker ran
+(`WorkerSteps`). Running the calls is `tfdist.training.runners`'.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tensorflow as tf
 
+from tfdist.data.epochs import Call
 
-def loop_segments(
-    first_step: int,
-    steps: int,
-    *,
-    every: int | None,
-    steps_per_loop: int,
-    one_call_each: bool,
-    free_workers: int = 0,
-) -> list[list[int]]:
-    """Loop-call sizes for `steps` steps from `first_step`, grouped into segments.
 
-    A segment ends at each multiple of `every` (a checkpoint) and at the end; its
-    loop calls have at most `steps_per_loop` steps. Sync strategies check for
-    preemption after every call (`one_call_each`), so each call is its own segment there.
-    With `free_workers` (parameter_server: each free worker takes the next call) a
-    segment's last calls shrink (`shrinking_calls`).
+def cut_at(calls: list[Call], epoch_start: int, every: int | None) -> list[Call]:
+    """`calls` split where a checkpoint step (a multiple of `every`) falls inside one.
+
+    A call keeps Keras' hook index for its end (`Call.last`); a piece cut off before a
+    checkpoint ends at its own last step.
     """
-    segments, step, last = [], first_step, first_step + steps
-    while step < last:
-        stop = last if not every else min(last, (step // every + 1) * every)
-        if free_workers:
-            calls = shrinking_calls(stop - step, steps_per_loop, free_workers)
-        else:
-            full, rest = divmod(stop - step, steps_per_loop)
-            calls = [steps_per_loop] * full + ([rest] if rest else [])
-        segments.extend([[c] for c in calls] if one_call_each else [calls])
-        step = stop
-    return segments
+    if not every:
+        return list(calls)
+    out = []
+    for call in calls:
+        first, left = call.first, call.steps
+        while left:
+            to_checkpoint = every - (epoch_start + first) % every
+            size = min(left, to_checkpoint)
+            last = call.last if size == left else first + size - 1
+            out.append(Call(first=first, steps=size, last=last))
+            first, left = first + size, left - size
+    return out
+
+
+def segments_ending(
+    calls: list[Call], epoch_start: int, ends_at: Callable[[int], bool]
+) -> list[list[Call]]:
+    """`calls` grouped into segments, one ending after each call whose last step (global)
+    satisfies `ends_at`, and the last segment at the end."""
+    segments: list[list[Call]] = [[]]
+    for call in calls:
+        segments[-1].append(call)
+        if ends_at(epoch_start + call.first + call.steps):
+            segments.append([])
+    return [segment for segment in segments if segment]
+
+
+def pieces(calls: list[Call], steps_per_loop: int, *, free_workers: int) -> list[list[int]]:
+    """How each call of a parameter-server segment is scheduled: step counts per piece.
+
+    Each piece takes, of the segment's steps still to schedule, the share
+    `shrinking_calls` would (full pieces first, shorter ones toward the segment's end),
+    never past its call's end.
+    """
+    left_in_segment = sum(call.steps for call in calls)
+    out: list[list[int]] = []
+    for call in calls:
+        left, mine = call.steps, []
+        while left:
+            size = min(left, _share(left_in_segment, steps_per_loop, free_workers))
+            mine.append(size)
+            left -= size
+            left_in_segment -= size
+        out.append(mine)
+    return out
+
+
+def _share(left: int, steps_per_loop: int, workers: int) -> int:
+    """A quarter per worker of the steps left (guided self-scheduling), within
+    `[steps_per_loop // 8, steps_per_loop]`."""
+    return min(left, steps_per_loop, max(max(1, steps_per_loop // 8), -(-left // (2 * workers))))
 
 
 def shrinking_calls(steps: int, steps_per_loop: int, workers: int) -> list[int]:
@@ -51,9 +85,8 @@ def shrinking_calls(steps: int, steps_per_loop: int, workers: int) -> list[int]:
     least an eighth of it: full calls first, then shorter ones toward the end.
     """
     calls, left = [], steps
-    smallest = max(1, steps_per_loop // 8)
     while left:
-        calls.append(min(left, steps_per_loop, max(smallest, -(-left // (2 * workers)))))
+        calls.append(_share(left, steps_per_loop, workers))
         left -= calls[-1]
     return calls
 

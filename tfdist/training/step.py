@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 from keras.src.losses import loss as keras_loss
 
+from tfdist.data.replica_batches import is_metered, real_rows
 from tfdist.distribute.communication import disable_optimizer_all_reduce
 from tfdist.layers import sharded_embeddings
 from tfdist.training.metric_state import MetricState
@@ -106,15 +107,49 @@ class Step:
             return self.model(x, training=training)
         return self.model(x)
 
-    def _loss(self, x, y, y_pred, sample_weight, training: bool):
-        """Keras' loss of one batch; updates the loss tracker as Keras' steps do."""
+    def _loss(self, x, y, y_pred, sample_weight, training: bool, rows=None):
+        """Keras' loss of one batch; updates the loss tracker as Keras' steps do.
+
+        `rows`: the examples the batch holds when its first axis is not (a padded share).
+        """
         loss = self.model._compute_loss(
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
         )
         self.model._loss_tracker.update_state(
-            keras_loss.unscale_loss_for_distribution(loss), sample_weight=_batch_size(x)
+            keras_loss.unscale_loss_for_distribution(loss),
+            sample_weight=_batch_size(x) if rows is None else rows,
         )
         return loss
+
+    def _measured(self, batch, y_pred_of, training: bool):
+        """`(loss, y_pred)` of a batch, with the loss tracker and metrics updated.
+
+        A replica's share of a global batch (`tfdist.data.replica_batches`) is measured on
+        its real rows only, and its loss weighed `n * R / m` so that the summed gradient
+        is the mean over the global batch's `m` examples, as one device's.
+        """
+        if not is_metered(batch):
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
+            y_pred = y_pred_of(x)
+            loss = self._loss(x, y, y_pred, sample_weight, training)
+            self.model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+            return loss, y_pred
+        rows, real, total, keep = real_rows(batch)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(rows)
+        y_pred = keep(y_pred_of(x))  # The forward pass sees the padded share, never empty.
+        x, y, sample_weight = keep(x), keep(y), keep(sample_weight)
+        loss = self._loss(x, y, y_pred, sample_weight, training, rows=real)
+        self.model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        share = tf.cast(real * replicas, loss.dtype) / tf.cast(total, loss.dtype)
+        return loss * share, y_pred
+
+    def own_data(self, batch):
+        """What a model's own `train_step`/`test_step` gets: the batch as Keras gives it."""
+        if not is_metered(batch):
+            return batch
+        rows, _, _, keep = real_rows(batch)
+        return keep(rows)
 
     # ----- in replica context ----------------------------------------------------------
     def gradients(self, batch, state=None):
@@ -128,13 +163,12 @@ class Step:
           `(gradients, state)`: the gradients of `self.variables`, and the new state (None
           without one).
         """
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
         with tf.GradientTape() as tape:
-            y_pred = self._forward(x, training=True)
 
             def measured():
-                loss = self._loss(x, y, y_pred, sample_weight, training=True)
-                self.model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+                loss, _ = self._measured(
+                    batch, lambda x: self._forward(x, training=True), training=True
+                )
                 return loss
 
             if state is None:
@@ -167,7 +201,7 @@ class Step:
         `(None, logs)`.
         """
         if self.own_train_step:
-            return None, self.model.train_step(batch)
+            return None, self.model.train_step(self.own_data(batch))
         gradients, state = self.gradients(batch, state)
         if accumulated is not None:
             gradients = [_add(a, g) for a, g in zip(accumulated, gradients, strict=True)]
@@ -179,9 +213,6 @@ class Step:
     def test(self, batch):
         """One evaluation batch: the loss tracker and metrics updated (Keras' `test_step`)."""
         if self.own_test_step:
-            return self.model.test_step(batch)
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
-        y_pred = self._forward(x, training=False)
-        self._loss(x, y, y_pred, sample_weight, training=False)
-        self.model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+            return self.model.test_step(self.own_data(batch))
+        self._measured(batch, lambda x: self._forward(x, training=False), training=False)
         return None

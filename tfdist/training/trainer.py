@@ -15,12 +15,20 @@ from collections.abc import Collection, Sequence
 import keras
 from keras.src.utils.python_utils import pythonify_logs
 
-from tfdist.config import ConfigError, LoopConfig, check_loop_fits, per_replica_batch_size
+from tfdist.config import (
+    ConfigError,
+    LoopConfig,
+    check_count,
+    check_loop_fits,
+    per_replica_batch_size,
+)
+from tfdist.data.epochs import EpochPlan, calls
 from tfdist.data.pipeline import DatasetFn
+from tfdist.data.replica_batches import BATCH, is_metered
 from tfdist.distribute.communication import GradientReducer
 from tfdist.distribute.strategies import Distribution
 from tfdist.training.callbacks import callback_list, check_callbacks, check_verbose
-from tfdist.training.controller import Controller, TrainState
+from tfdist.training.controller import Controller, TestHooks, TrainState, Validation
 from tfdist.training.history import History
 from tfdist.training.inputs import make_inputs, whole_split_context
 from tfdist.training.local_sgd import LocalGradients, LocalSGDRunner
@@ -66,6 +74,8 @@ def build_variables(model: keras.Model, distribution: Distribution, dataset_fn: 
     a runner packs must hold every metric's variables.
     """
     spec = dataset_fn(whole_split_context()).element_spec
+    if is_metered(spec):  # A replica's share: the model sees its rows.
+        spec = spec[BATCH]
     with distribution.scope():
         model._symbolic_build(data_batch=spec)
         if not model.optimizer.built:
@@ -142,15 +152,16 @@ class Trainer:
         train_fn: DatasetFn,
         *,
         epochs: int,
-        steps_per_epoch: int,
         global_batch_size: int,
-        validation_fn: DatasetFn | None = None,
+        steps_per_epoch: int | None = None,
+        plan: EpochPlan | None = None,
+        validation_fn: DatasetFn | Validation | None = None,
         callbacks: Sequence[keras.callbacks.Callback] = (),
         verbose: int | str = 0,
         validation_freq: int | Collection[int] = 1,
         initial_epoch: int = 0,
     ) -> History:
-        """Trains for `epochs` epochs of `steps_per_epoch` steps; returns Keras' History.
+        """Trains until epoch `epochs`; returns Keras' History with tfdist's record.
 
         With `loop.checkpoint.model_dir`, a rerun resumes exactly where the last checkpoint
         left off: step, epoch, optimizer state, the epoch's metrics and (sync strategies)
@@ -160,30 +171,36 @@ class Trainer:
         `model.stop_training` (EarlyStopping) ends the run, on every worker at once.
 
         Args:
-          train_fn: dataset function of `InputContext`; its dataset must not run out and,
-            for an exact resume, must give the same order when built again.
+          train_fn: dataset function of `InputContext`; for an exact resume it must give
+            the same order when built again. Its dataset must not run out, unless `plan`
+            says how long it is.
           epochs: the epoch to stop after; a restored run continues from its epoch.
-          steps_per_epoch: optimizer steps per epoch (for parameter_server, all workers').
           global_batch_size: examples per micro-batch over all replicas (per worker step
             under parameter_server).
-          validation_fn: dataset function read once per validated epoch, or None.
+          steps_per_epoch: optimizer steps per epoch (for parameter_server, all workers');
+            or `plan`, the steps of each epoch (`tfdist.data.epochs.EpochPlan`).
+          validation_fn: a dataset function read once per validated epoch (each worker its
+            part, in one call), or a `Validation` (Keras' test hooks per call), or None.
           callbacks: `keras.callbacks.Callback`s (`tfdist.training.callbacks` says which
             run on which task).
           verbose: Keras' `verbose` on this task (`tfdist.fit` shows progress on the chief).
           validation_freq: validate after every this many epochs, or after those listed.
           initial_epoch: epochs already done (0-based, as Keras') when nothing is restored.
         """
-        self._check_batch(global_batch_size)
+        if plan is None:
+            if steps_per_epoch is None:
+                raise ConfigError(
+                    "Trainer.fit needs steps_per_epoch (its dataset repeats) or a plan."
+                )
+            plan = EpochPlan(None, check_count("steps_per_epoch", steps_per_epoch), endless=True)
+        if not getattr(train_fn, "metered", False):
+            self._check_batch(global_batch_size)
+        if isinstance(validation_fn, Validation) or validation_fn is None:
+            validation = validation_fn
+        else:
+            validation = Validation(fn=validation_fn)
         runner = self.runner_for(train_fn)
-        controller = Controller(
-            distribution=self.distribution,
-            model=self.model,
-            runner=runner,
-            state=self.state,
-            checkpoint=self.loop.checkpoint,
-            global_batch_size=global_batch_size,
-            grad_accum_steps=self.loop.grad_accum_steps,
-        )
+        controller = self._controller(runner, global_batch_size)
         history = History()
         hooks = callback_list(
             check_callbacks(callbacks),
@@ -192,20 +209,32 @@ class Trainer:
             is_chief=self.distribution.role.is_chief,
             verbose=check_verbose(verbose),
             epochs=epochs,
-            steps=steps_per_epoch,
+            steps=plan.params_steps,
         )
         history = controller.fit(
             train_fn,
             callbacks=hooks,
             history=history,
             epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            validation_fn=validation_fn,
+            plan=plan,
+            validation=validation,
             validation_freq=validation_freq,
             initial_epoch=initial_epoch,
         )
         self.model.history = history
         return history
+
+    def _controller(self, runner: Runner, global_batch_size: int) -> Controller:
+        return Controller(
+            distribution=self.distribution,
+            model=self.model,
+            runner=runner,
+            state=self.state,
+            checkpoint=self.loop.checkpoint,
+            global_batch_size=global_batch_size,
+            grad_accum_steps=self.loop.grad_accum_steps,
+            steps_per_execution=self.loop.steps_per_loop,
+        )
 
     def _check_batch(self, global_batch_size: int) -> None:
         if isinstance(global_batch_size, bool) or not isinstance(global_batch_size, int):
@@ -214,16 +243,44 @@ class Trainer:
             raise ConfigError(f"global_batch_size ({global_batch_size}) must be at least 1.")
         per_replica_batch_size(global_batch_size, self.distribution.num_replicas)
 
-    def evaluate(self, dataset_fn: DatasetFn) -> dict:
-        """Evaluates on every example of `dataset_fn`'s data once; returns the logs.
+    def evaluate(
+        self,
+        dataset_fn: DatasetFn,
+        *,
+        steps: int | None = None,
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+        verbose: int | str = 0,
+    ) -> dict:
+        """Evaluates every example of `dataset_fn`'s data once; returns Keras' logs.
 
-        Each input pipeline (worker) reads its part once; under `parameter_server` the
-        coordinator reads the whole split itself. Returns Keras' `{"loss": ..., ...}`.
+        Keras' test hooks run on `callbacks`: per compiled call of `steps_per_loop`
+        batches when `dataset_fn` shares Keras' batches among the replicas (`tfdist.fit`'s
+        inputs; `steps` of them, or until they end), else once around the whole data
+        (each worker reading its part). Under `parameter_server` the coordinator reads
+        the whole data itself.
         """
         runner = self.runner_for(dataset_fn)
         if self.distribution.is_async:
             dataset = dataset_fn(whole_split_context())
         else:
             _, dataset = make_inputs(self.distribution, None, dataset_fn)
-        logs: dict = pythonify_logs(runner.evaluate(dataset))
-        return logs
+        hooks = callback_list(
+            check_callbacks(callbacks),
+            model=self.model,
+            history=None,
+            is_chief=self.distribution.role.is_chief,
+            verbose=check_verbose(verbose),
+            epochs=1,
+            steps=steps,
+        )
+        test_hooks = TestHooks(hooks)
+        hooks.on_test_begin()
+        if not getattr(dataset_fn, "metered", False) and not self.distribution.is_async:
+            logs = runner.evaluate(dataset, test_hooks, None, whole=True)
+        elif steps is not None:
+            logs = runner.evaluate(dataset, test_hooks, calls(0, steps, self.loop.steps_per_loop))
+        else:
+            logs = runner.evaluate(dataset, test_hooks, None)
+        result: dict = pythonify_logs(logs)
+        hooks.on_test_end(result)
+        return result

@@ -7,7 +7,14 @@ tests/e2e/test_slow_worker_e2e.py; here the plan, the bookkeeping and its checkp
 
 import tensorflow as tf
 
-from tfdist.training.schedule import WorkerSteps, loop_segments, shrinking_calls
+from tfdist.data.epochs import Call, EpochPlan, calls
+from tfdist.training.schedule import (
+    WorkerSteps,
+    cut_at,
+    pieces,
+    segments_ending,
+    shrinking_calls,
+)
 
 
 def test_steps_are_added_per_worker_and_written_on_commit():
@@ -58,10 +65,42 @@ def test_calls_for_free_workers_shrink_toward_the_segments_end():
     assert shrinking_calls(3, 1, 2) == [1, 1, 1]
 
 
-def test_parameter_server_segments_still_end_at_checkpoints():
-    segments = loop_segments(
-        0, 100, every=40, steps_per_loop=8, one_call_each=False, free_workers=2
-    )
-    assert [sum(s) for s in segments] == [40, 40, 20]
-    assert segments[0] == shrinking_calls(40, 8, 2)
-    assert loop_segments(0, 20, every=None, steps_per_loop=8, one_call_each=False) == [[8, 8, 4]]
+def test_keras_calls_start_at_multiples_of_steps_per_execution():
+    assert calls(0, 10, 4) == [Call(0, 4, 3), Call(4, 4, 7), Call(8, 2, 11)]
+    assert calls(5, 10, 4) == [Call(5, 3, 7), Call(8, 2, 11)]  # A resumed epoch.
+    assert calls(0, 3, 1) == [Call(0, 1, 0), Call(1, 1, 1), Call(2, 1, 2)]
+
+
+def test_a_checkpoint_inside_a_call_cuts_it():
+    cut = cut_at(calls(0, 10, 4), 20, every=6)  # Global steps 20..29: a checkpoint at 24.
+    assert [(c.first, c.steps) for c in cut] == [(0, 4), (4, 4), (8, 2)]
+    cut = cut_at(calls(0, 10, 4), 0, every=6)
+    assert [(c.first, c.steps, c.last) for c in cut] == [
+        (0, 4, 3),
+        (4, 2, 5),
+        (6, 2, 7),
+        (8, 2, 11),
+    ]
+
+
+def test_segments_end_where_the_runner_says():
+    planned = calls(0, 10, 2)
+    segments = segments_ending(planned, 0, lambda step: step % 4 == 0)
+    assert [[c.first for c in s] for s in segments] == [[0, 2], [4, 6], [8]]
+
+
+def test_parameter_server_pieces_shrink_toward_the_segments_end_inside_each_call():
+    planned = calls(0, 40, 8)
+    cut = pieces(planned, 8, free_workers=2)
+    assert [sum(p) for p in cut] == [8] * 5
+    assert cut[0] == [8] and len(cut[-1]) > 1  # Whole pieces first, shorter ones last.
+    assert pieces(calls(0, 40, 40), 8, free_workers=2) == [shrinking_calls(40, 8, 2)]
+
+
+def test_epoch_plans_follow_keras():
+    assert EpochPlan(3).epoch_lengths(3) == [3, 3, 3]
+    # steps_per_epoch below a pass: epochs go on in the pass and end early when it runs out.
+    assert EpochPlan(10, steps_per_epoch=4).epoch_lengths(5) == [4, 4, 2, 4, 4]
+    assert EpochPlan(3, steps_per_epoch=5).epoch_lengths(2) == [3, 3]
+    assert EpochPlan(None, steps_per_epoch=7, endless=True).epoch_lengths(2) == [7, 7]
+    assert not EpochPlan(None).known and EpochPlan(None).params_steps is None
