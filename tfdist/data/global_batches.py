@@ -178,6 +178,7 @@ def dataset_batches(dataset: tf.data.Dataset, *, name: str) -> GlobalBatches:
     cardinality = int(dataset.cardinality())
     if cardinality == 0:
         raise ConfigError(f"{name} is an empty dataset; give it at least one batch.")
+    _check_batched(dataset, name)
     endless = cardinality == tf.data.INFINITE_CARDINALITY
     known = cardinality >= 0
     return GlobalBatches(
@@ -188,6 +189,24 @@ def dataset_batches(dataset: tf.data.Dataset, *, name: str) -> GlobalBatches:
         batch_size=_static_batch(dataset),
         endless=endless,
     )
+
+
+def _check_batched(dataset: tf.data.Dataset, name: str) -> None:
+    """Each element of a dataset Keras trains on is a batch: no scalar parts, and the
+    parts' first dimensions, where known, agree."""
+    specs = [spec for spec in tf.nest.flatten(dataset.element_spec) if hasattr(spec, "shape")]
+    scalar = any(spec.shape.rank == 0 for spec in specs)
+    rows = {spec.shape[0] for spec in specs if spec.shape.rank and spec.shape[0] is not None}
+    if scalar or len(rows) > 1:
+        raise ConfigError(
+            f"{name} is not batched; batch it with the global batch size, e.g. "
+            "dataset.batch(64), as Keras' fit expects (its elements "
+            f"{_shapes(specs)} are not batches of one size)."
+        )
+
+
+def _shapes(specs: list) -> str:
+    return ", ".join(str(tuple(spec.shape)) for spec in specs)
 
 
 def _static_batch(dataset: tf.data.Dataset) -> int | None:

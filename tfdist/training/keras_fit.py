@@ -43,7 +43,13 @@ from tfdist.training.callbacks import callback_list, check_callbacks, check_verb
 from tfdist.training.fit_inputs import FitInputs, fit_inputs, inference_inputs
 from tfdist.training.history import History
 from tfdist.training.prediction import predict_batches
-from tfdist.training.trainer import BuiltFrom, Trainer, build_variables, check_compiled
+from tfdist.training.trainer import (
+    BuiltFrom,
+    Trainer,
+    build_model_variables,
+    check_compiled,
+    input_spec,
+)
 
 _LOCAL = TaskRole("worker", 0, True)
 
@@ -340,8 +346,10 @@ def predict(
     if not isinstance(model, keras.Model):
         raise ConfigError(f"tfdist.predict takes a keras.Model, got {type(model).__name__}.")
     distribution = _distribution(model, distribution)
-    dataset_fn, known, _ = inference_inputs(x, batch_size=batch_size, steps=steps, name="predict")
-    build_variables(model, distribution, dataset_fn)
+    dataset_fn, known, batches = inference_inputs(
+        x, batch_size=batch_size, steps=steps, name="predict"
+    )
+    build_model_variables(model, distribution, input_spec(dataset_fn))
     shown = check_verbose(verbose) if distribution.role.is_chief else 0
     hooks = callback_list(
         check_callbacks(callbacks),

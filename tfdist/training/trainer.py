@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 import keras
+import tensorflow as tf
+from keras.src.trainers.data_adapters.data_adapter_utils import unpack_x_y_sample_weight
 from keras.src.utils.python_utils import pythonify_logs
 
 from tfdist.config import (
@@ -80,6 +82,24 @@ def build_variables(model: keras.Model, distribution: Distribution, dataset_fn: 
         model._symbolic_build(data_batch=spec)
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
+
+
+def input_spec(dataset_fn: DatasetFn):
+    """The spec of the model's inputs (`x`) in `dataset_fn`'s batches."""
+    spec = dataset_fn(whole_split_context()).element_spec
+    if is_metered(spec):
+        spec = spec[BATCH]
+    return unpack_x_y_sample_weight(spec)[0]
+
+
+def build_model_variables(model: keras.Model, distribution: Distribution, x_spec) -> None:
+    """Builds an unbuilt model's own variables in scope from its inputs' spec, symbolically
+    (as Keras' predict builds it on its first batch): no targets, so no metrics."""
+    if model.built:
+        return
+    inputs = tf.nest.map_structure(lambda s: keras.KerasTensor(s.shape, s.dtype), x_spec)
+    with distribution.scope():
+        model(inputs)
 
 
 class Trainer:

@@ -101,13 +101,14 @@ def test_verbose(dist, capsys):
 def test_callbacks(dist):
     count = _Count()
     _fit(dist, callbacks=[count])
-    assert len(count.batches) == 1  # One compiled call of 10 steps (steps_per_loop=32).
+    # steps_per_loop follows compile(steps_per_execution=1), as Keras' batch hooks do.
+    assert count.batches == list(range(10))
 
 
 def test_validation_split(dist, baseline):
     _, history = _fit(dist, validation_split=0.25)
     assert "val_loss" in history.history and "val_loss" not in baseline[1].history
-    assert history.final_step == 480 // 64
+    assert history.final_step == 8  # 480 rows at 64: 7 full batches and Keras' partial one.
 
 
 def test_validation_data(dist):
@@ -147,6 +148,23 @@ def test_validation_steps(dist):
     first = tfdist.evaluate(model, X[:64], Y[:64], batch_size=64, return_dict=True)
     assert capped.history["val_loss"][0] == pytest.approx(first["loss"], rel=1e-5)
     assert whole.history["val_loss"][0] != pytest.approx(first["loss"], rel=1e-5)
+
+
+def test_validation_batch_size(dist):
+    counts = {}
+
+    class _CountTests(keras.callbacks.Callback):
+        def on_test_batch_begin(self, batch, logs=None):
+            counts[batch_size] = counts.get(batch_size, 0) + 1
+
+    for batch_size in (None, 10):
+        _fit(
+            dist,
+            validation_data=(X[:100], Y[:100]),
+            validation_batch_size=batch_size,
+            callbacks=[_CountTests()],
+        )
+    assert counts == {None: 2, 10: 10}  # batch_size (64) by default, as Keras.
 
 
 def test_validation_freq(dist):

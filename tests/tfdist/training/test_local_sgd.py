@@ -14,8 +14,9 @@ from tfdist.config import CheckpointConfig, ConfigError, JobConfig, LocalSGDConf
 from tfdist.data.pipeline import load_source, make_dataset_fn
 from tfdist.distribute.strategies import make_strategy
 from tfdist.models import build_model
-from tfdist.training.local_sgd import plan_segments
+from tfdist.data.epochs import calls
 from tfdist.training.preemption import Preempted
+from tfdist.training.schedule import cut_at, segments_ending
 from tfdist.training.trainer import Trainer
 
 DIGITS = load_source("digits")
@@ -49,7 +50,7 @@ class _Trainer(Trainer):
 
     def train_calls(self, iterator, steps):
         """Runs compiled calls of the runner directly (one call of `steps` steps)."""
-        return self.runner_for(_train_fn())._train_call(iterator, tf.constant(steps))
+        return self.runner_for(_train_fn())._train_call(iterator, tf.constant(steps), False)
 
 
 def _trainer(
@@ -159,7 +160,7 @@ def test_replicas_drift_apart_between_synchronisations():
         np.testing.assert_array_equal(first, second)
 
 
-def test_slots_stay_local_between_syncs_and_are_averaged_at_segment_ends():
+def test_slots_stay_local_between_syncs_and_are_averaged_when_the_run_settles():
     trainer = _trainer(sync_every=2)  # Adam: two slots per weight.
     train = iter(trainer.distribution.strategy.distribute_datasets_from_function(_train_fn()))
     trainer.train_calls(train, 4)  # Syncs the weights at steps 2 and 4.
@@ -167,7 +168,10 @@ def test_slots_stay_local_between_syncs_and_are_averaged_at_segment_ends():
     kernel, momentum = trainer.model.trainable_variables[0], optimizer.variables[2]
     np.testing.assert_array_equal(*_components(kernel))
     assert np.abs(np.subtract(*_components(momentum))).max() > 1e-6
-    trainer.runner_for(_train_fn()).after_segment(4)  # What the controller does then.
+    runner = trainer.runner_for(_train_fn())
+    runner.after_segment(4, settle=False)  # A segment's end the run goes on from: no change.
+    assert np.abs(np.subtract(*_components(momentum))).max() > 1e-6
+    runner.after_segment(4, settle=True)  # Before a checkpoint, a stop or an epoch's end.
     for variable in optimizer.variables:
         np.testing.assert_array_equal(*_components(variable))
 
@@ -222,9 +226,10 @@ class _SigtermAt(keras.callbacks.Callback):
 
 def test_preemption_saves_at_a_sync_point_and_resume_is_exact(tmp_path):
     settings = dict(sync_every=4, outer_optimizer="nesterov", steps_per_loop=3)
-    reference = _trainer(**settings)
+    # The uninterrupted run checkpoints alike: the slots are averaged where a save is.
+    reference = _trainer(**settings, model_dir=str(tmp_path / "whole"), checkpoint_every_steps=8)
     reference.fit(_train_fn(shuffle=True), epochs=2, steps_per_epoch=23)
-    saved = dict(settings, model_dir=str(tmp_path), checkpoint_every_steps=8)
+    saved = dict(settings, model_dir=str(tmp_path / "stopped"), checkpoint_every_steps=8)
     stopped = _trainer(**saved)
     with pytest.raises(Preempted) as preempted:
         stopped.fit(
@@ -240,23 +245,25 @@ def test_preemption_saves_at_a_sync_point_and_resume_is_exact(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def _segment_steps(length, steps_per_execution, sync_every, checkpoint_every=None, first=0):
+    """The steps of each call, grouped into the segments local SGD runs an epoch in."""
+    planned = cut_at(calls(first, length, steps_per_execution), 0, checkpoint_every)
+    sync = lambda step: step % sync_every == 0  # noqa: E731
+    return [[call.steps for call in segment] for segment in segments_ending(planned, 0, sync)]
+
+
 def test_segments_end_at_sync_points():
-    # A call syncs inside at each multiple of H it passes; it ends at the end (where the
-    # trainer syncs) or, short of it, at the last multiple of H within steps_per_loop.
-    assert plan_segments(23, 23, steps_per_loop=32, sync_every=8) == [[23]]
-    assert plan_segments(0, 40, steps_per_loop=20, sync_every=8) == [[16], [16], [8]]
-    # H beyond steps_per_loop: calls of steps_per_loop grouped until the sync point.
-    assert plan_segments(0, 70, steps_per_loop=10, sync_every=32) == [
-        [10, 10, 10, 2],
-        [10, 10, 10, 8],
-    ]
-    # Checkpoints (multiples of H) cut segments too; H=1 is one call per segment.
-    assert plan_segments(0, 20, steps_per_loop=32, sync_every=4, checkpoint_every=8) == [
-        [8],
-        [8],
-        [4],
-    ]
-    assert plan_segments(0, 10, steps_per_loop=4, sync_every=1) == [[4], [4], [2]]
+    # A segment ends after a call that ends at a multiple of H, and at the epoch's end.
+    assert _segment_steps(23, 32, 8) == [[23]]
+    assert _segment_steps(40, 16, 8) == [[16], [16], [8]]
+    # H beyond steps_per_execution: calls grouped until the sync point.
+    assert _segment_steps(70, 10, 32) == [[10, 10, 10, 10, 10, 10, 10]]
+    assert _segment_steps(64, 16, 32) == [[16, 16], [16, 16]]
+    # Checkpoints cut calls; H=1 ends a segment after every call.
+    assert _segment_steps(20, 32, 4, checkpoint_every=8) == [[8], [8], [4]]
+    assert _segment_steps(10, 4, 1) == [[4], [4], [2]]
+    # A resumed epoch's first call ends at Keras' next call boundary.
+    assert _segment_steps(20, 8, 4, first=6) == [[2], [8], [4]]
 
 
 @pytest.mark.parametrize(
