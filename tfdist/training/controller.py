@@ -2,7 +2,8 @@
 
 Owns epochs and their segments of steps, checkpoints (restore on start, a save every
 `checkpoint_every_steps` and at each epoch end, the exported model), preemption and the
-stop vote (`PreemptionWatcher.agree` after each segment), divergence, validation, and
+stop vote (`PreemptionWatcher.agree` after each segment), divergence (a non-finite loss,
+or weights, `tfdist.training.divergence`, after each segment), validation, and
 Keras' callbacks: the controller calls Keras' `CallbackList` hooks in Keras' order with
 the logs the runner's compiled calls return, and records the run in the `History`. How
 steps run is the runner's (`tfdist.training.runners`); which callbacks run on which
@@ -24,6 +25,7 @@ from tfdist.config import CheckpointConfig, ConfigError
 from tfdist.data.pipeline import DatasetFn
 from tfdist.distribute.strategies import Distribution
 from tfdist.training.checkpoints import CheckpointKeeper, export_model
+from tfdist.training.divergence import FiniteWeights
 from tfdist.training.history import EpochTiming, History, TrainingDiverged
 from tfdist.training.inputs import make_inputs
 from tfdist.training.metric_state import Logs
@@ -125,6 +127,7 @@ class Controller:
                 max_to_keep=checkpoint.keep_checkpoints,
             )
         self._diverged = False
+        self._finite_weights = FiniteWeights(model)
         self.callbacks = keras.callbacks.CallbackList()
         self.history = History()
 
@@ -269,6 +272,9 @@ class Controller:
                 if self.model.stop_training:  # Keras' TerminateOnNaN ends the run as in Keras.
                     return logs, True
                 raise TrainingDiverged(step, epoch, self._keeper.latest if self._keeper else None)
+            if not self._finite_weights.check():
+                latest = self._keeper.latest if self._keeper else None
+                raise TrainingDiverged(step, epoch, latest, what="the model's weights")
             preempted, stop = watcher.agree(bool(self.model.stop_training))
             at_boundary = every and step % every == 0
             if self._keeper and (at_boundary or preempted):
