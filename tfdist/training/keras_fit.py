@@ -49,6 +49,7 @@ from tfdist.data.keras_inputs import (
 from tfdist.data.pipeline import DatasetFn, DataSource, make_dataset_fn
 from tfdist.distribute.strategies import Distribution, TaskRole, distribution_of
 from tfdist.training.callbacks import check_verbose
+from tfdist.training.data_errors import data_errors
 from tfdist.training.history import History
 from tfdist.training.trainer import BuiltFrom, Trainer, check_compiled
 
@@ -310,17 +311,18 @@ def fit(
     )
     trainer = trainer_for(model, distribution, loop)
     verbose = check_verbose(verbose) if distribution.role.is_chief else 0
-    return trainer.fit(
-        train_fn,
-        epochs=epochs,
-        steps_per_epoch=steps,
-        global_batch_size=batch,
-        validation_fn=validation_fn,
-        callbacks=callbacks,
-        verbose=verbose,
-        validation_freq=validation_freq,
-        initial_epoch=initial_epoch,
-    )
+    with data_errors(model, distribution, x, y, validation_data=validation_data):
+        return trainer.fit(
+            train_fn,
+            epochs=epochs,
+            steps_per_epoch=steps,
+            global_batch_size=batch,
+            validation_fn=validation_fn,
+            callbacks=callbacks,
+            verbose=verbose,
+            validation_freq=validation_freq,
+            initial_epoch=initial_epoch,
+        )
 
 
 def _inference_fn(
@@ -380,7 +382,8 @@ def evaluate(
     del verbose, callbacks
     distribution = _distribution(model, distribution)
     dataset_fn = _inference_fn(_take(x, steps), y, sample_weight, batch_size, "evaluate")
-    logs = _cached_or_new(model, distribution).evaluate(dataset_fn)
+    with data_errors(model, distribution, x, y):
+        logs = _cached_or_new(model, distribution).evaluate(dataset_fn)
     if return_dict:
         return logs
     return model._flatten_metrics_in_order(logs)
@@ -408,4 +411,5 @@ def predict(
     distribution = _distribution(model, distribution)
     from tfdist.training.prediction import predict_arrays
 
-    return predict_arrays(model, distribution, _take(x, steps), batch_size=batch_size)
+    with data_errors(model, distribution, x, targets=False):
+        return predict_arrays(model, distribution, _take(x, steps), batch_size=batch_size)
