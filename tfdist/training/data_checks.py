@@ -142,11 +142,11 @@ def _has(leaf: Leaf, one: str = "has", many: str = "have") -> str:
 
 def out_of_range_message(labels: str, label: int, classes: int, output: str | None) -> str:
     """Sparse labels outside an output's classes: the one line for every place that sees it."""
-    where = f"the model's output {output!r}" if output else "the model's output"
+    where = f"the model's output {output!r} has" if output else "of the model's output"
     bigger = f" or a model with {label + 1} outputs" if label >= classes else ""
     return (
         f"labels of {labels} hold {label}, outside the {classes} classes "
-        f"(0..{classes - 1}) {where} has; use labels 0..{classes - 1}{bigger}."
+        f"(0..{classes - 1}) {where}; use labels 0..{classes - 1}{bigger}."
     )
 
 
