@@ -116,4 +116,6 @@ def aborted_by_peer(error: BaseException) -> tuple[str, str] | None:
     if not isinstance(error, tf.errors.OpError):
         return None
     found = _PEER_ABORT.search(_text(error))
-    return (found.group(1), found.group(2).strip()) if found else None
+    if not found:
+        return None
+    return found.group(1), re.sub(r"\s*\[Op:[^\]]*\]$", "", found.group(2)).strip()
