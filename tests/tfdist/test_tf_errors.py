@@ -24,6 +24,19 @@ def _raised(function):
     pytest.fail("expected TensorFlow to raise")
 
 
+def _in_child(code: str) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh Python process (no TF_CONFIG, TensorFlow quiet)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(env, TF_CPP_MIN_LOG_LEVEL="3"),
+        cwd=REPO,
+    )
+
+
 def _infinite_that_ends():
     return tf.data.Dataset.range(3).apply(
         tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)
@@ -98,15 +111,7 @@ def test_a_collective_aborted_by_a_peer_names_it_and_its_reason():
         except tf.errors.OpError as error:
             print(type(error).__name__, tf_errors.aborted_by_peer(error))
         """)
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(env, TF_CPP_MIN_LOG_LEVEL="3"),
-        cwd=REPO,
-    )
+    done = _in_child(code)
 
     assert done.stdout.strip() == f"UnavailableError ('worker:0', {reason!r})", done.stderr[-2000:]
 
@@ -125,15 +130,7 @@ def test_a_server_on_a_taken_port_fails_to_start():
             except tf.errors.OpError as error:
                 print(tf_errors.is_server_start_failure(error), tf_errors.tf_reason(error))
             """)
-        env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-        done = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=dict(env, TF_CPP_MIN_LOG_LEVEL="3"),
-            cwd=REPO,
-        )
+        done = _in_child(code)
 
     assert done.stdout.strip() == "True Could not start gRPC server", done.stderr[-2000:]
 

@@ -30,7 +30,8 @@ Shape = tuple[int | None, ...]
 
 @dataclasses.dataclass(frozen=True)
 class Leaf:
-    """One array of the data: its name in messages, batch shape, dtype and values.
+    """One array of the data: its name in messages, batch shape, whether it holds strings,
+    and its values.
 
     `values` holds every row of an array, or the first batch of a dataset (`whole`
     False); None when there is nothing to read.
@@ -106,7 +107,7 @@ def dataset_data(dataset: tf.data.Dataset, *, name: str) -> Data:
 
     def leaves(spec: Any, batch: Any, what: str) -> dict[Any, Leaf]:
         found = {}
-        values = dict((key, item) for key, _, item in _keyed(batch, what))
+        values = {key: item for key, _, item in _keyed(batch, what)}
         for key, leaf_name, item in _keyed(spec, what):
             if not isinstance(item, tf.TensorSpec):
                 continue  # Ragged or sparse: Keras' own rules apply.

@@ -52,7 +52,7 @@ _SAMPLE_BATCH = 32  # Examples of a DataSource read for the checks.
 def _data(x: Any, y: Any, *, name: str) -> Data:
     if isinstance(x, tf.data.Dataset):
         return dataset_data(x, name=f"dataset {name}")
-    return arrays_data(x, y, features=name, labels="y" if name == "x" else f"{name} y")
+    return arrays_data(x, y)
 
 
 def _all_data(x: Any, y: Any, validation_data: Any, name: str) -> list[Data]:
