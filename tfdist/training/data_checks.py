@@ -332,7 +332,7 @@ def check_data(io: ModelIO, data: Data) -> None:
             _check_dense(leaf, loss, output)
 
 
-# ----- after training diverged: non-finite values ------------------------------------
+# ----- after training diverged: NaN/inf in the data, or a bad label of a later batch ----
 def _first_non_finite(leaf: Leaf, batch: int | None = None) -> str | None:
     values = leaf.values
     if values is None or values.dtype.kind not in "fc" or not values.size:
@@ -351,17 +351,29 @@ def _first_non_finite(leaf: Leaf, batch: int | None = None) -> str | None:
     return f"{leaf.what} {holds} {name} at {of_batch}row {where[0]}{column}{more}"
 
 
-def non_finite(data: Data) -> str | None:
-    """Where `data` first holds NaN/inf, read whole (a dataset batch by batch), or None."""
+def _batches(data: Data) -> Iterator[tuple[int | None, Data]]:
+    """`data` as arrays: itself when read whole, else each batch of its dataset in turn."""
     if data.dataset is None:
-        leaves = (*data.features.values(), *data.targets.values())
-        return next((found for leaf in leaves if (found := _first_non_finite(leaf))), None)
+        yield None, data
+        return
     features, labels = data.named
     for index, element in enumerate(data.dataset):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(tf.nest.map_structure(np.asarray, element))
-        batch = arrays_data(x, y, features=features, labels=labels)
-        for leaf in (*batch.features.values(), *batch.targets.values()):
+        yield index, arrays_data(x, y, features=features, labels=labels)
+
+
+def non_finite(data: Data) -> str | None:
+    """Where `data` first holds NaN/inf, read whole (a dataset batch by batch), or None."""
+    for index, part in _batches(data):
+        for leaf in (*part.features.values(), *part.targets.values()):
             found = _first_non_finite(leaf, index)
             if found:
                 return found
     return None
+
+
+def check_every_batch(io: ModelIO, data: Data) -> None:
+    """`check_data` on every batch of a dataset, not only its first: after a divergence,
+    where a bad label makes the loss NaN instead of raising (as on a GPU)."""
+    for _, part in _batches(data):
+        check_data(io, part)

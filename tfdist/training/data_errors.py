@@ -13,7 +13,8 @@ Owns `data_errors`, the one entry point the front doors (`tfdist.fit`, `evaluate
   (`abort_collectives`), and its peers, whose all-reduce fails with that reason, stop with
   a line that names the task that failed and where to look;
 - a run that diverged (`TrainingDiverged`) on data holding NaN/inf says where the data
-  holds it.
+  holds it; on a dataset with a bad label in a later batch (a GPU's sparse cross-entropy
+  gives NaN where a CPU's raises), which label it is.
 
 Errors it does not recognise pass through unchanged: a lost worker stays an
 `UnavailableError` for the fault tolerance that handles it. The wording of TensorFlow's
@@ -39,6 +40,7 @@ from tfdist.training.data_checks import (
     Data,
     arrays_data,
     check_data,
+    check_every_batch,
     dataset_data,
     non_finite,
     out_of_range_message,
@@ -100,9 +102,15 @@ def _translated(
     return ConfigError(message)
 
 
-def _diverged_on_data(error: TrainingDiverged, data: list[Data]) -> ConfigError | None:
+def _diverged_on_data(error: TrainingDiverged, io: ModelIO, data: list[Data]) -> ConfigError | None:
+    """Where the data holds NaN/inf or a bad label a first batch did not show, or None."""
     found = next((where for d in data if (where := non_finite(d))), None)
     if found is None:
+        try:
+            for part in data:
+                check_every_batch(io, part)
+        except ConfigError as mistake:
+            return mistake
         return None
     what = "the training loss" if error.what == "training loss" else error.what
     return ConfigError(
@@ -150,7 +158,7 @@ def data_errors(
             raise
         raise translated from None
     except TrainingDiverged as error:
-        translated = _diverged_on_data(error, data)
+        translated = _diverged_on_data(error, io, data)
         if translated is None:
             raise
         raise translated from None

@@ -9,7 +9,13 @@ import tensorflow as tf
 
 import tfdist
 from tfdist.config import ConfigError
-from tfdist.training.data_checks import arrays_data, check_data, dataset_data, non_finite
+from tfdist.training.data_checks import (
+    arrays_data,
+    check_data,
+    check_every_batch,
+    dataset_data,
+    non_finite,
+)
 from tfdist.training.divergence import FiniteWeights
 from tfdist.training.model_io import LossKind, model_io
 
@@ -116,6 +122,20 @@ def test_a_dataset_of_dicts_by_its_spec_and_first_batch():
     x["a"][6, 2] = np.inf
     late = dataset_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(4), name="dataset x")
     assert non_finite(late) == "features of dataset x['a'] hold inf at batch 1, row 2, column 2"
+
+
+def test_a_bad_label_after_the_first_batch_is_found_by_reading_every_batch():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="cls")(inputs))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    y = np.arange(ROWS) % 3
+    y[-1] = 5
+    data = dataset_data(
+        tf.data.Dataset.from_tensor_slices((_x()["a"], y)).batch(4), name="dataset x"
+    )
+    check_data(model_io(model), data)  # Its first batch is fine.
+    with pytest.raises(ConfigError, match=r"^labels of dataset x hold 5, outside the 3 classes"):
+        check_every_batch(model_io(model), data)
 
 
 def test_finite_weights_under_mirrored():
