@@ -6,7 +6,8 @@ TensorFlow release rewords a message this is the one file to change;
 tests/tfdist/test_tf_errors.py produces each case with real TensorFlow where one
 process can. What to do about each case belongs to the caller: the strategies
 (a gRPC server that did not start), the input pipeline (an iterator's read error, a
-shard that ran out) and the parameter-server coordinator (a lost worker).
+shard that ran out), the parameter-server coordinator (a lost worker) and the data
+errors of a step (a sparse label outside the classes; a peer's abort that names its cause).
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ _RESTARTED_TASK_MESSAGES = (
     "unknown device",
     "primary device is not remote",
     "unable to find the relevant tensor remote_handle",
+)
+# SparseSoftmaxCrossEntropyWithLogits (CPU) on a label outside [0, classes).
+_LABEL_OUT_OF_RANGE = re.compile(
+    r"Received a label value of (-?\d+) which is outside the valid range of \[0, (\d+)\)"
+)
+# What a task that stopped on a data error gives its peers' collectives (`peer_abort`).
+PEER_ABORT_PREFIX = "tfdist: "
+_PEER_ABORT = re.compile(
+    re.escape(PEER_ABORT_PREFIX) + r"(\S+) stopped on a data error: ([^\n\"]*)"
 )
 
 
@@ -83,3 +93,29 @@ def is_lost_task_error(error: BaseException) -> bool:
         text = _text(error).lower()
         return any(message in text for message in _RESTARTED_TASK_MESSAGES)
     return isinstance(error, _LOST_TASK_ERRORS)
+
+
+def label_out_of_range(error: BaseException) -> tuple[int, int] | None:
+    """`(label, classes)` when `error` is a sparse cross-entropy's label outside `[0, classes)`
+    ("Received a label value of 3 which is outside the valid range of [0, 3)"), else None."""
+    if not isinstance(error, tf.errors.InvalidArgumentError):
+        return None
+    found = _LABEL_OUT_OF_RANGE.search(_text(error))
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def peer_abort_reason(task: str, message: str) -> str:
+    """The reason a task gives `abort_collectives` when it stops on a data error."""
+    return f"{PEER_ABORT_PREFIX}{task} stopped on a data error: {message}"
+
+
+def aborted_by_peer(error: BaseException) -> tuple[str, str] | None:
+    """`(task, message)` when `error` is a collective that a peer aborted with
+    `peer_abort_reason` ("Collective ops is aborted by: tfdist: worker:0 stopped on a
+    data error: ..."), else None."""
+    if not isinstance(error, tf.errors.OpError):
+        return None
+    found = _PEER_ABORT.search(_text(error))
+    if not found:
+        return None
+    return found.group(1), re.sub(r"\s*\[Op:[^\]]*\]$", "", found.group(2)).strip()

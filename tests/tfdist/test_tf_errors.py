@@ -24,6 +24,19 @@ def _raised(function):
     pytest.fail("expected TensorFlow to raise")
 
 
+def _in_child(code: str) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh Python process (no TF_CONFIG, TensorFlow quiet)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(env, TF_CPP_MIN_LOG_LEVEL="3"),
+        cwd=REPO,
+    )
+
+
 def _infinite_that_ends():
     return tf.data.Dataset.range(3).apply(
         tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)
@@ -65,7 +78,42 @@ def test_an_error_of_a_step_itself_is_none_of_these():
 
     assert not tf_errors.is_iterator_error(error) and not tf_errors.is_server_start_failure(error)
     assert not tf_errors.is_infinite_input_exhausted(error)
+    assert tf_errors.label_out_of_range(error) is None and tf_errors.aborted_by_peer(error) is None
     assert tf_errors.tf_reason(error).startswith("bad step")
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("label", [3, -1])
+def test_a_sparse_label_outside_the_classes(compiled, label):
+    def loss():
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.constant([0, label]), logits=tf.zeros([2, 3])
+        )
+
+    error = _raised(tf.function(loss) if compiled else loss)
+
+    assert tf_errors.label_out_of_range(error) == (label, 3)
+    assert tf_errors.aborted_by_peer(error) is None and not tf_errors.is_iterator_error(error)
+
+
+def test_a_collective_aborted_by_a_peer_names_it_and_its_reason():
+    # In a child process: aborted collectives stay aborted until the process restarts.
+    reason = "labels of y hold 3, outside the 3 classes (0..2); use labels 0..2."
+    code = textwrap.dedent(f"""
+        import tensorflow as tf
+        from tfdist import tf_errors
+        from tfdist.distribute.communication import abort_collectives
+        abort_collectives(tf_errors.peer_abort_reason("worker:0", {reason!r}))
+        try:
+            tf.raw_ops.CollectiveReduceV2(
+                input=tf.constant([1.0]), group_size=tf.constant(1), group_key=tf.constant(1),
+                instance_key=tf.constant(1), ordering_token=[], merge_op="Add", final_op="Id")
+        except tf.errors.OpError as error:
+            print(type(error).__name__, tf_errors.aborted_by_peer(error))
+        """)
+    done = _in_child(code)
+
+    assert done.stdout.strip() == f"UnavailableError ('worker:0', {reason!r})", done.stderr[-2000:]
 
 
 def test_a_server_on_a_taken_port_fails_to_start():
@@ -82,15 +130,7 @@ def test_a_server_on_a_taken_port_fails_to_start():
             except tf.errors.OpError as error:
                 print(tf_errors.is_server_start_failure(error), tf_errors.tf_reason(error))
             """)
-        env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-        done = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=dict(env, TF_CPP_MIN_LOG_LEVEL="3"),
-            cwd=REPO,
-        )
+        done = _in_child(code)
 
     assert done.stdout.strip() == "True Could not start gRPC server", done.stderr[-2000:]
 

@@ -26,6 +26,7 @@ from tfdist.layers import sharded_embeddings
 from tfdist.models import build_model
 from tfdist.optimizers import build_optimizer
 from tfdist.precision import set_precision
+from tfdist.training.data_errors import data_errors
 from tfdist.training.history import History
 from tfdist.training.startup import FirstStepTimer, task_startup_seconds
 from tfdist.training.trainer import Trainer
@@ -262,7 +263,8 @@ def run_job(
 
     metrics_json = MetricsJson(config.output.metrics_json, summary, is_chief=is_chief)
     try:
-        with input_errors(source):
+        name = f"dataset={config.data.dataset!r}"
+        with input_errors(source), data_errors(model, distribution, source, name=name):
             trainer.fit(
                 train_fn,
                 epochs=config.epochs,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
 import tensorflow as tf
 
 from tfdist.config import ConfigError
@@ -54,6 +55,20 @@ def _check_no_arguments(path: str, function) -> None:
         pass
 
 
+def _check_numeric_labels(path: str, labels) -> None:
+    """Class names as labels: no loss takes them, and the classes cannot be counted."""
+    for leaf in tf.nest.flatten(list(labels)):
+        array = np.asarray(leaf)
+        if array.dtype.kind in "USO" and array.size and isinstance(array.flat[0], (str, bytes)):
+            names = np.unique(array)
+            raise ConfigError(
+                f"dataset ({path!r}) returned labels that are strings (e.g. "
+                f"{str(array.flat[0])!r}); the loss needs numbers: map the {len(names)} class "
+                f"names to 0..{len(names) - 1} first, e.g. names, y = np.unique(y, "
+                "return_inverse=True)."
+            )
+
+
 def custom_source(path: str) -> DataSource:
     """Calls the source function at `path` (`package.module:function`); returns its source.
 
@@ -77,6 +92,7 @@ def custom_source(path: str) -> DataSource:
             f"example is seen once per epoch; expected {_CONTRACT}."
         )
     if isinstance(value, (tuple, list)) and len(value) in (2, 4):
+        _check_numeric_labels(path, value[1::2])
         validation = tuple(value[2:]) or None
         return numpy_source(value[0], value[1], validation=validation, name=path)
     got = (

@@ -6,7 +6,8 @@ does), the `CommunicationOptions` (pack size, timeout, implementation), and
 the count of bytes each step sends into the all-reduce. The trainer calls the
 reducer in replica context and hands the summed gradients to the optimizer,
 whose own all-reduce is switched off (`disable_optimizer_all_reduce`) so the
-gradients are reduced exactly once.
+gradients are reduced exactly once. And `abort_collectives`: a worker that stops on an
+error its peers cannot see fails their pending collectives with its reason.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import tensorflow as tf
+from tensorflow.python.eager import context as eager_context
 
 from tfdist.config import CommunicationConfig, ConfigError
 
@@ -82,3 +84,14 @@ def disable_optimizer_all_reduce(optimizer) -> None:
                 "Keras version moved it. Pin keras<3.16 or report this to tfdist."
             )
         target._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
+
+
+def abort_collectives(reason: str) -> None:
+    """Fails this process's collectives, pending and future, with `reason` (UNAVAILABLE).
+
+    For a `multi_worker` task that stops on an error only it saw (a bad label in its part
+    of the data): a peer waiting for it in an all-reduce gets an error carrying `reason`
+    within moments, instead of waiting until this process exits. Collectives of this
+    process stay failed until it restarts.
+    """
+    eager_context.context().abort_collective_ops(tf.errors.UNAVAILABLE, reason)

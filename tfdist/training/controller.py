@@ -4,7 +4,8 @@ Owns epochs and their calls (Keras' `steps_per_execution` calls of `EpochPlan`'s
 or until the data ends for a source of unknown length), grouped into the runner's
 segments; checkpoints (restore on start, a save every `checkpoint_every_steps` and at
 each epoch end, the exported model), preemption and the stop vote
-(`PreemptionWatcher.agree` after each segment), divergence, validation, and Keras'
+(`PreemptionWatcher.agree` after each segment), divergence (a non-finite loss, or
+weights, `tfdist.training.divergence`, after each segment), validation, and Keras'
 callbacks: the controller calls Keras' `CallbackList` hooks in Keras' order with the
 logs the runner's compiled calls return (`on_test_*` too, for fit's validation), and
 records the run in the `History`. How steps run is the runner's
@@ -28,6 +29,7 @@ from tfdist.data.epochs import Call, EpochPlan, calls
 from tfdist.data.pipeline import DatasetFn
 from tfdist.distribute.strategies import Distribution
 from tfdist.training.checkpoints import CheckpointKeeper, export_model
+from tfdist.training.divergence import FiniteWeights
 from tfdist.training.history import EpochTiming, History, TrainingDiverged
 from tfdist.training.inputs import make_inputs
 from tfdist.training.metric_state import Logs
@@ -188,6 +190,7 @@ class Controller:
         self._train: Any = None
         self._train_fn: DatasetFn | None = None
         self._fresh = True
+        self._finite_weights = FiniteWeights(model)
         self.callbacks = keras.callbacks.CallbackList()
         self.history = History()
 
@@ -421,6 +424,9 @@ class Controller:
             if self.model.stop_training:  # Keras' TerminateOnNaN ends the run as in Keras.
                 return True
             raise TrainingDiverged(step, epoch, self._keeper.latest if self._keeper else None)
+        if not self._finite_weights.check():
+            latest = self._keeper.latest if self._keeper else None
+            raise TrainingDiverged(step, epoch, latest, what="the model's weights")
         preempted, stop = watcher.agree(bool(self.model.stop_training))
         at_boundary = every is not None and step % every == 0
         self.runner.after_segment(step, settle=epoch_end or at_boundary or preempted or stop)

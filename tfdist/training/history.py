@@ -5,8 +5,8 @@ Owns `History`, the one history both front doors return: a `keras.callbacks.Hist
 other callback) that also carries what tfdist measured: the optimizer step the run
 ended at, the checkpoint it resumed from, the steps each parameter-server worker ran,
 and per epoch its steps, examples and seconds (`EpochTiming`), from which examples/s
-come. And `TrainingDiverged`, the error that stops a run whose loss became NaN or
-infinite.
+come. And `TrainingDiverged`, the error that stops a run whose loss or weights became NaN
+or infinite.
 """
 
 from __future__ import annotations
@@ -80,12 +80,21 @@ class History(keras.callbacks.History):
 
 
 class TrainingDiverged(FloatingPointError):
-    """The training loss became NaN or infinite; nothing was saved after the last good step."""
+    """The training loss, or the model's weights, became NaN or infinite; nothing was saved
+    after the last good step.
 
-    def __init__(self, step: int, epoch: int, checkpoint: str | None):
+    Attributes:
+      step, epoch: where it was seen (after the compiled call that ended at `step`).
+      checkpoint: the last good checkpoint, or None.
+      what: "training loss", or "the model's weights" when those turned while the loss
+        stayed finite (Keras' clipped cross-entropy can hide NaN inputs that way).
+    """
+
+    def __init__(self, step: int, epoch: int, checkpoint: str | None, what: str = "training loss"):
         kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint kept"
+        finite = " while the loss stayed finite" if what != "training loss" else ""
         super().__init__(
-            f"training loss became NaN/inf by step {step} (epoch {epoch}); {kept}. "
+            f"{what} became NaN/inf by step {step} (epoch {epoch}){finite}; {kept}. "
             "Lower learning_rate or check the data for NaN/inf."
         )
-        self.step, self.epoch, self.checkpoint = step, epoch, checkpoint
+        self.step, self.epoch, self.checkpoint, self.what = step, epoch, checkpoint, what

@@ -40,6 +40,7 @@ from tfdist.data.global_batches import GlobalBatches
 from tfdist.distribute.cluster import read_tf_config
 from tfdist.distribute.strategies import Distribution, TaskRole, adopt, distribution_of
 from tfdist.training.callbacks import callback_list, check_callbacks, check_verbose
+from tfdist.training.data_errors import data_errors
 from tfdist.training.fit_inputs import FitInputs, fit_inputs, inference_inputs
 from tfdist.training.history import History
 from tfdist.training.prediction import predict_batches
@@ -244,17 +245,18 @@ def fit(
     )
     trainer = trainer_for(model, distribution, loop)
     callbacks = [*check_callbacks(callbacks), *_source_hooks(inputs)]
-    return trainer.fit(
-        inputs.train_fn,
-        epochs=epochs,
-        global_batch_size=inputs.global_batch_size,
-        plan=inputs.plan,
-        validation_fn=inputs.validation,
-        callbacks=callbacks,
-        verbose=check_verbose(verbose) if distribution.role.is_chief else 0,
-        validation_freq=validation_freq,
-        initial_epoch=initial_epoch,
-    )
+    with data_errors(model, distribution, x, y, validation_data=validation_data):
+        return trainer.fit(
+            inputs.train_fn,
+            epochs=epochs,
+            global_batch_size=inputs.global_batch_size,
+            plan=inputs.plan,
+            validation_fn=inputs.validation,
+            callbacks=callbacks,
+            verbose=check_verbose(verbose) if distribution.role.is_chief else 0,
+            validation_freq=validation_freq,
+            initial_epoch=initial_epoch,
+        )
 
 
 def _steps_per_execution(model: keras.Model) -> int:
@@ -314,12 +316,13 @@ def evaluate(
         x, y, sample_weight=sample_weight, batch_size=batch_size, steps=steps, name="evaluate"
     )
     try:
-        logs = _cached_or_new(model, distribution).evaluate(
-            dataset_fn,
-            steps=known,
-            callbacks=check_callbacks(callbacks),
-            verbose=check_verbose(verbose) if distribution.role.is_chief else 0,
-        )
+        with data_errors(model, distribution, x, y):
+            logs = _cached_or_new(model, distribution).evaluate(
+                dataset_fn,
+                steps=known,
+                callbacks=check_callbacks(callbacks),
+                verbose=check_verbose(verbose) if distribution.role.is_chief else 0,
+            )
     finally:
         batches.close()
     if return_dict:
@@ -361,13 +364,14 @@ def predict(
         steps=known,
     )
     try:
-        return predict_batches(
-            model,
-            distribution,
-            dataset_fn,
-            steps=known,
-            steps_per_execution=_steps_per_execution(model),
-            callbacks=hooks,
-        )
+        with data_errors(model, distribution, x, targets=False):
+            return predict_batches(
+                model,
+                distribution,
+                dataset_fn,
+                steps=known,
+                steps_per_execution=_steps_per_execution(model),
+                callbacks=hooks,
+            )
     finally:
         batches.close()

@@ -11,6 +11,7 @@ Keras' inputs into dataset functions and calls this; so does the command line's 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -84,7 +85,7 @@ def build_variables(model: keras.Model, distribution: Distribution, dataset_fn: 
             model.optimizer.build(model.trainable_variables)
 
 
-def input_spec(dataset_fn: DatasetFn):
+def input_spec(dataset_fn: DatasetFn) -> Any:
     """The spec of the model's inputs (`x`) in `dataset_fn`'s batches."""
     spec = dataset_fn(whole_split_context()).element_spec
     if is_metered(spec):
@@ -92,7 +93,7 @@ def input_spec(dataset_fn: DatasetFn):
     return unpack_x_y_sample_weight(spec)[0]
 
 
-def build_model_variables(model: keras.Model, distribution: Distribution, x_spec) -> None:
+def build_model_variables(model: keras.Model, distribution: Distribution, x_spec: Any) -> None:
     """Builds an unbuilt model's own variables in scope from its inputs' spec, symbolically
     (as Keras' predict builds it on its first batch): no targets, so no metrics."""
     if model.built:

@@ -11,10 +11,10 @@ import tensorflow as tf
 from compiled_models import digits_mlp
 
 from tfdist.config import CheckpointConfig, ConfigError, JobConfig, LocalSGDConfig, LoopConfig
+from tfdist.data.epochs import calls
 from tfdist.data.pipeline import load_source, make_dataset_fn
 from tfdist.distribute.strategies import make_strategy
 from tfdist.models import build_model
-from tfdist.data.epochs import calls
 from tfdist.training.preemption import Preempted
 from tfdist.training.schedule import cut_at, segments_ending
 from tfdist.training.trainer import Trainer
