@@ -203,3 +203,18 @@ def test_every_case_is_registered_once_with_a_category_and_its_rule():
             assert case.note, name
         if case.category == "errors" or case.parameter_server == "refused":
             assert case.words, name
+
+
+def test_every_known_gap_is_a_case_the_strategy_runs():
+    from clusters import case_names
+    from known_gaps import GAPS
+
+    cases = all_cases()
+    for strategy, gaps in GAPS.items():
+        runs = (
+            set(case_names(strategy))
+            if strategy in ("multi_worker", "parameter_server")
+            else set(cases)
+        )
+        assert set(gaps) <= runs, (strategy, sorted(set(gaps) - runs))
+        assert all(why.strip() for why in gaps.values()), strategy
