@@ -235,8 +235,15 @@ def adapter_batches(
         repeats=is_py_dataset,
         on_epoch_begin=x.on_epoch_begin if is_py_dataset else (lambda: None),
         on_epoch_end=x.on_epoch_end if is_py_dataset else (lambda: None),
-        close=lambda: adapter.enqueuer.stop() if adapter.enqueuer is not None else None,
+        close=lambda: _stop_readers(adapter),
     )
+
+
+def _stop_readers(adapter: object) -> None:
+    """Stops a PyDataset adapter's worker threads or processes (a generator has none)."""
+    enqueuer = getattr(adapter, "enqueuer", None)
+    if enqueuer is not None:
+        enqueuer.stop()
 
 
 def is_keras_stream(x: object) -> bool:

@@ -307,7 +307,7 @@ class Controller:
         if done and saved.size and saved.size == self.runner.metric_state.size:
             # Resumed mid-epoch: the epoch's earlier steps count too (the same metrics).
             self.runner.restore_epoch_state(tf.constant(saved))
-        if not self._plan.known and not self._fresh:
+        if not self._plan.known and not self._plan.steps_per_epoch and not self._fresh:
             self._train, _ = make_inputs(self.distribution, self._train_fn, None)  # A new pass.
         self._fresh = False
         began = time.perf_counter()
@@ -387,15 +387,18 @@ class Controller:
         hooks: Hooks,
         watcher: PreemptionWatcher,
     ) -> tuple[Logs | None, int, bool]:
-        """An epoch of a source of unknown length: calls until one finds the data ended."""
+        """An epoch of a source of unknown length: calls until one finds the data ended, or
+        until `steps_per_epoch` steps (the next epoch then reads on where this one ended)."""
         size, first, logs, ran = self.steps_per_execution, done, None, 0
+        limit = self._plan.steps_per_epoch
         while True:
-            call = Call(first=first, steps=size, last=first - first % size + size - 1)
+            steps = size if limit is None else min(size, limit - first)
+            call = Call(first=first, steps=steps, last=first - first % size + size - 1)
             call_logs, count = self.runner.train(train, [call], hooks, dynamic=True)
             ran += count
             if count:
                 logs = call_logs
-            ended = count < call.steps
+            ended = count < call.steps or (limit is not None and first + count >= limit)
             if count and self._after_segment(epoch, count, logs, watcher, epoch_end=ended):
                 return logs, ran, True
             if ended:

@@ -322,6 +322,7 @@ def evaluate(
                 steps=known,
                 callbacks=check_callbacks(callbacks),
                 verbose=check_verbose(verbose) if distribution.role.is_chief else 0,
+                steps_per_execution=_steps_per_execution(model),
             )
     finally:
         batches.close()

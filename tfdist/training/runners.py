@@ -69,7 +69,13 @@ class Runner(Protocol):
     def restore_epoch_state(self, flat: tf.Tensor) -> None: ...
 
     def evaluate(
-        self, dataset: Any, hooks: Hooks, calls: list[Call] | None, *, whole: bool = False
+        self,
+        dataset: Any,
+        hooks: Hooks,
+        calls: list[Call] | None,
+        *,
+        whole: bool = False,
+        steps_per_call: int | None = None,
     ) -> Logs: ...
 
     @property
@@ -225,9 +231,16 @@ class SyncRunner:
         self.metric_state.assign(flat)
 
     def evaluate(
-        self, dataset: Any, hooks: Hooks, calls: list[Call] | None, *, whole: bool = False
+        self,
+        dataset: Any,
+        hooks: Hooks,
+        calls: list[Call] | None,
+        *,
+        whole: bool = False,
+        steps_per_call: int | None = None,
     ) -> Logs:
-        """Evaluates `dataset` in `calls` (None: until it ends, calls of steps_per_loop).
+        """Evaluates `dataset` in `calls` (None: until it ends, in calls of `steps_per_call`
+        batches, by default the loop's `steps_per_loop`).
 
         `whole`: each worker reads its own part of `dataset` once, in one call without
         batch hooks (its batches may differ in number from the other workers').
@@ -240,7 +253,7 @@ class SyncRunner:
             lambda size, dynamic: self._eval_call(iterator, tf.constant(size), dynamic),
             hooks,
             calls,
-            self.loop.steps_per_loop,
+            steps_per_call or self.loop.steps_per_loop,
             self.current_logs,
         )
 
@@ -395,7 +408,13 @@ class CoordinatorRunner:
         self._state = tf.convert_to_tensor(flat, tf.float64)
 
     def evaluate(
-        self, dataset: Any, hooks: Hooks, calls: list[Call] | None, *, whole: bool = False
+        self,
+        dataset: Any,
+        hooks: Hooks,
+        calls: list[Call] | None,
+        *,
+        whole: bool = False,
+        steps_per_call: int | None = None,
     ) -> Logs:
         """Evaluates on the coordinator itself, reading the variables from the ps."""
         self.step.model.reset_metrics()
@@ -404,7 +423,7 @@ class CoordinatorRunner:
             lambda size, dynamic: self._eval_call(iterator, tf.constant(size), True),
             hooks,
             calls,
-            self.loop.steps_per_loop,
+            steps_per_call or self.loop.steps_per_loop,
             lambda: self._all_metrics.results(self._all_metrics.local()),
         )
 

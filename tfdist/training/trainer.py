@@ -80,9 +80,36 @@ def build_variables(model: keras.Model, distribution: Distribution, dataset_fn: 
     if is_metered(spec):  # A replica's share: the model sees its rows.
         spec = spec[BATCH]
     with distribution.scope():
-        model._symbolic_build(data_batch=spec)
+        try:
+            model._symbolic_build(data_batch=spec)
+        except (RuntimeError, ValueError):  # Keras' symbolic build needs call() and y.
+            if not own_train_step(model):
+                raise
+            _build_through_train_step(model, distribution.strategy, spec)
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
+
+
+def _build_through_train_step(model: keras.Model, strategy: Any, spec: Any) -> None:
+    """Builds a model that only its own `train_step` can build (keras-io's VAE: no `call()`),
+    as Keras' one-device fit does when it first traces that step; the step is only traced,
+    so no weight moves and no metric counts.
+
+    Symbolically first, as Keras' `_symbolic_build` does (a mirrored variable cannot be
+    made while a `tf.function` traces a replica's step); where the step needs real
+    variables there (a gradient tape on one device), by tracing it in a `tf.function`.
+    """
+    from keras.src import backend
+
+    def replica_step(batch: Any) -> Any:
+        return strategy.run(model.train_step, args=(batch,))
+
+    try:
+        data = tf.nest.map_structure(lambda s: keras.KerasTensor(s.shape, s.dtype), spec)
+        backend.compute_output_spec(replica_step, data)
+    except (AttributeError, TypeError, ValueError):
+        tf.function(replica_step).get_concrete_function(spec)
+    model.built = True
 
 
 def input_spec(dataset_fn: DatasetFn) -> Any:
@@ -271,11 +298,12 @@ class Trainer:
         steps: int | None = None,
         callbacks: Sequence[keras.callbacks.Callback] = (),
         verbose: int | str = 0,
+        steps_per_execution: int | None = None,
     ) -> dict:
         """Evaluates every example of `dataset_fn`'s data once; returns Keras' logs.
 
-        Keras' test hooks run on `callbacks`: per compiled call of `steps_per_loop`
-        batches when `dataset_fn` shares Keras' batches among the replicas (`tfdist.fit`'s
+        Keras' test hooks run on `callbacks`: per compiled call of `steps_per_execution`
+        (by default the loop's `steps_per_loop`) batches when `dataset_fn` shares Keras' batches among the replicas (`tfdist.fit`'s
         inputs; `steps` of them, or until they end), else once around the whole data
         (each worker reading its part). Under `parameter_server` the coordinator reads
         the whole data itself.
@@ -298,10 +326,10 @@ class Trainer:
         hooks.on_test_begin()
         if not getattr(dataset_fn, "metered", False) and not self.distribution.is_async:
             logs = runner.evaluate(dataset, test_hooks, None, whole=True)
-        elif steps is not None:
-            logs = runner.evaluate(dataset, test_hooks, calls(0, steps, self.loop.steps_per_loop))
         else:
-            logs = runner.evaluate(dataset, test_hooks, None)
+            pace = steps_per_execution or self.loop.steps_per_loop
+            planned = None if steps is None else calls(0, steps, pace)
+            logs = runner.evaluate(dataset, test_hooks, planned, steps_per_call=pace)
         result: dict = pythonify_logs(logs)
         hooks.on_test_end(result)
         return result
