@@ -323,6 +323,7 @@ class CoordinatorRunner:
         self._state = tf.zeros([self.metric_state.size], tf.float64)
         self._train_call = tf.function(self._worker_loop)
         self._eval_call = tf.function(self._eval_loop)
+        self._whole_call = tf.function(self._whole_loop)
 
     def _update(self, iterator: Any, state: list) -> list:
         gradients = None
@@ -344,6 +345,13 @@ class CoordinatorRunner:
         return {"worker": worker, "state": self.metric_state.pack(state)}
 
     def _eval_loop(self, iterator: Any, num_steps: tf.Tensor, dynamic: bool) -> tuple:
+        """On the coordinator. A known number of batches is read without a `tf.cond`, in
+        which a lookup table the strategy made per worker (TextVectorization's) is not
+        reachable from the coordinator."""
+        if not dynamic:
+            for _ in tf.range(num_steps):
+                self.step.test(next(iterator))
+            return self._all_metrics.results(self._all_metrics.local()), num_steps
         ran = tf.constant(0)
         for _ in tf.range(num_steps):
             optional = iterator.get_next_as_optional()
@@ -352,6 +360,11 @@ class CoordinatorRunner:
             self.step.test(optional.get_value())
             ran += 1
         return self._all_metrics.results(self._all_metrics.local()), ran
+
+    def _whole_loop(self, dataset: Any) -> Logs:
+        for batch in dataset:
+            self.step.test(batch)
+        return self._all_metrics.results(self._all_metrics.local())
 
     def segments(self, calls: list[Call], epoch_start: int, every: int | None) -> list:
         """Calls up to each checkpoint step (the controller cut calls there)."""
@@ -416,11 +429,15 @@ class CoordinatorRunner:
         whole: bool = False,
         steps_per_call: int | None = None,
     ) -> Logs:
-        """Evaluates on the coordinator itself, reading the variables from the ps."""
+        """Evaluates on the coordinator itself, reading the variables from the ps; `whole`:
+        the whole dataset in one call, without batch hooks."""
         self.step.model.reset_metrics()
+        if whole:
+            result: Logs = self._whole_call(dataset)
+            return result
         iterator = iter(dataset)
         return _evaluate_calls(
-            lambda size, dynamic: self._eval_call(iterator, tf.constant(size), True),
+            lambda size, dynamic: self._eval_call(iterator, tf.constant(size), dynamic),
             hooks,
             calls,
             steps_per_call or self.loop.steps_per_loop,

@@ -303,8 +303,9 @@ class Trainer:
         """Evaluates every example of `dataset_fn`'s data once; returns Keras' logs.
 
         Keras' test hooks run on `callbacks`: per compiled call of `steps_per_execution`
-        (by default the loop's `steps_per_loop`) batches when `dataset_fn` shares Keras' batches among the replicas (`tfdist.fit`'s
-        inputs; `steps` of them, or until they end), else once around the whole data
+        (by default the loop's `steps_per_loop`) batches when `dataset_fn` shares Keras'
+        batches among the replicas (`tfdist.fit`'s inputs; `steps` of them, or until they
+        end), else once around the whole data
         (each worker reading its part). Under `parameter_server` the coordinator reads
         the whole data itself.
         """
