@@ -38,6 +38,7 @@ from tfdist.config import (
     check_count,
     check_positive,
 )
+from tfdist.data.chief_service import is_script_batches
 from tfdist.data.keras_inputs import (
     arrays_source,
     check_batch_size,
@@ -49,6 +50,7 @@ from tfdist.data.keras_inputs import (
 from tfdist.data.pipeline import DatasetFn, DataSource, make_dataset_fn
 from tfdist.distribute.strategies import Distribution, TaskRole, distribution_of
 from tfdist.training.callbacks import check_verbose
+from tfdist.training.chief_inputs import fit_from_chief
 from tfdist.training.history import History
 from tfdist.training.trainer import BuiltFrom, Trainer, check_compiled
 
@@ -281,6 +283,26 @@ def fit(
         outer_learning_rate=outer_learning_rate,
         outer_momentum=outer_momentum,
     )
+    if distribution.is_async and is_script_batches(x):
+        # Parameter server: a dataset, PyDataset or generator the script built cannot be
+        # rebuilt on the workers; the chief serves its batches (tfdist.training.chief_inputs).
+        return fit_from_chief(
+            trainer_for(model, distribution, loop),
+            x,
+            y=y,
+            batch_size=batch_size,
+            sample_weight=sample_weight,
+            class_weight=class_weight,
+            validation_split=validation_split,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=validation_data,
+            validation_steps=validation_steps,
+            validation_freq=validation_freq,
+            callbacks=callbacks,
+            verbose=verbose,
+            initial_epoch=initial_epoch,
+        )
     if validation_steps is not None and is_dataset(validation_data):
         validation_data = validation_data.take(check_positive("validation_steps", validation_steps))
     source, batch = _source_and_batch(
