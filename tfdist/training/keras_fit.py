@@ -36,10 +36,12 @@ from tfdist.config import (
     LoopConfig,
     check_count,
 )
+from tfdist.data.chief_service import is_script_batches
 from tfdist.data.global_batches import GlobalBatches
 from tfdist.distribute.cluster import read_tf_config
 from tfdist.distribute.strategies import Distribution, TaskRole, adopt, distribution_of
 from tfdist.training.callbacks import callback_list, check_callbacks, check_verbose
+from tfdist.training.chief_inputs import fit_from_chief
 from tfdist.training.data_errors import data_errors
 from tfdist.training.fit_inputs import FitInputs, fit_inputs, inference_inputs
 from tfdist.training.history import History
@@ -226,6 +228,27 @@ def fit(
         outer_learning_rate=outer_learning_rate,
         outer_momentum=outer_momentum,
     )
+    if distribution.is_async and is_script_batches(x):
+        # Parameter server: a dataset, PyDataset or generator the script built cannot be
+        # rebuilt on the workers; the chief serves its batches (tfdist.training.chief_inputs).
+        with data_errors(model, distribution, x, y, validation_data=validation_data):
+            return fit_from_chief(
+                trainer_for(model, distribution, loop),
+                x,
+                y=y,
+                batch_size=batch_size,
+                sample_weight=sample_weight,
+                class_weight=class_weight,
+                validation_split=validation_split,
+                epochs=epochs,
+                steps_per_epoch=steps_per_epoch,
+                validation_data=validation_data,
+                validation_steps=validation_steps,
+                validation_freq=validation_freq,
+                callbacks=check_callbacks(callbacks),
+                verbose=verbose,
+                initial_epoch=initial_epoch,
+            )
     inputs = fit_inputs(
         distribution,
         x,
