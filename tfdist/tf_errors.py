@@ -109,6 +109,12 @@ def peer_abort_reason(task: str, message: str) -> str:
     return f"{PEER_ABORT_PREFIX}{task} stopped on a data error: {message}"
 
 
+def peer_stop_reason(reason: str) -> tuple[str, str] | None:
+    """`(task, message)` of a reason made by `peer_abort_reason`, else None."""
+    found = _PEER_ABORT.search(reason)
+    return (found.group(1), found.group(2).strip()) if found else None
+
+
 def aborted_by_peer(error: BaseException) -> tuple[str, str] | None:
     """`(task, message)` when `error` is a collective that a peer aborted with
     `peer_abort_reason` ("Collective ops is aborted by: tfdist: worker:0 stopped on a

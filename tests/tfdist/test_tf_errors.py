@@ -160,3 +160,12 @@ def test_lost_task_errors(error, lost):
 def test_tf_reason_of_plain_exceptions():
     assert tf_errors.tf_reason(ValueError("first line.\nsecond")) == "first line"
     assert tf_errors.tf_reason(ValueError("")) == ""
+
+
+def test_a_published_stop_reason_names_the_peer_and_its_line():
+    reason = tf_errors.peer_abort_reason("worker:1", "labels of x hold 3, outside the 3 classes.")
+    assert tf_errors.peer_stop_reason(reason) == (
+        "worker:1",
+        "labels of x hold 3, outside the 3 classes.",
+    )
+    assert tf_errors.peer_stop_reason("worker:1 is down") is None

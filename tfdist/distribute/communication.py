@@ -86,6 +86,9 @@ def disable_optimizer_all_reduce(optimizer) -> None:
         target._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
 
 
+STOP_REASON_KEY = "tfdist/stop_reason"
+
+
 def abort_collectives(reason: str) -> None:
     """Fails this process's collectives, pending and future, with `reason` (UNAVAILABLE).
 
@@ -93,5 +96,27 @@ def abort_collectives(reason: str) -> None:
     of the data): a peer waiting for it in an all-reduce gets an error carrying `reason`
     within moments, instead of waiting until this process exits. Collectives of this
     process stay failed until it restarts.
+
+    The reason is also published in the cluster's coordination service
+    (`published_stop_reason`): a peer whose collective started after this one stopped,
+    or failed on the lost heartbeat instead, reads it there.
     """
-    eager_context.context().abort_collective_ops(tf.errors.UNAVAILABLE, reason)
+    context = eager_context.context()
+    try:
+        try:
+            context.delete_config_key_value(STOP_REASON_KEY)
+        except (tf.errors.OpError, RuntimeError):
+            pass  # Nothing published before.
+        context.set_config_key_value(STOP_REASON_KEY, reason)
+    except (tf.errors.OpError, RuntimeError):
+        pass  # No coordination service (one process): the abort alone says it.
+    context.abort_collective_ops(tf.errors.UNAVAILABLE, reason)
+
+
+def published_stop_reason(timeout_ms: int = 2000) -> str | None:
+    """The reason a peer published when it stopped its collectives, or None."""
+    try:
+        found: str = eager_context.context().get_config_key_value(STOP_REASON_KEY, timeout_ms)
+    except (tf.errors.OpError, RuntimeError):
+        return None
+    return found or None

@@ -33,9 +33,14 @@ import tensorflow as tf
 
 from tfdist.config import ConfigError
 from tfdist.data.pipeline import DataSource
-from tfdist.distribute.communication import abort_collectives
+from tfdist.distribute.communication import abort_collectives, published_stop_reason
 from tfdist.distribute.strategies import Distribution
-from tfdist.tf_errors import aborted_by_peer, label_out_of_range, peer_abort_reason
+from tfdist.tf_errors import (
+    aborted_by_peer,
+    label_out_of_range,
+    peer_abort_reason,
+    peer_stop_reason,
+)
 from tfdist.training.data_checks import (
     Data,
     arrays_data,
@@ -102,6 +107,9 @@ def _translated(
 ) -> ConfigError | None:
     """The one line for an error of a compiled call, or None for one that is not the data's."""
     peer = aborted_by_peer(error)
+    if peer is None and _lost_peer(error, distribution):
+        reason = published_stop_reason()
+        peer = peer_stop_reason(reason) if reason else None
     if peer is not None:
         task, message = peer
         return ConfigError(
@@ -117,6 +125,16 @@ def _translated(
     if distribution.num_workers > 1 and not distribution.is_async:
         abort_collectives(peer_abort_reason(_task(distribution), message))
     return ConfigError(message)
+
+
+def _lost_peer(error: tf.errors.OpError, distribution: Distribution) -> bool:
+    """A `multi_worker` collective that failed because a peer stopped (its heartbeat lost,
+    or its collectives aborted before this task's all-reduce reached it)."""
+    return (
+        distribution.num_workers > 1
+        and not distribution.is_async
+        and isinstance(error, (tf.errors.UnavailableError, tf.errors.AbortedError))
+    )
 
 
 def _diverged_on_data(error: TrainingDiverged, io: ModelIO, data: list[Data]) -> ConfigError | None:
