@@ -144,6 +144,12 @@ class Step:
         share = tf.cast(real * replicas, loss.dtype) / tf.cast(total, loss.dtype)
         return loss * share, y_pred
 
+    def _model_input(self, batch):
+        """The `x` a batch's forward pass sees (a replica's whole padded share)."""
+        if is_metered(batch):
+            batch = real_rows(batch)[0]
+        return keras.utils.unpack_x_y_sample_weight(batch)[0]
+
     def own_data(self, batch):
         """What a model's own `train_step`/`test_step` gets: the batch as Keras gives it."""
         if not is_metered(batch):
@@ -164,11 +170,12 @@ class Step:
           without one).
         """
         with tf.GradientTape() as tape:
+            # The forward pass runs outside any stateless scope, so the model's own state
+            # updates (BatchNorm's moving statistics) reach its variables, as in Keras.
+            y_pred = self._forward(self._model_input(batch), training=True)
 
             def measured():
-                loss, _ = self._measured(
-                    batch, lambda x: self._forward(x, training=True), training=True
-                )
+                loss, _ = self._measured(batch, lambda x: y_pred, training=True)
                 return loss
 
             if state is None:
