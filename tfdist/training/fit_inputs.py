@@ -6,7 +6,8 @@ Owns turning the inputs of Keras' `fit` (`x`, `y`, weights, `batch_size`, `shuff
 `Validation` the Trainer takes. Under the synchronous strategies every input becomes
 Keras' own global batches (`tfdist.data.global_batches`) shared among the replicas
 (`tfdist.data.replica_batches`), so each step trains on the batch Keras' fit would.
-Under `parameter_server`, whose workers step apart, the training arrays or dataset are
+Under `parameter_server`, whose workers step apart, and under a `shard_policy` other than
+`auto`/`data` (`hash`, `random`, `off`, `file`), the training arrays or dataset are
 the data layer's source (`tfdist.data.keras_inputs`), each worker reading its part in full
 batches, `ceil(N / batch)` steps an epoch over all workers; its validation, evaluation and
 prediction run on the coordinator, in Keras' batches.
@@ -100,6 +101,11 @@ def _validation(
     return Validation(fn=shared_fn(batches, repeat=False, steps=steps), steps=known, equal=True)
 
 
+# Shard policies Keras' own batches are read under: every worker reads each global batch
+# and keeps its replicas' shares, so each example once per epoch, as `data` gives.
+DEALT_POLICIES = ("auto", "data")
+
+
 def fit_inputs(
     distribution: Distribution,
     x: Any,
@@ -135,8 +141,15 @@ def fit_inputs(
             steps=validation_steps,
             seed=seed,
         )
-    if distribution.is_async:
-        return _coordinated(
+    dealt = shard_policy in DEALT_POLICIES
+    if not distribution.is_async and not dealt and is_keras_input(x):
+        raise ConfigError(
+            f"shard_policy ({shard_policy!r}) splits the data layer's sources between the "
+            f"workers, but fit x is a {type(x).__name__}, which every worker reads whole; "
+            "use shard_policy='auto' (each batch dealt among the replicas)."
+        )
+    if distribution.is_async or not dealt:
+        return _data_layer(
             x,
             y,
             batch_size=batch_size,
@@ -172,7 +185,7 @@ def fit_inputs(
     )
 
 
-def _coordinated(
+def _data_layer(
     x: Any,
     y: Any,
     *,
@@ -186,7 +199,9 @@ def _coordinated(
     shard_policy: str,
     grad_accum_steps: int,
 ) -> FitInputs:
-    """parameter_server: each worker reads its part of the data layer's source."""
+    """Each worker reads its part of the data layer's source (`make_dataset_fn`, the
+    shard policies of `tfdist.data.sharding`): under parameter_server, and under the sync
+    strategies for a `shard_policy` other than `auto`/`data` (full batches only)."""
     if is_dataset(x):
         if y is not None or sample_weight is not None or class_weight is not None:
             raise ConfigError(

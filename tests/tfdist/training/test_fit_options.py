@@ -4,7 +4,7 @@ Each case runs `tfdist.fit` with one argument changed from a baseline and assert
 the change must do (steps, hooks, files, weights, logs). `test_every_argument_is_covered`
 fails when `fit` gains an argument this file does not exercise. `shard_policy` needs
 several workers to mean anything; it is covered under multi_worker by
-`tests/e2e/test_sharding_e2e.py`.
+`tests/e2e/test_one_path_e2e.py` (here only its refusal for a generator).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tfdist.data.sources import load_digits_arrays
 
 X, Y = load_digits_arrays()
 X, Y = X[:640].astype(np.float32), Y[:640]
-COVERED_ELSEWHERE = {"shard_policy": "tests/e2e/test_sharding_e2e.py"}
+COVERED_ELSEWHERE = {"shard_policy": "tests/e2e/test_one_path_e2e.py"}
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +165,15 @@ def test_validation_batch_size(dist):
             callbacks=[_CountTests()],
         )
     assert counts == {None: 2, 10: 10}  # batch_size (64) by default, as Keras.
+
+
+def test_shard_policy_other_than_dealt_batches_needs_a_source_it_can_split(dist):
+    def batches():
+        while True:
+            yield X[:64], Y[:64]
+
+    with pytest.raises(ConfigError, match=r"shard_policy \('hash'\) splits the data layer"):
+        tfdist.fit(_model(dist), batches(), steps_per_epoch=2, shard_policy="hash", verbose=0)
 
 
 def test_validation_freq(dist):
