@@ -12,6 +12,7 @@ raises `Preempted`; the CLI exits with 128 + SIGTERM.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -42,6 +43,7 @@ class PreemptionWatcher:
         self._sync = sync_workers
         self._received = False
         self._previous = None
+        self._pid = os.getpid()
         self._agree = tf.function(self._sum_over_workers) if sync_workers else None
 
     def _sum_over_workers(self, flags):
@@ -53,10 +55,17 @@ class PreemptionWatcher:
         return self._strategy.experimental_local_results(summed)[0]
 
     def _handle(self, signum, frame):
+        if os.getpid() != self._pid:
+            # A process forked during the fit (a PyDataset's worker pool) inherited this
+            # handler: SIGTERM ends it as by default, so stopping the pool cannot hang.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         self._received = True
 
     def __enter__(self) -> PreemptionWatcher:
         if threading.current_thread() is threading.main_thread():
+            self._pid = os.getpid()
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         return self
 
