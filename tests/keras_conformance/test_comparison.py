@@ -93,16 +93,18 @@ def test_types_are_kept_apart():
     assert differences({"steps": None}, {"steps": 0}, SYNC_RULES)
 
 
-def test_asynchronous_rules_skip_weights_and_loosen_values_only():
+def test_asynchronous_rules_skip_weights_and_float_values_only():
     def drift(observation):
         observation["weights"][0][0] = 9.0
-        observation["history"]["loss"][0] = 0.9 * 1.2
+        observation["history"]["loss"][0] = 1.8
 
     assert differences(_observation(), _changed(drift), ASYNC_RULES) == []
-    doubled = _changed(lambda o: o["history"]["loss"].__setitem__(0, 1.8))
-    assert differences(_observation(), doubled, ASYNC_RULES)
+    nan = _changed(lambda o: o["history"]["loss"].__setitem__(0, float("nan")))
+    assert differences(_observation(), nan, ASYNC_RULES)
     fewer = _changed(lambda o: o["params"].__setitem__("steps", 1))
     assert differences(_observation(), fewer, ASYNC_RULES)
+    lost = _changed(lambda o: o["history"]["loss"].pop())
+    assert differences(_observation(), lost, ASYNC_RULES)
 
 
 def _calls(events):
