@@ -25,6 +25,7 @@ of its own, is `tfdist.data.service`'s.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import itertools
 import os
@@ -49,6 +50,20 @@ _JOBS = itertools.count()
 _HEARTBEAT_MS = 100  # The data worker learns of a finished task this often.
 _CLOSE_SECONDS = 60.0
 _KEPT: list = []  # Data workers that could not be stopped safely (see ChiefService.close).
+
+
+def _keep_forever(worker: Any) -> None:
+    """Keeps `worker` alive to the very end of the process, past interpreter shutdown.
+
+    A list alone is not enough: shutdown clears module globals, and the worker's
+    `__del__` then stops it while holding the GIL, waiting on Python that can no longer
+    run, so the process never exits. One reference the interpreter does not own means
+    `__del__` never runs; the process's exit ends the server.
+    """
+    _KEPT.append(worker)
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(worker))
+
+
 DATASET = "a tf.data.Dataset"
 
 
@@ -289,7 +304,7 @@ class ChiefService:
         if _read_to_end(self.dataset_fn(), deadline) and self._worker_idle(deadline):
             self._worker._stop()
         else:
-            _KEPT.append(self._worker)  # Never collected: its __del__ would stop it.
+            _keep_forever(self._worker)
             logging.warning(
                 "%s did not end within %.0f s of the fit's end; its tf.data data worker "
                 "keeps running until this process exits.",
