@@ -6,8 +6,6 @@ matches Keras on it the test fails ("XPASS(strict)") until its entry is removed 
 this table can only shrink, and it always says exactly what is left.
 
 `GAPS[strategy][case]` is the first difference the comparison found, in a few words.
-`UNSTABLE` holds parameter_server's gaps in values alone, which asynchronous updates make
-pass in some runs: those are expected failures that may pass.
 """
 
 from __future__ import annotations
@@ -69,73 +67,15 @@ GAPS: dict[str, dict[str, str]] = {
     },
 }
 
-# Gaps in the values only, under parameter_server: its arrays are read through the data
-# layer (each worker its own batches, not Keras' batches dealt), so per-epoch values
-# differ from Keras' by more than the asynchronous 25% rule in some runs and not in
-# others. Expected failures that may pass (strict=False) until those inputs are read
-# as Keras' batches there too.
-UNSTABLE: dict[str, dict[str, str]] = {
-    "parameter_server": {
-        "arrays_dict_of_inputs": (
-            "events[4] epoch_end(1).loss: Keras 0.44362330436706543, tfdist 0.282482385635376"
-        ),
-        "arrays_list_of_inputs": (
-            "events[2] epoch_end(0).loss: Keras 0.7533061504364014, tfdist 0.454968124628067"
-        ),
-        "arrays_sample_weight": (
-            "events[2] epoch_end(0).loss: Keras 1.192160725593567, tfdist 0.6142674684524536"
-        ),
-        "backup_and_restore_kept_checkpoint_resumes_past_the_end": (
-            "second.history.loss[0]: Keras 0.40028563141822815, tfdist 0.2967119812965393"
-        ),
-        "csv_logger_writes_a_row_per_epoch": (
-            "rows[1][1]: Keras 0.5189362168312073, tfdist 0.6497083902359009"
-        ),
-        "dataset_infinite_with_steps_per_epoch": (
-            "events[2] epoch_end(0).loss: Keras 0.7866352200508118, tfdist 1.0013277530670166"
-        ),
-        "dataset_of_nested_inputs": (
-            "events[4] epoch_end(1).loss: Keras 0.44362330436706543, tfdist 0.6269953846931458"
-        ),
-        "dataset_with_sample_weights": (
-            "events[2] epoch_end(0).loss: Keras 1.192160725593567, tfdist 0.6434681415557861"
-        ),
-        "fewer_examples_than_batch_size": (
-            "events[2] epoch_end(0).loss: Keras 1.3183844089508057, tfdist 2.093756675720215"
-        ),
-        "fewer_examples_than_the_default_batch": (
-            "events[4] epoch_end(1).loss: Keras 1.6278793811798096, tfdist 2.0883688926696777"
-        ),
-        "fit_hooks_classifier_metrics": ("events[7] test_end().accuracy: Keras 0.125, tfdist 0.25"),
-        "fit_hooks_steps_per_execution": (
-            "events[16] epoch_end(1).loss: Keras 0.5189362168312073, tfdist 0.7275035381317139"
-        ),
-        "jit_compile_trains_on_the_cpu": (
-            "predictions[0][1]: Keras -0.2406313419342041, tfdist -0.089196115732193"
-        ),
-        "partial_last_batch_is_a_step": (
-            "events[2] epoch_end(0).loss: Keras 0.9401366114616394, tfdist 1.1776753664016724"
-        ),
-        "vector_valued_metric": (
-            "events[7] test_end().f1[1]: Keras 0.4999999403953552, tfdist 0.0"
-        ),
-    },
-}
-
 
 def marks(name: str, strategy: str) -> list:
     """The expected-failure mark of `name` under `strategy`, if it is a known gap."""
     why = GAPS[strategy].get(name)
     if why is not None:
         return [pytest.mark.xfail(strict=True, reason=f"known gap (issue #23): {why}")]
-    why = UNSTABLE.get(strategy, {}).get(name)
-    if why is not None:
-        return [pytest.mark.xfail(strict=False, reason=f"known gap in values (issue #23): {why}")]
     return []
 
 
 def count() -> dict[str, int]:
     """Known gaps per strategy."""
-    return {
-        strategy: len(gaps) + len(UNSTABLE.get(strategy, {})) for strategy, gaps in GAPS.items()
-    }
+    return {strategy: len(gaps) for strategy, gaps in GAPS.items()}
