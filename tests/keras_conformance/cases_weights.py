@@ -9,6 +9,7 @@ losses loosely instead.
 """
 
 import keras
+import numpy as np
 from conformance import case, history_of
 from tiny import classifier, features, labels, regressor, targets, validation_pair
 
@@ -61,3 +62,24 @@ def adam_weights_with_validation(front):
         epochs=2,
         validation_data=validation_pair(),
     )
+
+
+@case("strategies", parameter_server="excluded", note=_ASYNC)
+def adam_weights_of_an_embedding_with_repeated_ids(front):
+    """An Embedding under Adam, ids repeated within and across the replicas' rows: its
+    gradient reaches the optimizer as rows (IndexedSlices), one per lookup, as in Keras'
+    own step. Keras' Adam squares each row before adding repeats up, so a gradient made
+    dense first moves the weights elsewhere (by up to 2x here)."""
+    ids = (np.arange(24).reshape(12, 2) * 5) % 7
+    with front.scope():
+        model = keras.Sequential(
+            [
+                keras.Input((2,), dtype="int32"),
+                keras.layers.Embedding(7, 3, name="embedding"),
+                keras.layers.Flatten(),
+                keras.layers.Dense(3, activation="softmax", name="out"),
+            ],
+            name="embedder",
+        )
+        model.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
+    return _weights_after(front, model, ids, labels(12), batch_size=4, epochs=2)

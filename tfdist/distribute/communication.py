@@ -47,24 +47,49 @@ class GradientReducer:
         self._options = collective_options(config)
         self.bytes_per_step = 0
 
-    def _to_wire(self, gradient: tf.Tensor) -> tf.Tensor:
+    def _to_wire(self, gradient):
         if self._wire_dtype is None or not gradient.dtype.is_floating:
             return gradient
+        if isinstance(gradient, tf.IndexedSlices):
+            values = tf.cast(gradient.values, self._wire_dtype)
+            return tf.IndexedSlices(values, gradient.indices, gradient.dense_shape)
         return tf.cast(gradient, self._wire_dtype)
 
-    def __call__(self, gradients: Sequence[tf.Tensor | None]) -> list[tf.Tensor | None]:
-        """All-reduces (SUM) the non-None gradients in replica context; keeps Nones in place."""
+    def __call__(self, gradients: Sequence) -> list:
+        """All-reduces (SUM) the non-None gradients in replica context; keeps Nones in place.
+
+        An Embedding's gradient stays `tf.IndexedSlices`, one row per lookup, gathered
+        across replicas as TensorFlow's all-reduce gathers them: the optimizer sees the
+        rows Keras' own step gives it for the whole batch (Keras' Adam squares each row
+        before adding duplicates up, so a densified gradient would move it elsewhere).
+        """
         present = [i for i, g in enumerate(gradients) if g is not None]
-        dense = [tf.convert_to_tensor(gradients[i]) for i in present]
-        wire = [self._to_wire(g) for g in dense]
-        self.bytes_per_step = sum(int(w.shape.num_elements() or 0) * w.dtype.size for w in wire)
+        original = [gradients[i] for i in present]
+        wire = [self._to_wire(g) for g in original]
+        self.bytes_per_step = sum(_static_bytes(w) for w in wire)
         context = tf.distribute.get_replica_context()
         if context is not None and wire:
             wire = context.all_reduce(tf.distribute.ReduceOp.SUM, wire, options=self._options)
-        result: list[tf.Tensor | None] = list(gradients)
-        for i, w, g in zip(present, wire, dense, strict=False):
-            result[i] = tf.cast(w, g.dtype) if w.dtype != g.dtype else w
+        result: list = list(gradients)
+        for i, w, g in zip(present, wire, original, strict=False):
+            result[i] = _from_wire(w, g.dtype)
         return result
+
+
+def _static_bytes(gradient) -> int:
+    """Bytes of a gradient on the wire; an IndexedSlices' rows count once their number is known."""
+    if isinstance(gradient, tf.IndexedSlices):
+        return _static_bytes(gradient.values) + _static_bytes(gradient.indices)
+    return int(gradient.shape.num_elements() or 0) * gradient.dtype.size
+
+
+def _from_wire(gradient, dtype: tf.DType):
+    if gradient.dtype == dtype:
+        return gradient
+    if isinstance(gradient, tf.IndexedSlices):
+        values = tf.cast(gradient.values, dtype)
+        return tf.IndexedSlices(values, gradient.indices, gradient.dense_shape)
+    return tf.cast(gradient, dtype)
 
 
 def disable_optimizer_all_reduce(optimizer) -> None:

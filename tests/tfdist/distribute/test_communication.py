@@ -62,16 +62,25 @@ def test_bytes_per_step_count_what_goes_into_the_all_reduce(compression, float_b
     assert reducer.bytes_per_step == (40 + 3) * float_bytes
 
 
-def test_indexed_slices_are_reduced_as_the_dense_gradient():
+@pytest.mark.parametrize("compression", ["none", "fp16"])
+def test_indexed_slices_stay_rows_gathered_from_every_replica(compression):
+    """An Embedding's gradient reaches the optimizer as Keras' own step gives it: rows, one
+    per lookup (here two at index 1 from each of two replicas), whose dense sum is the
+    reduced gradient; only the rows go on the wire."""
+
     def slices():
         return tf.IndexedSlices(tf.ones([2, 4]), tf.constant([1, 1]), tf.constant([5, 4]))
 
-    reducer, (dense,) = _reduce("none", lambda: [slices()])
+    reducer, (reduced,) = _reduce(compression, lambda: [slices()])
 
+    assert isinstance(reduced[0], tf.IndexedSlices)
+    assert reduced[0].values.dtype == tf.float32
+    assert sorted(reduced[0].indices.numpy().tolist()) == [1, 1, 1, 1]
     expected = np.zeros([5, 4], np.float32)
-    expected[1] = 4.0  # Two rows of ones at index 1, on each of two replicas.
-    np.testing.assert_array_equal(dense[0].numpy(), expected)
-    assert reducer.bytes_per_step == 5 * 4 * 4
+    expected[1] = 4.0
+    np.testing.assert_array_equal(tf.convert_to_tensor(reduced[0]).numpy(), expected)
+    value_bytes = 2 if compression == "fp16" else 4
+    assert reducer.bytes_per_step == 2 * 4 * value_bytes + 2 * 4  # Rows and their indices.
 
 
 def test_outside_a_replica_context_nothing_is_summed():
