@@ -359,10 +359,14 @@ def adopt(strategy: tf.distribute.Strategy) -> Distribution:
     found = distribution_of(strategy)
     if found is not None:
         return found
-    resolver = getattr(strategy, "cluster_resolver", None)
+    # ParameterServerStrategy keeps its resolver private (its `cluster_resolver` is None).
+    resolver = getattr(strategy, "cluster_resolver", None) or getattr(
+        strategy, "_cluster_resolver", None
+    )
     if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
         coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
-        workers = len(strategy.cluster_resolver.cluster_spec().as_dict().get("worker", ()))
+        jobs = resolver.cluster_spec().as_dict() if resolver is not None else {}
+        workers = len(jobs.get("worker", ()))
         kind, role, pipeline = "parameter_server", _resolved_role(resolver), 0
         distribution = Distribution(kind, strategy, coordinator, role, max(1, workers), pipeline)
     elif isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
