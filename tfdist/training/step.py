@@ -94,6 +94,15 @@ class Step:
         self.own_test_step = overrides(model, "test_step")
         self._tables = sharded_embeddings(model)  # Updated sparsely on the ps, not by Keras.
         self._dense = list(model.trainable_variables)
+        # `compile(jit_compile=True)`, as Keras resolves it ("auto" is off on CPUs and
+        # under a strategy; a model with a layer XLA cannot compile is False): the
+        # forward and backward pass run as one XLA computation, as in Keras' own step.
+        self.jit_compile = bool(model.jit_compile) and not model.run_eagerly
+        self._xla_gradients = (
+            tf.function(self._gradients, jit_compile=True, reduce_retracing=True)
+            if self.jit_compile
+            else None
+        )
         if not self.own_train_step:  # A model's own train_step applies through Keras' all-reduce.
             disable_optimizer_all_reduce(optimizer)
 
@@ -159,7 +168,7 @@ class Step:
 
     # ----- in replica context ----------------------------------------------------------
     def gradients(self, batch, state=None):
-        """One micro-batch's gradients, with the metrics updated.
+        """One micro-batch's gradients, with the metrics updated (under XLA with jit_compile).
 
         Args:
           batch: `(x, y, sample_weight)` as Keras unpacks it.
@@ -169,6 +178,11 @@ class Step:
           `(gradients, state)`: the gradients of `self.variables`, and the new state (None
           without one).
         """
+        if self._xla_gradients is not None:
+            return self._xla_gradients(batch, state)
+        return self._gradients(batch, state)
+
+    def _gradients(self, batch, state=None):
         with tf.GradientTape() as tape:
             # The forward pass runs outside any stateless scope, so the model's own state
             # updates (BatchNorm's moving statistics) reach its variables, as in Keras.
