@@ -18,7 +18,6 @@ import dataclasses
 import math
 from collections.abc import Callable
 
-import numpy as np
 import tensorflow as tf
 
 from tfdist.config import ConfigError
@@ -253,8 +252,3 @@ def is_keras_stream(x: object) -> bool:
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDataset
 
     return isinstance(x, PyDataset) or inspect.isgenerator(x)
-
-
-def first_batch(batches: GlobalBatches) -> object:
-    """The first global batch as NumPy (for checks that look at the data)."""
-    return tf.nest.map_structure(np.asarray, next(iter(batches.stream().take(1))))

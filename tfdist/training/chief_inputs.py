@@ -28,6 +28,7 @@ from tfdist.data.chief_service import (
     script_batches,
 )
 from tfdist.data.keras_inputs import validation_split_reader
+from tfdist.data.peek import first_element
 from tfdist.data.pipeline import DatasetFn
 from tfdist.distribute.strategies import Distribution
 from tfdist.training.callbacks import check_verbose
@@ -100,10 +101,13 @@ def _steps(batches: ScriptBatches, steps_per_epoch: int | None, grad_accum_steps
 
 
 def _batch_size(batches: ScriptBatches) -> int:
-    """The global batch for examples/s: the script's batch, else the first one's size."""
+    """The global batch for examples/s: the script's batch, else the first one's size
+    (0, no examples/s, where a `.cache()` forbids reading it: `tfdist.data.peek`)."""
     if batches.batch_size is not None:
         return batches.batch_size
-    first = next(iter(batches.dataset.take(1)), None)
+    read, first = first_element(batches.dataset)
+    if not read:
+        return 0
     sizes = [int(leaf.shape[0]) for leaf in tf.nest.flatten(first) if getattr(leaf, "shape", ())]
     if not sizes:
         raise ConfigError(f"{batches.what} is empty; give it at least one batch.")

@@ -6,7 +6,8 @@ line naming the data, the value and the fix: features of the wrong rank, width o
 for the model's inputs; targets the compiled loss cannot take (one-hot rows for a sparse
 loss, class indices or the wrong number of classes for a categorical one, a width the
 output cannot broadcast to, strings); sparse labels outside the output's classes. NumPy
-data is read whole; a `tf.data.Dataset` by its `element_spec` and its first batch. Every
+data is read whole; a `tf.data.Dataset` by its `element_spec` and its first batch (not
+through a `.cache()`: `tfdist.data.peek`). Every
 worker holds the same data and the same model, so every worker raises the same
 `ConfigError` before any collective. What the model expects is `tfdist.training.model_io`'s;
 errors that only training can show are `tfdist.training.data_errors`'.
@@ -23,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdist.config import ConfigError
+from tfdist.data.peek import first_element
 from tfdist.training.model_io import Loss, LossKind, ModelIO, Tensor
 
 Shape = tuple[int | None, ...]
@@ -95,9 +97,10 @@ def arrays_data(x: Any, y: Any, *, features: str = "x", labels: str = "y") -> Da
 
 
 def dataset_data(dataset: tf.data.Dataset, *, name: str) -> Data:
-    """A batched dataset of `x`, `(x, y)` or `(x, y, sample_weight)`: its spec, first batch."""
+    """A batched dataset of `x`, `(x, y)` or `(x, y, sample_weight)`: its spec, and its
+    first batch unless reading it could change later passes (`tfdist.data.peek`)."""
     spec_x, spec_y, _ = keras.utils.unpack_x_y_sample_weight(dataset.element_spec)
-    first = next(iter(dataset.take(1)), None)
+    _, first = first_element(dataset)
     batch_x, batch_y, _ = (
         keras.utils.unpack_x_y_sample_weight(tf.nest.map_structure(np.asarray, first))
         if first is not None
