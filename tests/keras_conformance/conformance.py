@@ -61,11 +61,15 @@ class Front:
         self._case, self._folders = name, 0
 
     def workdir(self) -> str:
-        """A fresh folder for this case; the same path on every task of a cluster."""
+        """A fresh folder for this case; the same path on every task of a cluster.
+
+        Every task empties and makes it before the case's first collective, so they may
+        race each other here: a folder another task made first is no error.
+        """
         self._folders += 1
         path = os.path.join(self._root, self.name, self._case, str(self._folders))
         shutil.rmtree(path, ignore_errors=True)
-        os.makedirs(path)
+        os.makedirs(path, exist_ok=True)
         return path
 
     @property
