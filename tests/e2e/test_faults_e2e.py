@@ -86,21 +86,30 @@ def uninterrupted(tmp_path_factory):
 _REFERENCE_HISTORY = []
 
 
-def test_sigterm_saves_at_an_agreed_step_and_the_rerun_ends_identical(tmp_path, uninterrupted):
+@pytest.mark.parametrize(
+    "signum, said",
+    [(signal.SIGTERM, "preempted \\(SIGTERM\\)"), (signal.SIGINT, "interrupted \\(SIGINT\\)")],
+)
+def test_a_signal_saves_at_an_agreed_step_and_the_rerun_ends_identical(
+    tmp_path, uninterrupted, signum, said
+):
+    """SIGTERM (a preemption) or SIGINT (Ctrl-C) to the launcher: both workers save at one
+    step and exit with 128 + the signal, one line each and no traceback."""
     model_dir = tmp_path / "m"
     flags = ["--num_workers=2", *JOB, f"--model_dir={model_dir}"]
     process, log = _start(tmp_path, *flags)
     _wait_for_checkpoint(model_dir, 100, process)
     started = time.time()
-    process.send_signal(signal.SIGTERM)  # The launcher forwards it to both workers.
+    process.send_signal(signum)  # The launcher forwards it to both workers.
     code = process.wait(timeout=120)
     log.close()
     output = (tmp_path / "run.log").read_text()
-    assert code == 128 + signal.SIGTERM, output[-3000:]
-    saved = re.findall(r"preempted \(SIGTERM\) at step (\d+): saved checkpoint", output)
+    assert code == 128 + signum, output[-3000:]
+    saved = re.findall(said + r" at step (\d+): saved checkpoint", output)
     assert len(saved) == 2 and saved[0] == saved[1], output[-3000:]  # Both agreed.
     assert int(saved[0]) < TOTAL_STEPS
-    print(f"SIGTERM to exit: {time.time() - started:.1f} s at step {saved[0]}")
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+    print(f"{signal.Signals(signum).name} to exit: {time.time() - started:.1f} s at {saved[0]}")
     rerun, summary = run_trainer(tmp_path, *flags)
     assert rerun.returncode == 0, explain(rerun)
     assert summary["restored_from"].endswith(f"ckpt-{saved[0]}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import sys
 import time
 
@@ -129,7 +128,7 @@ def run() -> int:
     return 0
 
 
-def _in_flags(error: Exception) -> str:
+def _in_flags(error: BaseException) -> str:
     """The library's message, its arguments spelled as this CLI's flags."""
     from tfdist.cli.messages import with_flag_spellings
 
@@ -175,18 +174,18 @@ def _main() -> int:
     if not flags.FLAGS["verbose"].value:
         _ignore_known_warnings()
 
+    from tfdist.training.preemption import Preempted
+
     try:
         return run()
     except (ConfigError, LaunchError) as error:
         return _user_error_exit(error)
+    except Preempted as error:  # SIGTERM or Ctrl-C: saved; one line and 128 + the signal.
+        print(f"tfdist.train: {_in_flags(error)}", file=sys.stderr, flush=True)
+        return int(error.code)  # type: ignore[arg-type]
     except Exception as error:  # The trainer's own stops: one line, not a traceback.
-        from tfdist.training.history import TrainingDiverged
-        from tfdist.training.preemption import Preempted
-
-        if isinstance(error, Preempted):
-            print(f"tfdist.train: {_in_flags(error)}", file=sys.stderr, flush=True)
-            return 128 + signal.SIGTERM
         from tfdist.training.checkpoints import CheckpointWriteError
+        from tfdist.training.history import TrainingDiverged
 
         if isinstance(error, (TrainingDiverged, CheckpointWriteError)):
             print(f"tfdist.train: error: {_in_flags(error)}", file=sys.stderr, flush=True)

@@ -299,6 +299,11 @@ def main(argv: Sequence[str]) -> int:
     task = cluster.task.name if cluster else "chief:0"
     try:
         value = fn(*args, **kwargs)
+    except SystemExit as stop:  # A fit stopped by SIGTERM or Ctrl-C: its one line, its code.
+        said = str(stop)
+        if said and said != str(stop.code):
+            print(f"tfdist.launch: {said}", file=sys.stderr, flush=True)
+        return stop.code if isinstance(stop.code, int) else 1
     except BaseException as error:
         traceback.print_exc()
         try:

@@ -23,7 +23,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import contextlib
+import sys
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import keras
@@ -46,6 +48,7 @@ from tfdist.training.data_errors import data_errors
 from tfdist.training.fit_inputs import FitInputs, fit_inputs, inference_inputs
 from tfdist.training.history import History
 from tfdist.training.prediction import predict_batches
+from tfdist.training.preemption import Preempted
 from tfdist.training.trainer import (
     BuiltFrom,
     Trainer,
@@ -231,7 +234,10 @@ def fit(
     if distribution.is_async and is_script_batches(x):
         # Parameter server: a dataset, PyDataset or generator the script built cannot be
         # rebuilt on the workers; the chief serves its batches (tfdist.training.chief_inputs).
-        with data_errors(model, distribution, x, y, validation_data=validation_data):
+        with (
+            stops_in_one_line(),
+            data_errors(model, distribution, x, y, validation_data=validation_data),
+        ):
             return fit_from_chief(
                 trainer_for(model, distribution, loop),
                 x,
@@ -268,7 +274,10 @@ def fit(
     )
     trainer = trainer_for(model, distribution, loop)
     callbacks = [*check_callbacks(callbacks), *_source_hooks(inputs)]
-    with data_errors(model, distribution, x, y, validation_data=validation_data):
+    with (
+        stops_in_one_line(),
+        data_errors(model, distribution, x, y, validation_data=validation_data),
+    ):
         return trainer.fit(
             inputs.train_fn,
             epochs=epochs,
@@ -280,6 +289,17 @@ def fit(
             validation_freq=validation_freq,
             initial_epoch=initial_epoch,
         )
+
+
+@contextlib.contextmanager
+def stops_in_one_line() -> Iterator[None]:
+    """A fit stopped by SIGTERM or Ctrl-C says so in one line; `Preempted` (a SystemExit)
+    then ends the script with 128 + the signal and no traceback, unless it is caught."""
+    try:
+        yield
+    except Preempted as stop:
+        print(f"tfdist.fit: {stop}", file=sys.stderr, flush=True)
+        raise
 
 
 def _steps_per_execution(model: keras.Model) -> int:

@@ -72,3 +72,76 @@ def test_preempted_says_where_it_saved_and_how_to_resume():
         "same command to resume."
     )
     assert "no model_dir, nothing saved" in str(Preempted(3, None))
+
+
+def test_preempted_by_ctrl_c_says_interrupted_and_exits_like_the_shell():
+    stop = Preempted(12, "/m/checkpoints/ckpt-12", signal.SIGINT)
+
+    assert str(stop) == (
+        "interrupted (SIGINT) at step 12: saved checkpoint /m/checkpoints/ckpt-12; rerun the "
+        "same command to resume."
+    )
+    assert isinstance(stop, SystemExit) and stop.code == 130
+    assert Preempted(3, None).code == 128 + signal.SIGTERM
+
+
+@pytest.fixture
+def outer_sigint():
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    yield received
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_the_first_ctrl_c_is_a_preemption_named_sigint(outer_sigint):
+    watcher = PreemptionWatcher(make_strategy("one_device").strategy, sync_workers=False)
+
+    with watcher:
+        assert watcher.agree() == (False, False)
+        os.kill(os.getpid(), signal.SIGINT)  # No KeyboardInterrupt: the flag is set.
+        assert watcher.agree() == (True, False)
+        assert watcher.signum == signal.SIGINT
+
+    assert outer_sigint == []
+    os.kill(os.getpid(), signal.SIGINT)
+    assert outer_sigint == [signal.SIGINT]  # The previous handler is back.
+
+
+_TWICE = """
+import os, signal, sys
+from tfdist.distribute.strategies import make_strategy
+from tfdist.training.preemption import PreemptionWatcher
+with PreemptionWatcher(make_strategy("one_device").strategy, sync_workers=False) as watcher:
+    os.kill(os.getpid(), signal.SIGINT)
+    print("first: saving at the next step", watcher.agree(), flush=True)
+    os.kill(os.getpid(), signal.SIGINT)
+    print("still running after the second Ctrl-C", flush=True)
+"""
+
+
+def test_a_second_ctrl_c_ends_the_process_at_once_without_a_traceback():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _TWICE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+
+    assert done.returncode == -signal.SIGINT, done.stderr[-2000:]
+    assert "first: saving at the next step (True, False)" in done.stdout
+    assert "still running" not in done.stdout
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
+
+
+def test_an_uncaught_preempted_ends_a_script_with_its_code_and_no_traceback():
+    import subprocess
+    import sys
+
+    script = "from tfdist.training.preemption import Preempted; raise Preempted(7, None, 2)"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr[-2000:]
