@@ -15,6 +15,7 @@ records the run in the `History`. How steps run is the runner's
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -33,6 +34,7 @@ from tfdist.training.divergence import FiniteWeights
 from tfdist.training.history import EpochTiming, History, TrainingDiverged
 from tfdist.training.inputs import make_inputs
 from tfdist.training.metric_state import Logs
+from tfdist.training.model_dir_lock import ModelDirLock
 from tfdist.training.preemption import Preempted, PreemptionWatcher
 from tfdist.training.runners import Hooks, Runner
 from tfdist.training.schedule import cut_at
@@ -211,7 +213,34 @@ class Controller:
 
         `callbacks` is Keras' list of this task's callbacks, holding `history`; `plan`
         says how many steps each epoch takes (`tfdist.data.epochs`).
+
+        Raises:
+          ConfigError: another run is writing the same model_dir (`ModelDirLock`).
         """
+        with self._writer_lock():
+            return self._fit(
+                train_fn,
+                callbacks=callbacks,
+                history=history,
+                epochs=epochs,
+                plan=plan,
+                validation=validation,
+                validation_freq=validation_freq,
+                initial_epoch=initial_epoch,
+            )
+
+    def _fit(
+        self,
+        train_fn: DatasetFn,
+        *,
+        callbacks: keras.callbacks.CallbackList,
+        history: History,
+        epochs: int,
+        plan: EpochPlan,
+        validation: Validation | None,
+        validation_freq: int | Collection[int],
+        initial_epoch: int,
+    ) -> History:
         self.callbacks, self.history, self._plan = callbacks, history, plan
         state = self.state
         self._restore(initial_epoch)
@@ -247,6 +276,12 @@ class Controller:
                 if stop:
                     break
         return self._finish(last_logs)
+
+    def _writer_lock(self) -> contextlib.AbstractContextManager:
+        """The chief holds model_dir's lock while it trains: one writer per model_dir."""
+        if self.config.model_dir and self.distribution.role.is_chief:
+            return ModelDirLock(self.config.model_dir)
+        return contextlib.nullcontext()
 
     def _finish(self, last_logs: Logs | None) -> History:
         history = self.history
@@ -337,7 +372,7 @@ class Controller:
         self.callbacks.on_epoch_end(epoch - 1, logs)
         preempted, stop_asked = watcher.agree(stop or bool(self.model.stop_training))
         if preempted:
-            raise Preempted(step, self._keeper.latest if self._keeper else None)
+            raise Preempted(step, self._keeper.latest if self._keeper else None, watcher.signum)
         return logs, stop_asked or self._diverged
 
     def _validate(self, validation: Validation, dataset: Any) -> Logs:
@@ -437,7 +472,7 @@ class Controller:
             state.epoch_metrics.assign(self.runner.epoch_state())
             self._keeper.save(step)
         if preempted:
-            raise Preempted(step, self._keeper.latest if self._keeper else None)
+            raise Preempted(step, self._keeper.latest if self._keeper else None, watcher.signum)
         return stop
 
 
