@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Collection, Iterable
 from typing import Any
@@ -29,6 +30,7 @@ from tfdist.config import CheckpointConfig, ConfigError
 from tfdist.data.epochs import Call, EpochPlan, calls
 from tfdist.data.pipeline import DatasetFn
 from tfdist.distribute.strategies import Distribution
+from tfdist.training import run_record
 from tfdist.training.checkpoints import CheckpointKeeper, export_model
 from tfdist.training.divergence import FiniteWeights
 from tfdist.training.history import EpochTiming, History, TrainingDiverged
@@ -188,6 +190,7 @@ class Controller:
                 max_to_keep=checkpoint.keep_checkpoints,
             )
         self._diverged = False
+        self._record: dict | None = None  # The resumed checkpoint's run record.
         self._plan = EpochPlan(None, 1, endless=True)
         self._train: Any = None
         self._train_fn: DatasetFn | None = None
@@ -264,6 +267,8 @@ class Controller:
         self.callbacks.on_train_begin()
         self._callback_resume()
         last_logs: Logs | None = None
+        if self._finished(epochs):
+            return self._finish(last_logs)
         with watcher:
             for epoch in range(int(state.epoch.numpy()) + 1, epochs + 1):
                 validate = validation is not None and validates(epoch, validation_freq)
@@ -276,6 +281,36 @@ class Controller:
                 if stop:
                     break
         return self._finish(last_logs)
+
+    def _finished(self, epochs: int) -> bool:
+        """Whether the checkpoint resumed from ends a finished run (every epoch done, or a
+        callback's stop): then nothing trains, and the chief says so in one line."""
+        record = self._record
+        if record is None:
+            return False
+        if not record["stopped"] and int(self.state.epoch.numpy()) < epochs:
+            return False
+        if self.distribution.role.is_chief:
+            print(
+                f"tfdist: model_dir {self.config.model_dir} holds a finished run: "
+                f"{run_record.summary(record, epochs)}; nothing to train (pass another "
+                "model_dir, or more epochs, to train on).",
+                file=sys.stderr,
+                flush=True,
+            )
+        return True
+
+    def _write_record(self, *, stopped: bool) -> None:
+        """The chief's record of its newest checkpoint: callbacks, History, the stop."""
+        if not (self._keeper and self.distribution.role.is_chief and self._keeper.latest):
+            return
+        run_record.write(
+            self._keeper.latest,
+            self.callbacks.callbacks,
+            self.history,
+            epochs_done=int(self.state.epoch.numpy()),
+            stopped=stopped,
+        )
 
     def _writer_lock(self) -> contextlib.AbstractContextManager:
         """The chief holds model_dir's lock while it trains: one writer per model_dir."""
@@ -299,16 +334,22 @@ class Controller:
         return history
 
     def _restore(self, initial_epoch: int) -> None:
+        self._record = None
         if self._keeper:
             self.history.restored_from = self._keeper.restore_latest()
-        if not self.history.restored_from:
+        if self.history.restored_from:
+            self._record = run_record.read(self.history.restored_from)
+        else:
             self.state.start(initial_epoch)  # A new fit starts at initial_epoch, as Keras'.
 
     def _callback_resume(self) -> None:
         """A callback's resume, as Keras' fit reads it after `on_train_begin`: Keras'
         `BackupAndRestore` loads its weights and sets `model._initial_epoch`; the run then
         starts at that epoch, reading its data from the start (unless tfdist restored its
-        own checkpoint)."""
+        own checkpoint). tfdist's own resume puts back the callbacks' state and the History
+        of the epochs done (`tfdist.training.run_record`)."""
+        if self._record is not None:
+            run_record.restore(self._record, self.callbacks.callbacks, self.history)
         epoch = getattr(self.model, "_initial_epoch", None)
         if epoch is None:
             return
@@ -371,6 +412,8 @@ class Controller:
         )
         self.callbacks.on_epoch_end(epoch - 1, logs)
         preempted, stop_asked = watcher.agree(stop or bool(self.model.stop_training))
+        if not self._diverged:
+            self._write_record(stopped=stop_asked)
         if preempted:
             raise Preempted(step, self._keeper.latest if self._keeper else None, watcher.signum)
         return logs, stop_asked or self._diverged
@@ -471,6 +514,7 @@ class Controller:
         if self._keeper and (at_boundary or preempted):
             state.epoch_metrics.assign(self.runner.epoch_state())
             self._keeper.save(step)
+            self._write_record(stopped=False)
         if preempted:
             raise Preempted(step, self._keeper.latest if self._keeper else None, watcher.signum)
         return stop

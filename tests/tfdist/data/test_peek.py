@@ -26,9 +26,7 @@ def test_a_dataset_without_a_cache_is_peeked():
 
 
 def test_a_cached_dataset_is_checked_by_its_spec_alone_and_every_pass_reads_it_whole():
-    images = tf.data.Dataset.from_tensor_slices(
-        (tf.zeros((40, 4)), tf.range(40) % 3)
-    ).batch(4)
+    images = tf.data.Dataset.from_tensor_slices((tf.zeros((40, 4)), tf.range(40) % 3)).batch(4)
     cached = images.map(lambda x, y: (x + 1.0, y), num_parallel_calls=2).cache().prefetch(2)
 
     for _ in range(20):  # A peek here truncated the cache now and then (1 run in 20).
