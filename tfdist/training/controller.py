@@ -195,7 +195,7 @@ class Controller:
         self._train: Any = None
         self._train_fn: DatasetFn | None = None
         self._fresh = True
-        self._finite_weights = FiniteWeights(model)
+        self._finite_weights = FiniteWeights(model, runner.step.optimizer)
         self.callbacks = keras.callbacks.CallbackList()
         self.history = History()
 
@@ -508,6 +508,9 @@ class Controller:
         if not self._finite_weights.check():
             latest = self._keeper.latest if self._keeper else None
             raise TrainingDiverged(step, epoch, latest, what="the model's weights")
+        if not self._finite_weights.optimizer_check():
+            latest = self._keeper.latest if self._keeper else None
+            raise TrainingDiverged(step, epoch, latest, what="the optimizer's state")
         preempted, stop = watcher.agree(bool(self.model.stop_training))
         at_boundary = every is not None and step % every == 0
         self.runner.after_segment(step, settle=epoch_end or at_boundary or preempted or stop)

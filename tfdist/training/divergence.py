@@ -25,23 +25,31 @@ def _parts(variable: Any) -> list[Any]:
 
 
 class FiniteWeights:
-    """`check()` is True while every floating trainable weight of `model` is finite."""
+    """`check()` is True while every floating trainable weight of `model` is finite, and
+    `optimizer_check()` while its optimizer's state is (slots, learning rate): a checkpoint
+    of finite weights with NaN slots would diverge again at its first step."""
 
-    def __init__(self, model: keras.Model):
-        self._parts = [
-            part
-            for variable in model.trainable_variables
-            for part in _parts(variable)
-            if part.dtype.is_floating
-        ]
-        self._call = tf.function(self._all_finite)
-
-    def _all_finite(self) -> tf.Tensor:
-        found = [tf.constant(True)]
-        for part in self._parts:
-            with tf.device(part.device):
-                found.append(tf.reduce_all(tf.math.is_finite(part)))
-        return tf.reduce_all(tf.stack(found))
+    def __init__(self, model: keras.Model, optimizer: Any = None):
+        self._parts = _floating_parts(model.trainable_variables)
+        slots = list(getattr(optimizer, "variables", None) or [])
+        self._slots = _floating_parts(slots)
+        self._call = tf.function(lambda: _all_finite(self._parts))
+        self._call_slots = tf.function(lambda: _all_finite(self._slots))
 
     def check(self) -> bool:
         return not self._parts or bool(self._call())
+
+    def optimizer_check(self) -> bool:
+        return not self._slots or bool(self._call_slots())
+
+
+def _floating_parts(variables: list) -> list:
+    return [part for variable in variables for part in _parts(variable) if part.dtype.is_floating]
+
+
+def _all_finite(parts: list) -> tf.Tensor:
+    found = [tf.constant(True)]
+    for part in parts:
+        with tf.device(part.device):
+            found.append(tf.reduce_all(tf.math.is_finite(part)))
+    return tf.reduce_all(tf.stack(found))

@@ -86,8 +86,9 @@ class TrainingDiverged(FloatingPointError):
     Attributes:
       step, epoch: where it was seen (after the compiled call that ended at `step`).
       checkpoint: the last good checkpoint, or None.
-      what: "training loss", or "the model's weights" when those turned while the loss
-        stayed finite (Keras' clipped cross-entropy can hide NaN inputs that way).
+      what: "training loss", or "the model's weights" (or "the optimizer's state") when
+        those turned while the loss stayed finite (Keras' clipped cross-entropy can hide
+        NaN inputs that way).
     """
 
     def __init__(self, step: int, epoch: int, checkpoint: str | None, what: str = "training loss"):

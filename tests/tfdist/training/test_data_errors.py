@@ -62,6 +62,48 @@ def test_weights_that_turn_nan_without_data_nan_stop_as_diverged(strategies):
     )
 
 
+def test_an_optimizer_state_that_turns_nan_stops_before_any_checkpoint_holds_it(
+    strategies, tmp_path
+):
+    """Finite weights with NaN slots would diverge again at their first step: no checkpoint
+    of them is written, and the newest one stays the last finite one."""
+    with strategies["one_device"].scope():
+        model = build(strategies["one_device"])
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=model.loss)
+    x, y = features(), labels()
+
+    class PoisonSlots(keras.callbacks.Callback):  # After a step: the weights stay finite.
+        epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 1:  # After the first epoch's checkpoint.
+                for slot in self.model.optimizer.variables:
+                    if slot.dtype == "float32" and len(slot.shape) == 2:
+                        slot.assign(np.full(slot.shape, np.nan, np.float32))
+
+    with pytest.raises(TrainingDiverged) as raised:
+        tfdist.fit(
+            model,
+            x,
+            y,
+            batch_size=16,
+            epochs=3,
+            verbose=0,
+            steps_per_loop=1,
+            callbacks=[PoisonSlots()],
+            model_dir=str(tmp_path),
+        )
+    message = str(raised.value)
+    assert message.startswith("the optimizer's state became NaN/inf by step ")
+    newest = tmp_path / "checkpoints"
+    assert message.split("the last good checkpoint is ")[1].startswith(str(newest / "ckpt-"))
+    kept = sorted(int(p.name[5:-6]) for p in newest.glob("ckpt-*.index"))
+    assert kept and f"ckpt-{kept[-1]}." in message
+
+
 def test_right_data_of_every_shape_keras_accepts_still_trains(strategies):
     dist = strategies["one_device"]
     x, y = features(), labels()
