@@ -339,6 +339,8 @@ class Controller:
             self.history.restored_from = self._keeper.restore_latest()
         if self.history.restored_from:
             self._record = run_record.read(self.history.restored_from)
+            if self._record is not None:
+                run_record.before_train_begin(self.callbacks.callbacks)
         else:
             self.state.start(initial_epoch)  # A new fit starts at initial_epoch, as Keras'.
 
@@ -397,8 +399,6 @@ class Controller:
         state.epoch_begin.assign(state.consumed)
         state.epoch_metrics.assign(tf.zeros([0], tf.float64))
         step = int(state.step.numpy())
-        if self._keeper and not self._diverged:  # The last good checkpoint stays the newest.
-            self._keeper.save(step)
         self.history.timings.append(
             EpochTiming(
                 epoch=epoch,
@@ -412,7 +412,10 @@ class Controller:
         )
         self.callbacks.on_epoch_end(epoch - 1, logs)
         preempted, stop_asked = watcher.agree(stop or bool(self.model.stop_training))
-        if not self._diverged:
+        # Saved after the callbacks: what they changed (a rate ReduceLROnPlateau lowered,
+        # their own state in the run record) belongs to this epoch's checkpoint.
+        if self._keeper and not self._diverged:  # The last good checkpoint stays the newest.
+            self._keeper.save(step)
             self._write_record(stopped=stop_asked)
         if preempted:
             raise Preempted(step, self._keeper.latest if self._keeper else None, watcher.signum)

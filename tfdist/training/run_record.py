@@ -7,9 +7,9 @@ run goes on as if it had not stopped:
 - the state of Keras' stateful callbacks: EarlyStopping (`wait`, `best`, `best_epoch`,
   `stopped_epoch`, `best_weights`), ModelCheckpoint (`best`), ReduceLROnPlateau (`wait`,
   `cooldown_counter`, `best`); the learning rate a schedule or ReduceLROnPlateau set is
-  the optimizer's, in the checkpoint itself. Any other callback opts in with a
-  `get_state()` returning a JSON-able dict (NumPy arrays allowed at its top level) and a
-  `set_state(state)` taking it back;
+  the optimizer's, in the checkpoint itself; a CSVLogger appends to its file. Any other
+  callback opts in with a `get_state()` returning a JSON-able dict (NumPy arrays allowed
+  at its top level) and a `set_state(state)` taking it back;
 - the History of the epochs done (`epoch` and `history`), so the History a resumed fit
   returns holds every epoch of the run;
 - whether a callback (EarlyStopping, TerminateOnNaN, any `model.stop_training`) stopped
@@ -147,6 +147,14 @@ def read(checkpoint: str) -> dict | None:
                 arrays = {name: loaded[name] for name in loaded.files}
     record["arrays"] = arrays
     return record
+
+
+def before_train_begin(callbacks: list) -> None:
+    """What a resumed fit sets before `on_train_begin`: a CSVLogger appends to the rows of
+    the epochs done instead of starting its file afresh."""
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.CSVLogger):
+            callback.append = True
 
 
 def restore(record: dict, callbacks: list, history: keras.callbacks.History) -> None:

@@ -1,0 +1,108 @@
+"""Stateful callbacks survive a kill: the restarted run ends where an uninterrupted one does.
+
+``callbacks_resume_job.py`` trains under ``python -m launch --max_restarts=2`` with
+EarlyStopping(patience=2, restore_best_weights), ModelCheckpoint(save_best_only),
+ReduceLROnPlateau(patience=1) and a CSVLogger. Run once uninterrupted and once with a
+task killed (SIGKILL) in the middle of an epoch after EarlyStopping started waiting. The
+restarted run's History holds every epoch (not the last life's), its CSV each epoch once,
+and EarlyStopping and ReduceLROnPlateau decided over the whole run (replayed from its
+val_loss as Keras' callbacks decide). Under ``multi_worker`` the resume is exact, so it
+must also stop at the uninterrupted run's epoch with its History, learning rate and
+predictions (1e-5); ``parameter_server``'s asynchronous updates make two runs differ.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from e2e_helpers import REPO
+
+pytestmark = pytest.mark.e2e
+
+JOB = os.path.join(REPO, "tests", "e2e", "callbacks_resume_job.py")
+CLUSTERS = {
+    "multi_worker": ["--strategy=multi_worker", "--num_workers=2"],
+    "parameter_server": ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1"],
+}
+# multi_worker: in epoch 9 (0-based 8), after epoch 8 left EarlyStopping waiting (1 of 2)
+# and ReduceLROnPlateau's best behind: a fresh EarlyStopping would train on past epoch 9,
+# a fresh ReduceLROnPlateau would not halve the rate there (the uninterrupted run:
+# val_loss 0.291 ... 0.100, 0.105, 0.108; stopped at epoch 9). parameter_server: in epoch
+# 5, since its asynchronous run may stop sooner.
+KILL_AT = {"multi_worker": "8:10", "parameter_server": "4:10"}
+PATIENCE, FACTOR, LEARNING_RATE = 2, 0.5, 0.03
+
+
+def _launch(out, cluster, *job_args):
+    out.mkdir()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    env.pop("TF_CONFIG", None)
+    argv = [sys.executable, "-m", "launch", *CLUSTERS[cluster], "--max_restarts=2", "--"]
+    done = subprocess.run(
+        argv + [sys.executable, JOB, str(out), *job_args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    return json.loads((out / "result.json").read_text()), done.stdout + done.stderr
+
+
+def _csv_epochs(out):
+    with open(out / "epochs.csv") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def _keras_would(val_losses):
+    """(epochs EarlyStopping(patience=2) lets run, the rate ReduceLROnPlateau(patience=1,
+    factor=0.5) leaves), replayed over a whole run's val_loss as Keras' callbacks decide."""
+    best_stop = best_plateau = float("inf")
+    wait_stop = wait_plateau = 0
+    rate = LEARNING_RATE
+    for epoch, value in enumerate(val_losses):
+        if value < best_plateau:
+            best_plateau, wait_plateau = value, 0
+        else:
+            wait_plateau += 1
+            if wait_plateau >= 1:
+                rate, wait_plateau = rate * FACTOR, 0
+        if value < best_stop:
+            best_stop, wait_stop = value, 0
+        else:
+            wait_stop += 1
+            if wait_stop >= PATIENCE:
+                return epoch + 1, rate
+    return len(val_losses), rate
+
+
+@pytest.mark.parametrize("cluster", ["multi_worker", "parameter_server"])
+def test_a_killed_run_restarts_into_the_uninterrupted_runs_ending(tmp_path, cluster):
+    expected, _ = _launch(tmp_path / "uninterrupted", cluster)
+    got, output = _launch(tmp_path / "killed", cluster, KILL_AT[cluster])
+
+    assert (tmp_path / "killed" / "killed").exists(), "the kill never came"
+    assert "killed by SIGKILL" in output, output[-3000:]
+    assert got["restored_from"], got  # The second life resumed from a checkpoint.
+    epochs = len(got["history"]["loss"])
+    assert sorted(got["history"]) == sorted(expected["history"])
+    assert all(len(values) == epochs for values in got["history"].values())
+    assert got["history"]["loss"][0] == pytest.approx(expected["history"]["loss"][0], rel=0.1)
+    assert _csv_epochs(tmp_path / "killed") == list(range(epochs))  # Each epoch once.
+    assert (tmp_path / "killed" / "best.weights.h5").exists()
+    # The callbacks decided over the whole run, the epochs before the kill included.
+    stop_after, rate = _keras_would(got["history"]["val_loss"])
+    assert epochs == stop_after < 30
+    assert got["learning_rate"] == pytest.approx(rate, rel=1e-6)
+    if cluster == "multi_worker":  # Exact resume: the uninterrupted run's numbers.
+        assert epochs == len(expected["history"]["loss"]) == 9
+        assert got["stopped_epoch"] == expected["stopped_epoch"]
+        for key, values in expected["history"].items():
+            np.testing.assert_allclose(got["history"][key], values, rtol=1e-5, atol=1e-6)
+        assert got["learning_rate"] == pytest.approx(expected["learning_rate"], rel=1e-6)
+        np.testing.assert_allclose(got["predictions"], expected["predictions"], atol=1e-5)
