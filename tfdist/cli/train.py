@@ -174,13 +174,13 @@ def _main() -> int:
     if not flags.FLAGS["verbose"].value:
         _ignore_known_warnings()
 
-    from tfdist.training.preemption import Preempted
-
     try:
         return run()
     except (ConfigError, LaunchError) as error:
         return _user_error_exit(error)
-    except Preempted as error:  # SIGTERM or Ctrl-C: saved; one line and 128 + the signal.
+    except SystemExit as error:  # Preempted (SIGTERM or Ctrl-C): saved; one line, 128 + it.
+        if getattr(error, "signum", None) is None:  # Imported lazily: TensorFlow's.
+            raise
         print(f"tfdist.train: {_in_flags(error)}", file=sys.stderr, flush=True)
         return int(error.code)  # type: ignore[arg-type]
     except Exception as error:  # The trainer's own stops: one line, not a traceback.

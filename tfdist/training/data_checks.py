@@ -96,11 +96,13 @@ def arrays_data(x: Any, y: Any, *, features: str = "x", labels: str = "y") -> Da
     )
 
 
-def dataset_data(dataset: tf.data.Dataset, *, name: str) -> Data:
+def dataset_data(dataset: tf.data.Dataset, *, name: str, own: bool = False) -> Data:
     """A batched dataset of `x`, `(x, y)` or `(x, y, sample_weight)`: its spec, and its
-    first batch unless reading it could change later passes (`tfdist.data.peek`)."""
+    first batch unless reading it could change later passes (`tfdist.data.peek`).
+
+    `own`: one of tfdist's own sources, whose caches hold one whole table: read it."""
     spec_x, spec_y, _ = keras.utils.unpack_x_y_sample_weight(dataset.element_spec)
-    _, first = first_element(dataset)
+    first = next(iter(dataset.take(1)), None) if own else first_element(dataset)[1]
     batch_x, batch_y, _ = (
         keras.utils.unpack_x_y_sample_weight(tf.nest.map_structure(np.asarray, first))
         if first is not None

@@ -85,6 +85,7 @@ def _all_data(x: Any, y: Any, validation_data: Any, name: str) -> list[Data]:
             dataset_data(
                 x.read(split).batch(_SAMPLE_BATCH),
                 name=name if split == "train" else f"the {split} split of {name}",
+                own=True,
             )
             for split in ("train", "validation")
             if split in x.splits

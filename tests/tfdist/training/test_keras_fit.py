@@ -207,7 +207,9 @@ def test_model_dir_resumes_and_backup_and_restore_is_keras_own(dist, tmp_path):
         verbose=0,
         model_dir=str(tmp_path / "run"),
     )
-    assert history.restored_from and history.epoch == [2]
+    # The History holds the whole run, the resumed epochs included (run_record).
+    assert history.restored_from and history.epoch == [0, 1, 2]
+    assert len(history.history["loss"]) == 3 and len(history.timings) == 1
     assert (tmp_path / "run" / "model.keras").exists()
     # Keras' BackupAndRestore is Keras' own: its directory, its files, deleted at the end.
     backup = tmp_path / "backup"

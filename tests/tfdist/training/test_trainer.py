@@ -60,7 +60,8 @@ def test_resume_from_checkpoint_and_export(tmp_path):
     resumed = _trainer("mirrored", loop=loop)
     history = _fit(resumed, train, epochs=4, steps_per_epoch=5, validation_fn=val)
     assert history.restored_from.endswith("ckpt-10")
-    assert history.epoch == [2, 3] and history.final_step == 20
+    assert history.epoch == [0, 1, 2, 3] and history.final_step == 20  # The whole run's.
+    assert [timing.epoch for timing in history.timings] == [3, 4]  # This run's own.
     exported = keras.saving.load_model(tmp_path / "model.keras")
     x = np.random.default_rng(0).random((4, 8, 8), dtype=np.float32)
     np.testing.assert_allclose(exported(x), resumed.model(x), atol=1e-6)
