@@ -37,8 +37,8 @@ KILL_AT = {"multi_worker": "8:10", "parameter_server": "4:10"}
 PATIENCE, FACTOR, LEARNING_RATE = 2, 0.5, 0.03
 
 
-def _launch(out, cluster, *job_args):
-    out.mkdir()
+def _launch(out, cluster, *job_args, rerun=False):
+    out.mkdir(exist_ok=rerun)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
     env.pop("TF_CONFIG", None)
     argv = [sys.executable, "-m", "launch", *CLUSTERS[cluster], "--max_restarts=2", "--"]
@@ -54,9 +54,18 @@ def _launch(out, cluster, *job_args):
     return json.loads((out / "result.json").read_text()), done.stdout + done.stderr
 
 
-def _csv_epochs(out):
+def _csv_rows(out):
     with open(out / "epochs.csv") as f:
-        return [int(row["epoch"]) for row in csv.DictReader(f)]
+        return list(csv.DictReader(f))
+
+
+def _best_weights(out):
+    import h5py
+
+    arrays = []
+    with h5py.File(out / "best.weights.h5") as f:
+        f.visititems(lambda name, item: arrays.append(item[()]) if hasattr(item, "shape") else None)
+    return arrays
 
 
 def _keras_would(val_losses):
@@ -93,7 +102,8 @@ def test_a_killed_run_restarts_into_the_uninterrupted_runs_ending(tmp_path, clus
     assert sorted(got["history"]) == sorted(expected["history"])
     assert all(len(values) == epochs for values in got["history"].values())
     assert got["history"]["loss"][0] == pytest.approx(expected["history"]["loss"][0], rel=0.1)
-    assert _csv_epochs(tmp_path / "killed") == list(range(epochs))  # Each epoch once.
+    rows = _csv_rows(tmp_path / "killed")
+    assert [int(row["epoch"]) for row in rows] == list(range(epochs))  # Each epoch once.
     assert (tmp_path / "killed" / "best.weights.h5").exists()
     # The callbacks decided over the whole run, the epochs before the kill included.
     stop_after, rate = _keras_would(got["history"]["val_loss"])
@@ -106,3 +116,14 @@ def test_a_killed_run_restarts_into_the_uninterrupted_runs_ending(tmp_path, clus
             np.testing.assert_allclose(got["history"][key], values, rtol=1e-5, atol=1e-6)
         assert got["learning_rate"] == pytest.approx(expected["learning_rate"], rel=1e-6)
         np.testing.assert_allclose(got["predictions"], expected["predictions"], atol=1e-5)
+        for row, want in zip(rows, _csv_rows(tmp_path / "uninterrupted"), strict=True):
+            assert row.keys() == want.keys()
+            for key in row:
+                assert float(row[key]) == pytest.approx(float(want[key]), rel=1e-5, abs=1e-6)
+        best, want = _best_weights(tmp_path / "killed"), _best_weights(tmp_path / "uninterrupted")
+        for got_array, want_array in zip(best, want, strict=True):
+            np.testing.assert_allclose(got_array, want_array, rtol=1e-6, atol=1e-7)
+    # The run stopped: the same command again trains nothing and says so.
+    again, said = _launch(tmp_path / "killed", cluster, rerun=True)
+    assert "holds a finished run: epoch " in said, said[-3000:]
+    assert again["history"] == got["history"]
