@@ -61,9 +61,6 @@ GAPS: dict[str, dict[str, str]] = {
             "events: training batch run 0: train_batch_begin: Keras [(0, []), (1, []), (2, "
             "[])], tfdist [(0, []), (1, []), (2, []), (3, []), (4, [])]"
         ),
-        "tensorboard_writes_training_and_validation_summaries": (
-            "summaries.validation/evaluation_loss_vs_iterations[0]: Keras 5, tfdist 4"
-        ),
     },
 }
 

@@ -517,6 +517,10 @@ class Controller:
         preempted, stop = watcher.agree(bool(self.model.stop_training))
         at_boundary = every is not None and step % every == 0
         self.runner.after_segment(step, settle=epoch_end or at_boundary or preempted or stop)
+        if self.distribution.is_async:
+            # Keras 3's iterations loses increments to concurrent workers' read-then-write;
+            # what callbacks read of it (TensorBoard's x axis) is tfdist's count instead.
+            self.model.optimizer.iterations.assign(step)
         if self._keeper and (at_boundary or preempted):
             state.epoch_metrics.assign(self.runner.epoch_state())
             self._keeper.save(step)

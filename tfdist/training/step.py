@@ -97,7 +97,11 @@ class Step:
         # `compile(jit_compile=True)`, as Keras resolves it ("auto" is off on CPUs and
         # under a strategy; a model with a layer XLA cannot compile is False): the
         # forward and backward pass run as one XLA computation, as in Keras' own step.
-        self.jit_compile = bool(model.jit_compile) and not model.run_eagerly
+        # Not under parameter_server: XLA cannot compile reads of the variables on the ps.
+        on_ps = isinstance(
+            model.distribute_strategy, tf.distribute.experimental.ParameterServerStrategy
+        )
+        self.jit_compile = bool(model.jit_compile) and not model.run_eagerly and not on_ps
         self._xla_gradients = (
             tf.function(self._gradients, jit_compile=True, reduce_retracing=True)
             if self.jit_compile
