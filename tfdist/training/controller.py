@@ -220,67 +220,44 @@ class Controller:
         Raises:
           ConfigError: another run is writing the same model_dir (`ModelDirLock`).
         """
-        with self._writer_lock():
-            return self._fit(
+        with self._writer_lock():  # Held until the fit ends, however it ends.
+            self.callbacks, self.history, self._plan = callbacks, history, plan
+            state = self.state
+            self._restore(initial_epoch)
+            self.runner.start(int(state.step.numpy()))
+            # A known plan reads one stream across epochs; a source of unknown length is read
+            # a pass an epoch (each epoch ends where its pass does).
+            skip = state.consumed if plan.known else state.consumed - state.epoch_begin
+            self._train, validation_data = make_inputs(
+                self.distribution,
                 train_fn,
-                callbacks=callbacks,
-                history=history,
-                epochs=epochs,
-                plan=plan,
-                validation=validation,
-                validation_freq=validation_freq,
-                initial_epoch=initial_epoch,
+                validation.fn if validation else None,
+                skip_micro_steps=int(skip.numpy()) * self._grad_accum_steps,
             )
-
-    def _fit(
-        self,
-        train_fn: DatasetFn,
-        *,
-        callbacks: keras.callbacks.CallbackList,
-        history: History,
-        epochs: int,
-        plan: EpochPlan,
-        validation: Validation | None,
-        validation_freq: int | Collection[int],
-        initial_epoch: int,
-    ) -> History:
-        self.callbacks, self.history, self._plan = callbacks, history, plan
-        state = self.state
-        self._restore(initial_epoch)
-        self.runner.start(int(state.step.numpy()))
-        # A known plan reads one stream across epochs; a source of unknown length is read
-        # a pass an epoch (each epoch ends where its pass does).
-        skip = state.consumed if plan.known else state.consumed - state.epoch_begin
-        self._train, validation_data = make_inputs(
-            self.distribution,
-            train_fn,
-            validation.fn if validation else None,
-            skip_micro_steps=int(skip.numpy()) * self._grad_accum_steps,
-        )
-        self._train_fn, self._fresh = train_fn, True
-        self.model.stop_training = False
-        started = time.perf_counter()
-        watcher = PreemptionWatcher(
-            self.distribution.strategy,
-            sync_workers=not self.distribution.is_async and self.distribution.num_workers > 1,
-        )
-        self.callbacks.on_train_begin()
-        self._callback_resume()
-        last_logs: Logs | None = None
-        if self._finished(epochs):
+            self._train_fn, self._fresh = train_fn, True
+            self.model.stop_training = False
+            started = time.perf_counter()
+            watcher = PreemptionWatcher(
+                self.distribution.strategy,
+                sync_workers=not self.distribution.is_async and self.distribution.num_workers > 1,
+            )
+            self.callbacks.on_train_begin()
+            self._callback_resume()
+            last_logs: Logs | None = None
+            if self._finished(epochs):
+                return self._finish(last_logs)
+            with watcher:
+                for epoch in range(int(state.epoch.numpy()) + 1, epochs + 1):
+                    validate = validation is not None and validates(epoch, validation_freq)
+                    last_logs, stop = self._run_epoch(
+                        epoch,
+                        (validation, validation_data) if validate and validation else None,
+                        watcher,
+                        started,
+                    )
+                    if stop:
+                        break
             return self._finish(last_logs)
-        with watcher:
-            for epoch in range(int(state.epoch.numpy()) + 1, epochs + 1):
-                validate = validation is not None and validates(epoch, validation_freq)
-                last_logs, stop = self._run_epoch(
-                    epoch,
-                    (validation, validation_data) if validate and validation else None,
-                    watcher,
-                    started,
-                )
-                if stop:
-                    break
-        return self._finish(last_logs)
 
     def _finished(self, epochs: int) -> bool:
         """Whether the checkpoint resumed from ends a finished run (every epoch done, or a

@@ -2,8 +2,8 @@
 
 Owns `MODEL_DIR/.tfdist.lock`: an exclusive `flock` the chief takes when its fit starts
 and lets go when the fit ends. The operating system releases it when the process dies,
-so a crashed or killed run's successor takes it over with nothing to clean up; on NFS the
-lock holds across hosts (Linux maps `flock` to NFS locks). The file names its holder (pid,
+so a crashed or killed run's successor takes it over with nothing to clean up. Linux maps
+`flock` on NFS to NFS locks (not tested here across hosts). The file names its holder (pid,
 host, since when), so a second run writing the same model_dir at the same time gets one
 line naming the first. Object-store paths (`gs://...`) cannot be locked and are not.
 """
