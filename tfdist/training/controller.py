@@ -493,7 +493,8 @@ class Controller:
             raise TrainingDiverged(step, epoch, latest, what="the optimizer's state")
         preempted, stop = watcher.agree(bool(self.model.stop_training))
         at_boundary = every is not None and step % every == 0
-        self.runner.after_segment(step, settle=epoch_end or at_boundary or preempted or stop)
+        settle = epoch_end or at_boundary or stop
+        self.runner.after_segment(step, settle=settle, snapshot=preempted and not settle)
         if self.distribution.is_async:
             # Keras 3's iterations loses increments to concurrent workers' read-then-write;
             # what callbacks read of it (TensorBoard's x axis) is tfdist's count instead.

@@ -24,9 +24,13 @@ variable, so with slots never averaged a resumed run would start every replica f
 the first replica's slots and differ from the run it resumes; averaged there, a
 checkpoint holds the whole state and resume stays exact. Not at every sync, because
 bytes count at these sizes: one all-reduce of the MLP's weights takes 3.2 ms on
-loopback here, with Adam's two slots 7.4 ms (`benchmarks/collective_latency.py`). The
-DiLoCo outer momentum is checkpointed; the anchor equals the weights at every
-synchronisation point, so it is set from them when `fit` starts.
+loopback here, with Adam's two slots 7.4 ms (`benchmarks/collective_latency.py`). A
+preemption stop between those points does not average them (the uninterrupted run
+would not have): every replica's slots are gathered, as they are, into the checkpoint
+(`snapshot`; R copies of the slots on each replica, R the replicas in sync), and the
+resumed run hands each replica its own. The DiLoCo outer momentum is checkpointed; the
+anchor equals the weights at every synchronisation point, so it is set from them when
+`fit` starts.
 
 Synchronisation points are the multiples of H and the end of each epoch (so
 validation, epoch checkpoints and the exported model see one model). Segments (after
@@ -66,10 +70,12 @@ class LocalGradients:
         return [scaled(g, self._factor) for g in gradients]
 
 
-def _local_copy(variable, name: str) -> tf.Variable:
-    """A mirrored variable like `variable` whose replica-context writes stay local."""
+def _local_copy(variable, name: str, replicas: int | None = None) -> tf.Variable:
+    """A mirrored variable like `variable` whose replica-context writes stay local; with
+    `replicas`, one row of its shape per replica."""
+    shape = list(variable.shape) if replicas is None else [replicas, *variable.shape]
     return tf.Variable(
-        tf.zeros(variable.shape, variable.dtype),
+        tf.zeros(shape, variable.dtype),
         trainable=False,
         name=name,
         aggregation=tf.VariableAggregation.NONE,
@@ -114,16 +120,30 @@ class LocalSGD:
             self._momenta = [
                 _local_copy(v, f"outer_momentum_{i}") for i, v in enumerate(self._trainable)
             ]
+        # Every replica's slots at a preemption stop (row i: replica i's), and whether the
+        # newest save holds them (1) or the slots were averaged there (0).
+        replicas = strategy.num_replicas_in_sync
+        self._replica_slots = [
+            _local_copy(v, f"replica_slots_{i}", replicas) for i, v in enumerate(self._slots)
+        ]
+        self._snapshot_held = tf.Variable(0, dtype=tf.int64, trainable=False, name="snapshot")
         # The optimizer step the loop is at: set by `start`, advanced by `loop`.
         self._position = tf.Variable(0, dtype=tf.int64, trainable=False, name="local_sgd_step")
         self._sync_fn = tf.function(lambda: strategy.run(self._sync_replica, args=(True,)))
         self._slots_fn = tf.function(lambda: strategy.run(self._average_slots))
         self._start_fn = tf.function(lambda: strategy.run(self._start_replica))
+        self._gather_fn = tf.function(lambda: strategy.run(self._gather_slots))
+        self._scatter_fn = tf.function(lambda: strategy.run(self._scatter_slots))
 
     @property
     def state(self) -> tf.train.Checkpoint | None:
         """What a checkpoint must hold beyond model and optimizer (None: nothing)."""
-        return tf.train.Checkpoint(momenta=self._momenta) if self._momenta else None
+        held: dict = {}
+        if self._momenta:
+            held["momenta"] = self._momenta
+        if self._slots:
+            held.update(replica_slots=self._replica_slots, snapshot=self._snapshot_held)
+        return tf.train.Checkpoint(**held) if held else None
 
     # ----- in replica context -------------------------------------------------------------
     def _start_replica(self):
@@ -141,6 +161,18 @@ class LocalSGD:
             self._slots, self._mean(self._slots) if self._slots else (), strict=False
         ):
             slot.assign(mean)
+
+    def _gather_slots(self):
+        context = tf.distribute.get_replica_context()
+        local = [tf.expand_dims(tf.identity(v.value), 0) for v in self._slots]
+        rows = context.all_gather(local, axis=0, options=self._options)
+        for packed, value in zip(self._replica_slots, rows, strict=True):
+            packed.assign(value)
+
+    def _scatter_slots(self):
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        for slot, packed in zip(self._slots, self._replica_slots, strict=True):
+            slot.assign(tf.gather(packed.value(), replica))
 
     def _sync_replica(self, with_slots: bool = False):
         variables = self._trainable + self._others + (self._slots if with_slots else [])
@@ -168,26 +200,36 @@ class LocalSGD:
 
     # ----- called by the trainer ----------------------------------------------------------
     def start(self, step: int) -> None:
-        """Call when `fit` starts at `step` (after a restore): sets position and anchors."""
+        """Call when `fit` starts at `step` (after a restore): sets position and anchors,
+        and gives each replica its own slots if the checkpoint held a snapshot."""
         self._position.assign(step)
         if self._anchors:
             self._start_fn()
+        if self._slots and int(self._snapshot_held.numpy()):
+            self._scatter_fn()
 
     def sync(self) -> None:
         """Averages weights and slots now (every task must call it: it is a collective)."""
         self._sync_fn()
 
-    def settle(self, step: int, *, slots: bool) -> None:
+    def settle(self, step: int, *, slots: bool, snapshot: bool = False) -> None:
         """After a segment that ended at `step`: the weights, and with `slots` the
-        optimizer's slots too, leave it identical on every replica.
+        optimizer's slots too, leave it identical on every replica; with `snapshot` (a
+        stop the run resumes from, where `slots` is false) every replica's slots are kept
+        as they are for the checkpoint instead.
 
         The loop synced the weights if `step` is a multiple of H, else they are
         averaged here, slots included (a collective: every task calls it alike).
         """
         if step % self.sync_every:
             self.sync()
+            self._snapshot_held.assign(0)
         elif slots and self._slots:
             self._slots_fn()
+            self._snapshot_held.assign(0)
+        elif snapshot and self._slots:
+            self._gather_fn()
+            self._snapshot_held.assign(1)
 
     def loop(self, update, num_updates) -> None:
         """`num_updates` local updates (`update()` each), averaging at multiples of H.
@@ -245,8 +287,8 @@ class LocalSGDRunner(SyncRunner):
     def start(self, step: int) -> None:
         self.averaging.start(step)
 
-    def after_segment(self, step: int, *, settle: bool) -> None:
-        self.averaging.settle(step, slots=settle)
+    def after_segment(self, step: int, *, settle: bool, snapshot: bool = False) -> None:
+        self.averaging.settle(step, slots=settle, snapshot=snapshot)
 
     @property
     def checkpointed(self) -> dict:

@@ -60,7 +60,10 @@ class Runner(Protocol):
         self, iterator: Any, calls: list[Call], hooks: Hooks, *, dynamic: bool = False
     ) -> tuple[Logs, int]: ...
 
-    def after_segment(self, step: int, *, settle: bool) -> None: ...
+    def after_segment(self, step: int, *, settle: bool, snapshot: bool = False) -> None:
+        """After a segment ending at `step`. `settle`: the run needs one state here (a
+        checkpoint step, an epoch's end, a stop); `snapshot`: it stops to resume later,
+        and the checkpoint must hold each replica's state as it is."""
 
     def current_logs(self) -> Logs: ...
 
@@ -215,9 +218,10 @@ class SyncRunner:
                 return logs, ran
         return logs, ran
 
-    def after_segment(self, step: int, *, settle: bool) -> None:
-        """Called after a segment that ended at optimizer step `step`; with `settle` the
-        run is about to be saved, stopped or validated and needs one state."""
+    def after_segment(self, step: int, *, settle: bool, snapshot: bool = False) -> None:
+        """Called after a segment that ended at optimizer step `step`: the replicas are
+        identical after every step here, so neither `settle` nor `snapshot` has anything
+        to do."""
 
     def current_logs(self) -> Logs:
         """The logs of the metrics as they stand (every worker must call it)."""
@@ -408,7 +412,7 @@ class CoordinatorRunner:
     def _schedule(self, iterator: Any, size: int) -> Any:
         return self.coordinator.schedule(self._train_call, args=(iterator, tf.constant(size)))
 
-    def after_segment(self, step: int, *, settle: bool) -> None:
+    def after_segment(self, step: int, *, settle: bool, snapshot: bool = False) -> None:
         self.worker_steps.commit()
 
     def current_logs(self) -> Logs:

@@ -171,6 +171,10 @@ def test_slots_stay_local_between_syncs_and_are_averaged_when_the_run_settles():
     runner = trainer.runner_for(_train_fn())
     runner.after_segment(4, settle=False)  # A segment's end the run goes on from: no change.
     assert np.abs(np.subtract(*_components(momentum))).max() > 1e-6
+    before = _components(momentum)
+    runner.after_segment(4, settle=False, snapshot=True)  # A preemption stop: kept, not averaged.
+    for kept, was in zip(_components(momentum), before, strict=True):
+        np.testing.assert_array_equal(kept, was)
     runner.after_segment(4, settle=True)  # Before a checkpoint, a stop or an epoch's end.
     for variable in optimizer.variables:
         np.testing.assert_array_equal(*_components(variable))
@@ -224,12 +228,19 @@ class _SigtermAt(keras.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_preemption_saves_at_a_sync_point_and_resume_is_exact(tmp_path):
+@pytest.mark.parametrize("checkpoint_every", [8, None], ids=["at_a_checkpoint", "between"])
+def test_preemption_saves_at_a_sync_point_and_resume_is_exact(tmp_path, checkpoint_every):
+    """Step 32 is a checkpoint step (every 8), where both runs average the slots; or not
+    (epoch-end checkpoints only), where the uninterrupted run keeps each replica's slots
+    and the preempted one must save them all as they are."""
     settings = dict(sync_every=4, outer_optimizer="nesterov", steps_per_loop=3)
-    # The uninterrupted run checkpoints alike: the slots are averaged where a save is.
-    reference = _trainer(**settings, model_dir=str(tmp_path / "whole"), checkpoint_every_steps=8)
+    reference = _trainer(
+        **settings, model_dir=str(tmp_path / "whole"), checkpoint_every_steps=checkpoint_every
+    )
     reference.fit(_train_fn(shuffle=True), epochs=2, steps_per_epoch=23)
-    saved = dict(settings, model_dir=str(tmp_path / "stopped"), checkpoint_every_steps=8)
+    saved = dict(
+        settings, model_dir=str(tmp_path / "stopped"), checkpoint_every_steps=checkpoint_every
+    )
     stopped = _trainer(**saved)
     with pytest.raises(Preempted) as preempted:
         stopped.fit(
