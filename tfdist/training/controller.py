@@ -317,7 +317,7 @@ class Controller:
         if self.history.restored_from:
             self._record = run_record.read(self.history.restored_from)
             if self._record is not None:
-                run_record.before_train_begin(self.callbacks.callbacks)
+                run_record.before_train_begin(self._record, self.callbacks.callbacks)
         else:
             self.state.start(initial_epoch)  # A new fit starts at initial_epoch, as Keras'.
 

@@ -7,7 +7,8 @@ run goes on as if it had not stopped:
 - the state of Keras' stateful callbacks: EarlyStopping (`wait`, `best`, `best_epoch`,
   `stopped_epoch`, `best_weights`), ModelCheckpoint (`best`), ReduceLROnPlateau (`wait`,
   `cooldown_counter`, `best`); the learning rate a schedule or ReduceLROnPlateau set is
-  the optimizer's, in the checkpoint itself; a CSVLogger appends to its file. Any other
+  the optimizer's, in the checkpoint itself; a CSVLogger appends to its file (its rows
+  of epochs after the checkpoint's, written before a crash, are dropped first). Any other
   callback opts in with a `get_state()` returning a JSON-able dict (NumPy arrays allowed
   at its top level) and a `set_state(state)` taking it back;
 - the History of the epochs done (`epoch` and `history`), so the History a resumed fit
@@ -23,6 +24,7 @@ writes) resumes with the callbacks fresh, as before.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -110,16 +112,20 @@ def write(
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         "callbacks": states,
     }
-    temporary = checkpoint + RECORD_SUFFIX + ".partial"
-    with tf.io.gfile.GFile(temporary, "w") as f:
-        json.dump(record, f)
-    if arrays:
+    if arrays:  # Whole before the record names them: each written aside, then renamed.
         packed = io.BytesIO()  # np.savez seeks; a GFile on an object store cannot.
         np.savez(packed, **arrays)
-        with tf.io.gfile.GFile(checkpoint + ARRAYS_SUFFIX, "wb") as f:
-            f.write(packed.getvalue())
-    tf.io.gfile.rename(temporary, checkpoint + RECORD_SUFFIX, overwrite=True)
+        _write_whole(checkpoint + ARRAYS_SUFFIX, packed.getvalue())
+    _write_whole(checkpoint + RECORD_SUFFIX, json.dumps(record).encode())
     _prune(os.path.dirname(checkpoint))
+
+
+def _write_whole(path: str, content: bytes) -> None:
+    """Writes `path` so a crash leaves the old file or the new one, never a part."""
+    temporary = path + ".partial"
+    with tf.io.gfile.GFile(temporary, "wb") as f:
+        f.write(content)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
 def _prune(folder: str) -> None:
@@ -149,12 +155,30 @@ def read(checkpoint: str) -> dict | None:
     return record
 
 
-def before_train_begin(callbacks: list) -> None:
+def before_train_begin(record: dict, callbacks: list) -> None:
     """What a resumed fit sets before `on_train_begin`: a CSVLogger appends to the rows of
-    the epochs done instead of starting its file afresh."""
+    the epochs done instead of starting its file afresh, and rows of later epochs (written
+    after the checkpoint, before a crash; the run trains those epochs again) go first."""
     for callback in callbacks:
         if isinstance(callback, keras.callbacks.CSVLogger):
             callback.append = True
+            _keep_rows_before(callback.filename, callback.sep, len(record["epoch"]))
+
+
+def _keep_rows_before(path: str, separator: str, epochs: int) -> None:
+    """Drops the rows of CSV file `path` whose `epoch` column is `epochs` or more."""
+    if not tf.io.gfile.exists(path):
+        return
+    with tf.io.gfile.GFile(path) as f:
+        rows = list(csv.reader(f, delimiter=separator))
+    if not rows or rows[0][:1] != ["epoch"]:
+        return  # Not a CSVLogger's file: left as it is.
+    kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) < epochs]
+    if len(kept) == len(rows):
+        return
+    text = io.StringIO()
+    csv.writer(text, delimiter=separator).writerows(kept)  # Keras' dialect: excel's.
+    _write_whole(path, text.getvalue().encode())
 
 
 def restore(record: dict, callbacks: list, history: keras.callbacks.History) -> None:

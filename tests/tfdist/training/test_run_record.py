@@ -198,3 +198,28 @@ def test_records_of_rotated_out_checkpoints_are_removed(tmp_path):
         "ckpt-12.run.json",
         "ckpt-8.run.json",
     ]
+
+
+class CrashAtEpochEnd(keras.callbacks.Callback):
+    """A kill after the callbacks before it ended epoch `epoch` (0-based), before the save."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Crash(f"killed at the end of epoch {epoch}")
+
+
+def test_a_csv_row_written_before_a_crash_is_not_written_twice(tmp_path):
+    model_dir, log = str(tmp_path / "m"), tmp_path / "epochs.csv"
+    with pytest.raises(Crash):
+        _fit(_model(), [keras.callbacks.CSVLogger(str(log)), CrashAtEpochEnd(3)], model_dir)
+    assert [line.split(",")[0] for line in log.read_text().splitlines()][-1] == "3"
+
+    _fit(_model(), [keras.callbacks.CSVLogger(str(log))], model_dir)  # Trains epoch 3 again.
+
+    epochs = [line.split(",")[0] for line in log.read_text().splitlines()]
+    assert epochs == ["epoch", *map(str, range(EPOCHS))]
+    assert not list(tmp_path.rglob("*.partial"))
