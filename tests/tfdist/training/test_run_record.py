@@ -26,15 +26,20 @@ class Crash(Exception):
 
 
 class CrashAtEpoch(keras.callbacks.Callback):
-    """Stands for a kill: the process dies as epoch `epoch` (0-based) begins."""
+    """Stands for a kill: the process dies as epoch `epoch` (0-based) begins; with `at_end`,
+    as it ends (after the callbacks before this one, before the epoch's checkpoint)."""
 
-    def __init__(self, epoch):
+    def __init__(self, epoch, at_end=False):
         super().__init__()
-        self.epoch = epoch
+        self.epoch, self.at_end = epoch, at_end
 
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
+        if epoch == self.epoch and not self.at_end:
             raise Crash(f"killed at epoch {epoch}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch and self.at_end:
+            raise Crash(f"killed at the end of epoch {epoch}")
 
 
 def _model():
@@ -200,22 +205,12 @@ def test_records_of_rotated_out_checkpoints_are_removed(tmp_path):
     ]
 
 
-class CrashAtEpochEnd(keras.callbacks.Callback):
-    """A kill after the callbacks before it ended epoch `epoch` (0-based), before the save."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise Crash(f"killed at the end of epoch {epoch}")
-
-
 def test_a_csv_row_written_before_a_crash_is_not_written_twice(tmp_path):
     model_dir, log = str(tmp_path / "m"), tmp_path / "epochs.csv"
     with pytest.raises(Crash):
-        _fit(_model(), [keras.callbacks.CSVLogger(str(log)), CrashAtEpochEnd(3)], model_dir)
+        _fit(
+            _model(), [keras.callbacks.CSVLogger(str(log)), CrashAtEpoch(3, at_end=True)], model_dir
+        )
     assert [line.split(",")[0] for line in log.read_text().splitlines()][-1] == "3"
 
     _fit(_model(), [keras.callbacks.CSVLogger(str(log))], model_dir)  # Trains epoch 3 again.
