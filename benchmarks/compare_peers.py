@@ -4,6 +4,7 @@ Reference job (as ../shared/peers/peer_bench.py): MLP 784-256-10, Adam, global b
 256, 60,000 synthetic examples, examples/s over epochs 2..3 (epoch 1 is warm-up).
 
     python benchmarks/compare_peers.py [--peers PATH] [--repeats N] [--only one_process,...]
+        [--jax_python PATH]
 
 Pairs, each run back to back on this machine:
   one_process       tfdist one_device        vs Keras 3 model.fit, best steps_per_execution
@@ -21,7 +22,12 @@ constant of the pipeline; the synthetic source is made in the graph). ``fit/peer
 ``fit/Trainer`` say what the front door costs (issue #12 asks for >= 1.0x Keras 3 fit in
 one process and >= 0.95x the Trainer under each strategy); ``arrays/synthetic`` is the
 Trainer on the arrays against the command line's Trainer, the input's own cost.
-Prints one line per measurement, then a table of ratios and one JSON line. The tf-keras
+With ``--jax_python`` (a Python with Keras and JAX, e.g. a venv with the `bench-jax`
+extra), each round of ``one_process`` also runs Keras 3 ``fit`` on JAX in one process and
+each round of ``multi_worker`` ``keras.distribution.DataParallel`` over 2 processes
+(keras_jax_job.py, the same arrays), and a second table puts them beside tfdist: the ratios
+to tfdist's runs of the same pair and each side's 2 processes against its own one process.
+Prints one line per measurement, then the tables of ratios and one JSON line. The tf-keras
 peers need `pip install tf-keras` (the `bench` extra). This is a benchmark, not a test:
 nothing here asserts a time.
 """
@@ -38,6 +44,7 @@ import tempfile
 from _runs import REPO, run_trainer
 
 FIT_JOB = os.path.join(REPO, "benchmarks", "keras_fit_job.py")
+JAX_JOB = os.path.join(REPO, "benchmarks", "keras_jax_job.py")
 
 DEFAULT_PEERS = os.path.join(REPO, "..", "shared", "peers", "peer_bench.py")
 JOB = [
@@ -73,6 +80,15 @@ PEERS = {
     "multi_worker": [["tfkeras_mwms", "--workers", "2", "--spe", "32"]],
     "parameter_server": [["tfkeras_pss", "--workers", "2", "--ps", "1", "--spe", "32"]],
 }
+# Keras 3 on JAX (keras_jax_job.py), run with --jax_python beside tfdist's run of the pair.
+KERAS_JAX = {
+    "one_process": ["one_process", "--spe", "32"],
+    "multi_worker": ["data_parallel", "--processes", "2", "--spe", "32"],
+}
+JAX_HOW_TO = (
+    "pass --jax_python PATH, a Python with keras and jax[cpu] (the bench-jax extra, "
+    "or a venv of its own with the same keras version and jax[cpu])"
+)
 
 
 def _env():
@@ -116,9 +132,10 @@ def run_job(pair, loop="fit"):
             return json.load(f)["examples_per_sec"]
 
 
-def run_peer(peers_script, args):
+def run_peer(peers_script, args, python=sys.executable):
+    """Runs a peer script that prints one JSON line last; returns its examples/s."""
     out = subprocess.run(
-        [sys.executable, peers_script, *args],
+        [python, peers_script, *args],
         env=_env(),
         check=True,
         capture_output=True,
@@ -137,6 +154,25 @@ def _peers_here(pair):
     return kept
 
 
+def keras_jax_python(path):
+    """``path`` if Keras and JAX import there, else None, after one line saying why."""
+    if path is None:
+        print(f"  Keras-on-JAX peers skipped: {JAX_HOW_TO}", flush=True)
+        return None
+    check = [path, "-c", "import jax, keras"]
+    env = dict(os.environ, KERAS_BACKEND="jax")  # As keras_jax_job.py's training processes.
+    try:
+        subprocess.run(check, env=env, check=True, capture_output=True, text=True, timeout=300)
+    except subprocess.CalledProcessError as e:
+        why = (e.stderr.strip().splitlines() or [f"exit code {e.returncode}"])[-1]
+    except (OSError, subprocess.TimeoutExpired) as e:
+        why = str(e)
+    else:
+        return path
+    print(f"  Keras-on-JAX peers skipped: {path} cannot import jax and keras ({why}); {JAX_HOW_TO}")
+    return None
+
+
 def _ratio(a, b):
     return a / b if a is not None and b else None
 
@@ -149,16 +185,21 @@ def _show(pair, what, rate):
     print(f"  {pair:17s} {what:45s} {rate:>9,.0f} ex/s", flush=True)
 
 
-def measure(pair, peers_script, repeats):
-    """Median of ``repeats`` runs of each peer variant and of ours (the command line's
-    Trainer, tfdist.fit, the Trainer on fit's arrays), interleaved."""
+def measure(pair, peers_script, repeats, jax_python=None):
+    """Median of ``repeats`` runs of each peer variant (with Keras on JAX where
+    ``jax_python`` is given) and of ours (the command line's Trainer, tfdist.fit, the Trainer
+    on fit's arrays), interleaved."""
     variants = _peers_here(pair)
-    ours, fits, arrays = [], [], []
+    keras_jax_args = KERAS_JAX.get(pair) if jax_python else None
+    ours, fits, arrays, keras_jax = [], [], [], []
     peers = {" ".join(p): [] for p in variants}
     for _ in range(repeats):
         for args in variants:
             peers[" ".join(args)].append(run_peer(peers_script, args))
             _show(pair, f"peer {' '.join(args)}", peers[" ".join(args)][-1])
+        if keras_jax_args:
+            keras_jax.append(run_peer(JAX_JOB, keras_jax_args, python=jax_python))
+            _show(pair, f"Keras-JAX {' '.join(keras_jax_args)}", keras_jax[-1])
         ours.append(run_ours(OURS[pair]))
         _show(pair, f"tfdist {' '.join(OURS[pair])}", ours[-1])
         fits.append(run_job(pair, "fit"))
@@ -186,7 +227,14 @@ def measure(pair, peers_script, repeats):
         "fit_vs_trainer_rounds": rounds,
         "fit_vs_trainer_round_median": statistics.median(rounds),
         "arrays_vs_synthetic": _ratio(on_arrays, trainer),
-        "runs": {"tfdist": ours, "fit": fits, "trainer_arrays": arrays, **peers},
+        "keras_jax": statistics.median(keras_jax) if keras_jax else None,
+        "runs": {
+            "tfdist": ours,
+            "fit": fits,
+            "trainer_arrays": arrays,
+            "keras_jax": keras_jax,
+            **peers,
+        },
     }
 
 
@@ -194,11 +242,39 @@ def _range(values):
     return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
 
 
+def print_keras_jax(results):
+    """Keras 3 on JAX beside tfdist, pair by pair: examples/s, tfdist's Trainer (command
+    line) and tfdist.fit against it, and each side's pair against its own one process."""
+    rows = [r for r in results if r["keras_jax"] is not None]
+    if not rows:
+        return
+    one = next((r for r in results if r["pair"] == "one_process"), {})
+    print(
+        "\n| pair | Keras-JAX run | Keras-JAX ex/s | Trainer ex/s | Trainer/Keras-JAX "
+        "| fit/Keras-JAX | Keras-JAX/own one process | Trainer/own one process |"
+        "\n|---|---|---|---|---|---|---|---|"
+    )
+    for r in rows:
+        print(
+            f"| {r['pair']} | {' '.join(KERAS_JAX[r['pair']])} | {r['keras_jax']:,.0f} | "
+            f"{r['tfdist']:,.0f} | {_x(_ratio(r['tfdist'], r['keras_jax']))} | "
+            f"{_x(_ratio(r['fit'], r['keras_jax']))} | "
+            f"{_x(_ratio(r['keras_jax'], one.get('keras_jax')))} | "
+            f"{_x(_ratio(r['tfdist'], one.get('tfdist')))} |"
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", default=DEFAULT_PEERS, help="path of peer_bench.py")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default=",".join(OURS), help="comma-separated pairs")
+    parser.add_argument(
+        "--jax_python",
+        default=None,
+        help="a Python with keras and jax[cpu]: also runs Keras 3 on JAX (keras_jax_job.py) "
+        "in the one_process and multi_worker rounds; skipped without it",
+    )
     args = parser.parse_args()
     pairs = [p for p in args.only.split(",") if p]
     unknown = [p for p in pairs if p not in OURS]
@@ -206,7 +282,8 @@ def main():
         parser.error(f"unknown pair(s) {unknown}; expected some of: {', '.join(OURS)}")
     if not os.path.exists(args.peers):
         parser.error(f"peer script not found at {args.peers}; pass --peers PATH")
-    results = [measure(pair, args.peers, args.repeats) for pair in pairs]
+    jax_python = keras_jax_python(args.jax_python)
+    results = [measure(pair, args.peers, args.repeats, jax_python) for pair in pairs]
     print(
         "\n| pair | Trainer ex/s | Trainer, arrays ex/s | tfdist.fit ex/s | best peer "
         "| peer ex/s | Trainer/peer | fit/peer | fit/Trainer (arrays) | per round "
@@ -221,6 +298,7 @@ def main():
             f"{_x(r['fit_vs_peer'])} | {_x(r['fit_vs_trainer'])} | "
             f"{_range(r['fit_vs_trainer_rounds'])} | {_x(r['arrays_vs_synthetic'])} |"
         )
+    print_keras_jax(results)
     print(json.dumps({"cpus": os.cpu_count(), "results": results}))
 
 

@@ -19,52 +19,19 @@ reports), and for ``fit`` also Keras-callback wall time.
 import argparse
 import json
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras
-import numpy as np
+from _reference_job import BATCH, EPOCHS, EXAMPLES, EpochTimes, compile_args, data, network
 
 import tfdist
-
-EXAMPLES, BATCH, EPOCHS = 60000, 256, 3
-
-
-def data():
-    rng = np.random.default_rng(0)
-    x = rng.random((EXAMPLES, 784), dtype=np.float32)
-    w = rng.standard_normal((784, 10)).astype(np.float32)
-    return x, np.argmax(x @ w, axis=1).astype(np.int32)
-
-
-class EpochTimes(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.times.append(time.perf_counter())
-
-    def on_train_end(self, logs=None):
-        self.times.append(time.perf_counter())
-
-
-def network():
-    return keras.Sequential(
-        [keras.Input((784,)), keras.layers.Dense(256, activation="relu"), keras.layers.Dense(10)]
-    )
 
 
 def run_fit(dist, x, y, steps_per_loop):
     """``tfdist.fit`` of a compiled model; returns the summary the chief writes."""
     with dist.scope():
         model = network()
-        model.compile(
-            keras.optimizers.Adam(1e-3),
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
+        model.compile(**compile_args())
     timer = EpochTimes()
     history = tfdist.fit(
         model,
@@ -76,10 +43,9 @@ def run_fit(dist, x, y, steps_per_loop):
         steps_per_loop=steps_per_loop,
         callbacks=[timer],
     )
-    wall = (EPOCHS - 1) * (EXAMPLES // BATCH) * BATCH / (timer.times[-1] - timer.times[1])
     return {
         "examples_per_sec": history.examples_per_sec(),
-        "wall_examples_per_sec": wall,
+        "wall_examples_per_sec": timer.examples_per_sec(),
         "final_accuracy": history.history["accuracy"][-1],
     }
 
@@ -90,11 +56,7 @@ def run_trainer(dist, x, y, steps_per_loop):
 
     with dist.scope():
         model = network()
-        model.compile(
-            keras.optimizers.Adam(1e-3),
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
+        model.compile(**compile_args())
     trainer = tfdist.Trainer(dist, model, tfdist.LoopConfig(steps_per_loop=steps_per_loop))
     train_fn = make_dataset_fn(numpy_source(x, y), "train", global_batch_size=BATCH, training=True)
     history = trainer.fit(
