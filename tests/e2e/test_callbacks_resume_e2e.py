@@ -2,8 +2,9 @@
 
 ``callbacks_resume_job.py`` trains under ``python -m launch --max_restarts=2`` with
 EarlyStopping(patience=2, restore_best_weights), ModelCheckpoint(save_best_only),
-ReduceLROnPlateau(patience=1) and a CSVLogger. Run once uninterrupted and once with a
-task killed (SIGKILL) in the middle of an epoch after EarlyStopping started waiting. The
+ReduceLROnPlateau(patience=1) and a CSVLogger. Run once uninterrupted and, for each kill,
+with a task killed (SIGKILL) in the middle of an epoch: after EarlyStopping started
+waiting, or at a step drawn from a seed. The
 restarted run's History holds every epoch (not the last life's), its CSV each epoch once,
 and EarlyStopping and ReduceLROnPlateau decided over the whole run (replayed from its
 val_loss as Keras' callbacks decide). Under ``multi_worker`` the resume is exact, so it
@@ -14,6 +15,7 @@ predictions (1e-5); ``parameter_server``'s asynchronous updates make two runs di
 import csv
 import json
 import os
+import random
 import subprocess
 import sys
 
@@ -32,8 +34,21 @@ CLUSTERS = {
 # and ReduceLROnPlateau's best behind: a fresh EarlyStopping would train on past epoch 9,
 # a fresh ReduceLROnPlateau would not halve the rate there (the uninterrupted run:
 # val_loss 0.291 ... 0.100, 0.105, 0.108; stopped at epoch 9). parameter_server: in epoch
-# 5, since its asynchronous run may stop sooner.
-KILL_AT = {"multi_worker": "8:10", "parameter_server": "4:10"}
+# 5, since its asynchronous run may stop sooner. And a kill at a step of an epoch drawn
+# from a seed (multi_worker, whose run is exact).
+KILLS = [("multi_worker", "8:10"), ("multi_worker", "seed=1"), ("parameter_server", "4:10")]
+STEPS_PER_EPOCH = 1200 // 40
+
+
+def _kill_at(kill):
+    """`EPOCH:BATCH` (0-based) for the job; `seed=S`: one drawn from the epochs before the
+    uninterrupted multi_worker run's stop (epochs 2 to 9) and the epoch's steps."""
+    if not kill.startswith("seed="):
+        return kill
+    draw = random.Random(int(kill.removeprefix("seed=")))
+    return f"{draw.randrange(1, 9)}:{draw.randrange(STEPS_PER_EPOCH)}"
+
+
 PATIENCE, FACTOR, LEARNING_RATE = 2, 0.5, 0.03
 
 
@@ -90,10 +105,26 @@ def _keras_would(val_losses):
     return len(val_losses), rate
 
 
-@pytest.mark.parametrize("cluster", ["multi_worker", "parameter_server"])
-def test_a_killed_run_restarts_into_the_uninterrupted_runs_ending(tmp_path, cluster):
-    expected, _ = _launch(tmp_path / "uninterrupted", cluster)
-    got, output = _launch(tmp_path / "killed", cluster, KILL_AT[cluster])
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """`(result, out dir)` of a cluster's uninterrupted run, made once for its kills."""
+    runs: dict = {}
+
+    def run(cluster):
+        if cluster not in runs:
+            out = tmp_path_factory.mktemp(cluster) / "uninterrupted"
+            runs[cluster] = _launch(out, cluster)[0], out
+        return runs[cluster]
+
+    return run
+
+
+@pytest.mark.parametrize("cluster, kill", KILLS, ids=[f"{c}-{k}" for c, k in KILLS])
+def test_a_killed_run_restarts_into_the_uninterrupted_runs_ending(
+    tmp_path, uninterrupted, cluster, kill
+):
+    expected, expected_out = uninterrupted(cluster)
+    got, output = _launch(tmp_path / "killed", cluster, _kill_at(kill))
 
     assert (tmp_path / "killed" / "killed").exists(), "the kill never came"
     assert "killed by SIGKILL" in output, output[-3000:]
@@ -119,11 +150,11 @@ def test_a_killed_run_restarts_into_the_uninterrupted_runs_ending(tmp_path, clus
             np.testing.assert_allclose(got["history"][key], values, rtol=1e-5, atol=1e-6)
         assert got["learning_rate"] == pytest.approx(expected["learning_rate"], rel=1e-6)
         np.testing.assert_allclose(got["predictions"], expected["predictions"], atol=1e-5)
-        for row, want in zip(rows, _csv_rows(tmp_path / "uninterrupted"), strict=True):
+        for row, want in zip(rows, _csv_rows(expected_out), strict=True):
             assert row.keys() == want.keys()
             for key in row:
                 assert float(row[key]) == pytest.approx(float(want[key]), rel=1e-5, abs=1e-6)
-        best, want = _best_weights(tmp_path / "killed"), _best_weights(tmp_path / "uninterrupted")
+        best, want = _best_weights(tmp_path / "killed"), _best_weights(expected_out)
         for got_array, want_array in zip(best, want, strict=True):
             np.testing.assert_allclose(got_array, want_array, rtol=1e-6, atol=1e-7)
     # The run stopped: the same command again trains nothing and says so.
