@@ -12,7 +12,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from e2e_helpers import REPO, explain, run_trainer
+from e2e_helpers import explain, run_trainer, start_command
 
 # Long enough to interrupt (920 steps), deterministic data order.
 JOB = [
@@ -32,14 +32,7 @@ def _start(tmp_path, *flags):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_CONFIG", None)
     log = open(tmp_path / "run.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tfdist.train", *flags],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = start_command([sys.executable, "-m", "tfdist.train", *flags], log, env=env)
     return process, log
 
 

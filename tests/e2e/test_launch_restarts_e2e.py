@@ -10,12 +10,11 @@ its planned step without restoring a checkpoint, so no step is redone.
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
 from chaos import task_pids
-from e2e_helpers import REPO
+from e2e_helpers import REPO, start_command
 
 EPOCHS = 6
 STEPS = EPOCHS * (1500 // 32)  # digits: 1,500 training examples, global batch 32.
@@ -47,7 +46,7 @@ def test_a_killed_parameter_server_worker_restarts_in_place(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
     env.pop("TF_CONFIG", None)
     log = (tmp_path / "run.log").open("w")
-    launcher = subprocess.Popen(
+    launcher = start_command(
         [
             *(sys.executable, "-m", "launch", "--strategy=parameter_server"),
             *("--num_workers=2", "--num_ps=1", "--max_restarts=1", "--"),
@@ -56,11 +55,8 @@ def test_a_killed_parameter_server_worker_restarts_in_place(tmp_path):
             *(f"--checkpoint_every_steps={CHECKPOINT_EVERY}", f"--model_dir={model_dir}"),
             f"--metrics_json={metrics}",
         ],
-        cwd=REPO,
+        log,
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
     )
     try:
         killed_at = _wait_for_checkpoint(model_dir, CHECKPOINT_EVERY, launcher)

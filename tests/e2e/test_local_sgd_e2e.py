@@ -4,13 +4,12 @@ SIGTERM at a synchronisation point, and the rerun ends with the uninterrupted we
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 
 import keras
 import numpy as np
-from e2e_helpers import REPO, explain, run_trainer
+from e2e_helpers import explain, run_trainer, start_command
 
 # 46 steps per epoch (not a multiple of 4: each epoch end is a synchronisation too).
 JOB = [
@@ -49,13 +48,8 @@ def test_diloco_two_workers_learn_and_resume_exactly_after_sigterm(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_CONFIG", None)
     with open(tmp_path / "run.log", "w") as log:
-        stopped = subprocess.Popen(
-            [sys.executable, "-m", "tfdist.train", *JOB, f"--model_dir={model_dir}"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        stopped = start_command(
+            [sys.executable, "-m", "tfdist.train", *JOB, f"--model_dir={model_dir}"], log, env=env
         )
         deadline = time.time() + 240
         while _latest_checkpoint(model_dir) < 100 and time.time() < deadline:

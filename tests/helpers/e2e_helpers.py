@@ -8,13 +8,31 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run_command(argv, *, timeout=300, env=None):
-    """Runs ``argv`` from the repository root; returns the CompletedProcess (text)."""
+def _env(env=None):
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     full_env.pop("TF_CONFIG", None)
     full_env.update(env or {})
+    return full_env
+
+
+def run_command(argv, *, timeout=300, env=None):
+    """Runs ``argv`` from the repository root; returns the CompletedProcess (text)."""
     return subprocess.run(
-        argv, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout
+        argv, cwd=REPO, env=_env(env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def start_command(argv, log, *, env=None):
+    """Starts ``argv`` from the repository root in a session of its own (so its whole
+    process group can be signalled), stdout and stderr into the open file ``log``;
+    ``env`` replaces the environment (default: this one's, without TF_CONFIG)."""
+    return subprocess.Popen(
+        argv,
+        cwd=REPO,
+        env=env if env is not None else _env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
