@@ -186,6 +186,24 @@ def _add_local_flags(parser: argparse.ArgumentParser) -> None:
         "--host=localhost.",
     )
     _add_gpus_per_worker(parser, "from nvidia-smi -L, or CUDA_VISIBLE_DEVICES when set")
+    _add_output_flags(parser)
+
+
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log_dir",
+        metavar="DIR",
+        help="Where every task's full output goes, one file per task and attempt "
+        "(DIR/attempt-1/worker-1.log), unfiltered. Default: a fresh directory under the "
+        "system's temp directory. The launcher's line about a failed attempt names it.",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Print every task's output until it is stopped. By default, once a task "
+        "fails, the other tasks' output (the errors its failure causes them) goes to "
+        "--log_dir only, and so do their errors about a worker restarted in place.",
+    )
 
 
 def _announce(line: str) -> None:
@@ -266,6 +284,8 @@ def _run_local(
         stop_timeout=args.stop_timeout,
         max_restarts=args.max_restarts,
         min_workers=args.min_workers,
+        log_dir=args.log_dir,
+        quiet_peers=not args.verbose,
     )
     return _finish(report)
 

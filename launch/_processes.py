@@ -2,9 +2,10 @@
 
 This private module owns what `launch.runner.run_local` does to processes: each
 task is spawned in its own session (so its whole process group can be
-signalled), a reader thread prefixes its output lines, and stopping signals
-every group, waits, then SIGKILLs. Deciding when a launch ends and what it
-reports is `launch.runner`'s job.
+signalled), a reader thread prefixes its output lines (and writes them to the
+task's log file), and stopping signals every group, waits, then SIGKILLs. Deciding
+when a launch ends, what it reports and which lines are printed is
+`launch.runner`'s job.
 """
 
 import collections
@@ -20,6 +21,7 @@ from typing import IO
 
 from launch.streams import TextSink
 from launch.task_launch import TaskLaunch
+from launch.task_logs import AttemptLogs
 
 # What `signal.signal` returns: the handler it replaced.
 _Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
@@ -47,11 +49,26 @@ class RunningTask:
 class PrefixedOutput:
     """Writes whole lines from many threads to one stream, each with a prefix.
 
-    It also keeps each task's last lines; one lock guards both.
+    It also keeps each task's last lines and, with `logs`, writes every line to the
+    task's log file; one lock guards all three.
+
+    Args:
+        output: The stream the printed lines go to.
+        logs: The attempt's log files, which get every line; None writes none.
+        prints: Decides whether a task's line (without its prefix) is printed on
+            `output`, e.g. `launch.quiet_peers.PeerFailures.prints`; default: every line.
     """
 
-    def __init__(self, output: TextSink):
+    def __init__(
+        self,
+        output: TextSink,
+        *,
+        logs: AttemptLogs | None = None,
+        prints: Callable[[RunningTask, str], bool] = lambda task, line: True,
+    ):
         self._output = output
+        self._logs = logs
+        self._prints = prints
         self._lock = threading.Lock()
 
     def tail_of(self, task: RunningTask) -> tuple[str, ...]:
@@ -59,11 +76,22 @@ class PrefixedOutput:
         with self._lock:
             return tuple(task.tail)
 
-    def write_line(self, task: RunningTask, line: str) -> None:
-        """Keeps `line` in the task's tail and writes it with the task's prefix."""
+    def write_line(self, task: RunningTask, line: str, *, always_print: bool = False) -> None:
+        """Keeps `line` in the task's tail and log file; prints it with the task's prefix.
+
+        Args:
+            task: Whose line it is.
+            line: The line, without its newline.
+            always_print: Print it whatever `prints` says (the launcher's own notes).
+        """
         name = task.launch.name
+        printed = always_print or self._prints(task, line)
         with self._lock:
             task.tail.append(line)
+            if self._logs is not None:
+                self._logs.write_line(name, line)
+            if not printed:
+                return
             try:
                 self._output.write(f"[{name}] {line}\n")
                 self._output.flush()

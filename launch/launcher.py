@@ -8,7 +8,9 @@ namespace when the plan allows it (`launch.network`), the start-up line
 `announce`, and the attempts follow one `launch.restarts.RestartPolicy`: a
 parameter_server worker server is restarted in place within an attempt, any
 other failure ends it and the cluster is planned anew (fresh free ports) and
-run again; with `min_workers` a `multi_worker` cluster planned here goes on
+run again (each attempt's tasks log to their own files, `launch.task_logs`, and each
+failed attempt gets one line: its root cause, what follows, where its logs are); with
+`min_workers` a `multi_worker` cluster planned here goes on
 with fewer workers when one cannot come back (`resize` makes the smaller spec;
 the GPUs the launcher gave a lost worker are left out of the next plans).
 Spawning and watching one attempt's tasks is `launch.runner.run_local`'s.
@@ -17,6 +19,7 @@ Standard library only.
 
 import contextlib
 import dataclasses
+import os
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -29,6 +32,7 @@ from launch.result import LaunchResult, RestartReport
 from launch.runner import run_local
 from launch.streams import TextSink
 from launch.task_launch import TaskLaunch
+from launch.task_logs import AttemptLogs, LaunchLogs
 
 
 class Runner(Protocol):
@@ -41,6 +45,8 @@ class Runner(Protocol):
         output: TextSink | None = ...,
         stop_timeout: float = ...,
         restarts: RestartPolicy | None = ...,
+        logs: AttemptLogs | None = ...,
+        quiet_peers: bool = ...,
     ) -> LaunchResult: ...
 
 
@@ -82,9 +88,14 @@ def run_with_restarts(
     restarts: RestartPolicy,
     output: TextSink | None = None,
     stop_timeout: float = 10.0,
+    logs: LaunchLogs | None = None,
+    quiet_peers: bool = True,
     run: Runner = run_local,
 ) -> RestartReport:
     """Runs `plan(())`'s tasks, then each attempt `restarts` calls for after a failure.
+
+    After each failed attempt it prints one line: the root cause, what follows
+    (`Decision.note`) and, with `logs`, where the attempt's full logs are.
 
     Args:
         plan: Returns a fresh set of launches (new ports) for each attempt, given the
@@ -94,6 +105,9 @@ def run_with_restarts(
             run the cluster again, the same or with the failed worker left out.
         output: Where the tasks' output and the restart notes go (`sys.stdout`).
         stop_timeout: Passed to `run`.
+        logs: Where each attempt's per-task log files go (`attempt-1/worker-1.log`);
+            None writes none.
+        quiet_peers: Passed to `run`: with `logs`, a failed task's peers are quiet.
         run: The runner, `run_local` unless a test replaces it.
     """
     out = output or sys.stdout
@@ -102,18 +116,35 @@ def run_with_restarts(
     used = 0  # Cluster restarts of the current cluster size.
     while True:
         launches = plan(tuple(lost))
-        result = run(launches, output=output, stop_timeout=stop_timeout, restarts=restarts)
+        with _attempt_logs(logs, len(attempts) + 1) as attempt_logs:
+            result = run(
+                launches,
+                output=output,
+                stop_timeout=stop_timeout,
+                restarts=restarts,
+                logs=attempt_logs,
+                quiet_peers=quiet_peers,
+            )
         attempts.append(result)
         workers = sum(launch.task_type == "worker" for launch in launches)
         decision = restarts.after(result, attempt=len(attempts), restarts=used, workers=workers)
+        if decision.note:
+            where = "" if attempt_logs is None else f"; full logs: {attempt_logs.directory}"
+            print(f"launch: {decision.note}{where}", file=out, flush=True)
         if not decision.restart:
             return RestartReport(tuple(attempts), tuple(launch.name for launch in lost))
-        print(f"launch: {decision.note}", file=out, flush=True)
         if decision.drop is None:
             used += 1
         else:
             lost.append(next(launch for launch in launches if launch.name == decision.drop))
             used = 0
+
+
+def _attempt_logs(
+    logs: LaunchLogs | None, number: int
+) -> AbstractContextManager[AttemptLogs | None]:
+    """Attempt `number`'s log files, closed when it ends; nothing without `logs`."""
+    return contextlib.nullcontext(None) if logs is None else logs.attempt(number)
 
 
 def run_launch(
@@ -125,6 +156,8 @@ def run_launch(
     max_restarts: int = 0,
     min_workers: int | None = None,
     resize: Callable[[LaunchSpec, int], LaunchSpec] = with_workers,
+    log_dir: str | os.PathLike[str] | None = None,
+    quiet_peers: bool = True,
 ) -> RestartReport:
     """Plans `spec`, runs its tasks until the launch ends, and restarts after a failure.
 
@@ -148,13 +181,19 @@ def run_launch(
             many, when a worker's restarts are spent; None ends the launch then.
         resize: Returns the spec with a given number of workers, e.g. one whose
             command also names the count; `with_workers` by default.
+        log_dir: Where every task's full output goes, one file per task and
+            attempt (`attempt-1/worker-1.log`); None: a fresh directory under the
+            system's temp directory. Each failed attempt's line names it.
+        quiet_peers: Whether, once a task fails, the other tasks' output goes to
+            their log files only (the root cause's is still printed); False prints
+            everything, as `python -m launch --verbose` does.
 
     Returns:
         The `RestartReport`; its last attempt decides the exit code.
 
     Raises:
-        LaunchError: If the spec, `max_restarts` or `min_workers` is invalid;
-            nothing is started then.
+        LaunchError: If the spec, `max_restarts` or `min_workers` is invalid, or
+            the log directory cannot be created; nothing is started then.
     """
     restarts = RestartPolicy(max_restarts=max_restarts, min_workers=min_workers)
     make_spec: Callable[[], LaunchSpec] = spec if callable(spec) else (lambda: spec)
@@ -165,6 +204,7 @@ def run_launch(
         planned_here=first.cluster is None,
     )
     plans = [plan_launch(first)]
+    logs = LaunchLogs(log_dir)
 
     def next_spec(lost: tuple[TaskLaunch, ...]) -> LaunchSpec:
         fresh = make_spec()
@@ -184,5 +224,10 @@ def run_launch(
             return list(plan.launches) if isolation is None else inside(plan.launches, isolation)
 
         return run_with_restarts(
-            attempt, restarts=restarts, output=output, stop_timeout=stop_timeout
+            attempt,
+            restarts=restarts,
+            output=output,
+            stop_timeout=stop_timeout,
+            logs=logs,
+            quiet_peers=quiet_peers,
         )

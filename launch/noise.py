@@ -32,15 +32,15 @@ NOISE = (
     ("function_handle_cache.cc", "Failed to clear function handle cache"),
 )
 TF_DATA_OPTIONS_WARNING = "To make it possible to preserve tf.data options"
-# A C++ log record: "I0000 00:00:1796111833.601848   14178 port.cc:153] message".
-_LOG_RECORD = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ ([\w.-]+):\d+\] (.*)$")
+# A C++ or absl log record: "I0000 00:00:1796111833.601848   14178 port.cc:153] message".
+LOG_RECORD = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ ([\w.-]+):\d+\] (.*)$")
 _TASK_PREFIX = re.compile(r"^\[[\w:-]+\] ")
 
 
 def is_noise(line: str) -> bool:
     """Whether `line` (without its "[task] " prefix) is TensorFlow start-up noise."""
     line = line.rstrip("\r\n")
-    record = _LOG_RECORD.match(line)
+    record = LOG_RECORD.match(line)
     source, message = (record.group(1), record.group(2)) if record else ("", line)
     return any(source == noisy_source and fragment in message for noisy_source, fragment in NOISE)
 

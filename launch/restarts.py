@@ -36,7 +36,8 @@ class Decision:
 
     Attributes:
         restart: Whether to run the cluster again (planned anew); False ends the launch.
-        note: The launcher's line about the restart; empty when there is none.
+        note: The launcher's line about the failed attempt: its root cause and what
+            follows (a restart, or giving up); empty when the attempt did not fail.
         drop: The failed worker to leave out of the next plans (e.g. "worker:2"), or
             None to run the same cluster again.
     """
@@ -135,15 +136,30 @@ class RestartPolicy:
                 restart=True,
                 note=f"{failed}; restarting the cluster ({restarts + 1}/{self.max_restarts})",
             )
-        if (
-            self.min_workers is None
-            or not cause.name.startswith("worker:")
-            or workers - 1 < self.min_workers
-        ):
-            return Decision(restart=False)
+        why_not_fewer = self._why_not_fewer(cause.name, workers)
+        if why_not_fewer is not None:
+            spent = (
+                " (--max_restarts=0)"
+                if not self.max_restarts
+                else f": the restarts are spent ({restarts}/{self.max_restarts})"
+            )
+            return Decision(restart=False, note=f"{failed}; giving up{spent}{why_not_fewer}")
         return Decision(
             restart=True,
             note=f"{failed}; its restarts are spent: going on without it with {workers - 1} "
             f"of {workers} workers (--min_workers={self.min_workers}), from the last checkpoint",
             drop=cause.name,
         )
+
+    def _why_not_fewer(self, cause: str, workers: int) -> str | None:
+        """Why the cluster cannot go on without `cause` ("" without `min_workers`), or None."""
+        if self.min_workers is None:
+            return ""
+        if not cause.startswith("worker:"):
+            return f"; only a worker can be left out (--min_workers={self.min_workers})"
+        if workers - 1 < self.min_workers:
+            return (
+                f"; {workers - 1} of {workers} workers would be fewer than "
+                f"--min_workers={self.min_workers}"
+            )
+        return None

@@ -1,7 +1,8 @@
 """Running planned tasks as local processes: spawn, watch, restart in place, stop.
 
 This module owns one attempt of a local launch: `run_local` spawns the `TaskLaunch`es
-it is given, prefixes and forwards their output, watches them, starts a server that
+it is given, prefixes and forwards their output (and logs it: `launch.task_logs`; which
+lines are printed once one fails is `launch.quiet_peers`'), watches them, starts a server that
 exits again in place as the `RestartPolicy` allows, stops them all when the launch
 ends or fails, and returns a `LaunchResult` that names the root cause. Planning the
 tasks is `launch.plan`'s job, restarting a whole cluster `launch.launcher`'s, the
@@ -25,19 +26,27 @@ from launch._processes import (
 )
 from launch.command import check_command
 from launch.errors import LaunchError
+from launch.quiet_peers import PeerFailures
 from launch.restarts import RestartPolicy
 from launch.result import LaunchResult, TaskOutcome
 from launch.streams import TextSink
 from launch.task_launch import TaskLaunch, check_env
+from launch.task_logs import AttemptLogs
 
 _READER_JOIN_S = 2.0
 
 
 def _restart(
-    task: RunningTask, code: int, output: PrefixedOutput, restarts: RestartPolicy
+    task: RunningTask,
+    code: int,
+    output: PrefixedOutput,
+    restarts: RestartPolicy,
+    logs: AttemptLogs | None,
 ) -> RunningTask:
     number = task.restarts + 1
-    output.write_line(task, f"launch: {restarts.in_place_note(task.launch, code, number)}")
+    note = restarts.in_place_note(task.launch, code, number)
+    where = "" if logs is None else f"; full log: {logs.path_of(task.launch.name)}"
+    output.write_line(task, f"launch: {note}{where}", always_print=True)
     fresh = start_task(task.launch, output)
     fresh.restarts = number
     return fresh
@@ -48,21 +57,23 @@ def _watch(
     received: list[int],
     poll_interval: float,
     output: PrefixedOutput,
+    *,
     restarts: RestartPolicy,
+    logs: AttemptLogs | None,
+    failures: PeerFailures,
 ) -> tuple[RunningTask | None, int | None]:
     """Waits until the launch ends; returns (root-cause task, signal received)."""
     while not received:
         for i, task in enumerate(tasks):
             code = task.poll()
             if code is not None and task.restarts < restarts.restarts_in_place(task.launch):
-                tasks[i] = _restart(task, code, output, restarts)
-        codes = [task.poll() for task in tasks]
-        leads = [code for task, code in zip(tasks, codes, strict=True) if not task.launch.is_server]
+                tasks[i] = _restart(task, code, output, restarts, logs)
+        leads = [task.poll() for task in tasks if not task.launch.is_server]
         if all(code == 0 for code in leads):
             return None, None
-        for task, code in zip(tasks, codes, strict=True):
-            if code is not None and (code != 0 or task.launch.is_server):
-                return task, None
+        root = failures.root_cause()
+        if root is not None:
+            return root, None
         time.sleep(poll_interval)
     return None, received[0]
 
@@ -83,11 +94,16 @@ def run_local(
     stop_timeout: float = 10.0,
     poll_interval: float = 0.05,
     restarts: RestartPolicy | None = None,
+    logs: AttemptLogs | None = None,
+    quiet_peers: bool = True,
 ) -> LaunchResult:
     """Spawns every task, watches them, and stops them all when the launch ends.
 
     Every output line of a task is written to `output` prefixed with its name,
-    e.g. "[worker:1] step 10". The launch succeeds when every non-server task
+    e.g. "[worker:1] step 10", and with `logs` to the task's log file. Once a task
+    has failed (the root cause), the others' lines go to their log files only
+    (`launch.quiet_peers`), as do their error records about a task restarted in
+    place. The launch succeeds when every non-server task
     has exited 0; the servers are then stopped. It fails as soon as any task
     exits non-zero, or a server exits at all before that (unless `restarts`
     starts it again in place: `RestartPolicy.restarts_in_place`); the others are then
@@ -105,6 +121,11 @@ def run_local(
         restarts: The policy whose in-place restarts apply (a parameter_server
             worker server that exits is started again); None restarts nothing.
             Restarting the whole cluster is `launch.launcher.run_launch`'s.
+        logs: The attempt's log files, which get every line of every task; None
+            writes none. The caller closes them.
+        quiet_peers: With `logs`, whether the lines of a failed task's peers are
+            left out of `output` (they are in the log files); without `logs`, every
+            line is printed.
 
     Returns:
         The `LaunchResult`; its `summary()` reports each task and the root cause.
@@ -114,10 +135,14 @@ def run_local(
     """
     launches = list(launches)
     _check_arguments(launches, stop_timeout=stop_timeout, poll_interval=poll_interval)
-    prefixed = PrefixedOutput(sys.stdout if output is None else output)
+    tasks: list[RunningTask] = []
+    policy = RestartPolicy() if restarts is None else restarts
+    failures = PeerFailures(tasks, policy, quiet=quiet_peers and logs is not None)
+    prefixed = PrefixedOutput(
+        sys.stdout if output is None else output, logs=logs, prints=failures.prints
+    )
     received: list[int] = []
     restore = install_signal_handlers(received)
-    tasks: list[RunningTask] = []
     root: RunningTask | None = None
     interrupt: int | None = None
     try:
@@ -127,8 +152,15 @@ def run_local(
                 root = tasks[-1]
                 break
         if root is None:
-            policy = RestartPolicy() if restarts is None else restarts
-            root, interrupt = _watch(tasks, received, poll_interval, prefixed, policy)
+            root, interrupt = _watch(
+                tasks,
+                received,
+                poll_interval,
+                prefixed,
+                restarts=policy,
+                logs=logs,
+                failures=failures,
+            )
         stop_tasks(tasks, interrupt or signal.SIGTERM, stop_timeout, received, poll_interval)
     except BaseException:
         for task in tasks:

@@ -299,3 +299,42 @@ def test_launch_imports_no_tensorflow_or_numpy():
     ).stdout
 
     assert out.strip() == "[]"
+
+
+# worker:1 fails once worker:0 is up; worker:0 prints a traceback when it is stopped.
+_PEER_FAILS = textwrap.dedent("""
+    import json, os, pathlib, signal, sys, time
+    index = json.loads(os.environ['TF_CONFIG'])['task']['index']
+    ready = pathlib.Path(sys.argv[1])
+    if index == 1:
+        while not ready.exists():
+            time.sleep(0.01)
+        print('worker 1 failing', flush=True)
+        sys.exit(3)
+    def stopped(*_):
+        print('Traceback (most recent call last):', flush=True)
+        sys.exit(1)
+    signal.signal(signal.SIGTERM, stopped)
+    ready.touch()
+    time.sleep(60)
+    """)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_log_dir_keeps_what_the_terminal_leaves_out(capsys, tmp_path, verbose):
+    argv = ["--strategy=multi_worker", "--num_workers=2", f"--log_dir={tmp_path / 'logs'}"]
+    argv += ["--verbose"] if verbose else []
+
+    exit_code = main([*argv, "--", PY, "-c", _PEER_FAILS, str(tmp_path / "ready")])
+
+    captured = capsys.readouterr()
+    assert exit_code == 3
+    assert "[worker:1] worker 1 failing" in captured.out
+    assert ("[worker:0] Traceback" in captured.out) is verbose
+    attempt = tmp_path / "logs" / "attempt-1"
+    assert (
+        "launch: attempt 1 failed (worker:1 exit code 3); giving up (--max_restarts=0); "
+        f"full logs: {attempt}\n" in captured.out
+    )
+    assert "Traceback (most recent call last):" in (attempt / "worker-0.log").read_text()
+    assert "worker 1 failing" in captured.err  # The final report's tail of the root cause.

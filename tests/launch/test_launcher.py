@@ -13,6 +13,7 @@ import pytest
 
 from launch import LaunchError, LaunchSpec, RestartPolicy, TaskLaunch, run_launch
 from launch.launcher import run_with_restarts
+from launch.task_logs import LaunchLogs
 
 PY = sys.executable
 
@@ -229,6 +230,40 @@ def test_gives_up_after_max_restarts_with_the_last_failure(tmp_path):
     assert report.exit_code == 3 and report.restarts == 1 and calls == [1, 2]
     assert (tmp_path / "starts").read_text().count("start") == 2
     assert "    start 2" in report.summary().splitlines()  # The root cause's log tail.
+
+
+def test_each_failed_attempt_gets_one_line_naming_its_logs(tmp_path):
+    plan, _ = _planner(tmp_path / "starts", fail_times=5)
+    output, logs = io.StringIO(), LaunchLogs(tmp_path / "logs")
+
+    run_with_restarts(
+        plan, restarts=RestartPolicy(max_restarts=1), output=output, stop_timeout=5, logs=logs
+    )
+
+    notes = [line for line in output.getvalue().splitlines() if line.startswith("launch:")]
+    assert notes == [
+        "launch: attempt 1 failed (worker:0 exit code 3); restarting the cluster (1/1); "
+        f"full logs: {tmp_path / 'logs' / 'attempt-1'}",
+        "launch: attempt 2 failed (worker:0 exit code 3); giving up: the restarts are spent "
+        f"(1/1); full logs: {tmp_path / 'logs' / 'attempt-2'}",
+    ]
+    for attempt in (1, 2):
+        log = tmp_path / "logs" / f"attempt-{attempt}" / "worker-0.log"
+        assert log.read_text() == f"start {attempt}\n"
+
+
+def test_run_launch_logs_to_a_fresh_temp_dir_without_log_dir(tmp_path):
+    code = "import sys; print('boom'); sys.exit(3)"
+    spec = LaunchSpec(
+        strategy="multi_worker", command=[PY, "-c", code], base_env={}, isolate_network=False
+    )
+    output = io.StringIO()
+
+    run_launch(spec, output=output)  # tests/launch/conftest.py: the temp dir is tmp_path.
+
+    (logs,) = tmp_path.glob("launch-*")
+    assert f"giving up (--max_restarts=0); full logs: {logs / 'attempt-1'}" in output.getvalue()
+    assert (logs / "attempt-1" / "worker-0.log").read_text() == "boom\n"
 
 
 def test_no_restart_when_the_first_attempt_succeeds(tmp_path):

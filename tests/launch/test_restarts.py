@@ -51,7 +51,10 @@ def test_a_failure_restarts_the_cluster_until_the_restarts_are_spent():
     assert (
         first.note == "attempt 1 failed (worker:2 killed by SIGKILL); restarting the cluster (1/2)"
     )
-    assert not last.restart and last.note == ""
+    assert not last.restart
+    assert last.note == (
+        "attempt 3 failed (worker:2 killed by SIGKILL); giving up: the restarts are spent (2/2)"
+    )
 
 
 def test_success_and_an_interrupt_end_the_launch():
