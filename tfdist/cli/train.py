@@ -94,6 +94,7 @@ def _launch_local_cluster(config: JobConfig) -> int:
         resize=lambda _, num_workers: spec(num_workers),
         output=_task_output(config),
         announce=lambda line: print(f"tfdist.train: {line}", flush=True),
+        quiet_peers=not config.output.verbose,  # Survivors' errors after a failure: logs only.
     )
     if report.exit_code:
         print(report.attempts[-1].summary(), file=sys.stderr, flush=True)

@@ -261,6 +261,7 @@ def launch(
                 stop_timeout=stop_timeout,
                 max_restarts=max_restarts,
                 min_workers=min_workers,
+                quiet_peers=not verbose,
                 announce=lambda line: print(
                     f"tfdist.launch: {line}",
                     file=(output if output is not None else sys.stdout),
