@@ -146,25 +146,41 @@ def signal_group(task: RunningTask, signum: int) -> None:
 
 
 def stop_tasks(
-    tasks: list[RunningTask], signum: int, timeout: float, received: list[int], poll_interval: float
+    tasks: list[RunningTask],
+    signum: int,
+    timeout: float,
+    received: list[int],
+    poll_interval: float,
+    *,
+    servers_last: bool = False,
 ) -> None:
     """Signals every task's group, waits up to `timeout`, then kills them all.
 
-    Tasks still running are marked `stopped`. A new signal appended to
-    `received` while waiting cuts the wait short. Returns once every task is
-    reaped (or could not be within a few seconds of SIGKILL).
+    With `servers_last` (the user stopped the launch), the tasks that run the program are
+    signalled first and the servers only once those have exited: a parameter_server
+    chief saves its checkpoint through the ps and workers it stops last. Tasks still
+    running are marked `stopped`. A new signal appended to `received` while waiting cuts
+    the wait short. Returns once every task is reaped (or could not be within a few
+    seconds of SIGKILL).
     """
-    for task in tasks:
-        if task.proc is not None and task.proc.poll() is None:
-            task.stopped = True
-        signal_group(task, signum)  # Also reaches what an exited task left behind.
     deadline, seen = time.monotonic() + timeout, len(received)
-    while (
-        time.monotonic() < deadline
-        and len(received) == seen
-        and any(t.proc is not None and t.proc.poll() is None for t in tasks)
-    ):
-        time.sleep(min(poll_interval, 0.02))
+    groups = [tasks]
+    if servers_last:
+        groups = [
+            [t for t in tasks if not t.launch.is_server],
+            [t for t in tasks if t.launch.is_server],
+        ]
+    for group in groups:
+        for task in group:
+            if task.proc is not None and task.proc.poll() is None:
+                task.stopped = True
+            signal_group(task, signum)  # Also reaches what an exited task left behind.
+        while (
+            time.monotonic() < deadline
+            and len(received) == seen
+            and any(t.proc is not None and t.proc.poll() is None for t in group)
+        ):
+            time.sleep(min(poll_interval, 0.02))
     for task in tasks:
         signal_group(task, signal.SIGKILL)
     for task in tasks:

@@ -108,7 +108,8 @@ def run_local(
     exits non-zero, or a server exits at all before that (unless `restarts`
     starts it again in place: `RestartPolicy.restarts_in_place`); the others are then
     stopped. A SIGINT or SIGTERM the launcher gets (from the main thread only)
-    is forwarded to every task. Stopping sends a signal (SIGTERM, or the one
+    is forwarded to every task, the servers last (once the others have exited, so a
+    parameter_server chief can still save). Stopping sends a signal (SIGTERM, or the one
     received) to each task's process group and SIGKILL after `stop_timeout`.
 
     Args:
@@ -161,7 +162,14 @@ def run_local(
                 logs=logs,
                 failures=failures,
             )
-        stop_tasks(tasks, interrupt or signal.SIGTERM, stop_timeout, received, poll_interval)
+        stop_tasks(
+            tasks,
+            interrupt or signal.SIGTERM,
+            stop_timeout,
+            received,
+            poll_interval,
+            servers_last=interrupt is not None,
+        )
     except BaseException:
         for task in tasks:
             signal_group(task, signal.SIGKILL)

@@ -337,3 +337,41 @@ def test_children_get_their_own_env_only():
 def test_run_local_errors(launches, kwargs, match):
     with pytest.raises(LaunchError, match=match):
         run_local(launches, output=io.StringIO(), **kwargs)
+
+
+def test_a_user_stop_reaches_the_servers_only_after_the_program(tmp_path):
+    """SIGTERM to the launcher: the chief stops first, with its servers still up (a
+    parameter_server chief saves its checkpoint through them), then the servers."""
+    files = {name: str(tmp_path / name) for name in ("chief", "server", "gone", "seen")}
+    chief = f"""
+        import os, pathlib, signal, sys, time
+        def stop(signum, frame):
+            time.sleep(0.3)  # Saving.
+            up = not os.path.exists({files["gone"]!r})
+            pathlib.Path({files["seen"]!r}).write_text(str(up))
+            sys.exit(128 + signum)
+        signal.signal(signal.SIGTERM, stop)
+        pathlib.Path({files["chief"]!r}).touch()
+        time.sleep(60)
+        """
+    server = f"""
+        import pathlib, signal, sys, time
+        def gone(signum, frame):
+            pathlib.Path({files["gone"]!r}).touch()
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, gone)
+        pathlib.Path({files["server"]!r}).touch()
+        time.sleep(60)
+        """
+
+    def stop_when_ready():
+        while not all(os.path.exists(files[name]) for name in ("chief", "server")):
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_when_ready, daemon=True).start()
+    result, _, elapsed = _run([_task("chief:0", chief), _task("ps:0", server, is_server=True)])
+
+    assert elapsed < NO_HANG and result.interrupted_by == "SIGTERM"
+    assert open(files["seen"]).read() == "True"  # The server was up while the chief stopped,
+    assert os.path.exists(files["gone"])  # and was stopped after it.
