@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 
+import pytest
 from chaos import task_pids
 from e2e_helpers import REPO, start_command
 
@@ -41,7 +42,10 @@ def _wait_for_checkpoint(model_dir, at_least, launcher, timeout=120) -> int:
     raise AssertionError(f"no checkpoint at step {at_least} or later within {timeout} s")
 
 
-def test_a_killed_parameter_server_worker_restarts_in_place(tmp_path):
+@pytest.mark.parametrize("local_steps", [[], ["--sync_every=8"]], ids=["", "sync_every_8"])
+def test_a_killed_parameter_server_worker_restarts_in_place(tmp_path, local_steps):
+    """With --sync_every the restarted worker's own copy of the weights and optimizer are
+    made again on it (tfdist.training.ps_local_steps)."""
     model_dir, metrics = tmp_path / "m", tmp_path / "metrics.json"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
     env.pop("TF_CONFIG", None)
@@ -54,6 +58,7 @@ def test_a_killed_parameter_server_worker_restarts_in_place(tmp_path):
             *(f"--epochs={EPOCHS}", "--global_batch_size=32", "--steps_per_loop=4"),
             *(f"--checkpoint_every_steps={CHECKPOINT_EVERY}", f"--model_dir={model_dir}"),
             f"--metrics_json={metrics}",
+            *local_steps,
         ],
         log,
         env=env,
@@ -80,4 +85,6 @@ def test_a_killed_parameter_server_worker_restarts_in_place(tmp_path):
     summary = json.loads(metrics.read_text())
     assert summary["steps"] == STEPS  # The planned step, no step redone:
     assert summary["restored_from"] is None  # nothing was restored from a checkpoint.
+    if local_steps:  # Calls of 4 steps (--steps_per_loop=4): a round each, not a step.
+        assert STEPS / 4 <= summary["ps_updates"] < STEPS / 2, summary["ps_updates"]
     print(f"worker:1 killed after the checkpoint at step {killed_at} of {STEPS}")

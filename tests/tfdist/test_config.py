@@ -304,13 +304,6 @@ def test_settings_and_tf_config_import_no_tensorflow():
         (lambda: LoopConfig(steps_per_loop=0), r"steps_per_loop \(0\) must be a whole number"),
         (lambda: LoopConfig(grad_accum_steps=1.5), r"grad_accum_steps \(1.5\) must be a whole"),
         (lambda: LoopConfig(communication="fp16"), r"communication \('fp16'\) must be a tfdist"),
-        (
-            lambda: LoopConfig(
-                local_sgd=LocalSGDConfig(sync_every=8),
-                checkpoint=CheckpointConfig(model_dir="m", checkpoint_every_steps=20),
-            ),
-            r"checkpoint_every_steps \(20\) must be a multiple of sync_every \(8\).*16 or 24\.$",
-        ),
     ],
 )
 def test_loop_settings_check_themselves_once_built(build, message):
@@ -327,9 +320,12 @@ def test_loop_settings_check_themselves_once_built(build, message):
             r"grad_compression \('fp16'\) compresses the all-reduce of sync strategies",
         ),
         (
-            LoopConfig(local_sgd=LocalSGDConfig(sync_every=4)),
-            dict(strategy="parameter_server", loss_scaled=False),
-            r"sync_every \(4\) .* are for the synchronous strategies",
+            LoopConfig(
+                local_sgd=LocalSGDConfig(sync_every=8),
+                checkpoint=CheckpointConfig(model_dir="m", checkpoint_every_steps=20),
+            ),
+            dict(strategy="multi_worker", loss_scaled=False),
+            r"checkpoint_every_steps \(20\) must be a multiple of sync_every \(8\).*16 or 24\.$",
         ),
         (
             LoopConfig(local_sgd=LocalSGDConfig(sync_every=4)),
@@ -357,6 +353,16 @@ def test_the_loop_against_what_it_runs_on_is_checked_in_one_place(loop, facts, m
     with pytest.raises(ConfigError, match=message):
         check_loop_fits(loop, **facts)
     check_loop_fits(LoopConfig(), strategy="mirrored", loss_scaled=True)  # The default fits.
+
+
+def test_parameter_server_takes_local_steps_checkpointed_at_any_step():
+    """Its rounds end inside each scheduled piece, so any checkpoint step falls between
+    whole rounds (tfdist.training.ps_local_steps)."""
+    loop = LoopConfig(
+        local_sgd=LocalSGDConfig(sync_every=8),
+        checkpoint=CheckpointConfig(model_dir="m", checkpoint_every_steps=20),
+    )
+    check_loop_fits(loop, strategy="parameter_server", loss_scaled=False)
 
 
 def test_job_config_flat_and_back():

@@ -84,6 +84,7 @@ def summarize(
         "epochs": len(history.epoch),
         "steps": history.final_step,
         "steps_by_worker": history.steps_by_worker,
+        "ps_updates": history.ps_updates,
         "train_loss": history.last("loss"),
         "train_accuracy": history.last("accuracy"),
         "val_loss": history.last("val_loss"),

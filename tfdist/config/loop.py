@@ -176,13 +176,6 @@ class LoopConfig:
                 raise ConfigError(
                     f"{name} ({getattr(self, name)!r}) must be a tfdist {kind.__name__}."
                 )
-        every, sync = self.checkpoint.checkpoint_every_steps, self.local_sgd.sync_every
-        if self.local_sgd.enabled and every and every % sync:
-            raise ConfigError(
-                f"checkpoint_every_steps ({every}) must be a multiple of sync_every ({sync}): "
-                "checkpoints are taken where the replicas agree; use "
-                f"{nearest_multiples(every, sync)}."
-            )
 
 
 def check_loop_fits(
@@ -208,11 +201,12 @@ def check_loop_fits(
         )
     if local.enabled:
         what = f"sync_every ({local.sync_every}) and outer_optimizer ({local.outer_optimizer!r})"
-        if is_async:
+        every, sync = loop.checkpoint.checkpoint_every_steps, local.sync_every
+        if not is_async and every and every % sync:
             raise ConfigError(
-                f"{what} are for the synchronous strategies (mirrored, multi_worker); "
-                "parameter_server workers already step without waiting for each other. Drop "
-                "them or use strategy='multi_worker'."
+                f"checkpoint_every_steps ({every}) must be a multiple of sync_every ({sync}): "
+                "checkpoints are taken where the replicas agree; use "
+                f"{nearest_multiples(every, sync)}."
             )
         if compression != "none":
             raise ConfigError(

@@ -299,6 +299,7 @@ class Controller:
         history = self.history
         history.final_step = int(self.state.step.numpy())
         history.steps_by_worker = self.runner.steps_by_worker
+        history.ps_updates = self.runner.ps_updates
         if self._keeper:
             self._keeper.close()
         chief = self.distribution.role.is_chief

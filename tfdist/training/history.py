@@ -54,6 +54,9 @@ class History(keras.callbacks.History):
       restored_from: the checkpoint a resumed run began from, or None.
       steps_by_worker: `parameter_server` only (else None): how many of the steps each
         worker ran, by worker index, resumed runs' earlier steps included.
+      ps_updates: `parameter_server` with `sync_every` only (else None): the updates the
+        ps received (one per round of at most `sync_every` steps of a worker), resumed
+        runs' earlier ones included.
     """
 
     def __init__(self) -> None:
@@ -62,6 +65,7 @@ class History(keras.callbacks.History):
         self.final_step = 0
         self.restored_from: str | None = None
         self.steps_by_worker: list[int] | None = None
+        self.ps_updates: int | None = None
 
     def on_train_begin(self, logs: dict[str, object] | None = None) -> None:
         super().on_train_begin(logs)

@@ -100,13 +100,16 @@ class MetricState:
         for variable, value in zip(self.variables, self.unpack(flat), strict=True):
             variable.assign(value)
 
-    def stateless(self, state: list[tf.Tensor], update: Callable[[], object]):
+    def stateless(self, state: list[tf.Tensor], update: Callable[[], object], also: Sequence = ()):
         """Runs `update` with the variables read from and written to `state`.
+
+        `also`: more `(variable, value)` pairs `update` reads (a worker's own copy of the
+        weights, `tfdist.training.ps_local_steps`).
 
         Returns `(update's result, the new state)`: what a parameter-server worker does
         instead of writing the ps variables.
         """
-        mapping = list(zip(self.variables, state, strict=True))
+        mapping = list(zip(self.variables, state, strict=True)) + list(also)
         with keras_backend.StatelessScope(state_mapping=mapping) as scope:
             result = update()
         return result, [scope.get_current_value(v) for v in self.variables]

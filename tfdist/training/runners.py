@@ -90,6 +90,9 @@ class Runner(Protocol):
     @property
     def steps_by_worker(self) -> list[int] | None: ...
 
+    @property
+    def ps_updates(self) -> int | None: ...
+
 
 def _mean(strategy: tf.distribute.Strategy, outputs: Any) -> Any:
     """A step's per-replica outputs as Keras' fit reduces them: the mean over replicas."""
@@ -275,6 +278,10 @@ class SyncRunner:
     def steps_by_worker(self) -> list[int] | None:
         return None
 
+    @property
+    def ps_updates(self) -> int | None:
+        return None
+
 
 def _evaluate_calls(run_call, hooks: Hooks, calls: list[Call] | None, size: int, read) -> Logs:
     """Runs an evaluation's calls with Keras' test hooks; the last logs."""
@@ -325,18 +332,22 @@ class CoordinatorRunner:
         with self.strategy.scope():
             self.worker_steps = WorkerSteps(distribution.num_workers)
         self._state = tf.zeros([self.metric_state.size], tf.float64)
+        self.piece_multiple = 1  # Scheduled pieces are multiples of this many steps.
         self._train_call = tf.function(self._worker_loop)
         self._eval_call = tf.function(self._eval_loop)
         self._whole_call = tf.function(self._whole_loop)
 
-    def _update(self, iterator: Any, state: list) -> list:
+    def _update(self, iterator: Any, state: list, copy: tuple | None = None) -> list:
+        """One optimizer step of micro-batches; `copy`: the worker's copy it reads and
+        updates instead of the ps weights (`Step.train`)."""
         gradients = None
         for micro in range(self.step.grad_accum_steps):
             last = micro == self.step.grad_accum_steps - 1
             gradients, state = self.strategy.run(
-                self.step.train,
-                args=(next(iterator),),
-                kwargs={"accumulated": gradients, "apply": last, "state": state},
+                lambda batch, accumulated, apply, state: self.step.train(
+                    batch, accumulated, apply, state, copy=copy
+                ),
+                args=(next(iterator), gradients, last, state),
             )
         return state
 
@@ -383,7 +394,12 @@ class CoordinatorRunner:
     def train(
         self, iterator: Any, calls: list[Call], hooks: Hooks, *, dynamic: bool = False
     ) -> tuple[Logs, int]:
-        sizes = pieces(calls, self.loop.steps_per_loop, free_workers=self.distribution.num_workers)
+        sizes = pieces(
+            calls,
+            self.loop.steps_per_loop,
+            free_workers=self.distribution.num_workers,
+            multiple=self.piece_multiple,
+        )
         scheduled = []
         for call, call_pieces in zip(calls, sizes, strict=True):
             hooks.begin(call)
@@ -459,6 +475,11 @@ class CoordinatorRunner:
     @property
     def steps_by_worker(self) -> list[int] | None:
         return self.worker_steps.counts
+
+    @property
+    def ps_updates(self) -> int | None:
+        """None: each step updates the ps (`ps_local_steps.LocalStepsRunner` counts)."""
+        return None
 
 
 def summed_metrics(model: keras.Model, *, is_async: bool) -> MetricState:

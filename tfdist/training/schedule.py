@@ -50,19 +50,22 @@ def segments_ending(
     return [segment for segment in segments if segment]
 
 
-def pieces(calls: list[Call], steps_per_loop: int, *, free_workers: int) -> list[list[int]]:
+def pieces(
+    calls: list[Call], steps_per_loop: int, *, free_workers: int, multiple: int = 1
+) -> list[list[int]]:
     """How each call of a parameter-server segment is scheduled: step counts per piece.
 
     Each piece takes, of the segment's steps still to schedule, the share
     `shrinking_calls` would (full pieces first, shorter ones toward the segment's end),
-    never past its call's end.
+    rounded up to a `multiple` of steps (local steps' rounds), never past its call's end.
     """
     left_in_segment = sum(call.steps for call in calls)
     out: list[list[int]] = []
     for call in calls:
         left, mine = call.steps, []
         while left:
-            size = min(left, _share(left_in_segment, steps_per_loop, free_workers))
+            share = _share(left_in_segment, steps_per_loop, free_workers)
+            size = min(left, -(-share // multiple) * multiple)
             mine.append(size)
             left -= size
             left_in_segment -= size

@@ -171,12 +171,15 @@ class Step:
         return keep(rows)
 
     # ----- in replica context ----------------------------------------------------------
-    def gradients(self, batch, state=None):
+    def gradients(self, batch, state=None, values=None):
         """One micro-batch's gradients, with the metrics updated (under XLA with jit_compile).
 
         Args:
           batch: `(x, y, sample_weight)` as Keras unpacks it.
           state: parameter_server: the metric state to update instead of the variables.
+          values: the values `self.variables` take for this batch instead of their own (a
+            parameter_server worker's copy, `tfdist.training.ps_local_steps`); the
+            gradients are then those of the values.
 
         Returns:
           `(gradients, state)`: the gradients of `self.variables`, and the new state (None
@@ -184,31 +187,58 @@ class Step:
         """
         if self._xla_gradients is not None:
             return self._xla_gradients(batch, state)
-        return self._gradients(batch, state)
+        return self._gradients(batch, state, values)
 
-    def _gradients(self, batch, state=None):
+    def _gradients(self, batch, state=None, values=None):
+        mapping = [] if values is None else list(zip(self.variables, values, strict=True))
         with tf.GradientTape() as tape:
-            # The forward pass runs outside any stateless scope, so the model's own state
-            # updates (BatchNorm's moving statistics) reach its variables, as in Keras.
-            y_pred = self._forward(self._model_input(batch), training=True)
+            if values is None:
+                # The forward pass runs outside any stateless scope, so the model's own
+                # state updates (BatchNorm's moving statistics) reach its variables, as in
+                # Keras.
+                y_pred = self._forward(self._model_input(batch), training=True)
+            else:
+                tape.watch(values)
+                y_pred = self._forward_on(mapping, self._model_input(batch))
 
             def measured():
                 loss, _ = self._measured(batch, lambda x: y_pred, training=True)
                 return loss
 
-            if state is None:
+            if state is None and not mapping:
                 loss = measured()
+            elif state is None:
+                with keras.StatelessScope(state_mapping=mapping):
+                    loss = measured()
             else:
-                loss, state = self.metric_state.stateless(state, measured)
+                loss, state = self.metric_state.stateless(state, measured, also=mapping)
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 loss = self.optimizer.scale_loss(loss)
-        return tape.gradient(loss, self.variables), state
+        return tape.gradient(loss, self.variables if values is None else values), state
 
-    def apply(self, gradients) -> None:
-        """Reduces the summed micro-batch gradients across replicas and updates the weights."""
+    def _forward_on(self, mapping: list, x):
+        """The training forward pass with the variables read from `mapping`; what it
+        writes to the model's other variables (BatchNorm's statistics, a Dropout's seed
+        state) is then written to them, as without a mapping."""
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            y_pred = self._forward(x, training=True)
+        for variable in self.model.non_trainable_variables:
+            value = scope.get_current_value(variable)
+            if value is not None:
+                variable.assign(value)
+        return y_pred
+
+    def apply(self, gradients, into=None) -> None:
+        """Reduces the summed micro-batch gradients across replicas and updates the weights;
+        `into`: `(optimizer, variables)` updated instead of the model's own (a worker's
+        copy of the weights, `tfdist.training.ps_local_steps`)."""
         if self.grad_accum_steps > 1:
             gradients = [scaled(g, 1.0 / self.grad_accum_steps) for g in gradients]
         count = len(self._dense)
+        if into is not None:
+            optimizer, variables = into
+            optimizer.apply_gradients(zip(gradients[:count], variables, strict=True))
+            return
         if count:
             reduced = self.reducer(gradients[:count])
             self.optimizer.apply_gradients(zip(reduced, self._dense, strict=True))
@@ -218,8 +248,11 @@ class Step:
             table.apply_sparse_gradients(gradients[offset : offset + parts])
             offset += parts
 
-    def train(self, batch, accumulated=None, apply: bool = True, state=None):
+    def train(self, batch, accumulated=None, apply: bool = True, state=None, copy=None):
         """One micro-batch on one replica: its gradients added to `accumulated`, maybe applied.
+
+        `copy`: `(values, optimizer, variables)`: the step reads the weights from `values`
+        and applies to `variables` with `optimizer` (a parameter_server worker's copy).
 
         Returns `(gradients, state)`: the summed gradients (None once applied) and the
         metric state (parameter_server), or the model's own `train_step` logs as
@@ -227,11 +260,12 @@ class Step:
         """
         if self.own_train_step:
             return None, self.model.train_step(self.own_data(batch))
-        gradients, state = self.gradients(batch, state)
+        values, into = (None, None) if copy is None else (copy[0], copy[1:])
+        gradients, state = self.gradients(batch, state, values)
         if accumulated is not None:
             gradients = [_add(a, g) for a, g in zip(accumulated, gradients, strict=True)]
         if apply:
-            self.apply(gradients)
+            self.apply(gradients, into)
             gradients = None
         return gradients, state
 

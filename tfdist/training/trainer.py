@@ -35,6 +35,7 @@ from tfdist.training.controller import Controller, TestHooks, TrainState, Valida
 from tfdist.training.history import History
 from tfdist.training.inputs import make_inputs, whole_split_context
 from tfdist.training.local_sgd import LocalGradients, LocalSGDRunner
+from tfdist.training.ps_local_steps import LocalStepsRunner
 from tfdist.training.runners import CoordinatorRunner, Runner, SyncRunner, summed_metrics
 from tfdist.training.step import Step, own_train_step
 
@@ -184,6 +185,8 @@ class Trainer:
             grad_accum_steps=loop.grad_accum_steps,
             metric_state=summed_metrics(self.model, is_async=distribution.is_async),
         )
+        if distribution.is_async and local:
+            return LocalStepsRunner(distribution, step, loop)
         if distribution.is_async:
             return CoordinatorRunner(distribution, step, loop)
         if local:

@@ -20,8 +20,13 @@ def _run(*args):
     "args, message",
     [
         (
-            ["--strategy=parameter_server", "--num_ps=1", "--sync_every=8"],
-            "--sync_every (8) and --outer_optimizer ('none') are for the synchronous strategies",
+            [
+                "--strategy=parameter_server",
+                "--num_ps=1",
+                "--sync_every=8",
+                "--mixed_precision=mixed_float16",
+            ],
+            "--sync_every (8) and --outer_optimizer ('none') cannot run with a loss-scaled",
         ),
         (
             ["--sync_every=8", "--checkpoint_every_steps=12", "--model_dir=m"],

@@ -294,8 +294,13 @@ def test_local_sgd_settings_are_checked(kwargs, message):
     "kwargs, message",
     [
         (
-            {"strategy": "parameter_server", "num_ps": 1, "sync_every": 8},
-            r"sync_every \(8\).*synchronous strategies.*strategy='multi_worker'",
+            {
+                "strategy": "parameter_server",
+                "num_ps": 1,
+                "sync_every": 8,
+                "mixed_precision": "mixed_float16",
+            },
+            r"sync_every \(8\).*loss-scaled.*mixed_bfloat16",
         ),
         (
             {"sync_every": 8, "checkpoint_every_steps": 20, "model_dir": "m"},

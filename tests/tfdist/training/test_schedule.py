@@ -104,3 +104,11 @@ def test_epoch_plans_follow_keras():
     assert EpochPlan(3, steps_per_epoch=5).epoch_lengths(2) == [3, 3]
     assert EpochPlan(None, steps_per_epoch=7, endless=True).epoch_lengths(2) == [7, 7]
     assert not EpochPlan(None).known and EpochPlan(None).params_steps is None
+
+
+def test_local_steps_pieces_are_whole_rounds_but_at_a_calls_end():
+    # A 46-step epoch in calls of 32 (the digits job), rounds of 8 on 2 workers.
+    cut = pieces(calls(0, 46, 32), 32, free_workers=2, multiple=8)
+    assert [sum(p) for p in cut] == [32, 14]
+    assert all(size % 8 == 0 for p in cut for size in p[:-1]), cut
+    assert pieces(calls(0, 46, 32), 32, free_workers=2) != cut  # Without: shares of 12.

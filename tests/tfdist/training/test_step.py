@@ -126,3 +126,56 @@ def test_two_accumulated_micro_batches_update_as_one_batch_of_both():
         for got, expected, before in zip(accumulated, whole, start, strict=False):
             assert not np.allclose(expected, before)  # The update moved every weight.
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def _regularized_model():
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(6, kernel_regularizer=keras.regularizers.L2(0.1)),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(CLASSES),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.build((None, 4))
+    return model
+
+
+def test_gradients_of_given_values_are_those_of_the_weights_set_to_them():
+    """A parameter_server worker's copy (ps_local_steps): the step reads the weights from
+    values, its gradients are theirs (the regularizer's included), the model's own weights
+    stay as they were, and BatchNorm's statistics still move."""
+    from tfdist.training.metric_state import MetricState
+    from tfdist.training.step import Step
+
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    batch = (x, LABELS)
+    model = _regularized_model()
+    step = Step(
+        model=model,
+        optimizer=model.optimizer,
+        reducer=list,
+        grad_accum_steps=1,
+        metric_state=MetricState(model.metrics),
+    )
+    own = [v.numpy() for v in model.trainable_variables]
+    values = [tf.constant(w * 1.5 + 0.1) for w in own]
+    moving_mean = model.layers[1].moving_mean.numpy()
+
+    from_values, _ = step.gradients(batch, values=values)
+
+    for weight, before in zip(model.trainable_variables, own, strict=True):
+        np.testing.assert_array_equal(weight.numpy(), before)
+    assert not np.allclose(model.layers[1].moving_mean.numpy(), moving_mean)
+    for weight, value in zip(model.trainable_variables, values, strict=True):
+        weight.assign(value)
+    model.layers[1].moving_mean.assign(moving_mean)
+    reference, _ = step.gradients(batch)
+    for got, want in zip(from_values, reference, strict=True):
+        assert np.abs(want.numpy()).max() > 0
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,52 @@
+"""Local steps on parameter_server workers (`--sync_every`), as real processes: the ps
+receives one update per round of a worker's steps, counted on the ps; the run learns as
+plain parameter_server does; a SIGTERM stops it at a checkpoint and the rerun ends at the
+planned step, its count of updates carried on (tfdist.training.ps_local_steps)."""
+
+import re
+import signal
+import sys
+import time
+
+from e2e_helpers import explain, run_trainer, start_command
+
+CLUSTER = ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1"]
+EPOCHS = 10
+STEPS = EPOCHS * (1500 // 64)  # digits: 1,500 training examples, global batch 64.
+H = 8
+
+
+def test_a_worker_updates_the_ps_once_a_round_and_the_run_learns(tmp_path):
+    process, summary = run_trainer(tmp_path, *CLUSTER, f"--sync_every={H}", f"--epochs={EPOCHS}")
+    assert process.returncode == 0, explain(process)
+    assert summary["steps"] == STEPS and sum(summary["steps_by_worker"]) == STEPS
+    # Rounds of 8 steps; shorter only where an epoch of 23 steps ends.
+    assert STEPS / H <= summary["ps_updates"] <= STEPS / H * 1.25, summary["ps_updates"]
+    assert summary["val_accuracy"] >= 0.93, summary["val_accuracy"]
+
+
+def test_a_sigterm_stops_at_a_checkpoint_and_the_rerun_ends_at_the_planned_step(tmp_path):
+    model_dir = tmp_path / "m"
+    job = [*CLUSTER, f"--sync_every={H}", "--outer_optimizer=nesterov", f"--epochs={EPOCHS}"]
+    job += ["--outer_learning_rate=0.5", "--checkpoint_every_steps=20", f"--model_dir={model_dir}"]
+    with open(tmp_path / "run.log", "w") as log:
+        stopped = start_command([sys.executable, "-m", "tfdist.train", *job], log)
+        deadline = time.time() + 240
+        while not list(model_dir.glob("checkpoints/ckpt-*.index")) and time.time() < deadline:
+            assert stopped.poll() is None, "the run ended before it could be stopped"
+            time.sleep(0.05)
+        stopped.send_signal(signal.SIGTERM)
+        code = stopped.wait(timeout=120)
+    output = (tmp_path / "run.log").read_text()
+    assert code == 128 + signal.SIGTERM, output[-3000:]
+    saved = re.search(r"preempted \(SIGTERM\) at step (\d+): saved checkpoint", output)
+    assert saved, output[-3000:]
+    step = int(saved.group(1))
+
+    rerun, resumed = run_trainer(tmp_path / "out", *job)
+    assert rerun.returncode == 0, explain(rerun)
+    assert resumed["restored_from"].endswith(f"ckpt-{step}")
+    assert resumed["steps"] == STEPS and sum(resumed["steps_by_worker"]) == STEPS
+    # Calls are cut at each checkpoint step too (every 20): more short rounds.
+    assert STEPS / H <= resumed["ps_updates"] <= STEPS / H * 1.5, resumed["ps_updates"]
+    assert resumed["val_accuracy"] >= 0.9, resumed["val_accuracy"]
