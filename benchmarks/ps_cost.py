@@ -7,6 +7,8 @@ On the reference job (synthetic 784 features, MLP 784-256-10, Adam, global batch
   one process       ``--strategy=one_device``, the CPUs' threads: the baseline
   parameter_server  ``--strategy=parameter_server --num_workers=2 --num_ps=1``
                     (steps_per_loop 32, as benchmarks/compare_peers.py runs it)
+  parameter_server --sync_every=8  the same with local steps: each worker takes 8 steps
+                    on its own copy, then one update of the ps
   bare PSS          the same cluster without tfdist: a chief, 2 worker servers and 1 ps
                     server as local processes with the launcher's thread budget (one
                     intra-op thread each), a Keras MLP and Adam built under
@@ -44,6 +46,7 @@ JOB = [
 GLOBAL_BATCH = 256
 STEPS_PER_CALL = 32
 EPOCH_STEPS = 234  # 60,000 // 256, the reference job's epoch.
+SYNC_EVERY = 8  # Local steps: one ps update per 8 steps of a worker (ps_local_steps).
 CALLS = 80  # Per timed pass: 80 x 32 x 256 = 655,360 examples, about 11 epochs of 60,000.
 
 
@@ -202,24 +205,26 @@ def bare_pss(local_variables: bool = False, tfdist_calls: bool = False) -> float
 
 def one_round():
     one = run_trainer([*JOB, "--strategy=one_device", "--steps_per_loop=234"])
-    ps = run_trainer(
-        [
-            *JOB,
-            "--strategy=parameter_server",
-            "--num_workers=2",
-            "--num_ps=1",
-            f"--steps_per_loop={STEPS_PER_CALL}",
-            "--noisolate_network",
-        ]
-    )
+    cluster = [
+        *JOB,
+        "--strategy=parameter_server",
+        "--num_workers=2",
+        "--num_ps=1",
+        f"--steps_per_loop={STEPS_PER_CALL}",
+        "--noisolate_network",
+    ]
+    ps = run_trainer(cluster)
+    local = run_trainer([*cluster, f"--sync_every={SYNC_EVERY}"])
     row = {
         "one process": one["examples_per_sec"],
         "parameter_server": ps["examples_per_sec"],
+        f"parameter_server --sync_every={SYNC_EVERY}": local["examples_per_sec"],
         "bare PSS": bare_pss(),
         "bare PSS, tfdist's calls": bare_pss(tfdist_calls=True),
         "bare PSS, no ps": bare_pss(local_variables=True),
     }
-    for key in ("parameter_server", "bare PSS", "bare PSS, no ps"):
+    local_key = f"parameter_server --sync_every={SYNC_EVERY}"
+    for key in ("parameter_server", local_key, "bare PSS", "bare PSS, no ps"):
         row[f"{key} / one process"] = row[key] / row["one process"]
     row["parameter_server / bare PSS"] = row["parameter_server"] / row["bare PSS"]
     row["tfdist's calls / full calls (bare)"] = row["bare PSS, tfdist's calls"] / row["bare PSS"]

@@ -50,6 +50,13 @@ CONFIGS = {
         "--num_ps=1",
         "--steps_per_loop=32",
     ],
+    "parameter_server --sync_every=8": [
+        "--strategy=parameter_server",
+        "--num_workers=2",
+        "--num_ps=1",
+        "--steps_per_loop=32",
+        "--sync_every=8",
+    ],
 }
 KINDS = ("unslowed", "slowed")
 
