@@ -3,12 +3,14 @@ receives one update per round of a worker's steps, counted on the ps; the run le
 plain parameter_server does; a SIGTERM stops it at a checkpoint and the rerun ends at the
 planned step, its count of updates carried on (tfdist.training.ps_local_steps)."""
 
+import json
+import os
 import re
 import signal
 import sys
 import time
 
-from e2e_helpers import explain, run_trainer, start_command
+from e2e_helpers import REPO, explain, run_command, run_trainer, start_command
 
 CLUSTER = ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1"]
 EPOCHS = 10
@@ -50,3 +52,17 @@ def test_a_sigterm_stops_at_a_checkpoint_and_the_rerun_ends_at_the_planned_step(
     # Calls are cut at each checkpoint step too (every 20): more short rounds.
     assert STEPS / H <= resumed["ps_updates"] <= STEPS / H * 1.5, resumed["ps_updates"]
     assert resumed["val_accuracy"] >= 0.9, resumed["val_accuracy"]
+
+
+def test_tfdist_fit_takes_sync_every_under_parameter_server(tmp_path):
+    """The same through the front door: a user's script, `tfdist.fit(sync_every=8)`."""
+    script = os.path.join(REPO, "tests", "e2e", "ps_local_steps_fit_job.py")
+    launch = [sys.executable, "-m", "launch", *CLUSTER, "--", sys.executable, script]
+    done = run_command([*launch, str(tmp_path)], env={"PYTHONPATH": REPO})
+    assert done.returncode == 0, explain(done)
+    result = json.loads((tmp_path / "result.json").read_text())
+    steps = 8 * (1500 // 50)  # 8 epochs of 30 steps, in calls of 16 (steps_per_execution).
+    assert result["final_step"] == steps
+    # Rounds of 8: whole in each call of 16, and an epoch's last call of 14 ends in one of 6.
+    assert result["ps_updates"] == 8 * 4, result
+    assert result["val_accuracy"] >= 0.85, result  # It learns (0.886 in one run).

@@ -1,0 +1,59 @@
+"""A user's script that trains through `tfdist.fit(..., sync_every=8)` on the chief of a
+parameter_server launch (`python -m launch --strategy=parameter_server ... -- python
+ps_local_steps_fit_job.py OUT_DIR`); writes `OUT_DIR/result.json` with the run's step,
+the ps updates counted and the validation accuracy."""
+
+import json
+import os
+import sys
+
+import keras
+
+import tfdist
+from tfdist.data.sources import load_digits_arrays
+
+OUT_DIR = sys.argv[1]
+
+
+def main():
+    images, labels = load_digits_arrays()
+    x, y = images.reshape(-1, 64)[:1500], labels[:1500]
+    validation = (images.reshape(-1, 64)[1500:], labels[1500:])
+    dist = tfdist.make_strategy()
+    keras.utils.set_random_seed(1)
+    with dist.scope():
+        model = keras.Sequential(
+            [
+                keras.Input((64,)),
+                keras.layers.Dense(64, activation="relu"),
+                keras.layers.Dropout(0.1),
+                keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(3e-3),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            steps_per_execution=16,
+        )
+    history = tfdist.fit(
+        model,
+        x,
+        y,
+        batch_size=50,
+        epochs=8,
+        validation_data=validation,
+        sync_every=8,
+        verbose=0,
+    )
+    result = {
+        "final_step": history.final_step,
+        "ps_updates": history.ps_updates,
+        "val_accuracy": history.history["val_accuracy"][-1],
+    }
+    with open(os.path.join(OUT_DIR, "result.json"), "w") as f:
+        json.dump(result, f)
+
+
+if __name__ == "__main__":
+    main()
