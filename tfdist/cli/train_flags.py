@@ -227,10 +227,12 @@ flags.DEFINE_integer(
     1,
     "Local SGD for mirrored and multi_worker: each replica takes this many optimizer steps "
     "on its own batches with no gradient all-reduce, then the replicas average their weights "
-    "in one all-reduce (also at each epoch end; optimizer slots at the end of each loop "
-    "call), so synchronisations fall this many times. 1: synchronous training. "
-    "--checkpoint_every_steps must be a multiple; "
-    "see --outer_optimizer.",
+    "in one all-reduce (also at each epoch end; optimizer slots at checkpoints, stops and "
+    "epoch ends), so synchronisations fall this many times; --checkpoint_every_steps must "
+    "be a multiple. Under parameter_server: local steps, each worker takes this many steps "
+    "on its own copy of the weights, then sends the ps one update (its change) and fetches "
+    "the weights. 1: every step synchronous (or, under parameter_server, an update of the "
+    "ps). See --outer_optimizer.",
     lower_bound=1,
 )
 flags.DEFINE_enum(

@@ -210,11 +210,15 @@ def fit(
       seed: the shuffling seed (each epoch reshuffles, deterministically).
       sync_every, outer_optimizer, outer_learning_rate, outer_momentum: local SGD and the
         DiLoCo outer step (`mirrored`, `multi_worker`): replicas take `sync_every` steps
-        alone, then average (`tfdist.training.local_sgd`).
+        alone, then average (`tfdist.training.local_sgd`); under `parameter_server`, local
+        steps: each worker takes `sync_every` steps on its own copy of the weights, then
+        sends the ps one update, through the outer step if any
+        (`tfdist.training.ps_local_steps`).
 
     Returns:
       tfdist's `History`: Keras' (`history.history`, also `model.history`) with tfdist's
-      record of the run (`final_step`, `restored_from`, `timings`, `steps_by_worker`).
+      record of the run (`final_step`, `restored_from`, `timings`, `steps_by_worker`,
+      `ps_updates`).
     """
     check_compiled(model, "fit")
     check_count("epochs", epochs)
