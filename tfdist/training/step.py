@@ -107,6 +107,14 @@ class Step:
             if self.jit_compile
             else None
         )
+        # With one replica the whole step (the optimizer's update too) is one XLA
+        # computation, as Keras compiles its own; with several, the all-reduce sits between.
+        one_replica = model.distribute_strategy.num_replicas_in_sync == 1
+        self._xla_whole = (
+            tf.function(self._whole_step, jit_compile=True, reduce_retracing=True)
+            if self.jit_compile and one_replica and grad_accum_steps == 1
+            else None
+        )
         if not self.own_train_step:  # A model's own train_step applies through Keras' all-reduce.
             disable_optimizer_all_reduce(optimizer)
 
@@ -228,6 +236,10 @@ class Step:
                 variable.assign(value)
         return y_pred
 
+    def _whole_step(self, batch):
+        gradients, _ = self._gradients(batch)
+        self.apply(gradients)
+
     def apply(self, gradients, into=None) -> None:
         """Reduces the summed micro-batch gradients across replicas and updates the weights;
         `into`: `(optimizer, variables)` updated instead of the model's own (a worker's
@@ -260,6 +272,15 @@ class Step:
         """
         if self.own_train_step:
             return None, self.model.train_step(self.own_data(batch))
+        if (
+            self._xla_whole is not None
+            and accumulated is None
+            and apply
+            and copy is None
+            and state is None
+        ):
+            self._xla_whole(batch)
+            return None, None
         values, into = (None, None) if copy is None else (copy[0], copy[1:])
         gradients, state = self.gradients(batch, state, values)
         if accumulated is not None:

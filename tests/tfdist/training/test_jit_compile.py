@@ -96,3 +96,32 @@ def test_jit_compile_auto_is_off_under_a_strategy_as_in_keras():
 
     assert model.jit_compile is False  # Keras' own resolution, which tfdist reads.
     _fit(model, "tfdist")
+
+
+class HostSGD(keras.optimizers.SGD):
+    """SGD whose update passes the gradient through the host, which XLA cannot compile."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        on_host = tf.numpy_function(lambda g: g, [gradient], gradient.dtype)
+        super().update_step(tf.ensure_shape(on_host, gradient.shape), variable, learning_rate)
+
+
+def _host_update_model(strategy):
+    model = _model(strategy.scope(), jit_compile=True)
+    with strategy.scope():
+        model.compile(
+            optimizer=HostSGD(0.1), loss="sparse_categorical_crossentropy", jit_compile=True
+        )
+    return model
+
+
+def test_with_one_replica_the_optimizers_update_is_under_xla_too_as_in_keras():
+    """Keras compiles its whole step, the update included; so does tfdist with one replica
+    (with several, the all-reduce sits between the pass and the update)."""
+    for strategy, front in (
+        (tf.distribute.get_strategy(), "keras"),
+        (_strategy("one_device").strategy, "tfdist"),
+    ):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="unsupported operations"):
+            _fit(_host_update_model(strategy), front)
+    _fit(_host_update_model(_strategy("mirrored").strategy), "tfdist")  # Updated outside XLA.
