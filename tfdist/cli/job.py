@@ -79,6 +79,7 @@ def summarize(
         "grad_accum_steps": loop.grad_accum_steps,
         "grad_compression": loop.communication.grad_compression,
         "mixed_precision": config.model.mixed_precision,
+        "jit_compile": config.model.jit_compile,
         "sync_every": loop.local_sgd.sync_every,
         "outer_optimizer": loop.local_sgd.outer_optimizer,
         "epochs": len(history.epoch),
@@ -156,6 +157,7 @@ def compile_model(model: keras.Model, config: JobConfig) -> keras.Model:
         optimizer=build_optimizer(config.model.optimizer, learning_rate=config.model.learning_rate),
         loss=own_loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        jit_compile=config.model.jit_compile,
     )
     return model
 

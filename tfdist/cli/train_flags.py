@@ -262,6 +262,13 @@ flags.DEFINE_enum(
     "Compute in float16 (with dynamic loss scaling) or bfloat16, keeping float32 variables. "
     "Pays off on GPUs/TPUs with fast half-precision units; on CPU it is usually slower.",
 )
+flags.DEFINE_bool(
+    "jit_compile",
+    False,
+    "Compile each step with XLA, as Keras' compile(jit_compile=True): with one replica the "
+    "whole step (the optimizer's update too), with several each replica's forward and "
+    "backward pass. Not under parameter_server.",
+)
 flags.DEFINE_integer(
     "ps_shards",
     None,

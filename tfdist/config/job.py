@@ -322,17 +322,21 @@ class ModelConfig:
       optimizer: one of OPTIMIZERS.
       learning_rate: the optimizer's learning rate.
       mixed_precision: `none`, `mixed_float16` (with loss scaling) or `mixed_bfloat16`.
+      jit_compile: compile each step with XLA (Keras' `compile(jit_compile=True)`).
     """
 
     model: str = "mlp"
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     mixed_precision: str = "none"
+    jit_compile: bool = False
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_positive("learning_rate", self.learning_rate)
         check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        if not isinstance(self.jit_compile, bool):
+            raise ConfigError(f"jit_compile ({self.jit_compile!r}) must be True or False.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -418,6 +422,11 @@ class JobConfig:
             strategy=self.launch.expected_strategy(),
             loss_scaled=self.model.mixed_precision == "mixed_float16",
         )
+        if self.model.jit_compile and self.launch.expected_strategy() == "parameter_server":
+            raise ConfigError(
+                "jit_compile (True) compiles a step with XLA, which cannot compile the reads "
+                "of variables on a ps: drop it under strategy='parameter_server'."
+            )
 
     def _check_batch_for_every_cluster_size(self) -> None:
         """A smaller cluster keeps the global batch, so every size's replicas must divide it."""

@@ -151,3 +151,19 @@ def test_gpus_per_worker_reaches_the_launcher(monkeypatch, capsys):
         capsys,
         "gpus_per_worker (1) for 2 worker task(s) needs 2 GPUs, but the GPUs visible are 1 (0)",
     )
+
+
+def test_jit_compile_compiles_the_jobs_model_with_xla(tmp_path, capsys):
+    from tfdist.cli.job import compile_model
+    from tfdist.config import JobConfig
+    from tfdist.models import build_model
+
+    for jit in (False, True):
+        config = JobConfig.from_flat(jit_compile=jit)
+        model = compile_model(build_model("mlp", input_shape=(8,), num_classes=3), config)
+        assert model.jit_compile is jit
+    metrics = tmp_path / "m.json"
+    assert _run("--jit_compile", "--epochs=1", f"--metrics_json={metrics}") == 0
+    assert json.loads(metrics.read_text())["jit_compile"] is True
+    assert _run("--jit_compile", "--strategy=parameter_server", "--num_ps=1") == 2
+    _one_line_error(capsys, "jit_compile (True) compiles a step with XLA")
