@@ -45,6 +45,28 @@ class Preempted(SystemExit):
         return self.message
 
 
+# The watchers whose handlers are installed in this process (the main thread's fit).
+_WATCHING: list[PreemptionWatcher] = []
+
+
+def _previous_handlers_in_child() -> None:
+    """In a process forked during a fit (a PyDataset's worker pool): the handlers from
+    before the watcher. Its handler would end such a process only when the process's main
+    thread runs Python again, and a pool worker waiting in a lock never does if the signal
+    reaches another of its threads: `Pool.terminate()`'s SIGTERM then left it running and
+    the fit waiting for it forever."""
+    for watcher in _WATCHING:
+        for signum, previous in watcher._previous.items():
+            try:
+                signal.signal(signum, previous)  # type: ignore[arg-type]
+            except ValueError:  # Not the child's main thread: the handler's own check stays.
+                pass
+    _WATCHING.clear()
+
+
+os.register_at_fork(after_in_child=_previous_handlers_in_child)
+
+
 class PreemptionWatcher:
     """Context manager: records SIGTERM and SIGINT; `agree` settles the stop flags of every
     worker.
@@ -88,12 +110,15 @@ class PreemptionWatcher:
         if threading.current_thread() is threading.main_thread():
             self._pid = os.getpid()
             self._previous = {signum: signal.signal(signum, self._handle) for signum in _SIGNALS}
+            _WATCHING.append(self)
         return self
 
     def __exit__(self, *exc) -> None:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)  # type: ignore[arg-type]
         self._previous = {}
+        if self in _WATCHING:
+            _WATCHING.remove(self)
 
     def agree(self, stop: bool = False) -> tuple[bool, bool]:
         """`(preempted, stop)`: whether this or any other worker got a signal, or asked to stop.

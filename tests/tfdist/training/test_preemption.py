@@ -145,3 +145,17 @@ def test_an_uncaught_preempted_ends_a_script_with_its_code_and_no_traceback():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
 
     assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_a_process_forked_during_the_fit_gets_the_handlers_from_before(outer_handler):
+    """A PyDataset's worker pool forks during the fit: its workers must end on SIGTERM as
+    they would without the watcher (Pool.terminate), whichever of their threads the signal
+    reaches, so they carry the handler from before, not the watcher's."""
+    before = signal.getsignal(signal.SIGTERM)
+    with PreemptionWatcher(make_strategy("one_device").strategy, sync_workers=False):
+        assert signal.getsignal(signal.SIGTERM) is not before
+        pid = os.fork()
+        if pid == 0:  # The child: exit 0 if SIGTERM's handler is the one from before.
+            os._exit(0 if signal.getsignal(signal.SIGTERM) is before else 1)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
