@@ -55,7 +55,8 @@ def test_a_sigterm_stops_at_a_checkpoint_and_the_rerun_ends_at_the_planned_step(
 
 
 def test_tfdist_fit_takes_sync_every_under_parameter_server(tmp_path):
-    """The same through the front door: a user's script, `tfdist.fit(sync_every=8)`."""
+    """The same through the front door: a user's script, `tfdist.fit(sync_every=8)`, whose
+    LearningRateScheduler reaches the workers' own optimizers."""
     script = os.path.join(REPO, "tests", "e2e", "ps_local_steps_fit_job.py")
     launch = [sys.executable, "-m", "launch", *CLUSTER, "--", sys.executable, script]
     done = run_command([*launch, str(tmp_path)], env={"PYTHONPATH": REPO})
@@ -66,3 +67,6 @@ def test_tfdist_fit_takes_sync_every_under_parameter_server(tmp_path):
     # Rounds of 8: whole in each call of 16, and an epoch's last call of 14 ends in one of 6.
     assert result["ps_updates"] == 8 * 4, result
     assert result["val_accuracy"] >= 0.85, result  # It learns (0.886 in one run).
+    # The workers' copies take the model optimizer's rate: 0 in the last epoch, no change.
+    sums = result["weight_sums"]
+    assert sums[-3] != sums[-2] == sums[-1], sums

@@ -96,10 +96,6 @@ def _on_each_worker(strategy):
     return creator
 
 
-def _scalar(value) -> tf.Tensor:
-    return tf.convert_to_tensor(value)
-
-
 class WorkerCopies:
     """Each worker's copy of the trainable weights, its own optimizer, and the ps side of
     a push (the outer step's momentum, the count of updates).
@@ -159,9 +155,10 @@ class WorkerCopies:
         start = [tf.identity(v.value) for v in self.trainable]
         for copy, value in zip(self.weights, start, strict=True):
             copy.assign(value)
-        self.optimizer.iterations.assign(_scalar(self._optimizer.iterations))
+        self.optimizer.iterations.assign(tf.convert_to_tensor(self._optimizer.iterations))
         if isinstance(self.optimizer._learning_rate, keras.Variable):
-            self.optimizer._learning_rate.assign(_scalar(self._optimizer._learning_rate))
+            rate = tf.convert_to_tensor(self._optimizer._learning_rate)
+            self.optimizer._learning_rate.assign(rate)
         return start
 
     def values(self) -> list[tf.Tensor]:
