@@ -9,6 +9,9 @@ continues an iterator across epochs (a dataset with `steps_per_epoch`), the weig
 which batches each epoch saw.
 """
 
+import contextlib
+import multiprocessing
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -266,11 +269,26 @@ def pydataset_with_worker_threads(front):
     return fit_observed(front, regressor(front), batches, epochs=2)
 
 
+@contextlib.contextmanager
+def _start_method(method):
+    """multiprocessing's start method `method` while the block runs."""
+    previous = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method(method, force=True)
+    try:
+        yield
+    finally:
+        multiprocessing.set_start_method(previous, force=True)
+
+
 @case("inputs")
 def pydataset_with_worker_processes(front):
-    """use_multiprocessing=True: batches made in 2 worker processes."""
+    """use_multiprocessing=True: batches made in 2 worker processes, started by a fork
+    server: a pool forked from this process (TensorFlow's threads, the test harness's)
+    deadlocked in 2 of 2 CI rehearsals on 2026-12-05, a worker waiting forever on its
+    pool's queue lock while the fit's end waited for it (an open problem of its own)."""
     batches = _Batches(X, Y, 4, workers=2, use_multiprocessing=True, max_queue_size=2)
-    return fit_observed(front, regressor(front), batches, epochs=1)
+    with _start_method("forkserver"):
+        return fit_observed(front, regressor(front), batches, epochs=1)
 
 
 def _generator(x, y, batch, *, forever=False):
