@@ -70,3 +70,21 @@ def test_tfdist_fit_takes_sync_every_under_parameter_server(tmp_path):
     # The workers' copies take the model optimizer's rate: 0 in the last epoch, no change.
     sums = result["weight_sums"]
     assert sums[-3] != sums[-2] == sums[-1], sums
+
+
+def test_the_outer_optimizer_steps_the_ps_weights(tmp_path):
+    """One worker (its rounds in order): outer SGD at rate 1 without momentum adds each
+    round's change as it is, as `none` does; at rate 0.5 it moves the weights half way."""
+    one = ["--strategy=parameter_server", "--num_workers=1", "--num_ps=1", f"--sync_every={H}"]
+    losses = {}
+    for name, outer in {
+        "none": [],
+        "sgd 1": ["--outer_optimizer=sgd", "--outer_learning_rate=1", "--outer_momentum=0"],
+        "sgd 0.5": ["--outer_optimizer=sgd", "--outer_learning_rate=0.5", "--outer_momentum=0"],
+    }.items():
+        out = tmp_path / name.replace(" ", "_")
+        out.mkdir()
+        process, summary = run_trainer(out, *one, "--epochs=2", *outer)
+        assert process.returncode == 0, explain(process)
+        losses[name] = summary["val_loss"]
+    assert losses["sgd 1"] == losses["none"] != losses["sgd 0.5"], losses
