@@ -130,7 +130,10 @@ class RestartPolicy:
         cause = result.root_cause
         if result.succeeded or result.interrupted_by or cause is None:
             return Decision(restart=False)
-        failed = f"attempt {attempt} failed ({cause.name} {cause.describe()})"
+        said = cause.last_words()
+        failed = f"attempt {attempt} failed ({cause.name} {cause.describe()}" + (
+            f': "{said}")' if said else ")"
+        )
         if restarts < self.max_restarts:
             return Decision(
                 restart=True,

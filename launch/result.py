@@ -56,6 +56,18 @@ class TaskOutcome:
             return f"killed by {_signal_name(-self.exit_code)}"
         return f"exit code {self.exit_code}"
 
+    def last_words(self, limit: int = 200) -> str | None:
+        """The last line the task wrote that is not TensorFlow's start-up noise, cut to
+        `limit` characters, when it exited with an error code (a traceback's last line, a
+        one-line error); None when it was killed, never started, or wrote nothing."""
+        if self.exit_code is None or self.exit_code <= 0:
+            return None
+        lines = [line.strip() for line in self.log_tail if line.strip() and not is_noise(line)]
+        if not lines:
+            return None
+        last = lines[-1]
+        return last if len(last) <= limit else last[: limit - 3] + "..."
+
 
 @dataclasses.dataclass(frozen=True)
 class LaunchResult:

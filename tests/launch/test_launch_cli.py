@@ -333,7 +333,8 @@ def test_log_dir_keeps_what_the_terminal_leaves_out(capsys, tmp_path, verbose):
     assert ("[worker:0] Traceback" in captured.out) is verbose
     attempt = tmp_path / "logs" / "attempt-1"
     assert (
-        "launch: attempt 1 failed (worker:1 exit code 3); giving up (--max_restarts=0); "
+        'launch: attempt 1 failed (worker:1 exit code 3: "worker 1 failing"); giving up '
+        "(--max_restarts=0); "
         f"full logs: {attempt}\n" in captured.out
     )
     assert "Traceback (most recent call last):" in (attempt / "worker-0.log").read_text()

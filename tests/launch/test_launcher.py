@@ -242,9 +242,11 @@ def test_each_failed_attempt_gets_one_line_naming_its_logs(tmp_path):
 
     notes = [line for line in output.getvalue().splitlines() if line.startswith("launch:")]
     assert notes == [
-        "launch: attempt 1 failed (worker:0 exit code 3); restarting the cluster (1/1); "
+        'launch: attempt 1 failed (worker:0 exit code 3: "start 1"); restarting the cluster '
+        "(1/1); "
         f"full logs: {tmp_path / 'logs' / 'attempt-1'}",
-        "launch: attempt 2 failed (worker:0 exit code 3); giving up: the restarts are spent "
+        'launch: attempt 2 failed (worker:0 exit code 3: "start 2"); giving up: the restarts '
+        "are spent "
         f"(1/1); full logs: {tmp_path / 'logs' / 'attempt-2'}",
     ]
     for attempt in (1, 2):
@@ -316,7 +318,7 @@ def test_min_workers_goes_on_without_a_worker_that_cannot_come_back():
     text = output.getvalue()
     assert "restarting the cluster (1/1)" in text
     assert (
-        "launch: attempt 2 failed (worker:2 exit code 3); its restarts are spent: going "
+        'launch: attempt 2 failed (worker:2 exit code 3: "2 of 3"); its restarts are spent: going '
         "on without it with 2 of 3 workers (--min_workers=2), from the last checkpoint" in text
     )
     assert "[worker:1] 1 of 2" in text

@@ -9,8 +9,10 @@ import pytest
 from launch import LaunchError, LaunchResult, RestartPolicy, TaskLaunch, TaskOutcome
 
 
-def _failed(name="worker:2", exit_code=-9):
-    cause = TaskOutcome(name=name, exit_code=exit_code, pid=1, was_root_cause=True)
+def _failed(name="worker:2", exit_code=-9, log_tail=()):
+    cause = TaskOutcome(
+        name=name, exit_code=exit_code, pid=1, was_root_cause=True, log_tail=tuple(log_tail)
+    )
     return LaunchResult(exit_code=137, tasks=(cause,), root_cause=cause)
 
 
@@ -54,6 +56,27 @@ def test_a_failure_restarts_the_cluster_until_the_restarts_are_spent():
     assert not last.restart
     assert last.note == (
         "attempt 3 failed (worker:2 killed by SIGKILL); giving up: the restarts are spent (2/2)"
+    )
+
+
+def test_an_error_exit_names_the_tasks_last_line_and_a_kill_does_not():
+    policy = RestartPolicy(max_restarts=1)
+    tail = [
+        "Traceback (most recent call last):",
+        "ValueError: " + "x" * 300,
+        "I0000 00:00:1796501060.554227    3450 port.cc:153] oneDNN custom operations are on.",
+        "",
+    ]
+
+    errored = policy.after(_failed("chief:0", 1, tail), attempt=1, restarts=0, workers=2)
+    killed = policy.after(_failed(log_tail=tail), attempt=1, restarts=0, workers=2)
+
+    said = "ValueError: " + "x" * 185 + "..."
+    assert errored.note == (
+        f'attempt 1 failed (chief:0 exit code 1: "{said}"); restarting the cluster (1/1)'
+    )
+    assert killed.note == (
+        "attempt 1 failed (worker:2 killed by SIGKILL); restarting the cluster (1/1)"
     )
 
 
