@@ -37,3 +37,23 @@ def test_recommender_tables_live_in_parts_on_the_ps_and_train(tmp_path, num_ps):
     exported = keras.saving.load_model(model_dir / "model.keras")
     table = exported.get_layer("user_embedding").table_value()
     assert table.shape == (INTERACTION_USERS, 16) and np.isfinite(table).all()
+
+
+def test_local_steps_refuse_a_table_split_on_the_ps_in_one_line(tmp_path):
+    """`--sync_every` copies the weights to each worker; a split table is updated on the ps
+    row by row instead, so the two do not mix: the chief's one line (which the launcher's
+    summary then quotes), exit 2, nothing trained."""
+    process, summary = run_trainer(
+        tmp_path, *RECOMMENDER, "--num_ps=2", "--sync_every=8", f"--model_dir={tmp_path / 'm'}"
+    )
+
+    assert process.returncode == 2, explain(process)
+    output = process.stdout + process.stderr
+    errors = [
+        line for line in output.splitlines() if line.startswith("[chief:0] tfdist.train: error:")
+    ]
+    assert len(errors) == 1, explain(process)
+    assert "--sync_every (8) under parameter_server keeps a copy of the weights" in errors[0]
+    assert errors[0].endswith("Drop --sync_every, or use a keras.layers.Embedding."), errors[0]
+    assert "Traceback" not in output
+    assert summary is None

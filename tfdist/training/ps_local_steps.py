@@ -110,11 +110,6 @@ class WorkerCopies:
     """
 
     def __init__(self, config: LocalSGDConfig, *, strategy, model, optimizer):
-        if not isinstance(optimizer, keras.optimizers.Optimizer):
-            raise ConfigError(
-                f"sync_every ({config.sync_every}) under parameter_server needs a Keras "
-                f"optimizer to clone on each worker, not {type(optimizer).__name__}."
-            )
         self.config = config
         self.sync_every = config.sync_every
         self._optimizer = optimizer
