@@ -46,6 +46,9 @@ class GlobalBatches:
         are gathered), the elements `tfdist.data.replica_batches.per_replica` would make.
       close: stops what reads the source ahead (a PyDataset's worker threads or processes,
         which would otherwise outlive the fit and hold the process at exit).
+      prefetch: whether tf.data may read ahead of the step; False where the source reads
+        ahead itself (a PyDataset's workers, as Keras' adapter says), so that nothing asks
+        for a batch the fit will not train on.
     """
 
     name: str
@@ -59,6 +62,7 @@ class GlobalBatches:
     on_epoch_end: Callable[[], None] = lambda: None
     shares: Callable[..., tf.data.Dataset] | None = None
     close: Callable[[], None] = lambda: None
+    prefetch: bool = True
 
     def plan(self, steps_per_epoch: int | None) -> EpochPlan:
         return EpochPlan(self.num_batches, steps_per_epoch, endless=self.endless)
@@ -235,6 +239,12 @@ def adapter_batches(
         on_epoch_begin=x.on_epoch_begin if is_py_dataset else (lambda: None),
         on_epoch_end=x.on_epoch_end if is_py_dataset else (lambda: None),
         close=lambda: _stop_readers(adapter),
+        # With workers, Keras' adapter turns tf.data's read-ahead off (the workers read
+        # ahead): a read-ahead past an epoch's last batch starts the next pass, and past the
+        # fit's last a new pool of worker processes, ended as it starts (a pool terminated
+        # while its workers start can hang; its generator's iterator, torn down before its
+        # first read, makes tf.data log a KeyError).
+        prefetch=getattr(adapter, "enqueuer", None) is None,
     )
 
 

@@ -61,7 +61,7 @@ def shared_fn(batches: GlobalBatches, *, repeat: bool, steps: int | None = None)
             shares = per_replica(stream, **where)
         if steps is not None:
             shares = shares.take(steps * local)
-        return shares.prefetch(tf.data.AUTOTUNE)
+        return shares.prefetch(tf.data.AUTOTUNE) if batches.prefetch else shares
 
     dataset_fn.metered = True  # type: ignore[attr-defined]
     return dataset_fn
