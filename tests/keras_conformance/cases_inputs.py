@@ -285,7 +285,10 @@ def pydataset_with_worker_processes(front):
     """use_multiprocessing=True: batches made in 2 worker processes, started by a fork
     server: a pool forked from this process (TensorFlow's threads, the test harness's)
     deadlocked in 2 of 2 CI rehearsals on 2026-12-05, a worker waiting forever on its
-    pool's queue lock while the fit's end waited for it (an open problem of its own)."""
+    pool's queue lock while the fit's end waited for it. tf.data then read ahead past the
+    fit's last batch, which started a new pool as the fit ended (`GlobalBatches.prefetch`
+    now stops that); whether that was the whole cause is not known, so the fork server
+    stays."""
     batches = _Batches(X, Y, 4, workers=2, use_multiprocessing=True, max_queue_size=2)
     with _start_method("forkserver"):
         return fit_observed(front, regressor(front), batches, epochs=1)
