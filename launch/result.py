@@ -11,6 +11,8 @@ import signal
 
 from launch.noise import is_noise
 
+_USAGE_ERROR = 2  # The exit code of a command's own one-line usage error.
+
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
@@ -58,9 +60,10 @@ class TaskOutcome:
 
     def last_words(self, limit: int = 200) -> str | None:
         """The last line the task wrote that is not TensorFlow's start-up noise, cut to
-        `limit` characters, when it exited with an error code (a traceback's last line, a
-        one-line error); None when it was killed, never started, or wrote nothing."""
-        if self.exit_code is None or self.exit_code <= 0:
+        `limit` characters, when it failed with an error code (a traceback's last line);
+        None when it was killed, never started, wrote nothing, or exited with 2, a usage
+        error whose one line (tfdist's, absl's, argparse's) has just been printed."""
+        if self.exit_code is None or self.exit_code <= 0 or self.exit_code == _USAGE_ERROR:
             return None
         lines = [line.strip() for line in self.log_tail if line.strip() and not is_noise(line)]
         if not lines:

@@ -59,7 +59,7 @@ def test_a_failure_restarts_the_cluster_until_the_restarts_are_spent():
     )
 
 
-def test_an_error_exit_names_the_tasks_last_line_and_a_kill_does_not():
+def test_an_error_exit_names_the_tasks_last_line_and_a_kill_or_usage_error_does_not():
     policy = RestartPolicy(max_restarts=1)
     tail = [
         "Traceback (most recent call last):",
@@ -70,6 +70,7 @@ def test_an_error_exit_names_the_tasks_last_line_and_a_kill_does_not():
 
     errored = policy.after(_failed("chief:0", 1, tail), attempt=1, restarts=0, workers=2)
     killed = policy.after(_failed(log_tail=tail), attempt=1, restarts=0, workers=2)
+    usage = policy.after(_failed("chief:0", 2, tail), attempt=1, restarts=0, workers=2)
 
     said = "ValueError: " + "x" * 185 + "..."
     assert errored.note == (
@@ -78,6 +79,8 @@ def test_an_error_exit_names_the_tasks_last_line_and_a_kill_does_not():
     assert killed.note == (
         "attempt 1 failed (worker:2 killed by SIGKILL); restarting the cluster (1/1)"
     )
+    # Exit 2, a usage error: its one line was the task's last, printed just before.
+    assert usage.note == "attempt 1 failed (chief:0 exit code 2); restarting the cluster (1/1)"
 
 
 def test_success_and_an_interrupt_end_the_launch():
