@@ -50,6 +50,7 @@ def _kill_at(kill):
 
 
 PATIENCE, FACTOR, LEARNING_RATE = 2, 0.5, 0.03
+PLATEAU_MIN_DELTA = 1e-4  # ReduceLROnPlateau's default.
 
 
 def _launch(out, cluster, *job_args, rerun=False):
@@ -85,12 +86,13 @@ def _best_weights(out):
 
 def _keras_would(val_losses):
     """(epochs EarlyStopping(patience=2) lets run, the rate ReduceLROnPlateau(patience=1,
-    factor=0.5) leaves), replayed over a whole run's val_loss as Keras' callbacks decide."""
+    factor=0.5) leaves), replayed over a whole run's val_loss as Keras' callbacks decide:
+    EarlyStopping's min_delta is 0, ReduceLROnPlateau's 1e-4."""
     best_stop = best_plateau = float("inf")
     wait_stop = wait_plateau = 0
     rate = LEARNING_RATE
     for epoch, value in enumerate(val_losses):
-        if value < best_plateau:
+        if value < best_plateau - PLATEAU_MIN_DELTA:
             best_plateau, wait_plateau = value, 0
         else:
             wait_plateau += 1
@@ -141,8 +143,10 @@ def test_a_killed_run_restarts_into_the_uninterrupted_runs_ending(
     assert (tmp_path / "killed" / "best.weights.h5").exists()
     # The callbacks decided over the whole run, the epochs before the kill included.
     stop_after, rate = _keras_would(got["history"]["val_loss"])
-    assert epochs == stop_after < 30
+    assert epochs == stop_after
     assert got["learning_rate"] == pytest.approx(rate, rel=1e-6)
+    # An asynchronous run may go on improving by a little each epoch and never stop early;
+    # multi_worker is exact and stops at epoch 9, as its uninterrupted run does.
     if cluster == "multi_worker":  # Exact resume: the uninterrupted run's numbers.
         assert epochs == len(expected["history"]["loss"]) == 9
         assert got["stopped_epoch"] == expected["stopped_epoch"]
