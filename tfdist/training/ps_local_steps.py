@@ -9,9 +9,12 @@ forward pass reading the copy through Keras' `StatelessScope`, the copy's optimi
 applying the gradients on the worker), then pushes one update, the copy's change over
 the round: added to the ps weights as it is (`outer_optimizer="none"`), or as the
 gradient of an outer SGD or Nesterov step kept on the ps (its momentum is a ps variable,
-checkpointed). Each round reads and writes the ps weights once instead of every step:
-814 KB each way per H steps on the reference MLP, not per step. `ps_updates`, a ps
-variable, counts the pushes the ps received.
+checkpointed). The push is Keras' `assign_add`, a read of the ps weight and a write
+of the sum: another worker's push landing in between is lost, and the run learns partly
+because of it (docs/performance.md, "A round's push"; open in #22). Each round reads the
+ps weights twice (the fetch, the push's read) and writes them once, per H steps instead
+of every step: 814 KB a crossing on the reference MLP. `ps_updates`, a ps variable,
+counts the pushes the ps received.
 
 A scheduled piece of n steps runs ceil(n / H) rounds, the last one shorter, so every step
 a piece takes reaches the ps before it returns: checkpoints, stops and the step counts
