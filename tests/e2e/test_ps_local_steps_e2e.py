@@ -1,8 +1,10 @@
 """Local steps on parameter_server workers (`--sync_every`), as real processes: the ps
 receives one update per round of a worker's steps, counted on the ps; the run learns as
 plain parameter_server does; a SIGTERM stops it at a checkpoint and the rerun ends at the
-planned step, its count of updates carried on (tfdist.training.ps_local_steps)."""
+planned step, its count of updates carried on; pushes of two workers at once all land,
+each as a share of their average (tfdist.training.ps_local_steps)."""
 
+import io
 import json
 import os
 import re
@@ -10,12 +12,16 @@ import signal
 import sys
 import time
 
+import pytest
 from e2e_helpers import REPO, explain, run_command, run_trainer, start_command
+
+from launch import plan_local_cluster, plan_local_launch, run_local
 
 CLUSTER = ["--strategy=parameter_server", "--num_workers=2", "--num_ps=1"]
 EPOCHS = 10
 STEPS = EPOCHS * (1500 // 64)  # digits: 1,500 training examples, global batch 64.
 H = 8
+PUSH_JOB = os.path.join(REPO, "tests", "e2e", "ps_push_job.py")
 
 
 def test_a_worker_updates_the_ps_once_a_round_and_the_run_learns(tmp_path):
@@ -88,3 +94,28 @@ def test_the_outer_optimizer_steps_the_ps_weights(tmp_path):
         assert process.returncode == 0, explain(process)
         losses[name] = summary["val_loss"]
     assert losses["sgd 1"] == losses["none"] != losses["sgd 0.5"], losses
+
+
+@pytest.mark.parametrize("outer", ["none", "sgd"])
+def test_pushes_of_two_workers_at_once_all_land_as_shares_of_an_average(tmp_path, outer):
+    """40 rounds, each changing every weight by exactly 1, pushed by 2 workers at once:
+    each push adds 1/2, so the weights move by 20 and no push is lost (Keras' assign_add,
+    a read then a write, lost the pushes that landed in between). Outer SGD at rate 1
+    without momentum moves them as `none` does."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    env.pop("TF_CONFIG", None)
+    report = tmp_path / "report.json"
+    launches = plan_local_launch(
+        cluster=plan_local_cluster(strategy="parameter_server", num_workers=2, num_ps=1),
+        strategy="parameter_server",
+        command=[sys.executable, PUSH_JOB, outer, str(report)],
+        server_command=[sys.executable, "-m", "tfdist.server"],
+        base_env=env,
+    )
+    output = io.StringIO()
+    result = run_local(launches, output=output)
+    assert result.exit_code == 0, result.summary() + output.getvalue()[-4000:]
+    found = json.loads(report.read_text())
+    assert found["pushes"] == 40, found
+    assert min(found["rounds_by_worker"]) > 0, found
+    assert all(abs(moved - 20.0) < 1e-4 for moved in found["moved"]), found

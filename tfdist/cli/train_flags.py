@@ -241,7 +241,8 @@ flags.DEFINE_enum(
     OUTER_OPTIMIZERS,
     "The DiLoCo outer step at each --sync_every synchronisation: none takes the average as "
     "the weights; sgd or nesterov treat (last synchronised weights - average) as a gradient "
-    "and apply it with --outer_learning_rate and --outer_momentum.",
+    "and apply it with --outer_learning_rate and --outer_momentum. Under parameter_server "
+    "each worker's update is its share of the average, its change divided by the workers.",
 )
 flags.DEFINE_float(
     "outer_learning_rate",

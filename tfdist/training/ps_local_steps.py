@@ -6,15 +6,18 @@ own copy of the trainable weights and its own optimizer (a clone of the model's,
 own slots) in variables on the worker (`WorkerCopies`). A round fetches the weights from
 the ps into the copy, takes H steps of tfdist's one step (`tfdist.training.step`, its
 forward pass reading the copy through Keras' `StatelessScope`, the copy's optimizer
-applying the gradients on the worker), then pushes one update, the copy's change over
-the round: added to the ps weights as it is (`outer_optimizer="none"`), or as the
-gradient of an outer SGD or Nesterov step kept on the ps (its momentum is a ps variable,
-checkpointed). The push is Keras' `assign_add`, a read of the ps weight and a write
-of the sum: another worker's push landing in between is lost, and the run learns partly
-because of it (docs/performance.md, "A round's push"; open in #22). Each round reads the
-ps weights twice (the fetch, the push's read) and writes them once, per H steps instead
-of every step: 814 KB a crossing on the reference MLP. `ps_updates`, a ps variable,
-counts the pushes the ps received.
+applying the gradients on the worker), then pushes one update: the copy's change over
+the round divided by the number of workers, each worker's share of an average, added to
+the ps weights (`outer_optimizer="none"`), or, negated, the gradient of an outer SGD or
+Nesterov step run on the ps (its momentum is a ps variable, checkpointed). With one worker
+that is the change itself; with more, a round of every worker moves the weights by their
+average change, as `none` does for the synchronous strategies. Their sum instead did not
+learn: with two workers the synthetic job's validation accuracy stayed at 0.10
+(docs/performance.md). Each update is one op on the ps: Keras' `assign_add` reads the
+weight and writes back the sum, so a push landing between the two would be lost. Each
+round reads and writes the ps weights once, per H steps instead of every step: 814 KB
+each way on the reference MLP. `ps_updates`, a ps variable, counts the pushes the ps
+received.
 
 A scheduled piece of n steps runs ceil(n / H) rounds, the last one shorter, so every step
 a piece takes reaches the ps before it returns: checkpoints, stops and the step counts
@@ -107,14 +110,16 @@ class WorkerCopies:
 
     Args:
       config: the local steps' settings (`sync_every`, `outer_*`).
+      num_workers: the cluster's workers; a push is one worker's share of their average.
       strategy: the `ParameterServerStrategy` the model was built under.
       model: the model.
       optimizer: the model's built optimizer (its config is cloned per worker).
     """
 
-    def __init__(self, config: LocalSGDConfig, *, strategy, model, optimizer):
+    def __init__(self, config: LocalSGDConfig, *, num_workers: int, strategy, model, optimizer):
         self.config = config
         self.sync_every = config.sync_every
+        self.num_workers = num_workers
         self._optimizer = optimizer
         self.trainable = list(model.trainable_variables)
         with tf.variable_creator_scope(_on_each_worker(strategy)):
@@ -164,23 +169,32 @@ class WorkerCopies:
         return [tf.identity(copy.value) for copy in self.weights]
 
     def push(self, start: list[tf.Tensor]) -> None:
-        """Sends the round's change (the copy minus `start`) to the ps: added as it is, or
-        as the outer optimizer's gradient; counts the update."""
+        """Sends this worker's share of the round's change, (copy - `start`) / workers, to
+        the ps: added to the weights, or, negated, as the outer optimizer's gradient, its
+        arithmetic on the ps beside the momentum; counts the update.
+
+        Each weight's update is one op of the tf.Variable under the Keras weight, run on
+        the ps under the variable's lock. The outer momentum is read and then written,
+        as a Keras optimizer's slots are under parameter_server: two workers' outer steps
+        may interleave there.
+        """
         outer = self.config.outer_optimizer
+        share = 1.0 / self.num_workers
         for index, (weight, copy, began) in enumerate(
             zip(self.trainable, self.weights, start, strict=True)
         ):
-            change = tf.identity(copy.value) - began
+            change = (tf.identity(copy.value) - began) * share
+            variable = weight.value  # The tf.Variable on the ps.
             if outer == "none":
-                weight.assign_add(change)
+                variable.assign_add(change)
                 continue
-            gradient = -change
-            momentum = self._momenta[index]
-            mu = self.config.outer_momentum
-            velocity = mu * momentum.read_value() + gradient
-            momentum.assign(velocity)
-            update = gradient + mu * velocity if outer == "nesterov" else velocity
-            weight.assign_sub(self.config.outer_learning_rate * update)
+            with tf.device(variable.device):
+                momentum = self._momenta[index]
+                mu = self.config.outer_momentum
+                velocity = mu * momentum.read_value() - change
+                momentum.assign(velocity)
+                update = -change + mu * velocity if outer == "nesterov" else velocity
+                variable.assign_sub(self.config.outer_learning_rate * update)
         self.updates.assign_add(1)
 
 
@@ -204,6 +218,7 @@ class LocalStepsRunner(CoordinatorRunner):
         super().__init__(distribution, step, loop)
         self.copies = WorkerCopies(
             loop.local_sgd,
+            num_workers=distribution.num_workers,
             strategy=self.strategy,
             model=step.model,
             optimizer=step.optimizer,
