@@ -1,14 +1,15 @@
 """Local-step pushes of two parameter-server workers at once (`WorkerCopies.push`).
 
-Run as the ``parameter_server`` chief of 2 workers and 1 ps by test_ps_local_steps_e2e.py
-through ``launch.run_local``:
+Run as the ``parameter_server`` chief of 1 or 2 workers and 1 ps by
+test_ps_local_steps_e2e.py through ``launch.run_local``:
 
-    python ps_push_job.py OUTER_OPTIMIZER OUT_JSON
+    python ps_push_job.py OUTER_OPTIMIZER OUTER_MOMENTUM OUT_JSON
 
 Schedules 40 rounds that each fetch the weights, set the worker's copy to them plus 1
-(a round whose change is exactly 1 in every weight), and push. The two workers run them
-at the same time, so pushes meet on the ps. Writes to OUT_JSON how far each weight moved
-(its distinct values), the pushes counted, and how many rounds each worker ran.
+(a round whose change is exactly 1 in every weight), and push, the outer step at rate 1.
+Two workers run them at the same time, so pushes meet on the ps; one runs them in turn.
+Writes to OUT_JSON how far each weight moved (its distinct values), the pushes counted,
+and how many rounds each worker ran.
 """
 
 import json
@@ -25,7 +26,7 @@ from tfdist.training.ps_local_steps import WorkerCopies
 ROUNDS = 40
 
 
-def main(outer_optimizer, out_json):
+def main(outer_optimizer, outer_momentum, out_json):
     distribution = tfdist.make_strategy("parameter_server", cluster=tfdist.read_tf_config())
     strategy, coordinator = distribution.strategy, distribution.coordinator
     with strategy.scope():
@@ -34,7 +35,10 @@ def main(outer_optimizer, out_json):
         sgd.build(model.trainable_variables)
     before = [v.numpy() for v in model.trainable_variables]
     config = LocalSGDConfig(
-        sync_every=8, outer_optimizer=outer_optimizer, outer_learning_rate=1.0, outer_momentum=0.0
+        sync_every=8,
+        outer_optimizer=outer_optimizer,
+        outer_learning_rate=1.0,
+        outer_momentum=outer_momentum,
     )
     n = distribution.num_workers
     copies = WorkerCopies(config, num_workers=n, strategy=strategy, model=model, optimizer=sgd)
@@ -55,11 +59,11 @@ def main(outer_optimizer, out_json):
     report = {
         "moved": moved,
         "pushes": int(copies.updates.numpy()),
-        "rounds_by_worker": [workers.count(0), workers.count(1)],
+        "rounds_by_worker": [workers.count(index) for index in range(n)],
     }
     with open(out_json, "w") as f:
         json.dump(report, f)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], float(sys.argv[2]), sys.argv[3])

@@ -96,19 +96,15 @@ def test_the_outer_optimizer_steps_the_ps_weights(tmp_path):
     assert losses["sgd 1"] == losses["none"] != losses["sgd 0.5"], losses
 
 
-@pytest.mark.parametrize("outer", ["none", "sgd"])
-def test_pushes_of_two_workers_at_once_all_land_as_shares_of_an_average(tmp_path, outer):
-    """40 rounds, each changing every weight by exactly 1, pushed by 2 workers at once:
-    each push adds 1/2, so the weights move by 20 and no push is lost (Keras' assign_add,
-    a read then a write, lost the pushes that landed in between). Outer SGD at rate 1
-    without momentum moves them as `none` does."""
+def _push_rounds(tmp_path, workers, outer, momentum):
+    """What `ps_push_job.py` reports: 40 rounds of a change of exactly 1, pushed."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
     env.pop("TF_CONFIG", None)
     report = tmp_path / "report.json"
     launches = plan_local_launch(
-        cluster=plan_local_cluster(strategy="parameter_server", num_workers=2, num_ps=1),
+        cluster=plan_local_cluster(strategy="parameter_server", num_workers=workers, num_ps=1),
         strategy="parameter_server",
-        command=[sys.executable, PUSH_JOB, outer, str(report)],
+        command=[sys.executable, PUSH_JOB, outer, str(momentum), str(report)],
         server_command=[sys.executable, "-m", "tfdist.server"],
         base_env=env,
     )
@@ -118,4 +114,26 @@ def test_pushes_of_two_workers_at_once_all_land_as_shares_of_an_average(tmp_path
     found = json.loads(report.read_text())
     assert found["pushes"] == 40, found
     assert min(found["rounds_by_worker"]) > 0, found
+    return found
+
+
+@pytest.mark.parametrize("outer", ["none", "sgd"])
+def test_pushes_of_two_workers_at_once_all_land_as_shares_of_an_average(tmp_path, outer):
+    """40 rounds, each changing every weight by exactly 1, pushed by 2 workers at once:
+    each push adds 1/2, so the weights move by 20 and no push is lost (Keras' assign_add,
+    a read then a write, lost the pushes that landed in between). Outer SGD at rate 1
+    without momentum moves them as `none` does."""
+    found = _push_rounds(tmp_path, 2, outer, 0.0)
     assert all(abs(moved - 20.0) < 1e-4 for moved in found["moved"]), found
+
+
+@pytest.mark.parametrize("outer", ["sgd", "nesterov"])
+def test_the_outer_momentum_on_the_ps_is_sgds_or_nesterovs(tmp_path, outer):
+    """One worker's 40 rounds in turn, each a change of 1, with outer momentum 0.5 at rate 1:
+    the weights move as the outer step replayed here says (SGD 78.0, Nesterov 79.0)."""
+    velocity = expected = 0.0
+    for _ in range(40):
+        velocity = 0.5 * velocity - 1.0  # The change is the negated gradient.
+        expected -= -1.0 + 0.5 * velocity if outer == "nesterov" else velocity
+    found = _push_rounds(tmp_path, 1, outer, 0.5)
+    assert all(abs(moved - expected) < 1e-3 for moved in found["moved"]), (expected, found)
