@@ -12,11 +12,10 @@ import csv
 import json
 import math
 import os
-import subprocess
 import sys
 
 import pytest
-from e2e_helpers import REPO
+from e2e_helpers import REPO, run_side_by_side
 
 JOB = os.path.join(REPO, "tests", "e2e", "keras_callbacks_job.py")
 CLUSTERS = {
@@ -34,28 +33,21 @@ def runs(tmp_path_factory):
     """{cluster: (output folder, [each task's record])}."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
     env.pop("TF_CONFIG", None)
-    started = {}
-    for cluster, flags in CLUSTERS.items():
-        out = tmp_path_factory.mktemp(cluster)
-        log = open(out / "launch.log", "w")
-        argv = [sys.executable, "-m", "launch", *flags, "--", sys.executable, JOB, str(out)]
-        started[cluster] = (
-            out,
-            log,
-            subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT),
+    outs = {cluster: tmp_path_factory.mktemp(cluster) for cluster in CLUSTERS}
+    commands = {
+        cluster: (
+            [sys.executable, "-m", "launch", *flags, "--", sys.executable, JOB, str(outs[cluster])],
+            env,
+            outs[cluster] / "launch.log",
         )
-    failures, records = [], {}
-    for cluster, (out, log, process) in started.items():
-        try:
-            code = process.wait(timeout=1200)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = "timeout"
-        log.close()
-        text = (out / "launch.log").read_text()
-        if code != 0:
-            failures.append(f"{cluster}: exit {code}\n{text[-3000:]}")
+        for cluster, flags in CLUSTERS.items()
+    }
+    failures = run_side_by_side(commands)
+    records = {}
+    for cluster, out in outs.items():
+        if any(failure.startswith(f"{cluster}:") for failure in failures):
             continue
+        text = (out / "launch.log").read_text()
         assert "Traceback" not in text, text[-3000:]  # TerminateOnNaN stops quietly too.
         records[cluster] = (
             out,

@@ -14,11 +14,10 @@ global batch 64 (which does not divide it) under ``multi_worker`` ×2 and
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
-from e2e_helpers import REPO
+from e2e_helpers import REPO, run_side_by_side
 
 JOB = os.path.join(REPO, "tests", "e2e", "keras_models_job.py")
 EVAL_JOB = os.path.join(REPO, "tests", "e2e", "keras_eval_job.py")
@@ -78,24 +77,12 @@ def results(tmp_path_factory):
     (out / "eval_ps").mkdir()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
     env.pop("TF_CONFIG", None)
-    processes = {}
-    for run, argv in _commands(out).items():
-        log = open(out / f"{run}.log", "w")
-        run_env = dict(env, TF_NUM_INTRAOP_THREADS="1") if run in IN_PROCESS else env
-        processes[run] = (
-            subprocess.Popen(argv, cwd=REPO, env=run_env, stdout=log, stderr=subprocess.STDOUT),
-            log,
-        )
-    failures = []
-    for run, (process, log) in processes.items():
-        try:
-            code = process.wait(timeout=1200)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = "timeout"
-        log.close()
-        if code != 0:
-            failures.append(f"{run}: exit {code}\n{(out / f'{run}.log').read_text()[-3000:]}")
+    one_thread = dict(env, TF_NUM_INTRAOP_THREADS="1")
+    commands = {
+        run: (argv, one_thread if run in IN_PROCESS else env, out / f"{run}.log")
+        for run, argv in _commands(out).items()
+    }
+    failures = run_side_by_side(commands)
     assert not failures, "\n".join(failures)
     return {
         run: [json.loads((out / f"{name}.json").read_text()) for name in names]

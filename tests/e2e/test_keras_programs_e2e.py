@@ -19,11 +19,10 @@ as docs/trainer.md says (a model's own `train_step` under `parameter_server`).
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
-from e2e_helpers import REPO
+from e2e_helpers import REPO, run_side_by_side
 
 from launch.tf_config import free_ports
 
@@ -96,26 +95,13 @@ def results(tmp_path_factory):
         (out / folder).mkdir()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=f"{REPO}:{PROGRAMS_DIR}")
     env.pop("TF_CONFIG", None)
-    processes = {}
+    commands = {}
     for run, (argv, extra_env) in _commands(out).items():
-        log = open(out / f"{run}.log", "w")
         run_env = dict(env, **extra_env)
         if run in IN_PROCESS or run.startswith("tutorial_by_hand"):
             run_env["TF_NUM_INTRAOP_THREADS"] = "1"
-        processes[run] = (
-            subprocess.Popen(argv, cwd=REPO, env=run_env, stdout=log, stderr=subprocess.STDOUT),
-            log,
-        )
-    failures = []
-    for run, (process, log) in processes.items():
-        try:
-            code = process.wait(timeout=1200)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = "timeout"
-        log.close()
-        if code != 0:
-            failures.append(f"{run}: exit {code}\n{(out / f'{run}.log').read_text()[-3000:]}")
+        commands[run] = (argv, run_env, out / f"{run}.log")
+    failures = run_side_by_side(commands)
     assert not failures, "\n".join(failures)
     found = {
         run: [json.loads((out / f"{name}.json").read_text()) for name in names]

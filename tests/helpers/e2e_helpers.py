@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -34,6 +35,37 @@ def start_command(argv, log, *, env=None):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def run_side_by_side(commands, *, timeout=1200):
+    """Starts every command at once from the repository root and waits for all of them.
+
+    Args:
+      commands: ``{name: (argv, env, log_path)}``; each run's stdout and stderr go to its
+        ``log_path``, ``env`` is its whole environment.
+      timeout: seconds each run may take, counted from its wait; a run past it is killed.
+
+    Returns:
+      One message per run that did not exit 0: its name, exit code (or "timeout") and the
+      end of its log. Empty when every run succeeded.
+    """
+    started = {}
+    for name, (argv, env, log_path) in commands.items():
+        log = open(log_path, "w")
+        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        started[name] = (process, log, log_path)
+    failures = []
+    for name, (process, log, log_path) in started.items():
+        try:
+            code = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            code = "timeout"
+        log.close()
+        if code != 0:
+            failures.append(f"{name}: exit {code}\n{Path(log_path).read_text()[-3000:]}")
+    return failures
 
 
 def run_trainer(tmp_path, *flags, timeout=300, env=None):
