@@ -11,7 +11,8 @@ When its tests are selected, the first test of this folder starts both clusters
 (``clusters.Clusters``) and they run while the in-process tests
 (``test_in_process_conformance.py``, which come first) keep about one of the 2 cores
 busy; the cluster tests then only wait for what is left. Other folders' tests, which
-run before this one, are not loaded by them.
+run before this one, are not loaded by them. Under pytest-xdist (CI's e2e stage) the
+cluster tests' own fixture starts them instead, beside the other worker's tests.
 """
 
 import os
@@ -35,8 +36,13 @@ MULTI_PROCESS_TESTS = "test_multi_process_conformance.py"
 def clusters_beside_this_folder(request):
     """Starts the clusters at this folder's first test when their tests will run."""
     items = request.session.items
-    if request.config.option.collectonly or not any(
-        str(item.path).endswith(MULTI_PROCESS_TESTS) for item in items
+    # Under pytest-xdist (`--dist loadfile`) the cluster tests may run on another worker,
+    # beside whatever that worker runs; they start their clusters themselves.
+    distributed = os.environ.get("PYTEST_XDIST_WORKER") is not None
+    if (
+        request.config.option.collectonly
+        or distributed
+        or not any(str(item.path).endswith(MULTI_PROCESS_TESTS) for item in items)
     ):
         yield
         return
