@@ -33,7 +33,7 @@ import sys
 import time
 
 from _runs import REPO, print_medians, run_trainer
-from compare_peers import JAX_JOB, JOB, OURS
+from compare_peers import JAX_JOB, JOB, OURS, keras_jax_python
 
 TRAINER = [*JOB, *OURS["one_process"]]  # As compare_peers.py runs one process.
 STEPS_PER_CALL = 32
@@ -87,11 +87,11 @@ def tf_floor(gather: bool = False, metrics: bool = False) -> dict:
     @tf.function
     def call(first):
         for i in tf.range(STEPS_PER_CALL):  # Batches taken outside XLA.
-            start = ((first + i) % STEPS_PER_EPOCH) * BATCH
             if gather:
                 rows = tf.random.uniform([BATCH], maxval=x.shape[0], dtype=tf.int32)
                 step(tf.gather(x, rows), tf.gather(y, rows))
             else:  # A contiguous slice: a view, not a copy.
+                start = ((first + i) % STEPS_PER_EPOCH) * BATCH
                 step(tf.slice(x, [start, 0], [BATCH, 784]), tf.slice(y, [start], [BATCH]))
 
     calls = STEPS_PER_EPOCH // STEPS_PER_CALL
@@ -151,9 +151,10 @@ def main():
     if args.child:
         print(json.dumps(CHILDREN[args.child]()), flush=True)
         return
-    if not args.jax_python:
-        parser.error("pass --jax_python PATH, a Python with keras and jax[cpu] (bench-jax)")
-    print_medians([one_round(args.jax_python) for _ in range(args.repeats)], "examples/s")
+    jax_python = keras_jax_python(args.jax_python)  # None after one line saying why.
+    if jax_python is None:
+        sys.exit(2)
+    print_medians([one_round(jax_python) for _ in range(args.repeats)], "examples/s")
 
 
 if __name__ == "__main__":
